@@ -1,0 +1,372 @@
+//! Live sessions: who is online, who may reach whom, and the pushes that keep every
+//! node's peer list current. The relay table is updated here, under the same lock, so
+//! the control plane and the data plane never disagree for longer than one call.
+//!
+//! Lock order: registry, then store, then relay table.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rand::RngCore;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::auth::{state_refusal, Refusal, SharedStore};
+use super::relay::RelayTable;
+use crate::proto::control::{Event, Key32, LoginOk, PeerInfo, RefuseReason};
+use crate::proto::relay::NodeId;
+use crate::store::{AccountRecord, DeviceRecord, OverlayNet};
+
+struct Session {
+    device: DeviceRecord,
+    contract_id: i64,
+    boot_id: u64,
+    relay_session: u64,
+    db_session: i64,
+    tx: UnboundedSender<Event>,
+    /// Devices this session may reach, whether online or not.
+    peers: HashMap<NodeId, DeviceRecord>,
+}
+
+pub struct Registry {
+    sessions: Mutex<HashMap<NodeId, Session>>,
+    store: Arc<SharedStore>,
+    relay: Arc<RwLock<RelayTable>>,
+    overlay: OverlayNet,
+}
+
+/// A session the registry accepted; hand it back to [`Registry::leave`].
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    pub node: NodeId,
+    pub relay_session: u64,
+}
+
+/// A live session as `mcvpn hub stats` shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct SessionSummary {
+    pub node_id: NodeId,
+    pub name: String,
+    pub account: String,
+    pub role: &'static str,
+    pub overlay_ip: String,
+    pub peers_online: usize,
+}
+
+fn peer_info(d: &DeviceRecord, sessions: &HashMap<NodeId, Session>) -> PeerInfo {
+    let live = sessions.get(&d.node_id());
+    PeerInfo {
+        node_id: d.node_id(),
+        name: d.name.clone(),
+        role: d.role,
+        overlay_ip: d.overlay_ip,
+        public_key: d.public_key,
+        online: live.is_some(),
+        boot_id: live.map_or(0, |s| s.boot_id),
+    }
+}
+
+impl Registry {
+    pub fn new(store: Arc<SharedStore>, relay: Arc<RwLock<RelayTable>>, overlay: OverlayNet) -> Registry {
+        Registry {
+            sessions: Mutex::new(HashMap::new()),
+            store,
+            relay,
+            overlay,
+        }
+    }
+
+    /// Puts a device online: admits it to the relay, tells its online peers, and
+    /// returns what the node needs to know.
+    #[allow(clippy::too_many_arguments)]
+    pub fn join(
+        &self,
+        device: DeviceRecord,
+        account: &AccountRecord,
+        boot_id: u64,
+        db_session: i64,
+        resume_token: Option<String>,
+        tx: UnboundedSender<Event>,
+    ) -> Result<(LoginOk, Ticket), Refusal> {
+        let node = device.node_id();
+        let peers: HashMap<NodeId, DeviceRecord> = self
+            .store
+            .lock()
+            .unwrap()
+            .authorised_peers(&device)
+            .map_err(|e| Refusal::new(RefuseReason::Internal, format!("store: {e}")))?
+            .into_iter()
+            .map(|d| (d.node_id(), d))
+            .collect();
+
+        let mut sessions = self.sessions.lock().unwrap();
+        if let Some(old) = sessions.remove(&node) {
+            let _ = old.tx.send(Event::Kick {
+                reason: RefuseReason::Internal,
+                message: "replaced by a newer login of this device".into(),
+            });
+            self.end_in_store(old.db_session, "replaced by a newer login");
+        }
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        let relay_session = rand::rngs::OsRng.next_u64();
+        self.relay
+            .write()
+            .unwrap()
+            .admit(node, relay_session, key, peers.keys().copied().collect());
+
+        let session = Session {
+            device: device.clone(),
+            contract_id: account.contract_id,
+            boot_id,
+            relay_session,
+            db_session,
+            tx,
+            peers,
+        };
+        sessions.insert(node, session);
+        // Tell online peers; a brand-new device was not in their lists yet.
+        let me = peer_info(&device, &sessions);
+        let peer_ids: Vec<NodeId> = sessions[&node].peers.keys().copied().collect();
+        for p in peer_ids {
+            if let Some(ps) = sessions.get_mut(&p) {
+                ps.peers.entry(node).or_insert_with(|| device.clone());
+                self.relay.write().unwrap().add_peer(p, node);
+                let _ = ps.tx.send(Event::Peer(me.clone()));
+            }
+        }
+        let s = &sessions[&node];
+        let login = LoginOk {
+            node_id: node,
+            account: account.username.clone(),
+            contract: account.contract.clone(),
+            overlay_ip: device.overlay_ip,
+            overlay_prefix: self.overlay.prefix,
+            relay_key: Key32(key),
+            session_id: relay_session,
+            resume_token,
+            peers: s.peers.values().map(|d| peer_info(d, &sessions)).collect(),
+        };
+        Ok((login, Ticket { node, relay_session }))
+    }
+
+    /// Takes a session offline (connection closed) if it is still the current one.
+    pub fn leave(&self, ticket: Ticket, reason: &str) {
+        let mut sessions = self.sessions.lock().unwrap();
+        if sessions.get(&ticket.node).is_some_and(|s| s.relay_session == ticket.relay_session) {
+            let s = sessions.remove(&ticket.node).expect("checked");
+            self.drop_session(&mut sessions, s, reason);
+        }
+    }
+
+    /// Removes a session from the relay, tells its peers it is offline, and records the end.
+    fn drop_session(&self, sessions: &mut HashMap<NodeId, Session>, s: Session, reason: &str) {
+        let node = s.device.node_id();
+        self.relay.write().unwrap().remove(node, s.relay_session);
+        let gone = peer_info(&s.device, sessions);
+        for p in s.peers.keys() {
+            if let Some(ps) = sessions.get(p) {
+                let _ = ps.tx.send(Event::Peer(gone.clone()));
+            }
+        }
+        self.end_in_store(s.db_session, reason);
+        tracing::info!(node, name = %s.device.name, reason, "session ended");
+    }
+
+    fn end_in_store(&self, db_session: i64, reason: &str) {
+        if let Err(e) = self.store.lock().unwrap().session_end(db_session, reason) {
+            tracing::warn!(error = %e, "could not record the end of a session");
+        }
+    }
+
+    /// Ends a session from the hub's side with a reason the node is told.
+    fn kick(&self, sessions: &mut HashMap<NodeId, Session>, node: NodeId, refusal: &Refusal) {
+        if let Some(s) = sessions.remove(&node) {
+            let _ = s.tx.send(Event::Kick {
+                reason: refusal.reason,
+                message: refusal.message.clone(),
+            });
+            self.drop_session(sessions, s, &format!("kicked: {}", refusal.message));
+        }
+    }
+
+    /// Re-reads every live session's account, contract and peers from the store after
+    /// a change: cuts sessions that may no longer run, pushes peer additions and removals.
+    pub fn refresh(&self) {
+        let mut sessions = self.sessions.lock().unwrap();
+        let nodes: Vec<NodeId> = sessions.keys().copied().collect();
+        for node in nodes {
+            let Some(s) = sessions.get(&node) else { continue };
+            let (account_id, device_id) = (s.device.account_id, s.device.id);
+            let looked_up = {
+                let store = self.store.lock().unwrap();
+                store
+                    .account_by_id(account_id)
+                    .and_then(|a| store.device_by_id(device_id).map(|d| (a, d)))
+                    .and_then(|(a, d)| store.authorised_peers(&d).map(|p| (a, d, p)))
+            };
+            let (account, device, peers) = match looked_up {
+                Ok(x) => x,
+                Err(e) => {
+                    let r = Refusal::new(RefuseReason::DeviceNotAllowed, format!("this device was removed ({e})"));
+                    self.kick(&mut sessions, node, &r);
+                    continue;
+                }
+            };
+            if let Some(r) = state_refusal(&account) {
+                self.kick(&mut sessions, node, &r);
+                continue;
+            }
+            let new: HashMap<NodeId, DeviceRecord> = peers.into_iter().map(|d| (d.node_id(), d)).collect();
+            let old: HashSet<NodeId> = sessions[&node].peers.keys().copied().collect();
+            let events: Vec<Event> = old
+                .iter()
+                .filter(|id| !new.contains_key(id))
+                .map(|&id| Event::PeerGone { node_id: id })
+                .chain(
+                    new.values()
+                        .filter(|d| !old.contains(&d.node_id()))
+                        .map(|d| Event::Peer(peer_info(d, &sessions))),
+                )
+                .collect();
+            self.relay
+                .write()
+                .unwrap()
+                .set_peers(node, new.keys().copied().collect());
+            let s = sessions.get_mut(&node).expect("present");
+            s.device = device;
+            s.peers = new;
+            for e in events {
+                let _ = s.tx.send(e);
+            }
+        }
+    }
+
+    /// Cuts every live session of a contract at once (suspension, termination).
+    pub fn kick_contract(&self, contract_id: i64, refusal: &Refusal) -> usize {
+        let mut sessions = self.sessions.lock().unwrap();
+        let nodes: Vec<NodeId> = sessions
+            .iter()
+            .filter(|(_, s)| s.contract_id == contract_id)
+            .map(|(&n, _)| n)
+            .collect();
+        for &n in &nodes {
+            self.kick(&mut sessions, n, refusal);
+        }
+        nodes.len()
+    }
+
+    /// Ends every session (hub shutting down), recording why.
+    pub fn close_all(&self, reason: &str) {
+        let mut sessions = self.sessions.lock().unwrap();
+        for (_, s) in sessions.drain() {
+            self.end_in_store(s.db_session, reason);
+        }
+    }
+
+    pub fn summaries(&self) -> Vec<SessionSummary> {
+        let sessions = self.sessions.lock().unwrap();
+        let mut out: Vec<SessionSummary> = sessions
+            .values()
+            .map(|s| SessionSummary {
+                node_id: s.device.node_id(),
+                name: s.device.name.clone(),
+                account: s.device.account.clone(),
+                role: s.device.role.as_str(),
+                overlay_ip: s.device.overlay_ip.to_string(),
+                peers_online: s.peers.keys().filter(|p| sessions.contains_key(p)).count(),
+            })
+            .collect();
+        out.sort_by_key(|s| s.node_id);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::password;
+    use crate::proto::control::Role;
+    use crate::store::{AccountState, SqliteStore, Store};
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+    struct Fixture {
+        reg: Registry,
+        store: Arc<SharedStore>,
+        relay: Arc<RwLock<RelayTable>>,
+        target: DeviceRecord,
+        client: DeviceRecord,
+        alice: AccountRecord,
+    }
+
+    fn fixture() -> Fixture {
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        s.contract_add("acme").unwrap();
+        let alice = s.account_add("acme", "alice", &password::hash("x")).unwrap();
+        let net = OverlayNet::default();
+        let target = s.device_register(alice.id, Role::Target, &Key32([1; 32]), "pc", net).unwrap();
+        let client = s.device_register(alice.id, Role::Client, &Key32([2; 32]), "laptop", net).unwrap();
+        let store: Arc<SharedStore> = Arc::new(Mutex::new(Box::new(s)));
+        let relay = Arc::new(RwLock::new(RelayTable::default()));
+        Fixture {
+            reg: Registry::new(store.clone(), relay.clone(), net),
+            store,
+            relay,
+            target,
+            client,
+            alice,
+        }
+    }
+
+    fn join(f: &Fixture, d: &DeviceRecord, boot: u64) -> (LoginOk, Ticket, UnboundedReceiver<Event>) {
+        let (tx, rx) = unbounded_channel();
+        let db = f.store.lock().unwrap().session_start(d.id, "test").unwrap();
+        let (ok, t) = f.reg.join(d.clone(), &f.alice, boot, db, None, tx).unwrap();
+        (ok, t, rx)
+    }
+
+    #[test]
+    fn peers_learn_of_each_other_and_of_departures() {
+        let f = fixture();
+        let (ok_t, t_ticket, mut t_rx) = join(&f, &f.target, 11);
+        assert_eq!(ok_t.peers.len(), 1);
+        assert!(!ok_t.peers[0].online);
+        let (ok_c, c_ticket, _c_rx) = join(&f, &f.client, 22);
+        assert!(ok_c.peers[0].online);
+        assert_eq!(ok_c.peers[0].boot_id, 11);
+        match t_rx.try_recv().unwrap() {
+            Event::Peer(p) => assert!(p.online && p.boot_id == 22),
+            e => panic!("unexpected {e:?}"),
+        }
+        assert!(f.relay.read().unwrap().node(t_ticket.node).unwrap().peers.contains(&c_ticket.node));
+        f.reg.leave(c_ticket, "logout");
+        match t_rx.try_recv().unwrap() {
+            Event::Peer(p) => assert!(!p.online),
+            e => panic!("unexpected {e:?}"),
+        }
+        assert!(f.relay.read().unwrap().node(c_ticket.node).is_none());
+        assert_eq!(f.store.lock().unwrap().sessions(true, None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn refresh_kicks_locked_accounts() {
+        let f = fixture();
+        let (_ok, ticket, mut rx) = join(&f, &f.client, 1);
+        f.store.lock().unwrap().account_set_state(f.alice.id, AccountState::Locked).unwrap();
+        f.reg.refresh();
+        assert!(matches!(rx.try_recv().unwrap(), Event::Kick { reason: RefuseReason::AccountLocked, .. }));
+        assert!(f.relay.read().unwrap().node(ticket.node).is_none());
+        // The connection task's own leave afterwards changes nothing.
+        f.reg.leave(ticket, "closed");
+        assert!(f.reg.summaries().is_empty());
+    }
+
+    #[test]
+    fn a_second_login_replaces_the_first() {
+        let f = fixture();
+        let (_ok, first, mut rx1) = join(&f, &f.client, 1);
+        let (_ok, second, _rx2) = join(&f, &f.client, 2);
+        assert!(matches!(rx1.try_recv().unwrap(), Event::Kick { .. }));
+        f.reg.leave(first, "closed");
+        assert_eq!(f.relay.read().unwrap().node(second.node).unwrap().session, second.relay_session);
+    }
+}

@@ -1,0 +1,11 @@
+//! mcvpn: a remote-access VPN. A hub relays WireGuard between clients and office
+//! targets; see DESIGN.md (in `shared/`) and README.md.
+
+pub mod channel;
+pub mod hub;
+pub mod keys;
+pub mod local_api;
+pub mod password;
+pub mod proto;
+pub mod store;
+pub mod util;

@@ -1,0 +1,450 @@
+//! Control-plane messages between a node (client or target) and the hub.
+//!
+//! They travel inside Noise transport messages on one TCP connection per node. Each
+//! Noise message is framed by a 2-byte big-endian length ([`frame`]). Inside, a message is
+//! JSON: `{"v": 1, "msg": {"type": ...}}`, so that a hub can refuse a version it does not
+//! speak with a readable reason instead of a parse error.
+//!
+//! Pure: encoding and decoding never touch I/O and never panic on bad input.
+
+use std::net::Ipv4Addr;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use super::relay::NodeId;
+
+/// The control protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Noise prologue: binds both ends to this protocol, so a handshake meant for
+/// something else cannot be reused here.
+pub const NOISE_PROLOGUE: &[u8] = b"mcvpn control v1";
+/// The Noise pattern of the control channel (DESIGN.md, "Control plane").
+pub const NOISE_PATTERN: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
+
+/// Largest Noise message (the length prefix is 16 bits).
+pub const MAX_FRAME: usize = 65535;
+/// AEAD tag Noise adds to each transport message.
+pub const NOISE_TAG: usize = 16;
+/// Largest plaintext control message that fits one frame.
+pub const MAX_MESSAGE: usize = MAX_FRAME - NOISE_TAG;
+
+/// A 32-byte key (X25519 public key, relay key) carried as base64 in JSON.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key32(pub [u8; 32]);
+
+impl std::fmt::Debug for Key32 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key32({})", self.to_base64())
+    }
+}
+
+impl Key32 {
+    pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.0)
+    }
+
+    /// Accepts standard or URL-safe base64, padded or not.
+    pub fn from_base64(s: &str) -> Option<Key32> {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD, STANDARD_NO_PAD};
+        let s = s.trim();
+        let bytes = [STANDARD, URL_SAFE, STANDARD_NO_PAD, URL_SAFE_NO_PAD]
+            .iter()
+            .find_map(|e| e.decode(s).ok())?;
+        Some(Key32(bytes.try_into().ok()?))
+    }
+}
+
+impl Serialize for Key32 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_base64())
+    }
+}
+
+impl<'de> Deserialize<'de> for Key32 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Key32::from_base64(&s).ok_or_else(|| serde::de::Error::custom("expected a base64 32-byte key"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The PC a user holds (手元端末): runs `mcvpn up`.
+    Client,
+    /// The office machine (対象機器): runs `mcvpn target run`.
+    Target,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Target => "target",
+        }
+    }
+}
+
+/// Carried in the payload of Noise IK message 1. That payload can be replayed by
+/// anyone who saw it, so it holds nothing secret: only what the hub needs to pick
+/// the right checks before it answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: u16,
+    pub role: Role,
+}
+
+/// How a node proves who it is, sent in the first transport message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Credential {
+    /// Account password (client login, target enrolment).
+    Password { password: String },
+    /// A token from an earlier password login of this same device key, used to
+    /// reconnect without asking the user again.
+    Resume { token: String },
+    /// The Noise static key alone (an enrolled target).
+    DeviceKey,
+}
+
+impl Credential {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credential::Password { .. } => "password",
+            Credential::Resume { .. } => "resume",
+            Credential::DeviceKey => "device-key",
+        }
+    }
+}
+
+/// Node → hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Start a session. `enroll` registers the device key as a target under the
+    /// account (once), after which the target logs in with `Credential::DeviceKey`.
+    Login {
+        account: Option<String>,
+        credential: Credential,
+        role: Role,
+        hostname: String,
+        /// Random per process start: peers reset their WireGuard state for us only
+        /// when this changes (we restarted), not when the hub did.
+        boot_id: u64,
+        #[serde(default)]
+        enroll: bool,
+    },
+    /// Liveness; the hub answers `Pong` and ends sessions that stay silent.
+    Ping { seq: u64 },
+}
+
+/// Why the hub refused a login. Unknown account and wrong password share one reason
+/// so that accounts cannot be enumerated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefuseReason {
+    WrongCredentials,
+    AccountLocked,
+    ContractSuspended,
+    ContractTerminated,
+    ContractCancelled,
+    DeviceNotAllowed,
+    NotEnrolled,
+    AlreadyEnrolled,
+    ResumeExpired,
+    RateLimited,
+    QuotaExceeded,
+    UnsupportedVersion,
+    BadRequest,
+    Internal,
+}
+
+impl RefuseReason {
+    /// What the user should do about it; printed after the hub's message.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            RefuseReason::WrongCredentials => "check the account name and password and try again",
+            RefuseReason::AccountLocked => "ask your account administrator to unlock the account",
+            RefuseReason::ContractSuspended | RefuseReason::ContractTerminated | RefuseReason::ContractCancelled => {
+                "contact your account administrator or the service operator"
+            }
+            RefuseReason::DeviceNotAllowed => {
+                "this device key is not registered for the account; ask your administrator to bind it"
+            }
+            RefuseReason::NotEnrolled => "run `mcvpn target enroll` on this machine first",
+            RefuseReason::AlreadyEnrolled => "this machine is already enrolled; run `mcvpn target run`",
+            RefuseReason::ResumeExpired => "log in again with your password",
+            RefuseReason::RateLimited => "wait the stated time before trying again",
+            RefuseReason::QuotaExceeded => "ask the operator for an additional contract",
+            RefuseReason::UnsupportedVersion => "update mcvpn on this machine",
+            RefuseReason::BadRequest => "this is a bug in mcvpn; please report it",
+            RefuseReason::Internal => "try again later; if it persists, tell the operator",
+        }
+    }
+
+    /// Whether trying again unchanged could succeed (the node keeps reconnecting).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RefuseReason::RateLimited | RefuseReason::Internal)
+    }
+}
+
+/// One peer a node may talk to, as the hub announces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub node_id: NodeId,
+    pub name: String,
+    pub role: Role,
+    pub overlay_ip: Ipv4Addr,
+    pub public_key: Key32,
+    /// Whether the peer has a live session with the hub right now.
+    pub online: bool,
+    /// The peer's process incarnation (see `Request::Login::boot_id`); 0 when offline.
+    pub boot_id: u64,
+}
+
+/// What a node learns when its login succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginOk {
+    pub node_id: NodeId,
+    pub account: String,
+    pub contract: String,
+    pub overlay_ip: Ipv4Addr,
+    /// Prefix length of the whole overlay (targets route all of it to the TUN).
+    pub overlay_prefix: u8,
+    /// Authenticates this session's `Bind` datagrams.
+    pub relay_key: Key32,
+    pub session_id: u64,
+    /// Lets this device reconnect without the password (client logins only).
+    pub resume_token: Option<String>,
+    pub peers: Vec<PeerInfo>,
+}
+
+/// Hub → node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    LoginOk(LoginOk),
+    /// Answer to an enrolment: the target is registered, with this address.
+    Enrolled { node_id: NodeId, overlay_ip: Ipv4Addr, name: String },
+    Refused {
+        reason: RefuseReason,
+        message: String,
+        /// Seconds to wait before trying again, for `RateLimited`.
+        #[serde(default)]
+        retry_after_s: Option<u64>,
+    },
+    /// A peer was added or changed (came online, went offline, restarted).
+    Peer(PeerInfo),
+    /// A peer may no longer be reached (access revoked or device removed).
+    PeerGone { node_id: NodeId },
+    /// The hub ends this session; the node must not reconnect unless the reason is transient.
+    Kick { reason: RefuseReason, message: String },
+    Pong { seq: u64 },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<T> {
+    v: u16,
+    msg: T,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("control message is not valid: {0}")]
+    Malformed(String),
+    #[error("peer speaks control protocol version {0}, this build speaks {PROTOCOL_VERSION}")]
+    Version(u16),
+    #[error("control message of {0} bytes exceeds the {MAX_MESSAGE}-byte limit")]
+    TooLong(usize),
+}
+
+/// Encodes a control message. Fails only if it would not fit one frame.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, DecodeError> {
+    let bytes = serde_json::to_vec(&Envelope {
+        v: PROTOCOL_VERSION,
+        msg,
+    })
+    .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if bytes.len() > MAX_MESSAGE {
+        return Err(DecodeError::TooLong(bytes.len()));
+    }
+    Ok(bytes)
+}
+
+/// Decodes a control message, checking the version before the body.
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err(DecodeError::TooLong(bytes.len()));
+    }
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        v: u16,
+    }
+    let version: VersionOnly =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if version.v != PROTOCOL_VERSION {
+        return Err(DecodeError::Version(version.v));
+    }
+    let env: Envelope<T> =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    Ok(env.msg)
+}
+
+/// Length-prefix framing of Noise messages on the TCP stream.
+pub mod frame {
+    use super::MAX_FRAME;
+
+    /// Prefixes `msg` with its 2-byte big-endian length.
+    pub fn encode(msg: &[u8]) -> Vec<u8> {
+        assert!(msg.len() <= MAX_FRAME, "frame too long");
+        let mut out = Vec::with_capacity(2 + msg.len());
+        out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+        out.extend_from_slice(msg);
+        out
+    }
+
+    /// Splits one complete frame off the front of `buf`, if there is one.
+    /// Returns the frame body and the number of bytes consumed.
+    pub fn split(buf: &[u8]) -> Option<(&[u8], usize)> {
+        if buf.len() < 2 {
+            return None;
+        }
+        let len = u16::from_be_bytes([buf[0], buf[1]]) as usize;
+        let body = buf.get(2..2 + len)?;
+        Some((body, 2 + len))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample_peer() -> PeerInfo {
+        PeerInfo {
+            node_id: 3,
+            name: "office-pc".into(),
+            role: Role::Target,
+            overlay_ip: Ipv4Addr::new(100, 64, 0, 3),
+            public_key: Key32([9; 32]),
+            online: true,
+            boot_id: 77,
+        }
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let reqs = vec![
+            Request::Login {
+                account: Some("alice".into()),
+                credential: Credential::Password { password: "pw".into() },
+                role: Role::Client,
+                hostname: "laptop".into(),
+                boot_id: 5,
+                enroll: false,
+            },
+            Request::Login {
+                account: None,
+                credential: Credential::DeviceKey,
+                role: Role::Target,
+                hostname: "pc".into(),
+                boot_id: 6,
+                enroll: false,
+            },
+            Request::Ping { seq: 1 },
+        ];
+        for r in reqs {
+            let bytes = encode(&r).unwrap();
+            assert_eq!(decode::<Request>(&bytes).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn events_round_trip() {
+        let events = vec![
+            Event::LoginOk(LoginOk {
+                node_id: 1,
+                account: "alice".into(),
+                contract: "acme".into(),
+                overlay_ip: Ipv4Addr::new(100, 64, 0, 1),
+                overlay_prefix: 10,
+                relay_key: Key32([1; 32]),
+                session_id: 12,
+                resume_token: Some("tok".into()),
+                peers: vec![sample_peer()],
+            }),
+            Event::Refused {
+                reason: RefuseReason::WrongCredentials,
+                message: "account or password is wrong".into(),
+                retry_after_s: None,
+            },
+            Event::Peer(sample_peer()),
+            Event::PeerGone { node_id: 3 },
+            Event::Kick {
+                reason: RefuseReason::ContractSuspended,
+                message: "suspended".into(),
+            },
+            Event::Pong { seq: 4 },
+        ];
+        for e in events {
+            let bytes = encode(&e).unwrap();
+            assert_eq!(decode::<Event>(&bytes).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn version_mismatch_is_reported_as_such() {
+        let bytes = br#"{"v":2,"msg":{"type":"ping","seq":1,"new_field":true}}"#;
+        assert_eq!(decode::<Request>(bytes), Err(DecodeError::Version(2)));
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_rejected() {
+        let good = encode(&Request::Ping { seq: 1 }).unwrap();
+        for cut in 0..good.len() {
+            assert!(decode::<Request>(&good[..cut]).is_err());
+        }
+        assert!(decode::<Request>(b"\xff\x00garbage").is_err());
+        assert!(decode::<Request>(br#"{"v":1,"msg":{"type":"launch_missiles"}}"#).is_err());
+        let bad_key = br#"{"v":1,"msg":{"type":"peer_gone","node_id":-1}}"#;
+        assert!(decode::<Event>(bad_key).is_err());
+    }
+
+    #[test]
+    fn key32_accepts_both_alphabets() {
+        let k = Key32([0xfb; 32]);
+        assert_eq!(Key32::from_base64(&k.to_base64()), Some(k));
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k.0);
+        assert_eq!(Key32::from_base64(&url), Some(k));
+        assert_eq!(Key32::from_base64("short"), None);
+    }
+
+    #[test]
+    fn frame_split() {
+        let f = frame::encode(b"hello");
+        assert_eq!(frame::split(&f), Some((&b"hello"[..], 7)));
+        assert_eq!(frame::split(&f[..6]), None);
+        assert_eq!(frame::split(&f[..1]), None);
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode::<Request>(&bytes);
+            let _ = decode::<Event>(&bytes);
+            let _ = frame::split(&bytes);
+        }
+
+        #[test]
+        fn frames_round_trip(body in proptest::collection::vec(any::<u8>(), 0..2048), tail in proptest::collection::vec(any::<u8>(), 0..8)) {
+            let mut f = frame::encode(&body);
+            let n = f.len();
+            f.extend_from_slice(&tail);
+            let (got, used) = frame::split(&f).unwrap();
+            prop_assert_eq!(got, &body[..]);
+            prop_assert_eq!(used, n);
+        }
+    }
+}
