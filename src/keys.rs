@@ -5,8 +5,7 @@
 //! its WireGuard static key on the data plane.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -74,22 +73,9 @@ impl KeyPair {
 
     /// Writes the key with mode 0600, atomically (temporary file + rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let tmp = path.with_extension("tmp");
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("cannot write key file {}", tmp.display()))?;
         let b64 = base64::engine::general_purpose::STANDARD.encode(self.secret_bytes());
-        writeln!(f, "{b64}")?;
-        f.sync_all()?;
-        fs::rename(&tmp, path).with_context(|| format!("cannot write key file {}", path.display()))?;
-        Ok(())
+        crate::util::write_atomic(path, format!("{b64}\n").as_bytes(), 0o600)
+            .with_context(|| format!("cannot write key file {}", path.display()))
     }
 }
 

@@ -1,10 +1,13 @@
 //! mcvpn: a remote-access VPN. A hub relays WireGuard between clients and office
 //! targets; see DESIGN.md (in `shared/`) and README.md.
 
+pub mod admin;
 pub mod channel;
+pub mod exit;
 pub mod hub;
 pub mod keys;
 pub mod local_api;
+pub mod node;
 pub mod password;
 pub mod proto;
 pub mod store;

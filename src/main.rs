@@ -1,1 +1,511 @@
-fn main(){}
+//! The `mcvpn` command line. Parsing and dispatch only; the work is in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use mcvpn::exit::{self, Exit};
+use mcvpn::node::client::{self, ClientPaths, UpOptions};
+use mcvpn::node::target::{self, EnrollOptions, RunOptions, TargetPaths};
+use mcvpn::node::netconf::DEFAULT_MTU;
+use mcvpn::proto::control::Role;
+use mcvpn::store::{AccountState, OverlayNet};
+use mcvpn::{admin, hub, local_api};
+
+#[derive(Parser)]
+#[command(
+    name = "mcvpn",
+    version,
+    about = "Remote-access VPN: reach your office PC from anywhere through an mcvpn hub",
+    long_about = "Remote-access VPN: reach your office PC from anywhere through an mcvpn hub.\n\n\
+        The operator runs `mcvpn hub`. The office PC (the target) runs `mcvpn target run` as a \
+        service after a one-time `mcvpn target enroll`. Users run `sudo mcvpn up` on their own \
+        PC and reach their targets over the mcvpn0 interface. Traffic is WireGuard, end to end \
+        between user and target; the hub only relays it.",
+    after_help = exit::HELP
+)]
+struct Cli {
+    /// Log filter (error, warn, info, debug, trace, or a tracing filter); RUST_LOG also works.
+    #[arg(long, global = true, env = "MCVPN_LOG")]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub (control server + packet relay + account store)
+    #[command(after_help = "Example:\n  mcvpn hub --listen 0.0.0.0:51820 --public-addr vpn.example.com\n\n\
+        The first start creates the key and the store and prints the server URL to give users.")]
+    Hub(HubCmd),
+    /// Log in and bring up the VPN on this PC (needs sudo)
+    #[command(after_help = "Examples:\n  sudo mcvpn up --hub 'mcvpn://vpn.example.com:51820/?key=…' --account alice\n  \
+        sudo mcvpn up            # later: the hub and account are remembered in /etc/mcvpn/mcvpn.toml")]
+    Up(UpCmd),
+    /// Take the VPN down: no interface, route or daemon is left behind
+    Down(ClientPathArgs),
+    /// Show the hub, the account, the overlay address and each peer
+    Status {
+        #[command(flatten)]
+        paths: ClientPathArgs,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// The office machine: enroll it once, then run it as a service
+    #[command(subcommand)]
+    Target(TargetCmd),
+    /// Manage contracts, accounts, targets; read sessions and the audit log
+    Admin(AdminCmd),
+    /// The background half of `mcvpn up` (started by it; not for direct use)
+    #[command(hide = true)]
+    ClientDaemon,
+    /// Tools for tests and troubleshooting
+    #[command(subcommand, hide = true)]
+    Debug(DebugCmd),
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct HubCmd {
+    #[command(flatten)]
+    run: HubArgs,
+    #[command(subcommand)]
+    sub: Option<HubSub>,
+}
+
+#[derive(Args, Clone)]
+struct HubArgs {
+    /// Address for both the TCP control server and the UDP relay
+    #[arg(long, default_value = "0.0.0.0:51820")]
+    listen: SocketAddr,
+    /// The SQLite store of contracts, accounts and the audit log
+    #[arg(long, default_value = "/var/lib/mcvpn/hub.db", env = "MCVPN_HUB_DB")]
+    db: PathBuf,
+    /// The hub's private key (created on first start, mode 0600)
+    #[arg(long, default_value = "/var/lib/mcvpn/hub.key")]
+    key: PathBuf,
+    /// An additional key nodes may have pinned (during a key rotation); repeatable
+    #[arg(long = "extra-key")]
+    extra_keys: Vec<PathBuf>,
+    /// The overlay network node addresses come from
+    #[arg(long, default_value = "100.64.0.0/10", value_parser = parse_overlay)]
+    overlay: OverlayNet,
+    /// Host[:port] users reach the hub at, for the printed server URL
+    #[arg(long)]
+    public_addr: Option<String>,
+    /// Local socket answering `mcvpn hub stats`
+    #[arg(long, default_value = "/run/mcvpn/hub.sock")]
+    status_socket: PathBuf,
+    /// UDP socket buffer size to ask for, in bytes (0 keeps the system default)
+    #[arg(long, default_value_t = 8 << 20)]
+    socket_buffer: usize,
+}
+
+#[derive(Subcommand)]
+enum HubSub {
+    /// Print the server URL (creating the key if it does not exist yet)
+    Url {
+        #[arg(long, default_value = "/var/lib/mcvpn/hub.key")]
+        key: PathBuf,
+        #[arg(long = "extra-key")]
+        extra_keys: Vec<PathBuf>,
+        #[arg(long, default_value = "0.0.0.0:51820")]
+        listen: SocketAddr,
+        #[arg(long)]
+        public_addr: Option<String>,
+    },
+    /// Relay counters and live sessions of the running hub
+    Stats {
+        #[arg(long, default_value = "/run/mcvpn/hub.sock")]
+        status_socket: PathBuf,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_overlay(s: &str) -> Result<OverlayNet, String> {
+    OverlayNet::parse(s).ok_or_else(|| format!("{s:?} is not an IPv4 network like 100.64.0.0/10 (prefix 8..30)"))
+}
+
+#[derive(Args, Clone)]
+struct ClientPathArgs {
+    /// Remembered hub and account
+    #[arg(long, default_value = "/etc/mcvpn/mcvpn.toml", env = "MCVPN_CONFIG")]
+    config: PathBuf,
+    /// Where the running daemon keeps its socket and log
+    #[arg(long, default_value = "/run/mcvpn", env = "MCVPN_RUN_DIR")]
+    run_dir: PathBuf,
+    /// This PC's device key (created on first use; on a removable drive for USB-key mode)
+    #[arg(long = "key", default_value = "/var/lib/mcvpn/device.key", env = "MCVPN_KEY")]
+    key: PathBuf,
+}
+
+impl ClientPathArgs {
+    fn paths(&self) -> ClientPaths {
+        ClientPaths {
+            config: self.config.clone(),
+            run_dir: self.run_dir.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
+#[derive(Args)]
+struct UpCmd {
+    /// The server URL from your operator (mcvpn://HOST:PORT/?key=…); remembered
+    #[arg(long)]
+    hub: Option<String>,
+    /// Your account name; remembered
+    #[arg(long)]
+    account: Option<String>,
+    /// Read the password from the first line of this file instead of the terminal
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// Stay attached to the terminal instead of running in the background
+    #[arg(long)]
+    foreground: bool,
+    /// Name of the TUN interface
+    #[arg(long, default_value = "mcvpn0")]
+    iface: String,
+    #[arg(long, default_value_t = DEFAULT_MTU)]
+    mtu: u16,
+    #[command(flatten)]
+    paths: ClientPathArgs,
+}
+
+#[derive(Args, Clone)]
+struct TargetPathArgs {
+    /// Written by `enroll`, read by `run`
+    #[arg(long, default_value = "/etc/mcvpn/target.toml", env = "MCVPN_TARGET_CONFIG")]
+    config: PathBuf,
+    /// This machine's device key: its only credential after enrolment
+    #[arg(long = "key", default_value = "/var/lib/mcvpn/target.key", env = "MCVPN_TARGET_KEY")]
+    key: PathBuf,
+    #[arg(long, default_value = "/run/mcvpn", env = "MCVPN_RUN_DIR")]
+    run_dir: PathBuf,
+}
+
+impl TargetPathArgs {
+    fn paths(&self) -> TargetPaths {
+        TargetPaths {
+            config: self.config.clone(),
+            key: self.key.clone(),
+            run_dir: self.run_dir.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum TargetCmd {
+    /// Register this machine under an account, once (asks for the account password)
+    #[command(after_help = "Example:\n  sudo mcvpn target enroll --hub 'mcvpn://vpn.example.com:51820/?key=…' --account alice")]
+    Enroll {
+        #[arg(long)]
+        hub: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// Name shown to users (default: the host name)
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        paths: TargetPathArgs,
+    },
+    /// Run the target: TUN up, accept tunnels from the account's clients, reconnect forever
+    Run {
+        #[arg(long, default_value = "mcvpn0")]
+        iface: String,
+        #[arg(long, default_value_t = DEFAULT_MTU)]
+        mtu: u16,
+        #[command(flatten)]
+        paths: TargetPathArgs,
+    },
+    /// Show the running target's connection and peers
+    Status {
+        #[command(flatten)]
+        paths: TargetPathArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+#[command(after_help = "Examples:\n  mcvpn admin contract add acme\n  mcvpn admin account add acme alice\n  \
+    mcvpn admin account list\n  mcvpn admin target list\n  mcvpn admin session list\n  mcvpn admin log")]
+struct AdminCmd {
+    /// The hub's store
+    #[arg(long, global = true, default_value = "/var/lib/mcvpn/hub.db", env = "MCVPN_HUB_DB")]
+    db: PathBuf,
+    /// Print JSON instead of tables
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    what: AdminWhat,
+}
+
+#[derive(Subcommand)]
+enum AdminWhat {
+    /// Contracts (契約者)
+    #[command(subcommand)]
+    Contract(ContractCmd),
+    /// Accounts (user name + password) of a contract
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Enrolled target machines
+    #[command(subcommand)]
+    Target(ListOnly),
+    /// Sessions (live, or all with --all)
+    #[command(subcommand)]
+    Session(SessionCmd),
+    /// The audit log: logins, refusals, sessions, administrative changes
+    Log {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContractCmd {
+    /// Add a contract. Example: mcvpn admin contract add acme
+    Add { name: String },
+    /// List contracts
+    List,
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    /// Add an account to a contract (asks for its password). Example: mcvpn admin account add acme alice
+    Add {
+        contract: String,
+        user: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// List accounts
+    List {
+        #[arg(long)]
+        contract: Option<String>,
+    },
+    /// Lock an account at once (its sessions are cut). Example: mcvpn admin account lock alice
+    Lock { user: String },
+    /// Unlock an account
+    Unlock { user: String },
+}
+
+#[derive(Subcommand)]
+enum ListOnly {
+    /// List them
+    List,
+}
+
+#[derive(Subcommand)]
+enum SessionCmd {
+    /// List live sessions (or all with --all)
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DebugCmd {
+    /// Log in, bind, and send relay datagrams to any node id (tests the hub's authorisation)
+    RelayProbe {
+        #[arg(long)]
+        hub: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        password_file: PathBuf,
+        #[arg(long)]
+        to_node: u32,
+        #[arg(long, default_value_t = 20)]
+        count: u32,
+    },
+}
+
+fn init_logging(cli_level: Option<&str>, default: &str) {
+    let filter = cli_level
+        .map(str::to_string)
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| default.to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let daemon = matches!(
+        cli.command,
+        Command::Hub(HubCmd { sub: None, .. }) | Command::ClientDaemon | Command::Target(TargetCmd::Run { .. })
+    ) || matches!(&cli.command, Command::Up(u) if u.foreground);
+    init_logging(cli.log.as_deref(), if daemon { "info" } else { "warn" });
+    let result = dispatch(cli.command);
+    let exit = result.unwrap_or_else(|e| Exit::fail(exit::FAILURE, &format!("{e:#}")));
+    if let Some(m) = &exit.message {
+        eprintln!("mcvpn: {m}");
+    }
+    ExitCode::from(exit.code)
+}
+
+fn dispatch(command: Command) -> Result<Exit> {
+    match command {
+        Command::Hub(HubCmd { run, sub: None }) => {
+            tokio::runtime::Runtime::new()?.block_on(hub::run(hub_options(run)))?;
+            Ok(Exit::ok())
+        }
+        Command::Hub(HubCmd {
+            sub:
+                Some(HubSub::Url {
+                    key,
+                    extra_keys,
+                    listen,
+                    public_addr,
+                }),
+            run,
+        }) => {
+            let opts = hub::HubOptions {
+                listen,
+                key,
+                extra_keys,
+                public_addr,
+                ..hub_options(run)
+            };
+            let keys = hub::load_keys(&opts)?;
+            println!("{}", hub::server_url(&opts, &keys));
+            Ok(Exit::ok())
+        }
+        Command::Hub(HubCmd {
+            sub: Some(HubSub::Stats { status_socket, json }),
+            ..
+        }) => {
+            let stats = local_api::call(&status_socket, "stats").map_err(|e| {
+                anyhow::anyhow!("no hub answering at {} ({e}); is `mcvpn hub` running?", status_socket.display())
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print_hub_stats(&stats);
+            }
+            Ok(Exit::ok())
+        }
+        Command::Up(u) => client::up(UpOptions {
+            paths: u.paths.paths(),
+            hub: u.hub,
+            account: u.account,
+            password_file: u.password_file,
+            foreground: u.foreground,
+            iface: u.iface,
+            mtu: u.mtu,
+        }),
+        Command::Down(paths) => client::down(&paths.paths()),
+        Command::Status { paths, json } => client::status(&paths.paths().socket(), json),
+        Command::ClientDaemon => client::daemon_main(),
+        Command::Target(TargetCmd::Enroll {
+            hub,
+            account,
+            password_file,
+            name,
+            paths,
+        }) => target::enroll(EnrollOptions {
+            paths: paths.paths(),
+            hub,
+            account,
+            password_file,
+            name,
+        }),
+        Command::Target(TargetCmd::Run { iface, mtu, paths }) => target::run(RunOptions {
+            paths: paths.paths(),
+            iface,
+            mtu,
+        }),
+        Command::Target(TargetCmd::Status { paths, json }) => client::status(&paths.paths().socket(), json),
+        Command::Admin(a) => run_admin(a),
+        Command::Debug(DebugCmd::RelayProbe {
+            hub,
+            account,
+            password_file,
+            to_node,
+            count,
+        }) => {
+            let password = mcvpn::password::read(Some(&password_file), "")?;
+            let report = mcvpn::node::probe::run(mcvpn::node::probe::ProbeOptions {
+                hub,
+                account,
+                password,
+                to_node,
+                count,
+            })?;
+            println!("{report}");
+            Ok(Exit::ok())
+        }
+    }
+}
+
+fn hub_options(run: HubArgs) -> hub::HubOptions {
+    hub::HubOptions {
+        listen: run.listen,
+        db: run.db,
+        key: run.key,
+        extra_keys: run.extra_keys,
+        overlay: run.overlay,
+        public_addr: run.public_addr,
+        status_socket: run.status_socket,
+        socket_buffer: run.socket_buffer,
+    }
+}
+
+fn print_hub_stats(s: &serde_json::Value) {
+    println!("server URL: {}", s["url"].as_str().unwrap_or("-"));
+    println!("bound endpoints: {}", s["bound_endpoints"]);
+    if let Some(relay) = s["relay"].as_object() {
+        println!("relay:");
+        for (k, v) in relay {
+            println!("  {k:<22} {v}");
+        }
+    }
+    let sessions = s["sessions"].as_array().cloned().unwrap_or_default();
+    println!("live sessions: {}", sessions.len());
+    for x in sessions {
+        println!(
+            "  node {:<5} {:<20} {:<12} {:<7} {:<15} peers online {}",
+            x["node_id"],
+            x["name"].as_str().unwrap_or("-"),
+            x["account"].as_str().unwrap_or("-"),
+            x["role"].as_str().unwrap_or("-"),
+            x["overlay_ip"].as_str().unwrap_or("-"),
+            x["peers_online"]
+        );
+    }
+}
+
+fn run_admin(a: AdminCmd) -> Result<Exit> {
+    let mut store = admin::open(&a.db)?;
+    let json = a.json;
+    match a.what {
+        AdminWhat::Contract(ContractCmd::Add { name }) => admin::contract_add(&mut store, &name),
+        AdminWhat::Contract(ContractCmd::List) => admin::contract_list(&store, json),
+        AdminWhat::Account(AccountCmd::Add {
+            contract,
+            user,
+            password_file,
+        }) => admin::account_add(&mut store, &contract, &user, password_file.as_ref()),
+        AdminWhat::Account(AccountCmd::List { contract }) => admin::account_list(&store, contract.as_deref(), json),
+        AdminWhat::Account(AccountCmd::Lock { user }) => admin::account_set_state(&mut store, &user, AccountState::Locked),
+        AdminWhat::Account(AccountCmd::Unlock { user }) => {
+            admin::account_set_state(&mut store, &user, AccountState::Active)
+        }
+        AdminWhat::Target(ListOnly::List) => admin::device_list(&store, Role::Target, json),
+        AdminWhat::Session(SessionCmd::List { all }) => admin::session_list(&store, all, json),
+        AdminWhat::Log { limit } => admin::audit_log(&store, limit, json),
+    }
+}

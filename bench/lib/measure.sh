@@ -1,0 +1,122 @@
+# shellcheck shell=bash
+# The measurements every row gets once its run_<row>_row function has set up
+# the path and set ROW_TARGET_ADDR.  Raw outputs land in $ROW_DIR and
+# bench/lib/report.py turns them into figures:
+#   ping.txt                 ping -c 50 -i 0.01 (RTT average)
+#   tcp1.json, tcp4.json     iperf3 -J, 1 and 4 TCP streams
+#   udp64.json               iperf3 -J -u -l 64 -b 0 (receiver packets/s)
+#   cpu_before, cpu_after    "ROLE TICKS" (utime+stime) around the TCP tests
+#   rss                      "ROLE KB" (VmHWM) at the end of the row
+
+IPERF_PORT=5201
+
+# proc_ticks PID: utime + stime in clock ticks (all threads of the process).
+proc_ticks() {
+	local stat rest
+	stat=$(<"/proc/$1/stat")
+	rest=${stat##*) } # the command name may contain spaces and parentheses
+	local -a f
+	read -ra f <<<"$rest"
+	# after the name: f[0] is field 3 (state), so utime (14) is f[11], stime f[12]
+	echo $((f[11] + f[12]))
+}
+
+cpu_snapshot() {
+	local out="$ROW_DIR/$1" role pid
+	: >"$out"
+	[[ -f "$ROW_DIR/procs" ]] || return 0
+	while read -r role pid; do
+		if pid_alive "$pid"; then
+			printf '%s %s\n' "$role" "$(proc_ticks "$pid")" >>"$out"
+		else
+			row_note "$role process (pid $pid) is gone before '$1'"
+		fi
+	done <"$ROW_DIR/procs"
+}
+
+rss_snapshot() {
+	local role pid kb
+	: >"$ROW_DIR/rss"
+	[[ -f "$ROW_DIR/procs" ]] || return 0
+	while read -r role pid; do
+		kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+		if [[ -n "$kb" ]]; then
+			printf '%s %s\n' "$role" "$kb" >>"$ROW_DIR/rss"
+		else
+			row_note "$role process (pid $pid) is gone, no peak RSS"
+		fi
+	done <"$ROW_DIR/procs"
+}
+
+check_procs_alive() {
+	local role pid
+	[[ -f "$ROW_DIR/procs" ]] || return 0
+	while read -r role pid; do
+		pid_alive "$pid" && continue
+		local tail=""
+		[[ -f "$ROW_DIR/$role.log" ]] && tail=$(tail -n 3 "$ROW_DIR/$role.log" | tr '\n' ' ' | cut -c1-300)
+		row_fail "$role process (pid $pid) exited${tail:+: $tail}"
+	done <"$ROW_DIR/procs"
+}
+
+tcp_listening() { # NS PORT
+	[[ -n "$(ip netns exec "$1" ss -Hltn "sport = :$2" 2>/dev/null)" ]]
+}
+
+# iperf_test NAME [IPERF3 CLIENT ARGS...]: one-off iperf3 server in the target
+# namespace, client in the client namespace; JSON in $ROW_DIR/NAME.json.
+# Returns non-zero (and notes why) when the test did not produce figures.
+iperf_test() {
+	local name=$1 spid rc=0 why
+	shift
+	start_in_ns "$NS_TARGET" "iperf3-server-$name" iperf3 -s -1 -p "$IPERF_PORT"
+	spid=$STARTED_PID
+	if ! wait_for 50 tcp_listening "$NS_TARGET" "$IPERF_PORT"; then
+		kill -KILL "$spid" 2>/dev/null || true
+		wait "$spid" 2>/dev/null || true
+		row_note "$name: iperf3 server did not start"
+		return 1
+	fi
+	ip netns exec "$NS_CLIENT" timeout -k 5 $((DURATION + 30)) \
+		iperf3 -c "$ROW_TARGET_ADDR" -p "$IPERF_PORT" -t "$DURATION" -J \
+		--connect-timeout 5000 "$@" \
+		>"$ROW_DIR/$name.json" 2>"$ROW_DIR/$name.err" </dev/null || rc=$?
+	# the one-off server exits after its test; do not let it linger
+	wait_for 50 pid_gone "$spid" || kill -KILL "$spid" 2>/dev/null || true
+	wait "$spid" 2>/dev/null || true
+	if ((rc)); then
+		why=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("error",""))' \
+			"$ROW_DIR/$name.json" 2>/dev/null || true)
+		[[ -n "$why" ]] || why=$(tail -n 1 "$ROW_DIR/$name.err" 2>/dev/null || true)
+		((rc == 124)) && why="timed out${why:+: $why}"
+		row_note "$name: iperf3 failed (exit $rc)${why:+: $why}"
+		return 1
+	fi
+}
+
+measure_row() {
+	[[ -n "${ROW_TARGET_ADDR:-}" ]] || row_fail "run_${ROW_NAME//-/_}_row did not set ROW_TARGET_ADDR"
+	check_procs_alive
+	log "$ROW_NAME: waiting for $ROW_TARGET_ADDR to answer from the client namespace"
+	wait_for 150 ip netns exec "$NS_CLIENT" ping -c 1 -W 1 "$ROW_TARGET_ADDR" ||
+		row_fail "$ROW_TARGET_ADDR does not answer ping from the client namespace after 15 s"
+	check_procs_alive
+
+	log "$ROW_NAME: ping RTT (50 x 10 ms)"
+	ip netns exec "$NS_CLIENT" ping -q -c 50 -i 0.01 -W 2 "$ROW_TARGET_ADDR" \
+		>"$ROW_DIR/ping.txt" 2>&1 || row_note "ping: $(tail -n 2 "$ROW_DIR/ping.txt" | tr '\n' ' ')"
+
+	cpu_snapshot cpu_before
+	log "$ROW_NAME: TCP, 1 stream, ${DURATION} s"
+	iperf_test tcp1 || true
+	log "$ROW_NAME: TCP, 4 streams, ${DURATION} s"
+	iperf_test tcp4 -P 4 || true
+	cpu_snapshot cpu_after
+
+	log "$ROW_NAME: UDP, 64-byte payloads, unlimited rate, ${DURATION} s"
+	iperf_test udp64 -u -l 64 -b 0 || true
+
+	rss_snapshot
+	check_procs_alive
+	log "$ROW_NAME: done"
+}

@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Turn the raw outputs of scripts/bench.sh into JSON and a markdown table.
+
+usage: report.py WORK_DIR OUT_JSON
+
+WORK_DIR holds meta.json (written by bench.sh) and rows/<row>/ with the files
+described in bench/lib/measure.sh.  The JSON goes to OUT_JSON, the table to
+stdout.  Ratios compare each figure with the best of the peer rows
+(boringtun, gotatun, wireguard-go) in the same run.
+"""
+
+import json
+import os
+import re
+import sys
+
+PEERS = ("boringtun", "gotatun", "wireguard-go")
+
+
+def read_text(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def read_pairs(path):
+    """'ROLE NUMBER' lines -> {role: int}, in file order."""
+    out = {}
+    for line in read_text(path).splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                out[parts[0]] = int(parts[1])
+            except ValueError:
+                pass
+    return out
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def tcp_result(rdir, name):
+    """(gbps, bytes received) or (None, None)."""
+    d = read_json(os.path.join(rdir, name + ".json"))
+    if not d or d.get("error"):
+        return None, None
+    s = d.get("end", {}).get("sum_received")
+    if not s or not s.get("seconds"):
+        return None, None
+    return s["bits_per_second"] / 1e9, s["bytes"]
+
+
+def udp_kpps(rdir):
+    """Packets per second received, in thousands: (packets - lost) / seconds."""
+    d = read_json(os.path.join(rdir, "udp64.json"))
+    if not d or d.get("error"):
+        return None
+    end = d.get("end", {})
+    s = end.get("sum_received") if "packets" in end.get("sum_received", {}) else end.get("sum")
+    if not s or not s.get("seconds"):
+        return None
+    return (s["packets"] - s["lost_packets"]) / s["seconds"] / 1000.0
+
+
+def rtt_ms(rdir):
+    text = read_text(os.path.join(rdir, "ping.txt"))
+    m = re.search(r"= [\d.]+/([\d.]+)/[\d.]+/[\d.]+ ms", text)
+    return float(m.group(1)) if m else None
+
+
+def rnd(x, nd):
+    return None if x is None else round(x, nd)
+
+
+def build_row(name, rdir, clk_tck):
+    row = {"name": name, "version": read_text(os.path.join(rdir, "version")) or None}
+    error = read_text(os.path.join(rdir, "error"))
+    notes = [l for l in read_text(os.path.join(rdir, "errors")).splitlines() if l]
+    measured = os.path.exists(os.path.join(rdir, "tcp1.json")) or os.path.exists(
+        os.path.join(rdir, "ping.txt"))
+    if error and not measured:
+        row["error"] = error
+        return row
+
+    tcp1, bytes1 = tcp_result(rdir, "tcp1")
+    tcp4, bytes4 = tcp_result(rdir, "tcp4")
+    row["tcp1_gbps"] = rnd(tcp1, 3)
+    row["tcp4_gbps"] = rnd(tcp4, 3)
+    row["udp64_kpps"] = rnd(udp_kpps(rdir), 1)
+    row["rtt_ms"] = rnd(rtt_ms(rdir), 3)
+
+    roles = list(read_pairs(os.path.join(rdir, "procs")))
+    if roles:
+        before = read_pairs(os.path.join(rdir, "cpu_before"))
+        after = read_pairs(os.path.join(rdir, "cpu_after"))
+        gb = ((bytes1 or 0) + (bytes4 or 0)) / 1e9
+        cpu = {}
+        for role in roles:
+            if role in before and role in after and gb > 0:
+                cpu[role] = round((after[role] - before[role]) / clk_tck / gb, 3)
+            else:
+                cpu[role] = None
+        row["cpu_s_per_gb"] = cpu
+        rss = read_pairs(os.path.join(rdir, "rss"))
+        row["rss_mib"] = {r: (round(rss[r] / 1024.0, 1) if r in rss else None) for r in roles}
+    else:
+        row["cpu_s_per_gb"] = None
+        row["rss_mib"] = None
+
+    problems = ([error] if error else []) + notes
+    if problems:
+        row["error"] = "; ".join(problems)
+    return row
+
+
+# --- the table ---------------------------------------------------------------
+
+def cpu_total(row):
+    c = row.get("cpu_s_per_gb")
+    if not c or any(v is None for v in c.values()):
+        return None
+    return sum(c.values())
+
+
+def rss_max(row):
+    r = row.get("rss_mib")
+    if not r or any(v is None for v in r.values()):
+        return None
+    return max(r.values())
+
+
+# (column title, getter, higher is better, decimals)
+METRICS = [
+    ("TCP 1 stream Gbit/s", lambda r: r.get("tcp1_gbps"), True, 2),
+    ("TCP 4 streams Gbit/s", lambda r: r.get("tcp4_gbps"), True, 2),
+    ("UDP 64 B kpps", lambda r: r.get("udp64_kpps"), True, 0),
+    ("RTT ms", lambda r: r.get("rtt_ms"), False, 3),
+    ("CPU s/GB", cpu_total, False, 2),
+    ("peak RSS MiB", rss_max, False, 1),
+]
+
+
+def fmt_num(x, nd):
+    return "%.*f" % (nd, x)
+
+
+def detail(row, key, nd):
+    d = row.get(key)
+    if not d:
+        return ""
+    parts = ["%s %s" % (k, "?" if v is None else fmt_num(v, nd)) for k, v in d.items()]
+    return " [" + ", ".join(parts) + "]"
+
+
+def table(rows):
+    best = {}
+    for title, get, higher, _nd in METRICS:
+        vals = [(get(r), r["name"]) for r in rows if r["name"] in PEERS and get(r) is not None]
+        if vals:
+            best[title] = (max if higher else min)(vals)
+    lines = [
+        "| row | version | " + " | ".join(m[0] for m in METRICS) + " |",
+        "|---|---|" + "---:|" * len(METRICS),
+    ]
+    errors = []
+    for r in rows:
+        cells = [r["name"], (r.get("version") or "?").replace("|", "/")]
+        if r.get("error") and "tcp1_gbps" not in r:
+            cells += ["error"] * len(METRICS)
+        else:
+            for title, get, _higher, nd in METRICS:
+                v = get(r)
+                if v is None:
+                    cells.append("n/a" if title.startswith(("CPU", "peak")) and r.get("cpu_s_per_gb") is None
+                                 else "error")
+                    continue
+                cell = fmt_num(v, nd)
+                if title in best and best[title][0]:
+                    cell += " (%.2fx)" % (v / best[title][0])
+                if title.startswith("CPU"):
+                    cell += detail(r, "cpu_s_per_gb", 2)
+                elif title.startswith("peak"):
+                    cell += detail(r, "rss_mib", 1)
+                cells.append(cell)
+        if r.get("error"):
+            errors.append("- **%s**: %s" % (r["name"], r["error"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    out = "\n".join(lines) + "\n"
+    if best:
+        out += ("\nRatios: figure / best peer (of %s) in this run; best: %s.\n"
+                % ("/".join(PEERS), ", ".join("%s %s" % (t, b[1]) for t, b in best.items())))
+    else:
+        out += "\nNo peer row produced figures: no ratios.\n"
+    out += ("CPU s/GB: utime+stime of the tunnel processes during the TCP tests / GB received "
+            "(total, per process in brackets). Peak RSS: VmHWM, largest process (per process in brackets).\n")
+    if errors:
+        out += "\nErrors:\n" + "\n".join(errors) + "\n"
+    return out
+
+
+def main():
+    work, out_json = sys.argv[1], sys.argv[2]
+    meta = read_json(os.path.join(work, "meta.json"))
+    rows = [build_row(n, os.path.join(work, "rows", n), meta["clk_tck"]) for n in meta["rows"]]
+    result = {
+        "date": meta["date"],
+        "kernel": meta["kernel"],
+        "nproc": meta["nproc"],
+        "duration_s": meta["duration_s"],
+        "rows": rows,
+    }
+    with open(out_json, "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    print()
+    print("mcvpn benchmark, %s, kernel %s, %d CPUs, %d s per test\n"
+          % (meta["date"], meta["kernel"], meta["nproc"], meta["duration_s"]))
+    print(table(rows), end="")
+
+
+if __name__ == "__main__":
+    main()

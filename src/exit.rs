@@ -1,0 +1,45 @@
+//! Exit statuses scripts can rely on (also listed in `mcvpn --help`).
+
+/// Success.
+pub const OK: u8 = 0;
+/// Something failed: network, files, the hub unreachable. The message says what.
+pub const FAILURE: u8 = 1;
+/// Bad command line (clap's own status).
+pub const USAGE: u8 = 2;
+/// The hub refused: wrong password, locked account, suspended contract, not enrolled...
+pub const REFUSED: u8 = 3;
+/// Needs root (or CAP_NET_ADMIN): run it with sudo.
+pub const NOT_ROOT: u8 = 4;
+/// `status`: mcvpn is not running.
+pub const NOT_RUNNING: u8 = 5;
+
+/// How a command ended: a status and, on failure, what to tell the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    pub code: u8,
+    pub message: Option<String>,
+}
+
+impl Exit {
+    pub fn ok() -> Exit {
+        Exit { code: OK, message: None }
+    }
+    pub fn code(code: u8) -> Exit {
+        Exit { code, message: None }
+    }
+    pub fn fail(code: u8, message: &str) -> Exit {
+        Exit {
+            code,
+            message: Some(message.to_string()),
+        }
+    }
+}
+
+pub const HELP: &str = "\
+Exit status:
+  0  success
+  1  failure (network, files, hub unreachable); the message says what
+  2  bad command line
+  3  refused by the hub (wrong password, locked, suspended, not enrolled...)
+  4  needs root: run with sudo
+  5  status: mcvpn is not running";

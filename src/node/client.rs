@@ -1,0 +1,452 @@
+//! `mcvpn up`, `down`, `status`: the user's side.
+//!
+//! `up` asks for the password in the foreground, then starts a daemon (itself, re-run
+//! with a hidden subcommand) that logs in, brings up the TUN and stays. The daemon
+//! reports success or the hub's refusal over a pipe before `up` returns, so the user
+//! sees the real outcome and the exit status says it. With nothing left running on
+//! failure: the TUN belongs to the daemon's process and vanishes with it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::session::{self, LoginError, SessionEnd};
+use super::{Node, NodeSettings};
+use crate::exit::{self, Exit};
+use crate::keys::KeyPair;
+use crate::local_api;
+use crate::proto::control::{Credential, Event, Role};
+use crate::proto::url::HubUrl;
+
+/// What `/etc/mcvpn/mcvpn.toml` remembers after the first successful `up`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClientConfig {
+    pub hub: Option<String>,
+    pub account: Option<String>,
+}
+
+impl ClientConfig {
+    pub fn load(path: &Path) -> Result<ClientConfig> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).with_context(|| format!("{} is not a valid mcvpn config", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ClientConfig::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::util::write_atomic(path, toml::to_string(self)?.as_bytes(), 0o644)
+    }
+}
+
+/// Paths and knobs common to `up`, `down` and `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientPaths {
+    pub config: PathBuf,
+    pub run_dir: PathBuf,
+    pub key: PathBuf,
+}
+
+impl ClientPaths {
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir.join("client.sock")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.run_dir.join("client.log")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub paths: ClientPaths,
+    pub hub: Option<String>,
+    pub account: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub foreground: bool,
+    pub iface: String,
+    pub mtu: u16,
+}
+
+/// Handed from `up` to the daemon on its stdin (never on the command line, where
+/// other users could read the password).
+#[derive(Serialize, Deserialize)]
+struct DaemonRequest {
+    paths: ClientPaths,
+    hub: String,
+    account: String,
+    password: String,
+    iface: String,
+    mtu: u16,
+}
+
+/// The daemon's one-line report to `up`.
+#[derive(Serialize, Deserialize)]
+struct Readiness {
+    ok: bool,
+    exit: u8,
+    message: String,
+    status: Option<serde_json::Value>,
+}
+
+pub fn up(opts: UpOptions) -> Result<Exit> {
+    if !crate::util::is_root() {
+        return Ok(Exit::fail(exit::NOT_ROOT, "mcvpn up needs root to create the TUN interface: run `sudo mcvpn up`"));
+    }
+    let mut config = ClientConfig::load(&opts.paths.config)?;
+    let hub = opts.hub.clone().or(config.hub.clone()).ok_or_else(|| {
+        anyhow!("no hub to connect to: pass --hub URL (the mcvpn://… URL your operator gave you)")
+    })?;
+    HubUrl::parse(&hub)?;
+    let account = opts
+        .account
+        .clone()
+        .or(config.account.clone())
+        .ok_or_else(|| anyhow!("no account: pass --account NAME"))?;
+    if local_api::call(&opts.paths.socket(), "status").is_ok() {
+        return Ok(Exit::fail(exit::FAILURE, "mcvpn is already up; run `sudo mcvpn down` first"));
+    }
+    let password = crate::password::read(opts.password_file.as_deref(), &format!("Password for {account}: "))?;
+    let req = DaemonRequest {
+        paths: opts.paths.clone(),
+        hub: hub.clone(),
+        account: account.clone(),
+        password,
+        iface: opts.iface.clone(),
+        mtu: opts.mtu,
+    };
+    let config_path = opts.paths.config.clone();
+    let log_path = opts.paths.log();
+    // The first successful `up` remembers the hub and account for the next bare `up`.
+    let remember = move || {
+        if config.hub.as_deref() != Some(&hub) || config.account.as_deref() != Some(&account) {
+            config.hub = Some(hub);
+            config.account = Some(account);
+            if let Err(e) = config.save(&config_path) {
+                eprintln!("warning: could not remember the hub and account: {e:#}");
+            }
+        }
+    };
+    if opts.foreground {
+        return run_daemon(
+            req,
+            Some(Box::new(move |r: &Readiness| {
+                if r.ok {
+                    remember();
+                    if let Some(status) = &r.status {
+                        print_status(status);
+                    }
+                }
+            })),
+        );
+    }
+    let readiness = spawn_daemon(&req)?;
+    if !readiness.ok {
+        return Ok(Exit::fail(readiness.exit, &readiness.message));
+    }
+    remember();
+    if let Some(status) = &readiness.status {
+        print_status(status);
+    }
+    println!("log: {}", log_path.display());
+    Ok(Exit::ok())
+}
+
+/// Starts the daemon and waits for its readiness line.
+fn spawn_daemon(req: &DaemonRequest) -> Result<Readiness> {
+    std::fs::create_dir_all(&req.paths.run_dir)
+        .with_context(|| format!("cannot create {}", req.paths.run_dir.display()))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(req.paths.log())
+        .with_context(|| format!("cannot open the log {}", req.paths.log().display()))?;
+    let exe = std::env::current_exe().context("cannot find the mcvpn executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("client-daemon")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
+    // SAFETY: setsid is async-signal-safe; it detaches the daemon from our terminal
+    // and session so that closing the terminal does not kill it.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start the mcvpn daemon")?;
+    {
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(&serde_json::to_vec(req)?)?;
+    }
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    if line.trim().is_empty() {
+        let status = child.wait()?;
+        bail!(
+            "the mcvpn daemon stopped before it was ready ({status}); see {}",
+            req.paths.log().display()
+        );
+    }
+    let readiness: Readiness = serde_json::from_str(&line).context("unreadable report from the daemon")?;
+    if !readiness.ok {
+        let _ = child.wait();
+    }
+    Ok(readiness)
+}
+
+/// Entry of the hidden `client-daemon` subcommand: reads its request from stdin.
+pub fn daemon_main() -> Result<Exit> {
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input)?;
+    let req: DaemonRequest = serde_json::from_str(&input).context("bad daemon request")?;
+    let mut out = std::io::stdout();
+    run_daemon(
+        req,
+        Some(Box::new(move |r: &Readiness| {
+            let mut line = serde_json::to_vec(r).unwrap_or_default();
+            line.push(b'\n');
+            let _ = out.write_all(&line);
+            let _ = out.flush();
+        })),
+    )
+}
+
+type Report = Box<dyn FnOnce(&Readiness) + Send>;
+
+fn run_daemon(req: DaemonRequest, report: Option<Report>) -> Result<Exit> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(client_main(req, report))
+}
+
+async fn client_main(req: DaemonRequest, report: Option<Report>) -> Result<Exit> {
+    let mut report = report;
+    let mut finish = |r: Readiness| -> Exit {
+        let exit = if r.ok { Exit::ok() } else { Exit::fail(r.exit, &r.message) };
+        if let Some(f) = report.take() {
+            f(&r);
+        }
+        exit
+    };
+    let fail = |code: u8, message: String| Readiness {
+        ok: false,
+        exit: code,
+        message,
+        status: None,
+    };
+
+    let settings = match client_settings(&req) {
+        Ok(s) => s,
+        Err(e) => return Ok(finish(fail(exit::FAILURE, format!("{e:#}")))),
+    };
+    let node = match Node::new(settings) {
+        Ok(n) => Arc::new(n),
+        Err(e) => return Ok(finish(fail(exit::FAILURE, format!("{e:#}")))),
+    };
+    let credential = Credential::Password { password: req.password };
+    let (login, rd, wr) = match session::login(&node.settings, node.boot_id, credential, false).await {
+        Ok((Event::LoginOk(ok), rd, wr)) => (ok, rd, wr),
+        Ok(_) => return Ok(finish(fail(exit::FAILURE, "unexpected answer from the hub".into()))),
+        Err(e @ LoginError::Refused { .. }) => return Ok(finish(fail(exit::REFUSED, e.to_string()))),
+        Err(e) => return Ok(finish(fail(exit::FAILURE, e.to_string()))),
+    };
+    if let Err(e) = node.apply_login(&login) {
+        return Ok(finish(fail(exit::FAILURE, format!("{e:#}"))));
+    }
+    let (down_tx, mut down_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let _socket = {
+        let node = node.clone();
+        local_api::serve(
+            &req.paths.socket(),
+            Arc::new(move |r, caller| match r.cmd.as_str() {
+                "status" => node.status(),
+                "down" if caller.uid == 0 => {
+                    let _ = down_tx.send(());
+                    serde_json::json!({"ok": true})
+                }
+                "down" => serde_json::json!({"error": "only root may take mcvpn down: run `sudo mcvpn down`"}),
+                other => serde_json::json!({"error": format!("unknown command {other:?}")}),
+            }),
+        )?
+    };
+    tracing::info!(ip = %login.overlay_ip, account = %login.account, peers = login.peers.len(), "mcvpn is up");
+    let exit = finish(Readiness {
+        ok: true,
+        exit: 0,
+        message: "up".into(),
+        status: Some(node.status()),
+    });
+
+    let resume_account = login.account.clone();
+    let supervise = session::supervise(
+        &node,
+        login,
+        rd,
+        wr,
+        |l| Credential::Resume {
+            token: l.resume_token.clone().unwrap_or_default(),
+        },
+        false,
+    );
+    tokio::select! {
+        end = supervise => {
+            if let SessionEnd::Kicked { message, reason } = end {
+                tracing::error!(account = %resume_account, %message, hint = reason.hint(), "mcvpn is going down");
+                return Ok(Exit::fail(exit::REFUSED, &format!("{message}: {}", reason.hint())));
+            }
+        }
+        _ = down_rx.recv() => tracing::info!("mcvpn down requested"),
+        _ = crate::util::shutdown_signal() => tracing::info!("stopping on signal"),
+    }
+    Ok(exit)
+}
+
+fn client_settings(req: &DaemonRequest) -> Result<NodeSettings> {
+    Ok(NodeSettings {
+        role: Role::Client,
+        hub: HubUrl::parse(&req.hub)?,
+        key: KeyPair::load_or_create(&req.paths.key)?,
+        account: Some(req.account.clone()),
+        hostname: crate::util::hostname(),
+        iface: req.iface.clone(),
+        mtu: req.mtu,
+        socket_buffer: super::DEFAULT_SOCKET_BUFFER,
+    })
+}
+
+/// `mcvpn down`: asks the daemon to stop and waits until it is gone.
+pub fn down(paths: &ClientPaths) -> Result<Exit> {
+    let socket = paths.socket();
+    let status = match local_api::call(&socket, "status") {
+        Ok(s) => s,
+        Err(_) => {
+            println!("mcvpn is not running");
+            return Ok(Exit::ok());
+        }
+    };
+    let answer = local_api::call(&socket, "down")?;
+    if let Some(err) = answer.get("error").and_then(|e| e.as_str()) {
+        return Ok(Exit::fail(exit::NOT_ROOT, err));
+    }
+    let pid = status.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32;
+    for _ in 0..100 {
+        let alive = pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if !alive && !socket.exists() {
+            println!("mcvpn is down");
+            return Ok(Exit::ok());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(Exit::fail(exit::FAILURE, &format!("the mcvpn daemon (pid {pid}) did not stop within 5 s")))
+}
+
+/// `mcvpn status`.
+pub fn status(socket: &Path, as_json: bool) -> Result<Exit> {
+    match local_api::call(socket, "status") {
+        Ok(s) => {
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print_status(&s);
+            }
+            Ok(Exit::ok())
+        }
+        Err(_) => {
+            if as_json {
+                println!("{}", serde_json::json!({"running": false}));
+            } else {
+                println!("mcvpn is not running");
+            }
+            Ok(Exit::code(exit::NOT_RUNNING))
+        }
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Prints a node status (client or target) for people.
+pub fn print_status(s: &serde_json::Value) {
+    let get = |k: &str| s.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_string();
+    let connected = s.get("connected").and_then(|v| v.as_bool()).unwrap_or(false);
+    println!(
+        "mcvpn {}: {}",
+        get("role"),
+        if connected { "connected" } else { "reconnecting to the hub" }
+    );
+    println!("  hub:        {}", get("hub"));
+    println!("  account:    {} (contract {})", get("account"), get("contract"));
+    println!("  interface:  {}  {}", get("interface"), get("overlay_ip"));
+    if let Some(e) = s.get("last_error").and_then(|v| v.as_str()) {
+        println!("  last error: {e}");
+    }
+    let peers = s.get("peers").and_then(|p| p.as_array()).cloned().unwrap_or_default();
+    if peers.is_empty() {
+        println!("  peers:      none (nothing reachable for this account yet)");
+    } else {
+        println!("  peers:");
+    }
+    for p in peers {
+        let field = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_string();
+        let online = p.get("online").and_then(|v| v.as_bool()).unwrap_or(false);
+        let handshake = p
+            .get("last_handshake_s")
+            .and_then(|v| v.as_u64())
+            .map_or("never".to_string(), |s| format!("{s} s ago"));
+        let bytes = |k: &str| human_bytes(p.get(k).and_then(|v| v.as_u64()).unwrap_or(0));
+        println!(
+            "    {:<20} {:<15} {:<8} handshake {:<10} sent {:<10} received {}",
+            field("name"),
+            field("overlay_ip"),
+            if online { "online" } else { "offline" },
+            handshake,
+            bytes("tx_bytes"),
+            bytes("rx_bytes"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trip_and_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etc/mcvpn.toml");
+        assert_eq!(ClientConfig::load(&path).unwrap(), ClientConfig::default());
+        let c = ClientConfig {
+            hub: Some("mcvpn://h:1/?key=x".into()),
+            account: Some("alice".into()),
+        };
+        c.save(&path).unwrap();
+        assert_eq!(ClientConfig::load(&path).unwrap(), c);
+        std::fs::write(&path, "hub = [broken").unwrap();
+        assert!(ClientConfig::load(&path).is_err());
+    }
+
+    #[test]
+    fn human_bytes_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(64 << 20), "64.0 MiB");
+    }
+}

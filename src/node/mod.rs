@@ -1,0 +1,236 @@
+//! The engine shared by client and target: one UDP socket to the hub, one TUN, one
+//! WireGuard tunnel per peer the hub announced, and the control session that keeps
+//! the peer list current.
+
+pub mod client;
+pub mod datapath;
+pub mod netconf;
+pub mod peers;
+pub mod probe;
+pub mod relay_state;
+pub mod session;
+pub mod target;
+
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+use serde_json::json;
+
+use crate::keys::KeyPair;
+use crate::proto::control::{Event, LoginOk, Role};
+use crate::proto::url::HubUrl;
+
+use self::datapath::{Counters, DataPath};
+use self::peers::{Change, PeerTable};
+use self::relay_state::RelayState;
+
+/// Default UDP socket buffer asked for (see `util::set_socket_buffers`).
+pub const DEFAULT_SOCKET_BUFFER: usize = 8 << 20;
+
+/// What a node is told on the command line or by its config file.
+pub struct NodeSettings {
+    pub role: Role,
+    pub hub: HubUrl,
+    pub key: KeyPair,
+    pub account: Option<String>,
+    pub hostname: String,
+    pub iface: String,
+    pub mtu: u16,
+    pub socket_buffer: usize,
+}
+
+#[derive(Debug, Default)]
+struct Connection {
+    connected: bool,
+    since: Option<Instant>,
+    last_error: Option<String>,
+    login: Option<LoginOk>,
+}
+
+pub struct Node {
+    pub settings: NodeSettings,
+    /// Random per process: tells peers whether we restarted (see `PeerInfo::boot_id`).
+    pub boot_id: u64,
+    pub peers: Arc<PeerTable>,
+    pub relay: Arc<RelayState>,
+    pub counters: Arc<Counters>,
+    udp: Arc<UdpSocket>,
+    hub_addr: SocketAddr,
+    datapath: OnceLock<Arc<DataPath>>,
+    conn: Mutex<Connection>,
+}
+
+impl Node {
+    pub fn new(settings: NodeSettings) -> Result<Node> {
+        let hub_addr = settings
+            .hub
+            .authority()
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve the hub address {}", settings.hub.authority()))?
+            .next()
+            .ok_or_else(|| anyhow!("the hub address {} resolves to nothing", settings.hub.authority()))?;
+        let bind: SocketAddr = if hub_addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().unwrap();
+        let udp = UdpSocket::bind(bind).context("cannot open a UDP socket")?;
+        udp.connect(hub_addr).context("cannot address the hub over UDP")?;
+        crate::util::set_socket_buffers(&udp, settings.socket_buffer);
+        Ok(Node {
+            peers: Arc::new(PeerTable::new(settings.key.secret.clone())),
+            settings,
+            boot_id: rand::random::<u64>() | 1,
+            relay: Arc::new(RelayState::default()),
+            counters: Arc::new(Counters::default()),
+            udp: Arc::new(udp),
+            hub_addr,
+            datapath: OnceLock::new(),
+            conn: Mutex::new(Connection::default()),
+        })
+    }
+
+    fn prefix_for(&self, login: &LoginOk) -> u8 {
+        match self.settings.role {
+            // A client routes only the targets it may reach (/32 each): split tunnel.
+            Role::Client => 32,
+            // A target answers whichever client reaches it: route the whole overlay.
+            Role::Target => login.overlay_prefix,
+        }
+    }
+
+    /// Applies a successful login: relay bind, TUN (created on the first login), peers.
+    pub fn apply_login(&self, login: &LoginOk) -> Result<()> {
+        self.relay.start(login.node_id, login.session_id, login.relay_key.0);
+        let prefix = self.prefix_for(login);
+        match self.datapath.get() {
+            None => {
+                let tun = netconf::create_tun(&self.settings.iface, login.overlay_ip, prefix, self.settings.mtu)?;
+                let dp = Arc::new(DataPath {
+                    tun: Arc::new(tun),
+                    udp: self.udp.clone(),
+                    peers: self.peers.clone(),
+                    relay: self.relay.clone(),
+                    counters: self.counters.clone(),
+                });
+                dp.spawn().context("cannot start the packet threads")?;
+                let _ = self.datapath.set(dp);
+            }
+            Some(dp) => {
+                let previous = self.conn.lock().unwrap().login.as_ref().map(|l| l.overlay_ip);
+                if previous != Some(login.overlay_ip) {
+                    tracing::warn!(ip = %login.overlay_ip, "the hub gave a new overlay address");
+                    netconf::set_address(&dp.tun, login.overlay_ip, prefix)?;
+                }
+            }
+        }
+        for change in self.peers.replace_all(login.peers.clone()) {
+            self.on_change(change);
+        }
+        let mut c = self.conn.lock().unwrap();
+        c.login = Some(login.clone());
+        Ok(())
+    }
+
+    pub fn set_connected(&self, connected: bool, error: Option<String>) {
+        let mut c = self.conn.lock().unwrap();
+        if c.connected != connected {
+            c.since = Some(Instant::now());
+        }
+        c.connected = connected;
+        if error.is_some() || connected {
+            c.last_error = error;
+        }
+    }
+
+    /// Applies one push from the hub.
+    pub fn apply_event(&self, ev: Event) {
+        match ev {
+            Event::Peer(info) => {
+                let change = self.peers.upsert(info);
+                self.on_change(change);
+            }
+            Event::PeerGone { node_id } => {
+                if let Some(change) = self.peers.remove(node_id) {
+                    self.on_change(change);
+                }
+            }
+            Event::Pong { .. } => {}
+            other => tracing::debug!(?other, "ignoring unexpected push"),
+        }
+    }
+
+    fn on_change(&self, change: Change) {
+        match &change {
+            Change::Added(p) | Change::Reset(p) | Change::Updated(p) => {
+                tracing::info!(peer = %p.name, node = p.node_id, ip = %p.overlay_ip, online = p.online,
+                    change = change_name(&change), "peer");
+                if self.settings.role == Role::Client && p.role == Role::Target {
+                    if let Err(e) = netconf::add_host_route(&self.settings.iface, p.overlay_ip) {
+                        tracing::error!(error = %e, "cannot add the route to a target");
+                    }
+                }
+            }
+            Change::Removed(p) => {
+                tracing::info!(peer = %p.name, node = p.node_id, "peer removed");
+                if self.settings.role == Role::Client && p.role == Role::Target {
+                    let _ = netconf::remove_host_route(&self.settings.iface, p.overlay_ip);
+                }
+            }
+        }
+    }
+
+    pub fn overlay_ip(&self) -> Option<Ipv4Addr> {
+        self.conn.lock().unwrap().login.as_ref().map(|l| l.overlay_ip)
+    }
+
+    /// What `mcvpn status` shows.
+    pub fn status(&self) -> serde_json::Value {
+        let c = self.conn.lock().unwrap();
+        let peers: Vec<serde_json::Value> = self
+            .peers
+            .all()
+            .iter()
+            .map(|p| {
+                let info = p.info.lock().unwrap().clone();
+                let (handshake, tx, rx, _, _) = p.tunn.lock().unwrap().stats();
+                json!({
+                    "name": info.name,
+                    "node_id": info.node_id,
+                    "role": info.role.as_str(),
+                    "overlay_ip": info.overlay_ip.to_string(),
+                    "online": info.online,
+                    "last_handshake_s": handshake.map(|d| d.as_secs()),
+                    "tx_bytes": tx,
+                    "rx_bytes": rx,
+                })
+            })
+            .collect();
+        let login = c.login.as_ref();
+        json!({
+            "role": self.settings.role.as_str(),
+            "pid": std::process::id(),
+            "hub": self.settings.hub.to_string(),
+            "hub_addr": self.hub_addr.to_string(),
+            "account": login.map(|l| l.account.clone()).or_else(|| self.settings.account.clone()),
+            "contract": login.map(|l| l.contract.clone()),
+            "interface": self.settings.iface,
+            "overlay_ip": login.map(|l| l.overlay_ip.to_string()),
+            "node_id": login.map(|l| l.node_id),
+            "connected": c.connected,
+            "connected_for_s": c.since.map(|s| s.elapsed().as_secs()),
+            "last_error": c.last_error,
+            "relay_bound": self.relay.is_bound(Instant::now()),
+            "public_key": self.settings.key.public_key32().to_base64(),
+            "peers": peers,
+            "dropped": self.counters.snapshot(),
+        })
+    }
+}
+
+fn change_name(c: &Change) -> &'static str {
+    match c {
+        Change::Added(_) => "added",
+        Change::Reset(_) => "reset",
+        Change::Updated(_) => "updated",
+        Change::Removed(_) => "removed",
+    }
+}

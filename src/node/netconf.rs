@@ -1,0 +1,59 @@
+//! The TUN interface and the routes through it.
+//!
+//! The interface is created without `persist`, so it disappears (with its routes)
+//! when the process that holds it exits, however it exits. Routes are managed with
+//! iproute2's `ip` (tun-rs manages addresses but not routes).
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use tun_rs::{DeviceBuilder, SyncDevice};
+
+/// Default MTU: 1500 minus IPv4 (20), UDP (8), relay header (8) and WireGuard (32),
+/// rounded down as WireGuard does. A hub reached over IPv6 needs 20 bytes less.
+pub const DEFAULT_MTU: u16 = 1420;
+
+/// Creates and brings up the TUN `name` with `addr/prefix`.
+pub fn create_tun(name: &str, addr: Ipv4Addr, prefix: u8, mtu: u16) -> Result<SyncDevice> {
+    let dev = DeviceBuilder::new()
+        .name(name)
+        .ipv4(addr, prefix, None)
+        .mtu(mtu)
+        .build_sync()
+        .with_context(|| {
+            format!("cannot create the TUN interface {name} (need root or CAP_NET_ADMIN, and /dev/net/tun)")
+        })?;
+    Ok(dev)
+}
+
+/// Replaces the interface's address (the hub gave a different one after a reconnect).
+pub fn set_address(dev: &SyncDevice, addr: Ipv4Addr, prefix: u8) -> Result<()> {
+    dev.set_network_address(addr, prefix, None)
+        .context("cannot change the TUN address")?;
+    Ok(())
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("cannot run `ip` (install iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Routes `dst/32` into the tunnel (one route per reachable target: split tunnel).
+pub fn add_host_route(iface: &str, dst: Ipv4Addr) -> Result<()> {
+    ip(&["route", "replace", &format!("{dst}/32"), "dev", iface])
+}
+
+pub fn remove_host_route(iface: &str, dst: Ipv4Addr) -> Result<()> {
+    ip(&["route", "del", &format!("{dst}/32"), "dev", iface])
+}

@@ -1,0 +1,130 @@
+//! The node's side of the relay bind: which session it binds for, when the next bind
+//! is due, and whether the hub acknowledged it.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::proto::relay::{BindMsg, Kind, NodeId, RelayKey, BIND_LEN};
+
+/// Bind retry interval while the hub has not acknowledged.
+pub const BIND_RETRY: Duration = Duration::from_secs(1);
+/// Bind refresh once bound; also keeps the NAT mapping to the hub open.
+pub const BIND_REFRESH: Duration = Duration::from_secs(10);
+/// Without an acknowledgement for this long the node counts itself unbound again.
+pub const BIND_LOST: Duration = Duration::from_secs(25);
+
+#[derive(Debug, Clone)]
+struct Session {
+    node: NodeId,
+    session: u64,
+    key: RelayKey,
+    counter: u64,
+    last_sent: Option<Instant>,
+    last_ack: Option<Instant>,
+}
+
+#[derive(Default)]
+pub struct RelayState {
+    current: Mutex<Option<Session>>,
+}
+
+impl RelayState {
+    /// A new control session started: bind for it from now on, at once.
+    pub fn start(&self, node: NodeId, session: u64, key: RelayKey) {
+        *self.current.lock().unwrap() = Some(Session {
+            node,
+            session,
+            key,
+            counter: 0,
+            last_sent: None,
+            last_ack: None,
+        });
+    }
+
+    /// The control session ended: stop binding until the next one.
+    pub fn stop(&self) {
+        *self.current.lock().unwrap() = None;
+    }
+
+    /// The bind datagram to send now, if one is due.
+    pub fn bind_due(&self, now: Instant) -> Option<[u8; BIND_LEN]> {
+        let mut cur = self.current.lock().unwrap();
+        let s = cur.as_mut()?;
+        let bound = s.last_ack.is_some_and(|a| now.duration_since(a) < BIND_LOST);
+        let interval = if bound { BIND_REFRESH } else { BIND_RETRY };
+        if s.last_sent.is_some_and(|t| now.duration_since(t) < interval) {
+            return None;
+        }
+        s.counter += 1;
+        s.last_sent = Some(now);
+        Some(
+            BindMsg {
+                kind: Kind::Bind,
+                node: s.node,
+                session: s.session,
+                counter: s.counter,
+            }
+            .encode(&s.key),
+        )
+    }
+
+    /// Handles a `Bound` datagram; true if it acknowledged our current session.
+    pub fn on_bound(&self, datagram: &[u8], now: Instant) -> bool {
+        let Ok(msg) = BindMsg::parse(datagram) else { return false };
+        let mut cur = self.current.lock().unwrap();
+        let Some(s) = cur.as_mut() else { return false };
+        let ours = msg.kind == Kind::Bound
+            && msg.node == s.node
+            && msg.session == s.session
+            && BindMsg::verify(datagram, &s.key).is_ok();
+        if ours {
+            s.last_ack = Some(now);
+        }
+        ours
+    }
+
+    pub fn is_bound(&self, now: Instant) -> bool {
+        self.current
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|s| s.last_ack)
+            .is_some_and(|a| now.duration_since(a) < BIND_LOST)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_fast_until_acknowledged_then_refreshes_slowly() {
+        let r = RelayState::default();
+        let t0 = Instant::now();
+        assert!(r.bind_due(t0).is_none(), "no session, no bind");
+        r.start(7, 99, [3; 32]);
+        let first = r.bind_due(t0).unwrap();
+        assert!(r.bind_due(t0 + Duration::from_millis(500)).is_none());
+        let second = r.bind_due(t0 + BIND_RETRY).unwrap();
+        assert_ne!(first, second, "the counter moved");
+        let ack = BindMsg { kind: Kind::Bound, node: 7, session: 99, counter: 2 }.encode(&[3; 32]);
+        assert!(r.on_bound(&ack, t0 + BIND_RETRY));
+        assert!(r.is_bound(t0 + BIND_RETRY));
+        assert!(r.bind_due(t0 + BIND_RETRY * 2).is_none());
+        assert!(r.bind_due(t0 + BIND_RETRY + BIND_REFRESH).is_some());
+        assert!(!r.is_bound(t0 + BIND_RETRY + BIND_LOST));
+    }
+
+    #[test]
+    fn foreign_or_forged_acks_are_ignored() {
+        let r = RelayState::default();
+        let t0 = Instant::now();
+        r.start(7, 99, [3; 32]);
+        let wrong_key = BindMsg { kind: Kind::Bound, node: 7, session: 99, counter: 1 }.encode(&[4; 32]);
+        let old_session = BindMsg { kind: Kind::Bound, node: 7, session: 98, counter: 1 }.encode(&[3; 32]);
+        assert!(!r.on_bound(&wrong_key, t0));
+        assert!(!r.on_bound(&old_session, t0));
+        assert!(!r.on_bound(b"junk", t0));
+        assert!(!r.is_bound(t0));
+    }
+}

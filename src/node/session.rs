@@ -1,0 +1,229 @@
+//! The node's control session with the hub: connect, log in, follow the hub's pushes,
+//! and reconnect with backoff when the hub goes away.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Instant};
+
+use super::{Node, NodeSettings};
+use crate::channel::{self, ChannelReader, ChannelWriter};
+use crate::proto::control::{Credential, Event, Hello, LoginOk, RefuseReason, Request, PROTOCOL_VERSION};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pings keep the hub's view of us fresh; the hub gives up after 35 s of silence.
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// If the hub says nothing (not even a pong) for this long, the connection is dead.
+const HUB_SILENCE_LIMIT: Duration = Duration::from_secs(30);
+/// Reconnect backoff: doubling from the first to the last value.
+pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// How long a target waits after a refusal before asking again.
+pub const REFUSED_RETRY: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub enum LoginError {
+    /// The hub answered and said no.
+    Refused {
+        reason: RefuseReason,
+        message: String,
+        retry_after_s: Option<u64>,
+    },
+    /// The hub could not be reached or the exchange broke.
+    Failed(anyhow::Error),
+}
+
+impl std::fmt::Display for LoginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoginError::Refused { message, reason, .. } => write!(f, "the hub refused: {message} ({})", reason.hint()),
+            LoginError::Failed(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+pub enum SessionEnd {
+    Lost(String),
+    Kicked { reason: RefuseReason, message: String },
+}
+
+async fn resolve(authority: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(authority)
+        .await
+        .with_context(|| format!("cannot resolve the hub address {authority}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(anyhow!("the hub address {authority} resolves to nothing"));
+    }
+    Ok(addrs)
+}
+
+/// Connects to the hub and logs in. Tries each pinned hub key in turn (key rotation).
+/// Returns the hub's first answer (`LoginOk` or `Enrolled`) and the open channel.
+pub async fn login(
+    settings: &NodeSettings,
+    boot_id: u64,
+    credential: Credential,
+    enroll: bool,
+) -> Result<(Event, ChannelReader, ChannelWriter), LoginError> {
+    let addrs = resolve(&settings.hub.authority()).await.map_err(LoginError::Failed)?;
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        role: settings.role,
+    };
+    let mut last_err = anyhow!("no hub key to try");
+    for hub_key in &settings.hub.keys {
+        let attempt = async {
+            let stream = timeout(CONNECT_TIMEOUT, TcpStream::connect(&addrs[..]))
+                .await
+                .map_err(|_| anyhow!("no answer from the hub at {} within {CONNECT_TIMEOUT:?}", settings.hub.authority()))?
+                .with_context(|| format!("cannot connect to the hub at {}", settings.hub.authority()))?;
+            channel::initiate(stream, &settings.key, hub_key, &hello).await
+        };
+        match attempt.await {
+            Ok((mut rd, mut wr)) => {
+                let req = Request::Login {
+                    account: settings.account.clone(),
+                    credential: credential.clone(),
+                    role: settings.role,
+                    hostname: settings.hostname.clone(),
+                    boot_id,
+                    enroll,
+                };
+                wr.send(&req).await.map_err(LoginError::Failed)?;
+                let answer: Event = timeout(ANSWER_TIMEOUT, rd.recv())
+                    .await
+                    .map_err(|_| LoginError::Failed(anyhow!("the hub did not answer the login within {ANSWER_TIMEOUT:?}")))?
+                    .map_err(|e| LoginError::Failed(e.context("the hub closed the connection during login")))?;
+                return match answer {
+                    Event::Refused {
+                        reason,
+                        message,
+                        retry_after_s,
+                    } => Err(LoginError::Refused {
+                        reason,
+                        message,
+                        retry_after_s,
+                    }),
+                    ok @ (Event::LoginOk(_) | Event::Enrolled { .. }) => Ok((ok, rd, wr)),
+                    other => Err(LoginError::Failed(anyhow!("unexpected answer to login: {other:?}"))),
+                };
+            }
+            Err(e) => last_err = e,
+        }
+    }
+    Err(LoginError::Failed(last_err))
+}
+
+/// Follows one established session until it ends: applies pushes, pings the hub.
+pub async fn run_session(node: &Node, mut rd: ChannelReader, mut wr: ChannelWriter) -> SessionEnd {
+    // Reading is not cancel-safe (a frame may be half read), so it gets its own task.
+    let (tx, mut events) = mpsc::channel::<anyhow::Result<Event>>(64);
+    let reader = tokio::spawn(async move {
+        loop {
+            let r = rd.recv::<Event>().await;
+            let end = r.is_err();
+            if tx.send(r).await.is_err() || end {
+                break;
+            }
+        }
+    });
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let mut seq = 0u64;
+    let mut last_heard = Instant::now();
+    let end = loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(Ok(Event::Kick { reason, message })) => break SessionEnd::Kicked { reason, message },
+                Some(Ok(ev)) => {
+                    last_heard = Instant::now();
+                    node.apply_event(ev);
+                }
+                Some(Err(e)) => break SessionEnd::Lost(format!("{e:#}")),
+                None => break SessionEnd::Lost("connection closed".into()),
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > HUB_SILENCE_LIMIT {
+                    break SessionEnd::Lost(format!("no word from the hub for {} s", HUB_SILENCE_LIMIT.as_secs()));
+                }
+                seq += 1;
+                if let Err(e) = wr.send(&Request::Ping { seq }).await {
+                    break SessionEnd::Lost(format!("{e:#}"));
+                }
+            }
+        }
+    };
+    reader.abort();
+    wr.shutdown().await;
+    end
+}
+
+/// Keeps the node connected: runs the session, and when it is lost, logs in again with
+/// `credential_for(login)` and exponential backoff. Returns only when the hub refused
+/// or kicked us for a reason that waiting will not fix.
+pub async fn supervise(
+    node: &Node,
+    mut login: LoginOk,
+    mut rd: ChannelReader,
+    mut wr: ChannelWriter,
+    credential_for: impl Fn(&LoginOk) -> Credential,
+    keep_trying_refusals: bool,
+) -> SessionEnd {
+    loop {
+        node.set_connected(true, None);
+        let end = run_session(node, rd, wr).await;
+        node.relay.stop();
+        match &end {
+            SessionEnd::Kicked { reason, message } => {
+                tracing::warn!(?reason, %message, "the hub ended the session");
+                node.set_connected(false, Some(format!("kicked: {message}")));
+                if !keep_trying_refusals && !reason.is_transient() {
+                    return end;
+                }
+            }
+            SessionEnd::Lost(why) => {
+                tracing::warn!(reason = %why, "lost the hub; reconnecting");
+                node.set_connected(false, Some(why.clone()));
+            }
+        }
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            tokio::time::sleep(backoff).await;
+            match self::login(&node.settings, node.boot_id, credential_for(&login), false).await {
+                Ok((Event::LoginOk(ok), r, w)) => {
+                    if let Err(e) = node.apply_login(&ok) {
+                        tracing::error!(error = %e, "cannot apply the new session");
+                    }
+                    tracing::info!(ip = %ok.overlay_ip, peers = ok.peers.len(), "reconnected to the hub");
+                    login = ok;
+                    (rd, wr) = (r, w);
+                    break;
+                }
+                Ok(_) => tracing::warn!("unexpected answer to login"),
+                Err(LoginError::Refused {
+                    reason,
+                    message,
+                    retry_after_s,
+                }) => {
+                    tracing::warn!(?reason, %message, "the hub refused the reconnect");
+                    node.set_connected(false, Some(format!("refused: {message}")));
+                    if !keep_trying_refusals && !reason.is_transient() {
+                        return SessionEnd::Kicked { reason, message };
+                    }
+                    // A refusal (say, a suspended contract) will not change in seconds.
+                    let wait = retry_after_s.map_or(REFUSED_RETRY, Duration::from_secs);
+                    backoff = wait.max(BACKOFF_MIN);
+                    continue;
+                }
+                Err(e) => tracing::info!(error = %e, "hub not reachable yet"),
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+}
