@@ -157,15 +157,21 @@ if ((NO_INSTALL)); then
 fi
 ensure_tools "${ROWS[@]}"
 
-python3 - "$BENCH_WORK/meta.json" "$DURATION" "$(getconf CLK_TCK)" "${ROWS[@]}" <<'EOF'
+read -r LOAD1 _ </proc/loadavg
+if python3 -c 'import os, sys; sys.exit(float(sys.argv[1]) < 0.5 * os.cpu_count())' "$LOAD1"; then
+	log "warning: load average is $LOAD1 on $(nproc) CPUs: other work will make the figures noisy"
+fi
+
+python3 - "$BENCH_WORK/meta.json" "$DURATION" "$(getconf CLK_TCK)" "$LOAD1" "${ROWS[@]}" <<'EOF'
 import json, os, platform, sys, datetime
-out, duration, clk, rows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+out, duration, clk, load1, rows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5:]
 json.dump({
     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     "kernel": platform.release(),
     "nproc": os.cpu_count(),
     "duration_s": duration,
     "clk_tck": clk,
+    "loadavg_1m": load1,
     "rows": rows,
 }, open(out, "w"))
 EOF

@@ -80,13 +80,17 @@ teardown_namespaces() {
 	done
 }
 
-# Stop a background row (a subshell in the root namespace) and its children.
-kill_row_subshell() {
+# Stop a background row (a subshell in the root namespace).  It was sent
+# TERM before its namespaces were emptied: its TERM trap (row_on_term) reaps
+# its children and exits.  If it does not within 5 s, kill it and its children.
+finish_row_subshell() {
 	local pid=$1 kids
 	[[ -n "$pid" ]] || return 0
-	kids=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
-	# shellcheck disable=SC2086
-	kill -TERM "$pid" $kids 2>/dev/null || true
+	if ! wait_for 50 pid_gone "$pid"; then
+		kids=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
+		# shellcheck disable=SC2086 # word splitting of the pid list is wanted
+		kill -KILL "$pid" $kids 2>/dev/null || true
+	fi
 	wait "$pid" 2>/dev/null || true
 }
 
@@ -104,14 +108,15 @@ bench_cleanup() {
 	((BENCH_CLEANED)) && return 0
 	BENCH_CLEANED=1
 	set +e
-	kill_row_subshell "$BENCH_ROW_PID"
-	BENCH_ROW_PID=""
+	[[ -z "$BENCH_ROW_PID" ]] || kill -TERM "$BENCH_ROW_PID" 2>/dev/null
 	local nss
 	mapfile -t nss < <(bench_namespaces)
 	if ((${#nss[@]})); then
 		log "removing namespaces ${nss[*]}"
 		teardown_namespaces "${nss[@]}"
 	fi
+	finish_row_subshell "$BENCH_ROW_PID"
+	BENCH_ROW_PID=""
 	remove_uapi_sockets
 	if [[ -n "$BENCH_WORK" && -d "$BENCH_WORK" ]]; then
 		if ((KEEP_LOGS)); then
@@ -248,6 +253,18 @@ row_on_err() {
 	log "$ROW_NAME: error: command failed: $cmd (${src##*/}:$line)"
 }
 
+# TERM from bench_cleanup: stop the row's background processes, reap them so
+# that none is left as a zombie, and end the row.
+row_on_term() {
+	trap - ERR TERM
+	local pids
+	pids=$(jobs -p)
+	# shellcheck disable=SC2086
+	[[ -z "$pids" ]] || kill -TERM $pids 2>/dev/null || true
+	wait
+	exit 143
+}
+
 # Runs in a background subshell: builds the namespaces, calls
 # run_<row>_row CLIENT_NS HUB_NS TARGET_NS ROW_DIR, then measures.
 row_body() {
@@ -255,7 +272,8 @@ row_body() {
 	ROW_DIR=$2
 	set -Eeuo pipefail
 	trap 'row_on_err "$BASH_COMMAND" "$LINENO" "${BASH_SOURCE[0]}"' ERR
-	trap - INT TERM EXIT
+	trap - INT EXIT
+	trap row_on_term TERM
 	ROW_TARGET_ADDR=""
 	require_tool iperf3
 	make_topology "$ROW_NAME"

@@ -69,6 +69,7 @@ tcp_listening() { # NS PORT
 iperf_test() {
 	local name=$1 spid rc=0 why
 	shift
+	check_procs_alive
 	start_in_ns "$NS_TARGET" "iperf3-server-$name" iperf3 -s -1 -p "$IPERF_PORT"
 	spid=$STARTED_PID
 	if ! wait_for 50 tcp_listening "$NS_TARGET" "$IPERF_PORT"; then
@@ -84,11 +85,12 @@ iperf_test() {
 	# the one-off server exits after its test; do not let it linger
 	wait_for 50 pid_gone "$spid" || kill -KILL "$spid" 2>/dev/null || true
 	wait "$spid" 2>/dev/null || true
-	if ((rc)); then
-		why=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("error",""))' \
-			"$ROW_DIR/$name.json" 2>/dev/null || true)
+	# iperf3 3.12 exits 0 even when it cannot connect: also look at the JSON
+	why=$(python3 "$BENCH_LIB/iperf_check.py" "$ROW_DIR/$name.json" 2>&1) ||
+		why="could not check $name.json: $why"
+	if ((rc)) || [[ -n "$why" ]]; then
 		[[ -n "$why" ]] || why=$(tail -n 1 "$ROW_DIR/$name.err" 2>/dev/null || true)
-		((rc == 124)) && why="timed out${why:+: $why}"
+		((rc == 124)) && why="timed out after $((DURATION + 30)) s${why:+: $why}"
 		row_note "$name: iperf3 failed (exit $rc)${why:+: $why}"
 		return 1
 	fi

@@ -214,6 +214,7 @@ def main():
         "kernel": meta["kernel"],
         "nproc": meta["nproc"],
         "duration_s": meta["duration_s"],
+        "loadavg_1m_at_start": meta.get("loadavg_1m"),
         "rows": rows,
     }
     with open(out_json, "w") as f:

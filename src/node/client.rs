@@ -259,6 +259,9 @@ async fn client_main(req: DaemonRequest, report: Option<Report>) -> Result<Exit>
     if let Err(e) = node.apply_login(&login) {
         return Ok(finish(fail(exit::FAILURE, format!("{e:#}"))));
     }
+    if !node.wait_bound(Duration::from_secs(5)).await {
+        tracing::warn!("the hub has not acknowledged our UDP endpoint yet; packets may be lost until it does");
+    }
     let (down_tx, mut down_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let _socket = {
         let node = node.clone();

@@ -100,6 +100,10 @@ impl Node {
     /// Applies a successful login: relay bind, TUN (created on the first login), peers.
     pub fn apply_login(&self, login: &LoginOk) -> Result<()> {
         self.relay.start(login.node_id, login.session_id, login.relay_key.0);
+        // Bind at once rather than at the next timer tick: the first packets wait on it.
+        if let Some(bind) = self.relay.bind_due(Instant::now()) {
+            let _ = self.udp.send(&bind);
+        }
         let prefix = self.prefix_for(login);
         match self.datapath.get() {
             None => {
@@ -176,6 +180,19 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Waits until the hub acknowledged our bind, so that the first packets are not
+    /// dropped as coming from an unknown endpoint. False on timeout.
+    pub async fn wait_bound(&self, timeout: std::time::Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.relay.is_bound(Instant::now()) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        true
     }
 
     pub fn overlay_ip(&self) -> Option<Ipv4Addr> {

@@ -1,0 +1,243 @@
+# shellcheck shell=bash
+# Shared topology and helpers for the end-to-end tests. Source it, then call topo_up.
+#
+#                       wan (bridge, "the internet", 192.0.2.0/24)
+#            ┌─────────────────┼──────────────────┐
+#       hub 192.0.2.1    rtt 192.0.2.2        rtc 192.0.2.3     (rtt/rtc masquerade)
+#                            │                   │
+#                       tgt 10.1.0.2       cli 10.2.0.2, cli2 10.2.0.3
+#
+# The target and the clients sit behind their own NAT: nothing can reach them from
+# the wan, so every byte between them must go through the hub. Names carry a per-run
+# prefix; topo_down (installed as an EXIT trap by topo_up) kills every process in the
+# namespaces and deletes them, even when the test fails.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MCVPN=${MCVPN:-$ROOT/target/release/mcvpn}
+RUN_ID=${RUN_ID:-$$}
+P="mcvt${RUN_ID}"
+NS_WAN=$P-wan NS_HUB=$P-hub NS_RTT=$P-rtt NS_TGT=$P-tgt NS_RTC=$P-rtc NS_CLI=$P-cli NS_CLI2=$P-cli2
+ALL_NS=("$NS_WAN" "$NS_HUB" "$NS_RTT" "$NS_TGT" "$NS_RTC" "$NS_CLI" "$NS_CLI2")
+HUB_IP=192.0.2.1
+HUB_PORT=51820
+WORK=$(mktemp -d "/tmp/$P.XXXX")
+TEST_NAME=$(basename "$0" .sh)
+FAILED=0
+
+log() { printf '[%s %s] %s\n' "$(date +%T)" "$TEST_NAME" "$*"; }
+pass() { log "PASS: $*"; }
+fail() {
+    log "FAIL: $*"
+    FAILED=1
+}
+die() {
+    fail "$*"
+    exit 1
+}
+
+in_ns() {
+    local ns=$1
+    shift
+    ip netns exec "$ns" "$@"
+}
+
+show_logs() {
+    local f
+    for f in "$WORK"/*.log "$WORK"/*/client.log; do
+        [ -s "$f" ] || continue
+        echo "----- ${f#"$WORK"/} (last 40 lines) -----"
+        tail -n 40 "$f"
+    done
+}
+
+topo_down() {
+    local rc=$? ns
+    trap - EXIT INT TERM
+    if [ "$rc" -ne 0 ] || [ "$FAILED" -ne 0 ]; then
+        show_logs || true
+    fi
+    for ns in "${ALL_NS[@]}"; do
+        ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    done
+    for ns in "${ALL_NS[@]}"; do
+        ip netns del "$ns" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+    if [ "$FAILED" -ne 0 ] && [ "$rc" -eq 0 ]; then rc=1; fi
+    exit "$rc"
+}
+
+# veth between two namespaces: veth NS_A IF_A NS_B IF_B
+veth() {
+    ip -n "$1" link add "$2" type veth peer name "$4" netns "$3"
+    ip -n "$1" link set "$2" up
+    ip -n "$3" link set "$4" up
+}
+
+nat_router() { # nat_router NS WAN_IP LAN_IP/24 LAN_NET
+    local ns=$1
+    in_ns "$ns" sysctl -qw net.ipv4.ip_forward=1
+    ip -n "$ns" addr add "$2/24" dev wan0
+    ip -n "$ns" addr add "$3" dev lan0
+    in_ns "$ns" nft -f - <<EOF
+table ip nat {
+    chain post {
+        type nat hook postrouting priority 100;
+        ip saddr $4 oifname "wan0" masquerade
+    }
+}
+EOF
+}
+
+topo_up() {
+    trap topo_down EXIT
+    trap 'exit 130' INT TERM
+    local ns
+    for ns in "${ALL_NS[@]}"; do
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+    done
+    ip -n "$NS_WAN" link add br0 type bridge
+    ip -n "$NS_WAN" link set br0 up
+    veth "$NS_HUB" eth0 "$NS_WAN" h0
+    veth "$NS_RTT" wan0 "$NS_WAN" t0
+    veth "$NS_RTC" wan0 "$NS_WAN" c0
+    for ns in h0 t0 c0; do ip -n "$NS_WAN" link set "$ns" master br0; done
+    ip -n "$NS_HUB" addr add "$HUB_IP/24" dev eth0
+
+    veth "$NS_RTT" lan0 "$NS_TGT" eth0
+    nat_router "$NS_RTT" 192.0.2.2 10.1.0.1/24 10.1.0.0/24
+    ip -n "$NS_TGT" addr add 10.1.0.2/24 dev eth0
+    ip -n "$NS_TGT" route add default via 10.1.0.1
+
+    # Two clients behind one NAT router: a bridge on its LAN side.
+    ip -n "$NS_RTC" link add lan0 type bridge
+    ip -n "$NS_RTC" link set lan0 up
+    veth "$NS_RTC" lc1 "$NS_CLI" eth0
+    veth "$NS_RTC" lc2 "$NS_CLI2" eth0
+    ip -n "$NS_RTC" link set lc1 master lan0
+    ip -n "$NS_RTC" link set lc2 master lan0
+    nat_router "$NS_RTC" 192.0.2.3 10.2.0.1/24 10.2.0.0/24
+    ip -n "$NS_CLI" addr add 10.2.0.2/24 dev eth0
+    ip -n "$NS_CLI" route add default via 10.2.0.1
+    ip -n "$NS_CLI2" addr add 10.2.0.3/24 dev eth0
+    ip -n "$NS_CLI2" route add default via 10.2.0.1
+    log "topology $P up (work dir $WORK)"
+}
+
+# wait_until TIMEOUT_S DESCRIPTION CMD...: polls CMD every 0.2 s.
+wait_until() {
+    local timeout=$1 what=$2
+    shift 2
+    local deadline=$((SECONDS + timeout))
+    while ! "$@" >/dev/null 2>&1; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            fail "timed out after ${timeout}s waiting for: $what"
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# --- hub -------------------------------------------------------------------
+
+HUB_DB=$WORK/hub.db
+HUB_KEY=$WORK/hub.key
+HUB_SOCK=$WORK/hub.sock
+
+admin() { "$MCVPN" admin --db "$HUB_DB" "$@"; }
+
+start_hub() {
+    in_ns "$NS_HUB" "$MCVPN" hub --listen "$HUB_IP:$HUB_PORT" --db "$HUB_DB" --key "$HUB_KEY" \
+        --status-socket "$HUB_SOCK" >>"$WORK/hub.log" 2>&1 &
+    HUB_PID=$!
+    wait_until 10 "hub status socket" "$MCVPN" hub stats --status-socket "$HUB_SOCK"
+    HUB_URL=$("$MCVPN" hub url --key "$HUB_KEY" --listen "$HUB_IP:$HUB_PORT")
+}
+
+stop_hub() {
+    kill "$HUB_PID" 2>/dev/null || true
+    wait "$HUB_PID" 2>/dev/null || true
+}
+
+hub_stat() { # hub_stat FIELD: a relay counter
+    "$MCVPN" hub stats --status-socket "$HUB_SOCK" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['relay']['$1'])"
+}
+
+# add_account CONTRACT USER PASSWORD (creates the contract if needed)
+add_account() {
+    admin contract add "$1" >/dev/null 2>&1 || true
+    printf '%s\n' "$3" >"$WORK/pw-$2"
+    admin account add "$1" "$2" --password-file "$WORK/pw-$2" >/dev/null
+}
+
+# --- target ----------------------------------------------------------------
+
+TGT_DIR=$WORK/target
+TGT_ENV=(MCVPN_TARGET_CONFIG="$TGT_DIR/target.toml" MCVPN_TARGET_KEY="$TGT_DIR/target.key" MCVPN_RUN_DIR="$TGT_DIR/run")
+
+target_cmd() { in_ns "$NS_TGT" env "${TGT_ENV[@]}" "$MCVPN" "$@"; }
+
+enroll_target() { # enroll_target USER [NAME]
+    mkdir -p "$TGT_DIR"
+    target_cmd target enroll --hub "$HUB_URL" --account "$1" --password-file "$WORK/pw-$1" --name "${2:-office-pc}"
+}
+
+start_target() {
+    target_cmd target run >>"$WORK/target.log" 2>&1 &
+    TGT_PID=$!
+    wait_until 15 "target connected" target_connected
+}
+
+stop_target() { # stop_target [SIGNAL]
+    kill "-${1:-TERM}" "$TGT_PID" 2>/dev/null || true
+    wait "$TGT_PID" 2>/dev/null || true
+}
+
+target_status() { env "${TGT_ENV[@]}" "$MCVPN" target status --json; }
+
+json_get() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+target_connected() {
+    target_status | python3 -c "import json,sys; s=json.load(sys.stdin); sys.exit(0 if s.get('connected') and s.get('relay_bound') else 1)"
+}
+
+target_ip() { target_status | json_get "['overlay_ip']"; }
+
+# --- clients ---------------------------------------------------------------
+
+client_envs() { # client_envs NAME: the environment of one client (config, run dir, key)
+    mkdir -p "$WORK/$1"
+    echo "MCVPN_CONFIG=$WORK/$1/mcvpn.toml" "MCVPN_RUN_DIR=$WORK/$1" "MCVPN_KEY=$WORK/$1/device.key"
+}
+
+client_cmd() { # client_cmd NS NAME ARGS...
+    local ns=$1 name=$2
+    shift 2
+    # shellcheck disable=SC2046 # word splitting of the env assignments is intended
+    in_ns "$ns" env $(client_envs "$name") "$MCVPN" "$@"
+}
+
+client_up() { # client_up NS NAME USER [extra args]: returns mcvpn up's status
+    local ns=$1 name=$2 user=$3
+    shift 3
+    client_cmd "$ns" "$name" up --hub "$HUB_URL" --account "$user" --password-file "$WORK/pw-$user" "$@"
+}
+
+client_status() { # client_status NAME
+    # shellcheck disable=SC2046
+    env $(client_envs "$1") "$MCVPN" status --json
+}
+
+# peer_field CLIENT_NAME|target PEER_IP FIELD
+peer_field() {
+    local json
+    if [ "$1" = target ]; then json=$(target_status); else json=$(client_status "$1"); fi
+    printf '%s' "$json" | python3 -c "
+import json,sys
+s=json.load(sys.stdin)
+for p in s.get('peers',[]):
+    if p['overlay_ip']=='$2': print(p['$3'])"
+}
