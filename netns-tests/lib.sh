@@ -37,6 +37,8 @@ die() {
     exit 1
 }
 
+# Runs a command in a namespace. For background processes whose pid matters, call
+# `ip netns exec` directly instead: `in_ns … &` makes $! a subshell's pid.
 in_ns() {
     local ns=$1
     shift
@@ -150,7 +152,9 @@ HUB_SOCK=$WORK/hub.sock
 admin() { "$MCVPN" admin --db "$HUB_DB" "$@"; }
 
 start_hub() {
-    in_ns "$NS_HUB" "$MCVPN" hub --listen "$HUB_IP:$HUB_PORT" --db "$HUB_DB" --key "$HUB_KEY" \
+    # Started with `ip netns exec` directly (not through a function) so that $! is the
+    # hub's own pid: kill must reach the process, not a subshell around it.
+    ip netns exec "$NS_HUB" "$MCVPN" hub --listen "$HUB_IP:$HUB_PORT" --db "$HUB_DB" --key "$HUB_KEY" \
         --status-socket "$HUB_SOCK" >>"$WORK/hub.log" 2>&1 &
     HUB_PID=$!
     wait_until 10 "hub status socket" "$MCVPN" hub stats --status-socket "$HUB_SOCK"
@@ -186,7 +190,7 @@ enroll_target() { # enroll_target USER [NAME]
 }
 
 start_target() {
-    target_cmd target run >>"$WORK/target.log" 2>&1 &
+    ip netns exec "$NS_TGT" env "${TGT_ENV[@]}" "$MCVPN" target run >>"$WORK/target.log" 2>&1 &
     TGT_PID=$!
     wait_until 15 "target connected" target_connected
 }

@@ -63,13 +63,14 @@ tcp_listening() { # NS PORT
 	[[ -n "$(ip netns exec "$1" ss -Hltn "sport = :$2" 2>/dev/null)" ]]
 }
 
-# iperf_test NAME [IPERF3 CLIENT ARGS...]: one-off iperf3 server in the target
+# iperf_test NAME DESCRIPTION [IPERF3 CLIENT ARGS...]: one-off iperf3 server in the target
 # namespace, client in the client namespace; JSON in $ROW_DIR/NAME.json.
 # Returns non-zero (and notes why) when the test did not produce figures.
 iperf_test() {
-	local name=$1 spid rc=0 why
-	shift
+	local name=$1 desc=$2 spid rc=0 why
+	shift 2
 	check_procs_alive
+	log "$ROW_NAME: $desc, ${DURATION} s"
 	start_in_ns "$NS_TARGET" "iperf3-server-$name" iperf3 -s -1 -p "$IPERF_PORT"
 	spid=$STARTED_PID
 	if ! wait_for 50 tcp_listening "$NS_TARGET" "$IPERF_PORT"; then
@@ -109,14 +110,11 @@ measure_row() {
 		>"$ROW_DIR/ping.txt" 2>&1 || row_note "ping: $(tail -n 2 "$ROW_DIR/ping.txt" | tr '\n' ' ')"
 
 	cpu_snapshot cpu_before
-	log "$ROW_NAME: TCP, 1 stream, ${DURATION} s"
-	iperf_test tcp1 || true
-	log "$ROW_NAME: TCP, 4 streams, ${DURATION} s"
-	iperf_test tcp4 -P 4 || true
+	iperf_test tcp1 "TCP, 1 stream" || true
+	iperf_test tcp4 "TCP, 4 streams" -P 4 || true
 	cpu_snapshot cpu_after
 
-	log "$ROW_NAME: UDP, 64-byte payloads, unlimited rate, ${DURATION} s"
-	iperf_test udp64 -u -l 64 -b 0 || true
+	iperf_test udp64 "UDP, 64-byte payloads, unlimited rate" -u -l 64 -b 0 || true
 
 	rss_snapshot
 	check_procs_alive

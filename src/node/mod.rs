@@ -131,6 +131,9 @@ impl Node {
         }
         let mut c = self.conn.lock().unwrap();
         c.login = Some(login.clone());
+        c.connected = true;
+        c.since = Some(Instant::now());
+        c.last_error = None;
         Ok(())
     }
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# A client behind NAT reaches a target behind another NAT through the hub: ping, then
+# 64 MiB over TCP whose sha256 matches on both ends. Prints the tunnel's throughput next
+# to the plain path's (no VPN, same namespaces, same run).
+source "$(dirname "$0")/lib.sh"
+topo_up
+start_hub
+add_account acme alice alice-password-1
+enroll_target alice
+start_target
+TIP=$(target_ip)
+
+client_up "$NS_CLI" c1 alice || die "mcvpn up failed"
+in_ns "$NS_CLI" ping -c 3 -i 0.2 -W 2 "$TIP" >/dev/null && pass "ping $TIP through the hub" || fail "ping $TIP"
+
+head -c $((64 << 20)) /dev/urandom >"$WORK/payload"
+transfer() { # transfer DEST_NS DEST_IP SRC_NS LABEL
+    ip netns exec "$1" python3 "$ROOT/netns-tests/xfer.py" recv 5001 "$WORK/received" --timeout 120 >"$WORK/recv.json" &
+    local rpid=$!
+    sleep 0.5
+    in_ns "$3" python3 "$ROOT/netns-tests/xfer.py" send "$2" 5001 "$WORK/payload" >"$WORK/send.json" || fail "$4: send failed"
+    wait "$rpid" || fail "$4: receive failed"
+    local sent got
+    sent=$(json_get "['sha256']" <"$WORK/send.json")
+    got=$(json_get "['sha256']" <"$WORK/recv.json")
+    if [ "$sent" = "$got" ] && [ "$(json_get "['bytes']" <"$WORK/recv.json")" = $((64 << 20)) ]; then
+        pass "$4: 64 MiB, sha256 $got on both ends, $(json_get "['mbit_s']" <"$WORK/send.json") Mbit/s"
+    else
+        fail "$4: sha256 mismatch (sent $sent, received $got)"
+    fi
+    json_get "['mbit_s']" <"$WORK/send.json"
+}
+TUNNEL=$(transfer "$NS_TGT" "$TIP" "$NS_CLI" "through the tunnel" | tail -n 1)
+# The plain path: client to the hub's public address, same veths and NAT, no VPN.
+PLAIN=$(transfer "$NS_HUB" "$HUB_IP" "$NS_CLI" "plain veth, no VPN" | tail -n 1)
+log "throughput: tunnel ${TUNNEL} Mbit/s, plain veth ${PLAIN} Mbit/s (python sender, one stream)"
+forwarded=$(hub_stat forwarded)
+[ "$forwarded" -gt 40000 ] && pass "the hub relayed $forwarded datagrams" || fail "the hub relayed only $forwarded datagrams"

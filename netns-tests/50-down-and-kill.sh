@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `mcvpn down` leaves no interface, route or daemon; a client killed with SIGKILL is
+# reported offline to the target within 10 s and leaves no interface either.
+source "$(dirname "$0")/lib.sh"
+topo_up
+start_hub
+add_account acme alice alice-password-1
+enroll_target alice
+start_target
+TIP=$(target_ip)
+
+client_up "$NS_CLI" c1 alice || die "up failed"
+ip -n "$NS_CLI" route show | grep -q "$TIP dev mcvpn0" && pass "route to the target while up" || fail "no route to $TIP while up"
+client_cmd "$NS_CLI" c1 down || fail "down failed"
+ip -n "$NS_CLI" link show mcvpn0 >/dev/null 2>&1 && fail "mcvpn0 still there after down" || pass "no mcvpn0 after down"
+ip -n "$NS_CLI" route show | grep -q "100\.64\." && fail "overlay routes left after down" || pass "no overlay route after down"
+[ -e "$WORK/c1/client.sock" ] && fail "socket left after down" || pass "no socket left after down"
+client_cmd "$NS_CLI" c1 down | grep -q "not running" && pass "second down says not running" || fail "second down"
+
+# A bare `up` works: hub and account were remembered.
+in_ns "$NS_CLI" env $(client_envs c1) "$MCVPN" up --password-file "$WORK/pw-alice" >/dev/null && pass "bare up uses the remembered hub and account" || fail "bare up failed"
+CIP=$(client_status c1 | json_get "['overlay_ip']")
+# Functions, so that wait_until re-reads the status at every poll.
+target_sees_client() { [ "$(peer_field target "$CIP" online)" = "$1" ]; }
+wait_until 10 "target sees the client online" target_sees_client True
+PID=$(client_status c1 | json_get "['pid']")
+kill -KILL "$PID"
+t0=$SECONDS
+if wait_until 10 "target told the client is offline" target_sees_client False; then
+    pass "target saw the killed client go offline after $((SECONDS - t0)) s"
+fi
+wait_until 5 "mcvpn0 gone with the killed daemon" sh -c "! ip -n $NS_CLI link show mcvpn0" && pass "no mcvpn0 after SIGKILL"

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs every test: `cargo test` (unit and property tests), then each end-to-end test in
+# netns-tests/ against a release build. Needs root (namespaces, TUN).
+#
+#   sudo scripts/netns-test.sh            everything
+#   sudo scripts/netns-test.sh 10 40      only the end-to-end tests whose names start so
+#   SKIP_SLOW=1 ...                       skip the tests marked slow (the rekey test)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "netns-test.sh needs root for network namespaces and TUN: sudo $0" >&2
+    exit 4
+fi
+for tool in ip nft python3 ping; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (see .ci/run for the packages)" >&2; exit 1; }
+done
+
+echo "== cargo test"
+cargo test --release 2>&1 | grep -E "^(test result|running|error|failures)|FAILED|panicked" || true
+cargo test --release >/dev/null 2>&1 || { echo "cargo test failed"; cargo test --release 2>&1 | tail -n 40; exit 1; }
+echo "== building mcvpn (release)"
+cargo build --release --quiet
+
+selected=("$@")
+passed=() failed=()
+for t in netns-tests/[0-9]*.sh; do
+    name=$(basename "$t" .sh)
+    if [ ${#selected[@]} -gt 0 ]; then
+        match=0
+        for s in "${selected[@]}"; do [[ $name == "$s"* ]] && match=1; done
+        [ $match -eq 1 ] || continue
+    fi
+    if [ -n "${SKIP_SLOW:-}" ] && grep -q "rekey" <<<"$name"; then
+        echo "== $name (skipped: SKIP_SLOW)"
+        continue
+    fi
+    echo "== $name"
+    start=$SECONDS
+    if bash "$t"; then
+        passed+=("$name ($((SECONDS - start)) s)")
+    else
+        failed+=("$name")
+    fi
+done
+echo
+echo "== summary: ${#passed[@]} passed, ${#failed[@]} failed"
+for p in "${passed[@]}"; do echo "  ok    $p"; done
+for f in "${failed[@]}"; do echo "  FAIL  $f"; done
+leftover=$(ip netns list | grep -c '^mcvt' || true)
+if [ "$leftover" -ne 0 ]; then
+    echo "FAIL: $leftover test namespaces left behind"
+    exit 1
+fi
+[ ${#failed[@]} -eq 0 ]

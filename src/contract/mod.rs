@@ -1,0 +1,45 @@
+//! The contract calendar and charges of the MagicConnect service terms, as pure
+//! functions: no I/O, no clock. The hub's store and CLI feed them dates and amounts.
+//!
+//! The rules are those of the Japanese original ("MagicConnect" ASP サービス契約約款,
+//! revision of 2025-02-01, `shared/seeds/magicconnect-terms-ja.txt`), summarised in
+//! DESIGN.md under "Contract rules the hub enforces". Each function cites the article
+//! it implements and says how the article was read where the text leaves room.
+//!
+//! - [`unit`](mod@unit): who may contract (art. 11) and the contract unit of a basic contract and
+//!   its additional contracts (art. 12).
+//! - [`calendar`]: the first term (art. 13), auto-renewal and the cancellation
+//!   deadline (art. 14), cancellation at a month end (art. 18) and a termination
+//!   notice that cannot be delivered (art. 24-3).
+//! - [`charges`]: initial fee, option fees and the usage fee, the free start month,
+//!   consumption tax and when each invoice is raised (art. 27, 28, 30, BCP special
+//!   terms), late interest (art. 31).
+//! - [`outage`]: compensation for a total outage of 120 hours or more (art. 35).
+//!
+//! Money is whole yen ([`Yen`], an unsigned integer); every division rounds down and
+//! no floating point is used. No function panics: out-of-range dates and overflowing
+//! amounts come back as a [`ContractError`].
+
+pub mod calendar;
+pub mod charges;
+pub mod error;
+pub mod outage;
+pub mod unit;
+
+pub use calendar::{
+    additional_first_end, cancellation_deadline, cancellation_effective, first_term_end,
+    is_month_end, month_end, renewed_end, term_at, termination_effective_undelivered, Cancellation,
+    Term, TermStatus,
+};
+pub use charges::{
+    first_term_invoice, interest_days, invoice_at, is_overdue, late_interest, renewal_invoice, tax,
+    usage_fee, BilledContract, Invoice, LineItem, LineKind, OptionFee, Tariff, DEFAULT_TAX_RATE_BP,
+    INTEREST_GRACE_DAYS,
+};
+pub use error::ContractError;
+pub use outage::{compensable_days, compensation, MIN_OUTAGE_HOURS};
+pub use unit::{AdditionalContract, BasicContract, ContractKind, ContractUnit};
+
+/// An amount of money in whole yen. Unsigned: the terms know no negative charges
+/// (refunds are excluded by art. 18-4, 23-1 and 24).
+pub type Yen = u64;
