@@ -60,6 +60,8 @@ topo_down() {
     if [ "$rc" -ne 0 ] || [ "$FAILED" -ne 0 ]; then
         show_logs || true
     fi
+    # The shell would report each killed background job ("Killed ..."): noise here.
+    exec 2>/dev/null
     for ns in "${ALL_NS[@]}"; do
         ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
     done

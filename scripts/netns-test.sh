@@ -12,15 +12,32 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "netns-test.sh needs root for network namespaces and TUN: sudo $0" >&2
     exit 4
 fi
-for tool in ip nft python3 ping; do
-    command -v "$tool" >/dev/null || { echo "missing $tool (see .ci/run for the packages)" >&2; exit 1; }
-done
+bash scripts/install-deps.sh
 
 echo "== cargo test"
 cargo test --release 2>&1 | grep -E "^(test result|running|error|failures)|FAILED|panicked" || true
 cargo test --release >/dev/null 2>&1 || { echo "cargo test failed"; cargo test --release 2>&1 | tail -n 40; exit 1; }
 echo "== building mcvpn (release)"
 cargo build --release --quiet
+
+echo "== systemd units"
+if command -v systemd-analyze >/dev/null; then
+    # verify wants ExecStart's binary to exist: check copies pointing at this build.
+    units=$(mktemp -d)
+    for u in systemd/*.service; do
+        sed "s#/usr/local/bin/mcvpn#$ROOT/target/release/mcvpn#" "$u" >"$units/$(basename "$u")"
+    done
+    if systemd-analyze verify "$units"/*.service; then
+        echo "systemd-analyze verify: ok"
+    else
+        echo "systemd-analyze verify failed"
+        rm -rf "$units"
+        exit 1
+    fi
+    rm -rf "$units"
+else
+    echo "systemd-analyze not available: skipped"
+fi
 
 selected=("$@")
 passed=() failed=()

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the demo and the tests need on a Debian/Ubuntu machine, only what is
+# missing: iproute2 (ip), nftables (nft, for the NAT routers), iputils-ping, python3,
+# procps; and checks that a Rust toolchain is there to build mcvpn.
+set -euo pipefail
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v nft >/dev/null || need+=(nftables)
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v python3 >/dev/null || need+=(python3)
+command -v pgrep >/dev/null || need+=(procps)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+    for c in "$HOME/.cargo/bin/cargo" /root/.cargo/bin/cargo /usr/local/cargo/bin/cargo; do
+        [ -x "$c" ] && { echo "cargo found at $c: add $(dirname "$c") to PATH"; break; }
+    done
+    echo "mcvpn needs a Rust toolchain (cargo) to build: https://rustup.rs" >&2
+    exit 1
+fi
+[ -e /dev/net/tun ] || { echo "/dev/net/tun is missing: load the tun module (modprobe tun)" >&2; exit 1; }
