@@ -26,6 +26,8 @@ Options:
                   (default: ${ALL_ROWS[*]})
   --no-install    do not install missing tools; their rows become error rows
   --keep-logs     keep the work directory with the logs of every process
+  --strict        exit 1 if any row is an error row (default: exit 0,
+                  error rows are part of the result)
   --out FILE      write the JSON here instead of bench/results/<ts>.json
   -h, --help      this text
 
@@ -41,10 +43,12 @@ wireguard-go with apt-get; boringtun-cli and gotatun-cli with cargo install.
 EOF
 }
 
+ORIG_ARGS=("$@")
 DURATION=10
 ROWS=("${ALL_ROWS[@]}")
 NO_INSTALL=0
 KEEP_LOGS=0
+STRICT=0
 OUT_FILE=""
 
 while (($#)); do
@@ -82,7 +86,13 @@ while (($#)); do
 			shift 2
 		fi
 		IFS=, read -ra ROWS <<<"$list"
+		seen=" "
 		for r in "${ROWS[@]}"; do
+			[[ "$seen" != *" $r "* ]] || {
+				echo "bench: row '$r' is listed twice" >&2
+				exit 2
+			}
+			seen+="$r "
 			case " ${ALL_ROWS[*]} " in
 			*" $r "*) ;;
 			*)
@@ -102,6 +112,10 @@ while (($#)); do
 		;;
 	--keep-logs)
 		KEEP_LOGS=1
+		shift
+		;;
+	--strict)
+		STRICT=1
 		shift
 		;;
 	--out)
@@ -124,7 +138,7 @@ while (($#)); do
 done
 
 if ((EUID != 0)); then
-	echo "bench: needs root for network namespaces: sudo $0 $*" >&2
+	echo "bench: needs root for network namespaces: sudo $0 ${ORIG_ARGS[*]}" >&2
 	exit 1
 fi
 
@@ -139,10 +153,11 @@ source "$BENCH_LIB/rows.sh"
 # shellcheck source=SCRIPTDIR/../bench/lib/mcvpn.sh
 source "$BENCH_LIB/mcvpn.sh"
 
-bench_init
+exec 3>&2 # the console, for log()
 trap bench_cleanup EXIT
 trap 'bench_on_signal INT 130' INT
 trap 'bench_on_signal TERM 143' TERM
+bench_init
 
 for tool in ip python3 ping ss timeout; do
 	command -v "$tool" >/dev/null || die "'$tool' is required but not installed"
@@ -181,5 +196,14 @@ for row in "${ROWS[@]}"; do
 done
 
 mkdir -p "$(dirname "$OUT_FILE")"
-python3 "$BENCH_LIB/report.py" "$BENCH_WORK" "$OUT_FILE"
+error_rows=0
+python3 "$BENCH_LIB/report.py" "$BENCH_WORK" "$OUT_FILE" || error_rows=$?
 log "JSON written to $OUT_FILE"
+if ((error_rows)); then
+	if ((error_rows == 1)); then
+		die "could not write the report"
+	fi
+	if ((STRICT)); then
+		die "--strict: $((error_rows - 1)) row(s) with errors"
+	fi
+fi

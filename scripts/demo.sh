@@ -27,7 +27,7 @@ start_hub
 echo "server URL: $HUB_URL"
 
 step "operator: add contract 'acme' and account 'alice'"
-add_account acme alice "correct horse battery staple"
+add_account acme alice "violet tuba mango 7"
 admin account list
 
 step "office PC ($NS_TGT, behind NAT): enroll once with alice's password, then run the service"

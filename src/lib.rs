@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod channel;
+pub mod cli_admin;
 pub mod contract;
 pub mod exit;
 pub mod hub;

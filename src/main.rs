@@ -11,9 +11,9 @@ use mcvpn::exit::{self, Exit};
 use mcvpn::node::client::{self, ClientPaths, UpOptions};
 use mcvpn::node::target::{self, EnrollOptions, RunOptions, TargetPaths};
 use mcvpn::node::netconf::DEFAULT_MTU;
-use mcvpn::proto::control::Role;
-use mcvpn::store::{AccountState, OverlayNet};
-use mcvpn::{admin, hub, local_api};
+use mcvpn::cli_admin::AdminArgs;
+use mcvpn::store::OverlayNet;
+use mcvpn::{hub, local_api};
 
 #[derive(Parser)]
 #[command(
@@ -58,8 +58,22 @@ enum Command {
     /// The office machine: enroll it once, then run it as a service
     #[command(subcommand)]
     Target(TargetCmd),
-    /// Manage contracts, accounts, targets; read sessions and the audit log
-    Admin(AdminCmd),
+    /// Manage contracts, accounts, targets; read sessions, the audit log and notices
+    Admin(AdminArgs),
+    /// Change your own account password (asks for the old one)
+    #[command(after_help = "Example:\n  mcvpn passwd            # uses the hub and account remembered by `mcvpn up`")]
+    Passwd {
+        /// The server URL (default: the one remembered by `mcvpn up`)
+        #[arg(long)]
+        hub: Option<String>,
+        #[arg(long)]
+        account: Option<String>,
+        /// Read the current password (first line) and the new one (second line) from a file
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        #[arg(long, default_value = "/etc/mcvpn/mcvpn.toml", env = "MCVPN_CONFIG")]
+        config: PathBuf,
+    },
     /// The background half of `mcvpn up` (started by it; not for direct use)
     #[command(hide = true)]
     ClientDaemon,
@@ -103,6 +117,9 @@ struct HubArgs {
     /// UDP socket buffer size to ask for, in bytes (0 keeps the system default)
     #[arg(long, default_value_t = 8 << 20)]
     socket_buffer: usize,
+    /// The fewest accounts a basic contract may have (art. 12)
+    #[arg(long, default_value_t = 1)]
+    min_accounts: u32,
 }
 
 #[derive(Subcommand)]
@@ -235,84 +252,6 @@ enum TargetCmd {
     },
 }
 
-#[derive(Args)]
-#[command(after_help = "Examples:\n  mcvpn admin contract add acme\n  mcvpn admin account add acme alice\n  \
-    mcvpn admin account list\n  mcvpn admin target list\n  mcvpn admin session list\n  mcvpn admin log")]
-struct AdminCmd {
-    /// The hub's store
-    #[arg(long, global = true, default_value = "/var/lib/mcvpn/hub.db", env = "MCVPN_HUB_DB")]
-    db: PathBuf,
-    /// Print JSON instead of tables
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    what: AdminWhat,
-}
-
-#[derive(Subcommand)]
-enum AdminWhat {
-    /// Contracts (契約者)
-    #[command(subcommand)]
-    Contract(ContractCmd),
-    /// Accounts (user name + password) of a contract
-    #[command(subcommand)]
-    Account(AccountCmd),
-    /// Enrolled target machines
-    #[command(subcommand)]
-    Target(ListOnly),
-    /// Sessions (live, or all with --all)
-    #[command(subcommand)]
-    Session(SessionCmd),
-    /// The audit log: logins, refusals, sessions, administrative changes
-    Log {
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-    },
-}
-
-#[derive(Subcommand)]
-enum ContractCmd {
-    /// Add a contract. Example: mcvpn admin contract add acme
-    Add { name: String },
-    /// List contracts
-    List,
-}
-
-#[derive(Subcommand)]
-enum AccountCmd {
-    /// Add an account to a contract (asks for its password). Example: mcvpn admin account add acme alice
-    Add {
-        contract: String,
-        user: String,
-        #[arg(long)]
-        password_file: Option<PathBuf>,
-    },
-    /// List accounts
-    List {
-        #[arg(long)]
-        contract: Option<String>,
-    },
-    /// Lock an account at once (its sessions are cut). Example: mcvpn admin account lock alice
-    Lock { user: String },
-    /// Unlock an account
-    Unlock { user: String },
-}
-
-#[derive(Subcommand)]
-enum ListOnly {
-    /// List them
-    List,
-}
-
-#[derive(Subcommand)]
-enum SessionCmd {
-    /// List live sessions (or all with --all)
-    List {
-        #[arg(long)]
-        all: bool,
-    },
-}
-
 #[derive(Subcommand)]
 enum DebugCmd {
     /// Log in, bind, and send relay datagrams to any node id (tests the hub's authorisation)
@@ -430,7 +369,13 @@ fn dispatch(command: Command) -> Result<Exit> {
             mtu,
         }),
         Command::Target(TargetCmd::Status { paths, json }) => client::status(&paths.paths().socket(), json),
-        Command::Admin(a) => run_admin(a),
+        Command::Admin(a) => mcvpn::cli_admin::run(a),
+        Command::Passwd {
+            hub,
+            account,
+            password_file,
+            config,
+        } => client::passwd(hub, account, password_file, &config),
         Command::Debug(DebugCmd::RelayProbe {
             hub,
             account,
@@ -462,6 +407,7 @@ fn hub_options(run: HubArgs) -> hub::HubOptions {
         public_addr: run.public_addr,
         status_socket: run.status_socket,
         socket_buffer: run.socket_buffer,
+        min_accounts: run.min_accounts,
     }
 }
 
@@ -486,27 +432,5 @@ fn print_hub_stats(s: &serde_json::Value) {
             x["overlay_ip"].as_str().unwrap_or("-"),
             x["peers_online"]
         );
-    }
-}
-
-fn run_admin(a: AdminCmd) -> Result<Exit> {
-    let mut store = admin::open(&a.db)?;
-    let json = a.json;
-    match a.what {
-        AdminWhat::Contract(ContractCmd::Add { name }) => admin::contract_add(&mut store, &name),
-        AdminWhat::Contract(ContractCmd::List) => admin::contract_list(&store, json),
-        AdminWhat::Account(AccountCmd::Add {
-            contract,
-            user,
-            password_file,
-        }) => admin::account_add(&mut store, &contract, &user, password_file.as_ref()),
-        AdminWhat::Account(AccountCmd::List { contract }) => admin::account_list(&store, contract.as_deref(), json),
-        AdminWhat::Account(AccountCmd::Lock { user }) => admin::account_set_state(&mut store, &user, AccountState::Locked),
-        AdminWhat::Account(AccountCmd::Unlock { user }) => {
-            admin::account_set_state(&mut store, &user, AccountState::Active)
-        }
-        AdminWhat::Target(ListOnly::List) => admin::device_list(&store, Role::Target, json),
-        AdminWhat::Session(SessionCmd::List { all }) => admin::session_list(&store, all, json),
-        AdminWhat::Log { limit } => admin::audit_log(&store, limit, json),
     }
 }

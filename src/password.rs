@@ -75,3 +75,57 @@ mod tests {
         assert!(read(Some(&p), "").is_err());
     }
 }
+
+/// Minimum password length (issue: "minimum length 12").
+pub const MIN_LENGTH: usize = 12;
+
+/// Passwords too common to allow even at 12 characters and more: the long entries of
+/// the public most-common-password lists, and keyboard and counting patterns.
+const COMMON: &[&str] = &[
+    "123456789012", "1234567890123", "12345678901234", "123456789abc", "1q2w3e4r5t6y",
+    "1qaz2wsx3edc", "abcdefghijkl", "abc123abc123", "administrator", "iloveyou1234",
+    "letmeinletmein", "passwordpassword", "password1234", "password12345", "password123456",
+    "password123!", "password!123", "passw0rd1234", "p@ssw0rd1234", "p@ssword1234", "qwerty123456",
+    "qwertyuiop12", "qwertyuiopas", "qwertyuiop[]", "qazwsxedcrfv", "zaq12wsxcde3", "trustno1trustno1",
+    "welcome12345", "welcome123456", "changeme1234", "monkey123456", "football1234", "baseball1234",
+    "sunshine1234", "princess1234", "superman1234", "starwars1234", "dragon123456", "master123456",
+    "111111111111", "000000000000", "123123123123", "987654321098", "asdfghjkl123", "asdfasdfasdf",
+    "qwerasdfzxcv", "mcvpnpassword", "magicconnect", "correcthorsebatterystaple",
+];
+
+/// Checks the password policy: at least [`MIN_LENGTH`] characters, not the user name,
+/// not a well-known common password. The error says what to change.
+pub fn check_policy(user: &str, password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_LENGTH {
+        return Err(format!("the password must have at least {MIN_LENGTH} characters"));
+    }
+    let lower = password.to_lowercase();
+    if lower == user.to_lowercase() || lower.contains(&user.to_lowercase()) && lower.len() <= user.len() + 2 {
+        return Err("the password must not be the account name".into());
+    }
+    let squashed: String = lower.chars().filter(|c| !c.is_whitespace()).collect();
+    if COMMON.contains(&squashed.as_str()) {
+        return Err("that password is one of the most common ones; choose another".into());
+    }
+    if squashed.chars().all(|c| Some(c) == squashed.chars().next()) {
+        return Err("the password must not repeat a single character".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+
+    #[test]
+    fn policy_rules() {
+        assert!(check_policy("alice", "short").unwrap_err().contains("12"));
+        assert!(check_policy("alice.example", "ALICE.EXAMPLE").is_err());
+        assert!(check_policy("alice", "alice1").is_err());
+        assert!(check_policy("alice", "password1234").unwrap_err().contains("common"));
+        assert!(check_policy("alice", "Correct Horse Battery Staple").is_err());
+        assert!(check_policy("alice", "aaaaaaaaaaaaaa").is_err());
+        assert!(check_policy("alice", "alice-password-1").is_ok());
+        assert!(check_policy("alice", "violet tuba mango 7").is_ok());
+    }
+}

@@ -24,7 +24,7 @@ BENCH_TARGET_IP=198.18.2.2
 BENCH_PREFIX_LEN=24
 
 # Console output.  Rows run with stdout/stderr sent to their row.log, so
-# progress messages go to fd 3, which bench_init points at the real stderr.
+# progress messages go to fd 3, which scripts/bench.sh points at its stderr.
 log() {
 	printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&3
 }
@@ -35,7 +35,6 @@ die() {
 }
 
 bench_init() {
-	exec 3>&2
 	BENCH_WORK=$(mktemp -d "/tmp/mcvb$$.XXXXXX")
 	mkdir -p "$BENCH_WORK/rows"
 	: >"$BENCH_WORK/ifnames"
@@ -70,7 +69,7 @@ teardown_namespaces() {
 			[[ -z "$pids" ]] && continue
 			any=1
 			# shellcheck disable=SC2086
-			((i >= 20)) && kill -KILL $pids 2>/dev/null
+			((i < 20)) || kill -KILL $pids 2>/dev/null || true
 		done
 		((any)) || break
 		sleep 0.1
@@ -86,7 +85,7 @@ teardown_namespaces() {
 finish_row_subshell() {
 	local pid=$1 kids
 	[[ -n "$pid" ]] || return 0
-	if ! wait_for 50 pid_gone "$pid"; then
+	if ! wait_for 5 pid_gone "$pid"; then
 		kids=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
 		# shellcheck disable=SC2086 # word splitting of the pid list is wanted
 		kill -KILL "$pid" $kids 2>/dev/null || true
@@ -109,14 +108,20 @@ bench_cleanup() {
 	BENCH_CLEANED=1
 	set +e
 	[[ -z "$BENCH_ROW_PID" ]] || kill -TERM "$BENCH_ROW_PID" 2>/dev/null
-	local nss
-	mapfile -t nss < <(bench_namespaces)
-	if ((${#nss[@]})); then
-		log "removing namespaces ${nss[*]}"
-		teardown_namespaces "${nss[@]}"
-	fi
-	finish_row_subshell "$BENCH_ROW_PID"
-	BENCH_ROW_PID=""
+	local nss pass
+	# Emptying the namespaces ends whatever the row waits for, so it can act
+	# on the TERM; a second pass catches a namespace it was just creating.
+	for pass in 1 2; do
+		mapfile -t nss < <(bench_namespaces)
+		if ((${#nss[@]})); then
+			log "removing namespaces ${nss[*]}"
+			teardown_namespaces "${nss[@]}"
+		fi
+		if ((pass == 1)); then
+			finish_row_subshell "$BENCH_ROW_PID"
+			BENCH_ROW_PID=""
+		fi
+	done
 	remove_uapi_sockets
 	if [[ -n "$BENCH_WORK" && -d "$BENCH_WORK" ]]; then
 		if ((KEEP_LOGS)); then
@@ -222,15 +227,19 @@ register_ifname() {
 	printf '%s\n' "$1" >>"$BENCH_WORK/ifnames"
 }
 
-# wait_for COUNT_TENTHS CMD...: retries CMD every 0.1 s; fails after COUNT tries.
+# wait_for SECONDS CMD...: runs CMD every 0.1 s until it succeeds; fails
+# once SECONDS have passed.
 wait_for() {
-	local n=$1 i
+	local now deadline
+	now=${EPOCHREALTIME//[.,]/}
+	deadline=$((now + $1 * 1000000))
 	shift
-	for ((i = 0; i < n; i++)); do
+	while :; do
 		"$@" >/dev/null 2>&1 && return 0
+		now=${EPOCHREALTIME//[.,]/}
+		((now < deadline)) || return 1
 		sleep 0.1
 	done
-	return 1
 }
 
 # pid_alive PID: running (a zombie, i.e. exited but not yet waited for, is not).
@@ -248,20 +257,37 @@ pid_gone() {
 
 row_on_err() {
 	local cmd=$1 line=$2 src=$3
+	local msg out
 	[[ -s "$ROW_DIR/error" ]] && return 0
-	printf 'command failed: %s (%s:%s)\n' "$cmd" "${src##*/}" "$line" >"$ROW_DIR/error"
-	log "$ROW_NAME: error: command failed: $cmd (${src##*/}:$line)"
+	# the command's own message, if it printed one, is the last line of row.log
+	out=$(tail -n 1 "$ROW_DIR/row.log" 2>/dev/null | cut -c1-300)
+	msg="command failed: $cmd (${src##*/}:$line)${out:+: $out}"
+	printf '%s\n' "$msg" >"$ROW_DIR/error"
+	log "$ROW_NAME: error: $msg"
 }
 
-# TERM from bench_cleanup: stop the row's background processes, reap them so
-# that none is left as a zombie, and end the row.
-row_on_term() {
-	trap - ERR TERM
-	local pids
+# On any exit of the row subshell: stop the processes it started (they are
+# its children) and reap them, so that none is left behind or as a zombie.
+row_reap() {
+	local pids i
+	trap - ERR
 	pids=$(jobs -p)
+	[[ -n "$pids" ]] || return 0
+	# shellcheck disable=SC2086 # word splitting of the pid list is wanted
+	kill -TERM $pids 2>/dev/null || true
+	for ((i = 0; i < 30; i++)); do
+		pids=$(jobs -pr)
+		[[ -n "$pids" ]] || break
+		sleep 0.1
+	done
 	# shellcheck disable=SC2086
-	[[ -z "$pids" ]] || kill -TERM $pids 2>/dev/null || true
-	wait
+	[[ -z "$pids" ]] || kill -KILL $pids 2>/dev/null || true
+	wait 2>/dev/null || true
+}
+
+# TERM from bench_cleanup (which then empties the namespaces as well).
+row_on_term() {
+	trap - TERM
 	exit 143
 }
 
@@ -272,8 +298,9 @@ row_body() {
 	ROW_DIR=$2
 	set -Eeuo pipefail
 	trap 'row_on_err "$BASH_COMMAND" "$LINENO" "${BASH_SOURCE[0]}"' ERR
-	trap - INT EXIT
+	trap - INT
 	trap row_on_term TERM
+	trap row_reap EXIT
 	ROW_TARGET_ADDR=""
 	require_tool iperf3
 	make_topology "$ROW_NAME"

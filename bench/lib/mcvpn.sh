@@ -21,8 +21,8 @@
 #      daemonizing: the harness needs their PIDs) with
 #          start_in_ns NS LOGNAME CMD [ARGS...]
 #      which sets STARTED_PID and sends the output to ROW_DIR/LOGNAME.log,
-#      and wait until the tunnel is up (wait_for TENTHS CMD... retries CMD
-#      every 0.1 s).
+#      and wait until the tunnel is up (wait_for SECONDS CMD... retries CMD
+#      every 0.1 s until it succeeds or SECONDS have passed).
 #   2. Register the processes whose CPU time and peak RSS are reported:
 #          row_proc client "$client_pid"
 #          row_proc hub    "$hub_pid"

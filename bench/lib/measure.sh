@@ -73,7 +73,7 @@ iperf_test() {
 	log "$ROW_NAME: $desc, ${DURATION} s"
 	start_in_ns "$NS_TARGET" "iperf3-server-$name" iperf3 -s -1 -p "$IPERF_PORT"
 	spid=$STARTED_PID
-	if ! wait_for 50 tcp_listening "$NS_TARGET" "$IPERF_PORT"; then
+	if ! wait_for 5 tcp_listening "$NS_TARGET" "$IPERF_PORT"; then
 		kill -KILL "$spid" 2>/dev/null || true
 		wait "$spid" 2>/dev/null || true
 		row_note "$name: iperf3 server did not start"
@@ -84,7 +84,7 @@ iperf_test() {
 		--connect-timeout 5000 "$@" \
 		>"$ROW_DIR/$name.json" 2>"$ROW_DIR/$name.err" </dev/null || rc=$?
 	# the one-off server exits after its test; do not let it linger
-	wait_for 50 pid_gone "$spid" || kill -KILL "$spid" 2>/dev/null || true
+	wait_for 5 pid_gone "$spid" || kill -KILL "$spid" 2>/dev/null || true
 	wait "$spid" 2>/dev/null || true
 	# iperf3 3.12 exits 0 even when it cannot connect: also look at the JSON
 	why=$(python3 "$BENCH_LIB/iperf_check.py" "$ROW_DIR/$name.json" 2>&1) ||
@@ -101,7 +101,7 @@ measure_row() {
 	[[ -n "${ROW_TARGET_ADDR:-}" ]] || row_fail "run_${ROW_NAME//-/_}_row did not set ROW_TARGET_ADDR"
 	check_procs_alive
 	log "$ROW_NAME: waiting for $ROW_TARGET_ADDR to answer from the client namespace"
-	wait_for 150 ip netns exec "$NS_CLIENT" ping -c 1 -W 1 "$ROW_TARGET_ADDR" ||
+	wait_for 15 ip netns exec "$NS_CLIENT" ping -c 1 -W 1 "$ROW_TARGET_ADDR" ||
 		row_fail "$ROW_TARGET_ADDR does not answer ping from the client namespace after 15 s"
 	check_procs_alive
 

@@ -3,6 +3,9 @@
 
 usage: report.py WORK_DIR OUT_JSON
 
+Exit status: 0, or 1 + the number of rows with an "error" (at most 100), so
+that scripts/bench.sh --strict can fail; a crash of this script is also 1.
+
 WORK_DIR holds meta.json (written by bench.sh) and rows/<row>/ with the files
 described in bench/lib/measure.sh.  The JSON goes to OUT_JSON, the table to
 stdout.  Ratios compare each figure with the best of the peer rows
@@ -224,6 +227,8 @@ def main():
     print("mcvpn benchmark, %s, kernel %s, %d CPUs, %d s per test\n"
           % (meta["date"], meta["kernel"], meta["nproc"], meta["duration_s"]))
     print(table(rows), end="")
+    errors = sum(1 for r in rows if r.get("error"))
+    sys.exit(1 + min(errors, 100) if errors else 0)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ peer_row() {
 		start_in_ns "$ns" "$side" "$@" "$ifname"
 		pid=$STARTED_PID
 		row_proc "$side" "$pid"
-		if ! wait_for 100 uapi_ready "$ifname"; then
+		if ! wait_for 10 uapi_ready "$ifname"; then
 			pid_alive "$pid" || row_fail "$* $ifname exited: $(tail -n 3 "$ROW_DIR/$side.log" | tr '\n' ' ')"
 			row_fail "$* $ifname: no /var/run/wireguard/$ifname.sock after 10 s"
 		fi

@@ -11,7 +11,7 @@ use rand::RngCore;
 
 use crate::password;
 use crate::proto::control::{Credential, Key32, RefuseReason, Role};
-use crate::store::{now, AccountRecord, AccountState, AuditEntry, ContractState, DeviceRecord, OverlayNet, Store, StoreError};
+use crate::store::{now, AccountRecord, AccountState, AuditEntry, ContractRecord, ContractState, DeviceRecord, OverlayNet, Store, StoreError};
 
 /// How long a resume token lets a client reconnect without its password. Each use
 /// extends it, so a laptop that stays up keeps its session across hub restarts.
@@ -216,6 +216,55 @@ fn decide(store: &SharedStore, req: &LoginRequest, overlay: OverlayNet) -> Resul
     }
 }
 
+/// Authenticates a contract's account administrator (`mcvpn admin --hub --as`).
+pub fn authenticate_admin(store: &SharedStore, account: &str, password: &str, source: &str) -> Result<(AccountRecord, ContractRecord), Refusal> {
+    let result = verify_password(store, Some(account), password).and_then(|a| {
+        if let Some(r) = state_refusal(&a) {
+            return Err(r);
+        }
+        let c = store.lock().unwrap().contract_by_id(a.contract_id).map_err(Refusal::internal)?;
+        if c.admin_account_id != Some(a.id) {
+            return Err(Refusal::new(
+                RefuseReason::NotAdministrator,
+                format!("account {account} is not the administrator of contract {}", c.name),
+            ));
+        }
+        Ok((a, c))
+    });
+    let (action, detail) = match &result {
+        Ok((_, c)) => ("admin.login", format!("administrator of {}", c.name)),
+        Err(r) => ("admin.login-refused", r.message.clone()),
+    };
+    let mut s = store.lock().unwrap();
+    let contract_id = s.account_by_name(account).ok().flatten().map(|a| a.contract_id);
+    let _ = s.audit(&AuditEntry {
+        actor: account,
+        action,
+        contract_id,
+        account: Some(account),
+        source: Some(source),
+        detail: &detail,
+    });
+    result
+}
+
+/// A user's own password change (art. 10): the old password, then the policy.
+pub fn change_password(store: &SharedStore, account: &str, old: &str, new: &str, source: &str) -> Result<AccountRecord, Refusal> {
+    let a = verify_password(store, Some(account), old)?;
+    password::check_policy(account, new).map_err(|m| Refusal::new(RefuseReason::BadRequest, m))?;
+    let mut s = store.lock().unwrap();
+    s.account_set_password(a.id, &password::hash(new)).map_err(Refusal::internal)?;
+    let _ = s.audit(&AuditEntry {
+        actor: account,
+        action: "account.password-change",
+        contract_id: Some(a.contract_id),
+        account: Some(account),
+        source: Some(source),
+        detail: "changed by the user",
+    });
+    Ok(a)
+}
+
 /// Verifies an account password. Unknown accounts cost the same argon2 work and get
 /// the same answer as wrong passwords.
 fn verify_password(store: &SharedStore, account: Option<&str>, password: &str) -> Result<AccountRecord, Refusal> {
@@ -231,6 +280,8 @@ fn verify_password(store: &SharedStore, account: Option<&str>, password: &str) -
     }
 }
 
+/// The client device of this login: the registered one, or a new registration unless
+/// the account only allows registered devices.
 fn client_device(store: &SharedStore, req: &LoginRequest, account: &AccountRecord, overlay: OverlayNet) -> Result<DeviceRecord, Refusal> {
     let mut s = store.lock().unwrap();
     if let Some(d) = s
@@ -238,6 +289,13 @@ fn client_device(store: &SharedStore, req: &LoginRequest, account: &AccountRecor
         .map_err(Refusal::internal)?
     {
         return Ok(d);
+    }
+    if account.device_binding {
+        // Bound accounts log in only from devices an administrator registered.
+        return Err(Refusal::new(
+            RefuseReason::DeviceNotAllowed,
+            format!("this device is not registered for account {}", account.username),
+        ));
     }
     let device = s
         .device_register(account.id, Role::Client, req.remote_key, req.hostname, overlay)
@@ -282,11 +340,12 @@ fn enroll_target(store: &SharedStore, req: &LoginRequest, account: &AccountRecor
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::prelude::*;
     use crate::store::SqliteStore;
 
     fn store() -> SharedStore {
         let mut s = SqliteStore::open_in_memory().unwrap();
-        s.contract_add("acme").unwrap();
+        s.contract_add(&crate::store::NewContract::simple("acme", 10)).unwrap();
         s.account_add("acme", "alice", &password::hash("alice-password")).unwrap();
         Mutex::new(Box::new(s))
     }
@@ -362,6 +421,40 @@ mod tests {
     }
 
     #[test]
+    fn bound_accounts_refuse_unregistered_devices() {
+        let s = store();
+        let alice = s.lock().unwrap().account_by_name("alice").unwrap().unwrap();
+        s.lock().unwrap().account_set_binding(alice.id, true).unwrap();
+        let k = Key32([9; 32]);
+        let r = authenticate(&s, &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false), OverlayNet::default()).unwrap_err();
+        assert_eq!(r.reason, RefuseReason::DeviceNotAllowed);
+        assert!(s.lock().unwrap().device_by_key(&k, Role::Client, None).unwrap().is_none(), "nothing registered");
+        s.lock().unwrap().device_register(alice.id, Role::Client, &k, "usb", OverlayNet::default()).unwrap();
+        assert!(authenticate(&s, &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false), OverlayNet::default()).is_ok());
+    }
+
+    #[test]
+    fn only_the_named_administrator_gets_in() {
+        let s = store();
+        let r = authenticate_admin(&s, "alice", "alice-password", "x").unwrap_err();
+        assert_eq!(r.reason, RefuseReason::NotAdministrator);
+        let alice = s.lock().unwrap().account_by_name("alice").unwrap().unwrap();
+        s.lock().unwrap().contract_set_admin_account(alice.contract_id, Some(alice.id)).unwrap();
+        assert!(authenticate_admin(&s, "alice", "alice-password", "x").is_ok());
+        assert_eq!(authenticate_admin(&s, "alice", "wrong", "x").unwrap_err().reason, RefuseReason::WrongCredentials);
+    }
+
+    #[test]
+    fn password_change_needs_the_old_one_and_the_policy() {
+        let s = store();
+        assert_eq!(change_password(&s, "alice", "nope", "a fine new passphrase", "x").unwrap_err().reason, RefuseReason::WrongCredentials);
+        assert!(change_password(&s, "alice", "alice-password", "short", "x").unwrap_err().message.contains("12"));
+        change_password(&s, "alice", "alice-password", "a fine new passphrase", "x").unwrap();
+        let k = Key32([1; 32]);
+        assert!(authenticate(&s, &req(&k, Role::Client, Some("alice"), &pw("a fine new passphrase"), false), OverlayNet::default()).is_ok());
+    }
+
+    #[test]
     fn locked_and_suspended_are_told_after_the_password() {
         let s = store();
         let k = Key32([1; 32]);
@@ -372,7 +465,7 @@ mod tests {
         let r = authenticate(&s, &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false), OverlayNet::default()).unwrap_err();
         assert_eq!(r.reason, RefuseReason::AccountLocked);
         s.lock().unwrap().account_set_state(alice.id, AccountState::Active).unwrap();
-        s.lock().unwrap().contract_set_state(alice.contract_id, ContractState::Suspended).unwrap();
+        s.lock().unwrap().contract_set_state(alice.contract_id, ContractState::Suspended, Some("unpaid")).unwrap();
         let r = authenticate(&s, &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false), OverlayNet::default()).unwrap_err();
         assert_eq!(r.reason, RefuseReason::ContractSuspended);
     }

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 
 use super::auth::{self, LoginRequest, Outcome, Refusal};
-use super::HubContext;
+use super::{admin, HubContext};
 use crate::channel::{self, ChannelReader, ChannelWriter};
 use crate::proto::control::{Event, RefuseReason, Request, PROTOCOL_VERSION};
 
@@ -25,7 +25,7 @@ pub async fn handle(stream: TcpStream, source: SocketAddr, ctx: Arc<HubContext>)
     }
 }
 
-async fn refuse(wr: &mut ChannelWriter, r: &Refusal) -> Result<()> {
+pub(super) async fn refuse(wr: &mut ChannelWriter, r: &Refusal) -> Result<()> {
     wr.send(&Event::Refused {
         reason: r.reason,
         message: r.message.clone(),
@@ -57,20 +57,12 @@ async fn serve(stream: TcpStream, source: SocketAddr, ctx: Arc<HubContext>) -> R
     .await
     .map_err(|_| anyhow!("no login within {LOGIN_DEADLINE:?}"))??;
 
-    let Request::Login {
-        account,
-        credential,
-        role,
-        hostname,
-        boot_id,
-        enroll,
-    } = login
-    else {
-        refuse(&mut wr, &Refusal::new(RefuseReason::BadRequest, "the first message must be a login")).await?;
-        return Ok(());
+    let account_named = match &login {
+        Request::Login { account, .. } => account.clone(),
+        Request::Admin { account, .. } | Request::ChangePassword { account, .. } => Some(account.clone()),
+        Request::Ping { .. } => None,
     };
-
-    if let Some(wait) = ctx.limiter.check(source.ip(), account.as_deref()) {
+    if let Some(wait) = ctx.limiter.check(source.ip(), account_named.as_deref()) {
         let r = Refusal {
             reason: RefuseReason::RateLimited,
             message: format!("too many failed logins; try again in {wait} s"),
@@ -79,6 +71,30 @@ async fn serve(stream: TcpStream, source: SocketAddr, ctx: Arc<HubContext>) -> R
         refuse(&mut wr, &r).await?;
         return Ok(());
     }
+    let (account, credential, role, hostname, boot_id, enroll) = match login {
+        Request::Login {
+            account,
+            credential,
+            role,
+            hostname,
+            boot_id,
+            enroll,
+        } => (account, credential, role, hostname, boot_id, enroll),
+        Request::Admin {
+            account,
+            password,
+            command,
+        } => return admin::serve(&mut wr, &ctx, source, &account, &password, command).await,
+        Request::ChangePassword {
+            account,
+            old_password,
+            new_password,
+        } => return admin::serve_passwd(&mut wr, &ctx, source, &account, &old_password, &new_password).await,
+        Request::Ping { .. } => {
+            refuse(&mut wr, &Refusal::new(RefuseReason::BadRequest, "the first message must be a login")).await?;
+            return Ok(());
+        }
+    };
 
     let hostname: String = hostname.chars().filter(|c| !c.is_control()).take(64).collect();
     let outcome = {
@@ -144,7 +160,7 @@ async fn serve(stream: TcpStream, source: SocketAddr, ctx: Arc<HubContext>) -> R
     let (login_ok, ticket) = match ctx.registry.join(device, &account_rec, boot_id, db_session, resume_token, tx) {
         Ok(x) => x,
         Err(r) => {
-            let _ = ctx.store.lock().unwrap().session_end(db_session, "join failed");
+            let _ = ctx.store.lock().unwrap().session_end(db_session, "join failed", 0, 0);
             refuse(&mut wr, &r).await?;
             return Ok(());
         }

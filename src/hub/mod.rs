@@ -1,6 +1,7 @@
 //! `mcvpn hub`: the control server (TCP), the packet relay (UDP) on the same port,
 //! and the account store.
 
+pub mod admin;
 pub mod auth;
 pub mod control;
 pub mod limiter;
@@ -19,7 +20,7 @@ use tokio::net::TcpListener;
 use crate::keys::KeyPair;
 use crate::local_api;
 use crate::proto::url::HubUrl;
-use crate::store::{OverlayNet, SqliteStore, Store};
+use crate::store::{OverlayNet, RecordStore, SessionStore, SqliteStore};
 
 use self::auth::SharedStore;
 use self::limiter::LoginLimiter;
@@ -40,6 +41,8 @@ pub struct HubOptions {
     pub public_addr: Option<String>,
     pub status_socket: PathBuf,
     pub socket_buffer: usize,
+    /// The fewest accounts a basic contract may have (art. 12).
+    pub min_accounts: u32,
 }
 
 /// Shared by every connection task.
@@ -83,6 +86,7 @@ pub async fn run(opts: HubOptions) -> Result<()> {
     let url = server_url(&opts, &keys);
     let mut store = SqliteStore::open(&opts.db)
         .with_context(|| format!("cannot open the store {}", opts.db.display()))?;
+    store.set_setting(crate::admin::MIN_ACCOUNTS_SETTING, &opts.min_accounts.to_string())?;
     let stale = store.sessions_close_stale("hub restarted")?;
     if stale > 0 {
         tracing::info!(stale, "closed sessions left open by the previous hub process");
@@ -132,6 +136,7 @@ pub async fn run(opts: HubOptions) -> Result<()> {
     };
 
     tokio::spawn(watch_store(ctx.clone()));
+    tokio::spawn(contract_jobs(ctx.clone()));
 
     tracing::info!(listen = %opts.listen, db = %opts.db.display(), overlay = %opts.overlay, "hub running");
     println!("mcvpn hub listening on {} (TCP control, UDP relay)", opts.listen);
@@ -158,6 +163,35 @@ pub async fn run(opts: HubOptions) -> Result<()> {
     }
     ctx.registry.close_all("hub stopped");
     Ok(())
+}
+
+/// How often the hub applies the contract calendar (cancellations and scheduled
+/// terminations taking effect, renewal reminders).
+const CONTRACT_JOBS: Duration = Duration::from_secs(30);
+
+async fn contract_jobs(ctx: Arc<HubContext>) {
+    let mut tick = tokio::time::interval(CONTRACT_JOBS);
+    loop {
+        tick.tick().await;
+        let ctx = ctx.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let done = {
+                let mut store = ctx.store.lock().unwrap();
+                crate::admin::apply_due(&mut **store, crate::store::now(), chrono::Utc::now().date_naive())
+            };
+            match done {
+                Ok(done) if !done.is_empty() => {
+                    for d in &done {
+                        tracing::info!("{d}");
+                    }
+                    ctx.registry.refresh();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "contract jobs failed"),
+            }
+        })
+        .await;
+    }
 }
 
 /// Notices store changes made by other processes (`mcvpn admin` suspending a contract,

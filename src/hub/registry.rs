@@ -14,7 +14,7 @@ use super::auth::{state_refusal, Refusal, SharedStore};
 use super::relay::RelayTable;
 use crate::proto::control::{Event, Key32, LoginOk, PeerInfo, RefuseReason};
 use crate::proto::relay::NodeId;
-use crate::store::{AccountRecord, DeviceRecord, OverlayNet};
+use crate::store::{AccountRecord, AuditEntry, DeviceRecord, OverlayNet};
 
 struct Session {
     device: DeviceRecord,
@@ -104,7 +104,8 @@ impl Registry {
                 reason: RefuseReason::Internal,
                 message: "replaced by a newer login of this device".into(),
             });
-            self.end_in_store(old.db_session, "replaced by a newer login");
+            let bytes = self.relay.write().unwrap().remove(node, old.relay_session);
+            self.end_in_store(&old, "replaced by a newer login", bytes.unwrap_or_default());
         }
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
@@ -124,6 +125,14 @@ impl Registry {
             peers,
         };
         sessions.insert(node, session);
+        let _ = self.store.lock().unwrap().audit(&AuditEntry {
+            actor: &account.username,
+            action: "session.start",
+            contract_id: Some(account.contract_id),
+            account: Some(&account.username),
+            source: None,
+            detail: &format!("{} {} at {}", device.role.as_str(), device.name, device.overlay_ip),
+        });
         // Tell online peers; a brand-new device was not in their lists yet.
         let me = peer_info(&device, &sessions);
         let peer_ids: Vec<NodeId> = sessions[&node].peers.keys().copied().collect();
@@ -161,21 +170,32 @@ impl Registry {
     /// Removes a session from the relay, tells its peers it is offline, and records the end.
     fn drop_session(&self, sessions: &mut HashMap<NodeId, Session>, s: Session, reason: &str) {
         let node = s.device.node_id();
-        self.relay.write().unwrap().remove(node, s.relay_session);
+        let bytes = self.relay.write().unwrap().remove(node, s.relay_session);
         let gone = peer_info(&s.device, sessions);
         for p in s.peers.keys() {
             if let Some(ps) = sessions.get(p) {
                 let _ = ps.tx.send(Event::Peer(gone.clone()));
             }
         }
-        self.end_in_store(s.db_session, reason);
+        self.end_in_store(&s, reason, bytes.unwrap_or_default());
         tracing::info!(node, name = %s.device.name, reason, "session ended");
     }
 
-    fn end_in_store(&self, db_session: i64, reason: &str) {
-        if let Err(e) = self.store.lock().unwrap().session_end(db_session, reason) {
+    /// Records the end of a session, with the bytes relayed, in the sessions table and
+    /// the audit log.
+    fn end_in_store(&self, s: &Session, reason: &str, (bytes_in, bytes_out): (u64, u64)) {
+        let mut store = self.store.lock().unwrap();
+        if let Err(e) = store.session_end(s.db_session, reason, bytes_in, bytes_out) {
             tracing::warn!(error = %e, "could not record the end of a session");
         }
+        let _ = store.audit(&AuditEntry {
+            actor: "hub",
+            action: "session.end",
+            contract_id: Some(s.contract_id),
+            account: Some(&s.device.account),
+            source: None,
+            detail: &format!("{} {}: {reason}; {bytes_in} bytes in, {bytes_out} bytes out", s.device.role.as_str(), s.device.name),
+        });
     }
 
     /// Ends a session from the hub's side with a reason the node is told.
@@ -241,25 +261,12 @@ impl Registry {
         }
     }
 
-    /// Cuts every live session of a contract at once (suspension, termination).
-    pub fn kick_contract(&self, contract_id: i64, refusal: &Refusal) -> usize {
-        let mut sessions = self.sessions.lock().unwrap();
-        let nodes: Vec<NodeId> = sessions
-            .iter()
-            .filter(|(_, s)| s.contract_id == contract_id)
-            .map(|(&n, _)| n)
-            .collect();
-        for &n in &nodes {
-            self.kick(&mut sessions, n, refusal);
-        }
-        nodes.len()
-    }
-
     /// Ends every session (hub shutting down), recording why.
     pub fn close_all(&self, reason: &str) {
         let mut sessions = self.sessions.lock().unwrap();
         for (_, s) in sessions.drain() {
-            self.end_in_store(s.db_session, reason);
+            let bytes = self.relay.write().unwrap().remove(s.device.node_id(), s.relay_session);
+            self.end_in_store(&s, reason, bytes.unwrap_or_default());
         }
     }
 
@@ -286,7 +293,8 @@ mod tests {
     use super::*;
     use crate::password;
     use crate::proto::control::Role;
-    use crate::store::{AccountState, SqliteStore, Store};
+    use crate::store::prelude::*;
+    use crate::store::{AccountState, SqliteStore};
     use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
     struct Fixture {
@@ -300,7 +308,7 @@ mod tests {
 
     fn fixture() -> Fixture {
         let mut s = SqliteStore::open_in_memory().unwrap();
-        s.contract_add("acme").unwrap();
+        s.contract_add(&crate::store::NewContract::simple("acme", 10)).unwrap();
         let alice = s.account_add("acme", "alice", &password::hash("x")).unwrap();
         let net = OverlayNet::default();
         let target = s.device_register(alice.id, Role::Target, &Key32([1; 32]), "pc", net).unwrap();

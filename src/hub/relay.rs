@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::proto::relay::{self, BindMsg, Header, Kind, NodeId, RelayKey, BIND_LEN};
 
 /// A node the control plane admitted to the relay.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RelayNode {
     pub session: u64,
     pub key: RelayKey,
@@ -20,6 +20,9 @@ pub struct RelayNode {
     last_counter: u64,
     /// Nodes this one may send to (authorisation is symmetric, kept on both sides).
     pub peers: HashSet<NodeId>,
+    /// Bytes relayed from and to this node in this session (for the session record).
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -102,18 +105,23 @@ impl RelayTable {
                 endpoint: None,
                 last_counter: 0,
                 peers,
+                bytes_in: AtomicU64::new(0),
+                bytes_out: AtomicU64::new(0),
             },
         );
     }
 
-    /// Removes `node` if `session` is still its current one.
-    pub fn remove(&mut self, node: NodeId, session: u64) {
-        if self.nodes.get(&node).is_some_and(|n| n.session == session) {
-            let n = self.nodes.remove(&node).expect("checked");
-            if let Some(ep) = n.endpoint {
-                self.by_endpoint.remove(&ep);
-            }
+    /// Removes `node` if `session` is still its current one; returns the bytes relayed
+    /// from and to it.
+    pub fn remove(&mut self, node: NodeId, session: u64) -> Option<(u64, u64)> {
+        if !self.nodes.get(&node).is_some_and(|n| n.session == session) {
+            return None;
         }
+        let n = self.nodes.remove(&node)?;
+        if let Some(ep) = n.endpoint {
+            self.by_endpoint.remove(&ep);
+        }
+        Some((n.bytes_in.into_inner(), n.bytes_out.into_inner()))
     }
 
     pub fn set_peers(&mut self, node: NodeId, peers: HashSet<NodeId>) {
@@ -180,18 +188,16 @@ impl RelayTable {
             return Err(Drop::Malformed);
         }
         let sender = *self.by_endpoint.get(&src).ok_or(Drop::Unauthorised)?;
-        let allowed = self
+        let from = self
             .nodes
             .get(&sender)
-            .is_some_and(|n| n.peers.contains(&header.node));
-        if !allowed {
-            return Err(Drop::Unauthorised);
-        }
-        let dst = self
-            .nodes
-            .get(&header.node)
-            .and_then(|n| n.endpoint)
-            .ok_or(Drop::NoRoute)?;
+            .filter(|n| n.peers.contains(&header.node))
+            .ok_or(Drop::Unauthorised)?;
+        let to = self.nodes.get(&header.node).ok_or(Drop::NoRoute)?;
+        let dst = to.endpoint.ok_or(Drop::NoRoute)?;
+        let len = datagram.len() as u64;
+        from.bytes_in.fetch_add(len, Ordering::Relaxed);
+        to.bytes_out.fetch_add(len, Ordering::Relaxed);
         relay::rewrite_node(datagram, sender);
         Ok(dst)
     }
@@ -265,6 +271,15 @@ mod tests {
         assert_eq!(t.route_data(addr("192.0.2.1:1000"), &mut data(2)), Err(Drop::Unauthorised));
         assert_eq!(t.route_data(addr("192.0.2.7:1"), &mut data(2)), Ok(addr("192.0.2.2:2000")));
         assert_eq!(t.bound_nodes(), 2);
+    }
+
+    #[test]
+    fn bytes_are_counted_per_node() {
+        let mut t = two_peers();
+        let mut d = data(2);
+        t.route_data(addr("192.0.2.1:1000"), &mut d).unwrap();
+        assert_eq!(t.remove(2, 20), Some((0, d.len() as u64)));
+        assert_eq!(t.remove(1, 10), Some((d.len() as u64, 0)));
     }
 
     #[test]

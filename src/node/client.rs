@@ -453,3 +453,39 @@ mod tests {
         assert_eq!(human_bytes(64 << 20), "64.0 MiB");
     }
 }
+
+/// `mcvpn passwd`: change one's own password through the hub (art. 10).
+pub fn passwd(hub: Option<String>, account: Option<String>, password_file: Option<PathBuf>, config: &Path) -> Result<Exit> {
+    let remembered = ClientConfig::load(config).unwrap_or_default();
+    let hub = hub
+        .or(remembered.hub)
+        .ok_or_else(|| anyhow!("no hub: pass --hub URL (or run `sudo mcvpn up` once, which remembers it)"))?;
+    let account = account
+        .or(remembered.account)
+        .ok_or_else(|| anyhow!("no account: pass --account NAME"))?;
+    let (old, new) = match &password_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let mut lines = text.lines();
+            match (lines.next(), lines.next()) {
+                (Some(o), Some(n)) if !o.is_empty() && !n.is_empty() => (o.to_string(), n.to_string()),
+                _ => bail!("{} must hold the current password on line 1 and the new one on line 2", path.display()),
+            }
+        }
+        None => {
+            let old = crate::password::read(None, &format!("Current password for {account}: "))?;
+            let new = crate::password::read(None, "New password (12 characters or more): ")?;
+            if crate::password::read(None, "New password again: ")? != new {
+                bail!("the two new passwords differ");
+            }
+            (old, new)
+        }
+    };
+    match super::remote::change_password(&hub, &account, &old, &new)? {
+        Ok(out) => {
+            crate::admin::render::print(&out, false);
+            Ok(Exit::ok())
+        }
+        Err(e) => Ok(Exit::fail(exit::REFUSED, &e.to_string())),
+    }
+}

@@ -8,6 +8,7 @@ pub mod netconf;
 pub mod peers;
 pub mod probe;
 pub mod relay_state;
+pub mod remote;
 pub mod session;
 pub mod target;
 

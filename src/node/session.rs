@@ -64,15 +64,10 @@ async fn resolve(authority: &str) -> anyhow::Result<Vec<SocketAddr>> {
     Ok(addrs)
 }
 
-/// Connects to the hub and logs in. Tries each pinned hub key in turn (key rotation).
-/// Returns the hub's first answer (`LoginOk` or `Enrolled`) and the open channel.
-pub async fn login(
-    settings: &NodeSettings,
-    boot_id: u64,
-    credential: Credential,
-    enroll: bool,
-) -> Result<(Event, ChannelReader, ChannelWriter), LoginError> {
-    let addrs = resolve(&settings.hub.authority()).await.map_err(LoginError::Failed)?;
+/// Connects to the hub and runs the Noise handshake, trying each pinned hub key in
+/// turn (during a key rotation the URL carries two).
+pub async fn connect(settings: &NodeSettings) -> anyhow::Result<(ChannelReader, ChannelWriter)> {
+    let addrs = resolve(&settings.hub.authority()).await?;
     let hello = Hello {
         version: PROTOCOL_VERSION,
         role: settings.role,
@@ -87,38 +82,61 @@ pub async fn login(
             channel::initiate(stream, &settings.key, hub_key, &hello).await
         };
         match attempt.await {
-            Ok((mut rd, mut wr)) => {
-                let req = Request::Login {
-                    account: settings.account.clone(),
-                    credential: credential.clone(),
-                    role: settings.role,
-                    hostname: settings.hostname.clone(),
-                    boot_id,
-                    enroll,
-                };
-                wr.send(&req).await.map_err(LoginError::Failed)?;
-                let answer: Event = timeout(ANSWER_TIMEOUT, rd.recv())
-                    .await
-                    .map_err(|_| LoginError::Failed(anyhow!("the hub did not answer the login within {ANSWER_TIMEOUT:?}")))?
-                    .map_err(|e| LoginError::Failed(e.context("the hub closed the connection during login")))?;
-                return match answer {
-                    Event::Refused {
-                        reason,
-                        message,
-                        retry_after_s,
-                    } => Err(LoginError::Refused {
-                        reason,
-                        message,
-                        retry_after_s,
-                    }),
-                    ok @ (Event::LoginOk(_) | Event::Enrolled { .. }) => Ok((ok, rd, wr)),
-                    other => Err(LoginError::Failed(anyhow!("unexpected answer to login: {other:?}"))),
-                };
-            }
+            Ok(channel) => return Ok(channel),
             Err(e) => last_err = e,
         }
     }
-    Err(LoginError::Failed(last_err))
+    Err(last_err)
+}
+
+/// Sends the first request of a connection and returns the hub's answer with the
+/// still-open channel.
+pub async fn request(
+    settings: &NodeSettings,
+    req: &Request,
+) -> anyhow::Result<(Event, ChannelReader, ChannelWriter)> {
+    let (mut rd, mut wr) = connect(settings).await?;
+    wr.send(req).await?;
+    let answer: Event = timeout(ANSWER_TIMEOUT, rd.recv())
+        .await
+        .map_err(|_| anyhow!("the hub did not answer within {ANSWER_TIMEOUT:?}"))?
+        .map_err(|e| e.context("the hub closed the connection before answering"))?;
+    Ok((answer, rd, wr))
+}
+
+/// Connects to the hub and logs in. Returns the hub's first answer (`LoginOk` or
+/// `Enrolled`) and the open channel.
+pub async fn login(
+    settings: &NodeSettings,
+    boot_id: u64,
+    credential: Credential,
+    enroll: bool,
+) -> Result<(Event, ChannelReader, ChannelWriter), LoginError> {
+    let req = Request::Login {
+        account: settings.account.clone(),
+        credential,
+        role: settings.role,
+        hostname: settings.hostname.clone(),
+        boot_id,
+        enroll,
+    };
+    match request(settings, &req).await.map_err(LoginError::Failed)? {
+        (
+            Event::Refused {
+                reason,
+                message,
+                retry_after_s,
+            },
+            _,
+            _,
+        ) => Err(LoginError::Refused {
+            reason,
+            message,
+            retry_after_s,
+        }),
+        (ok @ (Event::LoginOk(_) | Event::Enrolled { .. }), rd, wr) => Ok((ok, rd, wr)),
+        (other, _, _) => Err(LoginError::Failed(anyhow!("unexpected answer to login: {other:?}"))),
+    }
 }
 
 /// Follows one established session until it ends: applies pushes, pings the hub.

@@ -138,6 +138,20 @@ pub enum Request {
     },
     /// Liveness; the hub answers `Pong` and ends sessions that stay silent.
     Ping { seq: u64 },
+    /// One administrative command from a contract's account administrator, on a
+    /// connection of its own. `command` is an `admin::AdminCommand` (kept opaque here so
+    /// that the wire format does not depend on the admin module).
+    Admin {
+        account: String,
+        password: String,
+        command: serde_json::Value,
+    },
+    /// A user changes their own password (art. 10).
+    ChangePassword {
+        account: String,
+        old_password: String,
+        new_password: String,
+    },
 }
 
 /// Why the hub refused a login. Unknown account and wrong password share one reason
@@ -157,6 +171,7 @@ pub enum RefuseReason {
     RateLimited,
     QuotaExceeded,
     UnsupportedVersion,
+    NotAdministrator,
     BadRequest,
     Internal,
 }
@@ -179,6 +194,9 @@ impl RefuseReason {
             RefuseReason::RateLimited => "wait the stated time before trying again",
             RefuseReason::QuotaExceeded => "ask the operator for an additional contract",
             RefuseReason::UnsupportedVersion => "update mcvpn on this machine",
+            RefuseReason::NotAdministrator => {
+                "only the contract's account administrator may do this; the operator names it with `mcvpn admin contract admin`"
+            }
             RefuseReason::BadRequest => "this is a bug in mcvpn; please report it",
             RefuseReason::Internal => "try again later; if it persists, tell the operator",
         }
@@ -242,6 +260,17 @@ pub enum Event {
     /// The hub ends this session; the node must not reconnect unless the reason is transient.
     Kick { reason: RefuseReason, message: String },
     Pong { seq: u64 },
+    /// Answer to `Admin` or `ChangePassword`: an `admin::Output` or a refusal.
+    AdminResult {
+        ok: bool,
+        #[serde(default)]
+        output: Option<serde_json::Value>,
+        #[serde(default)]
+        error: Option<String>,
+        /// The refusal was a scope violation (another contract, operator-only command).
+        #[serde(default)]
+        forbidden: bool,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -354,6 +383,16 @@ mod tests {
                 enroll: false,
             },
             Request::Ping { seq: 1 },
+            Request::Admin {
+                account: "alice".into(),
+                password: "pw".into(),
+                command: serde_json::json!({"cmd": "account-list", "contract": null}),
+            },
+            Request::ChangePassword {
+                account: "alice".into(),
+                old_password: "a".into(),
+                new_password: "b".into(),
+            },
         ];
         for r in reqs {
             let bytes = encode(&r).unwrap();
@@ -387,6 +426,12 @@ mod tests {
                 message: "suspended".into(),
             },
             Event::Pong { seq: 4 },
+            Event::AdminResult {
+                ok: false,
+                output: None,
+                error: Some("no".into()),
+                forbidden: true,
+            },
         ];
         for e in events {
             let bytes = encode(&e).unwrap();

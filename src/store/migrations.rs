@@ -63,6 +63,84 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     "#,
+    // 2: the contract model of the service terms (issue 3): contract details and
+    // administrator, basic/additional contracts, change history, cancellations,
+    // device binding, grants, notices, outages, settings, session byte counts.
+    r#"
+    ALTER TABLE contracts ADD COLUMN kind TEXT NOT NULL DEFAULT 'corporation'
+        CHECK (kind IN ('corporation','public-body'));
+    ALTER TABLE contracts ADD COLUMN state_reason TEXT;
+    ALTER TABLE contracts ADD COLUMN address TEXT NOT NULL DEFAULT '';
+    ALTER TABLE contracts ADD COLUMN phone TEXT NOT NULL DEFAULT '';
+    ALTER TABLE contracts ADD COLUMN department TEXT NOT NULL DEFAULT '';
+    ALTER TABLE contracts ADD COLUMN sales_agent TEXT;
+    ALTER TABLE contracts ADD COLUMN admin_name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE contracts ADD COLUMN admin_email TEXT NOT NULL DEFAULT '';
+    ALTER TABLE contracts ADD COLUMN admin_account_id INTEGER REFERENCES accounts(id);
+    ALTER TABLE contracts ADD COLUMN terminate_at INTEGER;
+    CREATE TABLE contract_terms (
+        id           INTEGER PRIMARY KEY,
+        contract_id  INTEGER NOT NULL REFERENCES contracts(id),
+        kind         TEXT NOT NULL CHECK (kind IN ('basic','additional')),
+        start_date   TEXT NOT NULL,
+        accounts     INTEGER NOT NULL CHECK (accounts > 0),
+        created_at   INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX one_basic_term ON contract_terms(contract_id) WHERE kind = 'basic';
+    -- Contracts that existed before: a basic contract covering their accounts.
+    INSERT INTO contract_terms (contract_id, kind, start_date, accounts, created_at)
+        SELECT c.id, 'basic', date(c.created_at, 'unixepoch'),
+               MAX(1, (SELECT COUNT(*) FROM accounts a WHERE a.contract_id = c.id)), c.created_at
+        FROM contracts c;
+    CREATE TABLE contract_history (
+        id           INTEGER PRIMARY KEY,
+        contract_id  INTEGER NOT NULL REFERENCES contracts(id),
+        at           INTEGER NOT NULL,
+        actor        TEXT NOT NULL,
+        field        TEXT NOT NULL,
+        old_value    TEXT NOT NULL,
+        new_value    TEXT NOT NULL
+    );
+    CREATE TABLE cancellations (
+        contract_id    INTEGER PRIMARY KEY REFERENCES contracts(id),
+        received       TEXT NOT NULL,
+        requested_end  TEXT,
+        effective      TEXT NOT NULL,
+        actor          TEXT NOT NULL,
+        created_at     INTEGER NOT NULL
+    );
+    ALTER TABLE accounts ADD COLUMN device_binding INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE grants (
+        target_device_id  INTEGER NOT NULL REFERENCES devices(id),
+        account_id        INTEGER NOT NULL REFERENCES accounts(id),
+        created_at        INTEGER NOT NULL,
+        PRIMARY KEY (target_device_id, account_id)
+    );
+    CREATE TABLE notices (
+        id           INTEGER PRIMARY KEY,
+        contract_id  INTEGER NOT NULL REFERENCES contracts(id),
+        to_email     TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        subject      TEXT NOT NULL,
+        body         TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        sent_at      INTEGER,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        last_error   TEXT
+    );
+    CREATE TABLE outages (
+        id        INTEGER PRIMARY KEY,
+        start_at  INTEGER NOT NULL,
+        end_at    INTEGER NOT NULL CHECK (end_at >= start_at),
+        note      TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE settings (
+        key    TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    );
+    ALTER TABLE sessions ADD COLUMN bytes_in INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN bytes_out INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Runs every migration the store has not seen yet.

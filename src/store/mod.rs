@@ -9,6 +9,9 @@ pub mod sqlite;
 
 use std::net::Ipv4Addr;
 
+use chrono::NaiveDate;
+
+use crate::contract::ContractKind;
 use crate::proto::control::{Key32, Role};
 
 pub use sqlite::SqliteStore;
@@ -84,8 +87,162 @@ impl AccountState {
 pub struct ContractRecord {
     pub id: i64,
     pub name: String,
+    pub kind: ContractKind,
     pub state: ContractState,
+    /// Why the operator suspended or terminated it.
+    pub state_reason: Option<String>,
+    pub address: String,
+    pub phone: String,
+    pub department: String,
+    pub sales_agent: Option<String>,
+    /// The account administrator (art. 9): who is told of suspensions and renewals.
+    pub admin_name: String,
+    pub admin_email: String,
+    /// The account the administrator logs in with for `mcvpn admin --hub --as`.
+    pub admin_account_id: Option<i64>,
+    /// A termination scheduled for later (a notice that could not be delivered takes
+    /// effect five days after it was sent, art. 24-3).
+    pub terminate_at: Option<UnixTime>,
     pub created_at: UnixTime,
+}
+
+/// What `contract add` records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewContract {
+    pub name: String,
+    pub kind: ContractKind,
+    pub address: String,
+    pub phone: String,
+    pub department: String,
+    pub sales_agent: Option<String>,
+    pub admin_name: String,
+    pub admin_email: String,
+    /// The basic contract (art. 12): its service start and number of accounts.
+    pub start: NaiveDate,
+    pub accounts: u32,
+}
+
+impl NewContract {
+    /// A corporation with a basic contract of `accounts` starting today; for tests.
+    pub fn simple(name: &str, accounts: u32) -> NewContract {
+        NewContract {
+            name: name.into(),
+            kind: ContractKind::Corporation,
+            address: String::new(),
+            phone: String::new(),
+            department: String::new(),
+            sales_agent: None,
+            admin_name: String::new(),
+            admin_email: String::new(),
+            start: chrono::Utc::now().date_naive(),
+            accounts,
+        }
+    }
+}
+
+/// The contract fields whose changes art. 16 and 17 require to be recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContractField {
+    Name,
+    Address,
+    Phone,
+    Department,
+    SalesAgent,
+    AdminName,
+    AdminEmail,
+}
+
+impl ContractField {
+    pub fn column(&self) -> &'static str {
+        match self {
+            ContractField::Name => "name",
+            ContractField::Address => "address",
+            ContractField::Phone => "phone",
+            ContractField::Department => "department",
+            ContractField::SalesAgent => "sales_agent",
+            ContractField::AdminName => "admin_name",
+            ContractField::AdminEmail => "admin_email",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TermKind {
+    Basic,
+    Additional,
+}
+
+impl TermKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TermKind::Basic => "basic",
+            TermKind::Additional => "additional",
+        }
+    }
+}
+
+/// A basic or additional contract of a contract unit (art. 12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TermRecord {
+    pub id: i64,
+    pub contract_id: i64,
+    pub kind: TermKind,
+    pub start: NaiveDate,
+    pub accounts: u32,
+    pub created_at: UnixTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRecord {
+    pub at: UnixTime,
+    pub actor: String,
+    pub field: String,
+    pub old_value: String,
+    pub new_value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancellationRecord {
+    pub received: NaiveDate,
+    pub requested_end: Option<NaiveDate>,
+    /// The last day of service.
+    pub effective: NaiveDate,
+    pub actor: String,
+    pub created_at: UnixTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRecord {
+    pub target_device_id: i64,
+    pub target: String,
+    pub target_account: String,
+    pub account_id: i64,
+    pub account: String,
+    pub created_at: UnixTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeRecord {
+    pub id: i64,
+    pub contract_id: i64,
+    pub contract: String,
+    pub to_email: String,
+    pub kind: String,
+    pub subject: String,
+    pub body: String,
+    pub created_at: UnixTime,
+    pub sent_at: Option<UnixTime>,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutageRecord {
+    pub id: i64,
+    pub start_at: UnixTime,
+    pub end_at: UnixTime,
+    pub note: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +254,8 @@ pub struct AccountRecord {
     pub state: AccountState,
     pub contract_state: ContractState,
     pub password_hash: String,
+    /// Only device keys registered for the account may log in (art. 9; USB-key mode).
+    pub device_binding: bool,
     pub created_at: UnixTime,
 }
 
@@ -133,6 +292,9 @@ pub struct SessionRecord {
     pub started_at: UnixTime,
     pub ended_at: Option<UnixTime>,
     pub end_reason: Option<String>,
+    /// Bytes the hub relayed from / to the device during the session.
+    pub bytes_in: i64,
+    pub bytes_out: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,21 +386,41 @@ impl std::fmt::Display for OverlayNet {
     }
 }
 
-/// Everything the hub and the admin commands ask of the store.
-pub trait Store: Send {
-    // Contracts and accounts.
-    fn contract_add(&mut self, name: &str) -> StoreResult<ContractRecord>;
+/// Contracts (契約者), their basic and additional contracts, history and cancellation.
+pub trait ContractStore {
+    /// Adds a contract with its basic contract, atomically.
+    fn contract_add(&mut self, c: &NewContract) -> StoreResult<ContractRecord>;
     fn contract_by_name(&self, name: &str) -> StoreResult<ContractRecord>;
+    fn contract_by_id(&self, id: i64) -> StoreResult<ContractRecord>;
     fn contracts(&self) -> StoreResult<Vec<ContractRecord>>;
-    fn contract_set_state(&mut self, contract_id: i64, state: ContractState) -> StoreResult<()>;
+    /// Changes one field and records who changed what, when (art. 16, 17), atomically.
+    fn contract_update(&mut self, id: i64, field: ContractField, value: &str, actor: &str) -> StoreResult<String>;
+    fn contract_history(&self, id: i64) -> StoreResult<Vec<HistoryRecord>>;
+    fn contract_set_state(&mut self, id: i64, state: ContractState, reason: Option<&str>) -> StoreResult<()>;
+    fn contract_schedule_termination(&mut self, id: i64, at: Option<UnixTime>) -> StoreResult<()>;
+    fn contract_set_admin_account(&mut self, id: i64, account_id: Option<i64>) -> StoreResult<()>;
+    /// The basic contract first, then the additional ones in order.
+    fn terms(&self, contract_id: i64) -> StoreResult<Vec<TermRecord>>;
+    fn term_add(&mut self, contract_id: i64, start: NaiveDate, accounts: u32) -> StoreResult<TermRecord>;
+    fn cancellation_set(&mut self, contract_id: i64, c: &CancellationRecord) -> StoreResult<()>;
+    fn cancellation(&self, contract_id: i64) -> StoreResult<Option<CancellationRecord>>;
+}
+
+/// Accounts: user name, password hash, state, device binding.
+pub trait AccountStore {
     fn account_add(&mut self, contract: &str, username: &str, password_hash: &str) -> StoreResult<AccountRecord>;
     fn account_by_name(&self, username: &str) -> StoreResult<Option<AccountRecord>>;
     fn account_by_id(&self, id: i64) -> StoreResult<AccountRecord>;
     fn accounts(&self, contract_id: Option<i64>) -> StoreResult<Vec<AccountRecord>>;
+    fn account_count(&self, contract_id: i64) -> StoreResult<u64>;
     fn account_set_state(&mut self, account_id: i64, state: AccountState) -> StoreResult<()>;
+    /// Sets a new password and forgets every remembered login of the account.
     fn account_set_password(&mut self, account_id: i64, password_hash: &str) -> StoreResult<()>;
+    fn account_set_binding(&mut self, account_id: i64, on: bool) -> StoreResult<()>;
+}
 
-    // Devices (clients and targets).
+/// Devices (clients and targets), and grants of targets to other accounts.
+pub trait DeviceStore {
     fn device_by_key(&self, key: &Key32, role: Role, account_id: Option<i64>) -> StoreResult<Option<DeviceRecord>>;
     fn device_by_id(&self, id: i64) -> StoreResult<DeviceRecord>;
     fn device_register(
@@ -252,22 +434,46 @@ pub trait Store: Send {
     fn device_set_resume(&mut self, device_id: i64, hash: Option<&[u8]>, expires: Option<UnixTime>) -> StoreResult<()>;
     fn device_touch(&mut self, device_id: i64) -> StoreResult<()>;
     fn devices(&self, role: Option<Role>, contract_id: Option<i64>) -> StoreResult<Vec<DeviceRecord>>;
-    /// The devices `device` may exchange packets with: for a client, the targets of
-    /// its account; for a target, the clients of its account.
+    /// The devices `device` may exchange packets with: for a client, the targets of its
+    /// account and those granted to its account; for a target, the clients of its
+    /// account and of the accounts it was granted to.
     fn authorised_peers(&self, device: &DeviceRecord) -> StoreResult<Vec<DeviceRecord>>;
+    fn grant_add(&mut self, target_device_id: i64, account_id: i64) -> StoreResult<()>;
+    fn grant_remove(&mut self, target_device_id: i64, account_id: i64) -> StoreResult<bool>;
+    fn grants(&self, contract_id: Option<i64>) -> StoreResult<Vec<GrantRecord>>;
+}
 
-    // Sessions.
+pub trait SessionStore {
     fn session_start(&mut self, device_id: i64, source: &str) -> StoreResult<i64>;
-    fn session_end(&mut self, session_id: i64, reason: &str) -> StoreResult<()>;
+    fn session_end(&mut self, session_id: i64, reason: &str, bytes_in: u64, bytes_out: u64) -> StoreResult<()>;
     /// Closes sessions a previous hub process left open (it crashed or was killed).
     fn sessions_close_stale(&mut self, reason: &str) -> StoreResult<usize>;
     fn sessions(&self, open_only: bool, contract_id: Option<i64>) -> StoreResult<Vec<SessionRecord>>;
+}
 
-    // Audit.
+/// The audit log, the notice outbox, recorded outages and hub settings.
+pub trait RecordStore {
     fn audit(&mut self, entry: &AuditEntry) -> StoreResult<()>;
     fn audit_log(&self, contract_id: Option<i64>, limit: usize) -> StoreResult<Vec<AuditRecord>>;
-
+    /// Queues a notice to the contract's administrator.
+    fn notice_add(&mut self, contract_id: i64, kind: &str, subject: &str, body: &str) -> StoreResult<i64>;
+    fn notices(&self, contract_id: Option<i64>, unsent_only: bool) -> StoreResult<Vec<NoticeRecord>>;
+    fn notice_mark(&mut self, id: i64, sent: bool, error: Option<&str>) -> StoreResult<()>;
+    fn outage_add(&mut self, start_at: UnixTime, end_at: UnixTime, note: &str) -> StoreResult<i64>;
+    fn outages(&self) -> StoreResult<Vec<OutageRecord>>;
+    fn setting(&self, key: &str) -> StoreResult<Option<String>>;
+    fn set_setting(&mut self, key: &str, value: &str) -> StoreResult<()>;
     /// A number that changes whenever another process committed to the store; the
     /// hub polls it to notice `mcvpn admin` changes (suspension, locks) at once.
     fn external_change_marker(&self) -> StoreResult<i64>;
+}
+
+/// Everything the hub and the admin commands ask of the store.
+pub trait Store: ContractStore + AccountStore + DeviceStore + SessionStore + RecordStore + Send {}
+
+impl<T: ContractStore + AccountStore + DeviceStore + SessionStore + RecordStore + Send> Store for T {}
+
+/// The store traits, for `use crate::store::prelude::*`.
+pub mod prelude {
+    pub use super::{AccountStore, ContractStore, DeviceStore, RecordStore, SessionStore, Store};
 }

@@ -1,0 +1,68 @@
+//! One-shot requests to the hub that are not sessions: an account administrator's
+//! command (`mcvpn admin --hub --as`) and a password change (`mcvpn passwd`). Both use
+//! a fresh throwaway device key: the password is the credential.
+
+use anyhow::{anyhow, Result};
+
+use super::session;
+use super::NodeSettings;
+use crate::admin::{AdminCommand, AdminError, AdminResult, Output};
+use crate::keys::KeyPair;
+use crate::proto::control::{Event, Request, Role};
+use crate::proto::url::HubUrl;
+
+fn settings(hub: &str, account: &str) -> Result<NodeSettings> {
+    Ok(NodeSettings {
+        role: Role::Client,
+        hub: HubUrl::parse(hub)?,
+        key: KeyPair::generate(),
+        account: Some(account.to_string()),
+        hostname: crate::util::hostname(),
+        iface: String::new(),
+        mtu: 0,
+        socket_buffer: 0,
+    })
+}
+
+fn exchange(hub: &str, account: &str, req: Request) -> Result<AdminResult> {
+    let settings = settings(hub, account)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let (answer, _rd, _wr) = rt.block_on(session::request(&settings, &req))?;
+    match answer {
+        Event::AdminResult { ok: true, output, .. } => {
+            let output: Output = serde_json::from_value(output.unwrap_or(serde_json::Value::Null))
+                .map_err(|e| anyhow!("unreadable answer from the hub: {e}"))?;
+            Ok(Ok(output))
+        }
+        Event::AdminResult { error, forbidden, .. } => {
+            let msg = error.unwrap_or_else(|| "refused".into());
+            Ok(Err(if forbidden { AdminError::Forbidden(msg) } else { AdminError::Refused(msg) }))
+        }
+        Event::Refused { message, reason, retry_after_s } => Ok(Err(AdminError::Refused(format!(
+            "{message} ({}){}",
+            reason.hint(),
+            retry_after_s.map(|s| format!("; retry in {s} s")).unwrap_or_default()
+        )))),
+        other => Err(anyhow!("unexpected answer from the hub: {other:?}")),
+    }
+}
+
+/// Runs `command` on the hub as `account`, the administrator of its contract.
+pub fn admin(hub: &str, account: &str, password: &str, command: &AdminCommand) -> Result<AdminResult> {
+    let req = Request::Admin {
+        account: account.to_string(),
+        password: password.to_string(),
+        command: serde_json::to_value(command)?,
+    };
+    exchange(hub, account, req)
+}
+
+/// Changes `account`'s own password.
+pub fn change_password(hub: &str, account: &str, old: &str, new: &str) -> Result<AdminResult> {
+    let req = Request::ChangePassword {
+        account: account.to_string(),
+        old_password: old.to_string(),
+        new_password: new.to_string(),
+    };
+    exchange(hub, account, req)
+}

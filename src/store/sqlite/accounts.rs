@@ -1,0 +1,99 @@
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::SqliteStore;
+use crate::store::*;
+
+const COLUMNS: &str =
+    "a.id, a.username, a.contract_id, c.name, a.state, c.state, a.password_hash, a.device_binding, a.created_at";
+const FROM: &str = "FROM accounts a JOIN contracts c ON c.id = a.contract_id";
+
+fn account_from_row(r: &Row) -> rusqlite::Result<AccountRecord> {
+    Ok(AccountRecord {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        contract_id: r.get(2)?,
+        contract: r.get(3)?,
+        state: AccountState::parse(&r.get::<_, String>(4)?).unwrap_or(AccountState::Locked),
+        contract_state: ContractState::parse(&r.get::<_, String>(5)?).unwrap_or(ContractState::Suspended),
+        password_hash: r.get(6)?,
+        device_binding: r.get(7)?,
+        created_at: r.get(8)?,
+    })
+}
+
+impl AccountStore for SqliteStore {
+    fn account_add(&mut self, contract: &str, username: &str, password_hash: &str) -> StoreResult<AccountRecord> {
+        let contract = self.contract_by_name(contract)?;
+        if self.account_by_name(username)?.is_some() {
+            return Err(StoreError::Conflict(format!("account {username:?} already exists")));
+        }
+        self.conn.execute(
+            "INSERT INTO accounts (contract_id, username, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![contract.id, username, password_hash, now()],
+        )?;
+        Ok(self.account_by_name(username)?.expect("just inserted"))
+    }
+
+    fn account_by_name(&self, username: &str) -> StoreResult<Option<AccountRecord>> {
+        Ok(self
+            .conn
+            .query_row(&format!("SELECT {COLUMNS} {FROM} WHERE a.username = ?1"), [username], account_from_row)
+            .optional()?)
+    }
+
+    fn account_by_id(&self, id: i64) -> StoreResult<AccountRecord> {
+        self.conn
+            .query_row(&format!("SELECT {COLUMNS} {FROM} WHERE a.id = ?1"), [id], account_from_row)
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("no account with id {id}")))
+    }
+
+    fn accounts(&self, contract_id: Option<i64>) -> StoreResult<Vec<AccountRecord>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} {FROM} WHERE ?1 IS NULL OR a.contract_id = ?1 ORDER BY c.name, a.username"
+        ))?;
+        let rows = stmt.query_map([contract_id], account_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn account_count(&self, contract_id: i64) -> StoreResult<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM accounts WHERE contract_id = ?1", [contract_id], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    fn account_set_state(&mut self, account_id: i64, state: AccountState) -> StoreResult<()> {
+        let n = self.conn.execute(
+            "UPDATE accounts SET state = ?1 WHERE id = ?2",
+            params![state.as_str(), account_id],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("no account with id {account_id}")));
+        }
+        Ok(())
+    }
+
+    fn account_set_password(&mut self, account_id: i64, password_hash: &str) -> StoreResult<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE accounts SET password_hash = ?1 WHERE id = ?2",
+            params![password_hash, account_id],
+        )?;
+        tx.execute(
+            "UPDATE devices SET resume_hash = NULL, resume_expires = NULL WHERE account_id = ?1",
+            [account_id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn account_set_binding(&mut self, account_id: i64, on: bool) -> StoreResult<()> {
+        self.conn.execute(
+            "UPDATE accounts SET device_binding = ?1 WHERE id = ?2",
+            params![on, account_id],
+        )?;
+        Ok(())
+    }
+}

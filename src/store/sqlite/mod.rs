@@ -1,0 +1,72 @@
+//! The embedded SQLite store (WAL mode, one connection per process). Each area of the
+//! [`Store`](super::Store) lives in its own file.
+
+mod accounts;
+mod contracts;
+mod devices;
+mod records;
+mod sessions;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use rusqlite::{Connection, OptionalExtension};
+
+use super::*;
+
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Refused(format!("cannot create the store directory {}: {e}", dir.display()))
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        Self::from_connection(conn)
+    }
+
+    /// An in-memory store, for tests.
+    pub fn open_in_memory() -> StoreResult<SqliteStore> {
+        Self::from_connection(Connection::open_in_memory()?)
+    }
+
+    fn from_connection(mut conn: Connection) -> StoreResult<SqliteStore> {
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        migrations::migrate(&mut conn)?;
+        Ok(SqliteStore { conn })
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+fn parse_role(s: &str) -> Role {
+    if s == "target" {
+        Role::Target
+    } else {
+        Role::Client
+    }
+}
+
+fn parse_date(s: &str) -> rusqlite::Result<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn exists(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> StoreResult<bool> {
+    Ok(conn.query_row(sql, params, |_| Ok(())).optional()?.is_some())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,130 @@
+use rusqlite::{params, OptionalExtension};
+
+use super::SqliteStore;
+use crate::store::*;
+
+impl RecordStore for SqliteStore {
+    fn audit(&mut self, e: &AuditEntry) -> StoreResult<()> {
+        self.conn.execute(
+            "INSERT INTO audit (at, actor, action, contract_id, account, source, detail) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![now(), e.actor, e.action, e.contract_id, e.account, e.source, e.detail],
+        )?;
+        Ok(())
+    }
+
+    fn audit_log(&self, contract_id: Option<i64>, limit: usize) -> StoreResult<Vec<AuditRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, at, actor, action, contract_id, account, source, detail FROM audit \
+             WHERE ?1 IS NULL OR contract_id = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![contract_id, limit as i64], |r| {
+            Ok(AuditRecord {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                contract_id: r.get(4)?,
+                account: r.get(5)?,
+                source: r.get(6)?,
+                detail: r.get(7)?,
+            })
+        })?;
+        let mut out: Vec<AuditRecord> = rows.collect::<Result<_, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    fn notice_add(&mut self, contract_id: i64, kind: &str, subject: &str, body: &str) -> StoreResult<i64> {
+        let to: String = self
+            .conn
+            .query_row("SELECT admin_email FROM contracts WHERE id = ?1", [contract_id], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("no contract with id {contract_id}")))?;
+        self.conn.execute(
+            "INSERT INTO notices (contract_id, to_email, kind, subject, body, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![contract_id, to, kind, subject, body, now()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn notices(&self, contract_id: Option<i64>, unsent_only: bool) -> StoreResult<Vec<NoticeRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT n.id, n.contract_id, c.name, n.to_email, n.kind, n.subject, n.body, n.created_at, n.sent_at, \
+                    n.attempts, n.last_error \
+             FROM notices n JOIN contracts c ON c.id = n.contract_id \
+             WHERE (?1 IS NULL OR n.contract_id = ?1) AND (?2 = 0 OR n.sent_at IS NULL) ORDER BY n.id",
+        )?;
+        let rows = stmt.query_map(params![contract_id, unsent_only as i64], |r| {
+            Ok(NoticeRecord {
+                id: r.get(0)?,
+                contract_id: r.get(1)?,
+                contract: r.get(2)?,
+                to_email: r.get(3)?,
+                kind: r.get(4)?,
+                subject: r.get(5)?,
+                body: r.get(6)?,
+                created_at: r.get(7)?,
+                sent_at: r.get(8)?,
+                attempts: r.get(9)?,
+                last_error: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn notice_mark(&mut self, id: i64, sent: bool, error: Option<&str>) -> StoreResult<()> {
+        self.conn.execute(
+            "UPDATE notices SET attempts = attempts + 1, last_error = ?1, \
+             sent_at = CASE WHEN ?2 THEN ?3 ELSE sent_at END WHERE id = ?4",
+            params![error, sent, now(), id],
+        )?;
+        Ok(())
+    }
+
+    fn outage_add(&mut self, start_at: UnixTime, end_at: UnixTime, note: &str) -> StoreResult<i64> {
+        if end_at < start_at {
+            return Err(StoreError::Refused("an outage cannot end before it starts".into()));
+        }
+        self.conn.execute(
+            "INSERT INTO outages (start_at, end_at, note) VALUES (?1, ?2, ?3)",
+            params![start_at, end_at, note],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn outages(&self) -> StoreResult<Vec<OutageRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, start_at, end_at, note FROM outages ORDER BY start_at")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(OutageRecord {
+                id: r.get(0)?,
+                start_at: r.get(1)?,
+                end_at: r.get(2)?,
+                note: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn setting(&self, key: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn set_setting(&mut self, key: &str, value: &str) -> StoreResult<()> {
+        self.conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    fn external_change_marker(&self) -> StoreResult<i64> {
+        Ok(self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+}

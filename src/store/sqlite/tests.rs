@@ -1,0 +1,183 @@
+use super::*;
+use crate::store::NewContract;
+use std::net::Ipv4Addr;
+
+fn store_with_account() -> (SqliteStore, AccountRecord) {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    s.contract_add(&NewContract::simple("acme", 10)).unwrap();
+    let a = s.account_add("acme", "alice", "hash").unwrap();
+    (s, a)
+}
+
+#[test]
+fn accounts_and_devices() {
+    let (mut s, alice) = store_with_account();
+    assert_eq!(alice.contract, "acme");
+    assert!(matches!(s.account_add("acme", "alice", "h"), Err(StoreError::Conflict(_))));
+    assert!(matches!(s.account_add("nope", "bob", "h"), Err(StoreError::NotFound(_))));
+    let net = OverlayNet::default();
+    let t = s.device_register(alice.id, Role::Target, &Key32([1; 32]), "pc", net).unwrap();
+    let c = s.device_register(alice.id, Role::Client, &Key32([2; 32]), "laptop", net).unwrap();
+    assert_eq!(t.overlay_ip, Ipv4Addr::new(100, 64, 0, 1));
+    assert_eq!(c.overlay_ip, Ipv4Addr::new(100, 64, 0, 2));
+    assert!(matches!(
+        s.device_register(alice.id, Role::Target, &Key32([1; 32]), "again", net),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.authorised_peers(&c).unwrap(), vec![t.clone()]);
+    assert_eq!(s.authorised_peers(&t).unwrap(), vec![c.clone()]);
+    assert_eq!(s.device_by_key(&Key32([1; 32]), Role::Target, None).unwrap(), Some(t));
+    assert_eq!(s.device_by_key(&Key32([2; 32]), Role::Target, None).unwrap(), None);
+}
+
+#[test]
+fn other_accounts_are_not_peers() {
+    let (mut s, alice) = store_with_account();
+    let bob = s.account_add("acme", "bob", "h").unwrap();
+    let net = OverlayNet::default();
+    s.device_register(alice.id, Role::Target, &Key32([1; 32]), "pc", net).unwrap();
+    let bob_laptop = s.device_register(bob.id, Role::Client, &Key32([3; 32]), "b", net).unwrap();
+    assert!(s.authorised_peers(&bob_laptop).unwrap().is_empty());
+}
+
+#[test]
+fn overlay_allocation_fills_gaps_when_full() {
+    let (mut s, alice) = store_with_account();
+    let net = OverlayNet::parse("10.9.0.0/30").unwrap(); // two host addresses
+    let a = s.device_register(alice.id, Role::Client, &Key32([1; 32]), "a", net).unwrap();
+    let _b = s.device_register(alice.id, Role::Client, &Key32([2; 32]), "b", net).unwrap();
+    assert!(matches!(
+        s.device_register(alice.id, Role::Client, &Key32([3; 32]), "c", net),
+        Err(StoreError::Refused(_))
+    ));
+    s.connection().execute("DELETE FROM devices WHERE id = ?1", [a.id]).unwrap();
+    let c = s.device_register(alice.id, Role::Client, &Key32([3; 32]), "c", net).unwrap();
+    assert_eq!(c.overlay_ip, Ipv4Addr::new(10, 9, 0, 1));
+}
+
+#[test]
+fn audit_is_append_only() {
+    let (mut s, _) = store_with_account();
+    s.audit(&AuditEntry {
+        actor: "operator",
+        action: "test",
+        detail: "x",
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(s.audit_log(None, 10).unwrap().len(), 1);
+    assert!(s.connection().execute("UPDATE audit SET detail = 'y'", []).is_err());
+    assert!(s.connection().execute("DELETE FROM audit", []).is_err());
+}
+
+#[test]
+fn sessions_open_and_close() {
+    let (mut s, alice) = store_with_account();
+    let d = s
+        .device_register(alice.id, Role::Client, &Key32([1; 32]), "a", OverlayNet::default())
+        .unwrap();
+    let id = s.session_start(d.id, "192.0.2.1:5000").unwrap();
+    assert_eq!(s.sessions(true, None).unwrap().len(), 1);
+    s.session_end(id, "logout", 10, 20).unwrap();
+    assert!(s.sessions(true, None).unwrap().is_empty());
+    s.session_start(d.id, "x").unwrap();
+    assert_eq!(s.sessions_close_stale("hub restarted").unwrap(), 1);
+}
+
+#[test]
+fn overlay_net_parse() {
+    let n = OverlayNet::parse("100.64.1.7/10").unwrap();
+    assert_eq!(n, OverlayNet::default());
+    assert!(n.contains(Ipv4Addr::new(100, 127, 255, 254)));
+    assert!(!n.contains(Ipv4Addr::new(100, 128, 0, 1)));
+    assert!(OverlayNet::parse("garbage").is_none());
+    assert!(OverlayNet::parse("10.0.0.0/31").is_none());
+}
+
+#[test]
+fn grants_extend_peers_both_ways() {
+    let (mut s, alice) = store_with_account();
+    let bob = s.account_add("acme", "bob", "h").unwrap();
+    let net = OverlayNet::default();
+    let pc = s.device_register(alice.id, Role::Target, &Key32([1; 32]), "pc", net).unwrap();
+    let bob_laptop = s.device_register(bob.id, Role::Client, &Key32([3; 32]), "b", net).unwrap();
+    assert!(s.authorised_peers(&bob_laptop).unwrap().is_empty());
+    s.grant_add(pc.id, bob.id).unwrap();
+    assert_eq!(s.authorised_peers(&bob_laptop).unwrap(), vec![pc.clone()]);
+    assert_eq!(s.authorised_peers(&pc).unwrap(), vec![bob_laptop.clone()]);
+    assert_eq!(s.grants(Some(alice.contract_id)).unwrap().len(), 1);
+    assert!(s.grant_remove(pc.id, bob.id).unwrap());
+    assert!(s.authorised_peers(&bob_laptop).unwrap().is_empty());
+}
+
+#[test]
+fn contract_changes_are_recorded_with_who_and_when() {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    let c = s.contract_add(&NewContract::simple("acme", 5)).unwrap();
+    assert_eq!(s.terms(c.id).unwrap().len(), 1);
+    let old = s.contract_update(c.id, ContractField::Address, "1-1 Chiyoda", "operator").unwrap();
+    assert_eq!(old, "");
+    s.contract_update(c.id, ContractField::AdminEmail, "it@acme.example", "operator").unwrap();
+    let h = s.contract_history(c.id).unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!((h[0].field.as_str(), h[0].new_value.as_str(), h[0].actor.as_str()), ("address", "1-1 Chiyoda", "operator"));
+    assert_eq!(s.contract_by_id(c.id).unwrap().admin_email, "it@acme.example");
+    s.contract_add(&NewContract::simple("globex", 5)).unwrap();
+    assert!(matches!(
+        s.contract_update(c.id, ContractField::Name, "globex", "operator"),
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+#[test]
+fn additional_terms_cancellation_notices_settings() {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    let c = s.contract_add(&NewContract::simple("acme", 5)).unwrap();
+    let d = chrono::NaiveDate::from_ymd_opt(2027, 3, 1).unwrap();
+    s.term_add(c.id, d, 3).unwrap();
+    let terms = s.terms(c.id).unwrap();
+    assert_eq!((terms[0].kind, terms[1].kind, terms[1].accounts), (TermKind::Basic, TermKind::Additional, 3));
+    let cancel = CancellationRecord {
+        received: d,
+        requested_end: None,
+        effective: chrono::NaiveDate::from_ymd_opt(2027, 4, 30).unwrap(),
+        actor: "operator".into(),
+        created_at: 0,
+    };
+    s.cancellation_set(c.id, &cancel).unwrap();
+    assert_eq!(s.cancellation(c.id).unwrap(), Some(cancel));
+    let id = s.notice_add(c.id, "suspension", "subject", "body").unwrap();
+    assert_eq!(s.notices(None, true).unwrap().len(), 1);
+    s.notice_mark(id, false, Some("connection refused")).unwrap();
+    assert_eq!(s.notices(None, true).unwrap()[0].attempts, 1);
+    s.notice_mark(id, true, None).unwrap();
+    assert!(s.notices(None, true).unwrap().is_empty());
+    assert_eq!(s.setting("min_accounts").unwrap(), None);
+    s.set_setting("min_accounts", "3").unwrap();
+    s.set_setting("min_accounts", "4").unwrap();
+    assert_eq!(s.setting("min_accounts").unwrap().as_deref(), Some("4"));
+}
+
+#[test]
+fn migration_from_version_1_keeps_contracts_and_gives_them_a_basic_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(migrations::MIGRATIONS[0]).unwrap();
+        tx.pragma_update(None, "user_version", 1).unwrap();
+        tx.execute("INSERT INTO contracts (name, created_at) VALUES ('old', 0)", []).unwrap();
+        tx.execute("INSERT INTO accounts (contract_id, username, password_hash, created_at) VALUES (1, 'u1', 'h', 0)", [])
+            .unwrap();
+        tx.execute("INSERT INTO accounts (contract_id, username, password_hash, created_at) VALUES (1, 'u2', 'h', 0)", [])
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let c = s.contract_by_name("old").unwrap();
+    let terms = s.terms(c.id).unwrap();
+    assert_eq!(terms.len(), 1);
+    assert_eq!(terms[0].accounts, 2);
+    assert_eq!(terms[0].start, chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap());
+}
