@@ -22,8 +22,10 @@ const HUB_SILENCE_LIMIT: Duration = Duration::from_secs(30);
 /// Reconnect backoff: doubling from the first to the last value.
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(8);
-/// How long a target waits after a refusal before asking again.
-pub const REFUSED_RETRY: Duration = Duration::from_secs(30);
+/// How long a target waits after a refusal (a suspended contract) before asking again:
+/// short, so that lifting a suspension brings targets back within seconds. A target's
+/// login costs the hub no password hashing, so this is cheap.
+pub const REFUSED_RETRY: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub enum LoginError {
