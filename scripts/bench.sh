@@ -171,6 +171,10 @@ if ((NO_INSTALL)); then
 	log "--no-install: not installing anything"
 fi
 ensure_tools "${ROWS[@]}"
+if [[ " ${ROWS[*]} " == *" mcvpn "* ]] && [[ -z "${MCVPN:-}" ]]; then
+	log "building mcvpn (release)"
+	(cd "$BENCH_ROOT" && cargo build --release --quiet) || log "mcvpn build failed: its row will say so"
+fi
 
 read -r LOAD1 _ </proc/loadavg
 if python3 -c 'import os, sys; sys.exit(float(sys.argv[1]) < 0.5 * os.cpu_count())' "$LOAD1"; then

@@ -51,6 +51,43 @@
 # (progress line on the console), require_tool BIN.
 run_mcvpn_row() {
 	local client_ns=$1 hub_ns=$2 target_ns=$3 row_dir=$4
-	: "$client_ns" "$hub_ns" "$target_ns" "$row_dir"
-	row_fail "mcvpn row not wired yet"
+	local mcvpn=${MCVPN:-$BENCH_ROOT/target/release/mcvpn}
+	[[ -x $mcvpn ]] || row_fail "no mcvpn build at $mcvpn (cargo build --release)"
+	local db=$row_dir/hub.db port=51820
+	local tgt_env=(MCVPN_TARGET_CONFIG="$row_dir/target.toml" MCVPN_TARGET_KEY="$row_dir/target.key" MCVPN_RUN_DIR="$row_dir/target-run")
+	local cli_env=(MCVPN_CONFIG="$row_dir/client.toml" MCVPN_KEY="$row_dir/client.key" MCVPN_RUN_DIR="$row_dir/client-run")
+
+	start_in_ns "$hub_ns" hub "$mcvpn" hub --listen "0.0.0.0:$port" --db "$db" --key "$row_dir/hub.key" \
+		--status-socket "$row_dir/hub.sock"
+	local hub_pid=$STARTED_PID
+	wait_for 10 "$mcvpn" hub stats --status-socket "$row_dir/hub.sock" || row_fail "the hub did not start"
+	# The hub has one address towards each side; the key is the same.
+	local url_c url_t
+	url_c=$("$mcvpn" hub url --key "$row_dir/hub.key" --listen "$BENCH_HUB_CLIENT_IP:$port")
+	url_t=$("$mcvpn" hub url --key "$row_dir/hub.key" --listen "$BENCH_HUB_TARGET_IP:$port")
+	printf 'bench-password-1\n' >"$row_dir/pw"
+	"$mcvpn" admin --db "$db" contract add bench >/dev/null
+	"$mcvpn" admin --db "$db" account add bench bench --password-file "$row_dir/pw" >/dev/null
+
+	ip netns exec "$target_ns" env "${tgt_env[@]}" "$mcvpn" target enroll --hub "$url_t" --account bench \
+		--password-file "$row_dir/pw" --name bench-target >/dev/null
+	start_in_ns "$target_ns" target env "${tgt_env[@]}" "$mcvpn" target run
+	local target_pid=$STARTED_PID
+	start_in_ns "$client_ns" client env "${cli_env[@]}" "$mcvpn" up --foreground --hub "$url_c" \
+		--account bench --password-file "$row_dir/pw"
+	local client_pid=$STARTED_PID
+
+	status_ok() { # status_ok ENV... -- CMD: connected and bound
+		env "$@" | python3 -c "import json,sys; s=json.load(sys.stdin); sys.exit(0 if s.get('connected') and s.get('relay_bound') else 1)"
+	}
+	wait_for 15 status_ok "${tgt_env[@]}" "$mcvpn" target status --json || row_fail "the target did not connect"
+	wait_for 15 status_ok "${cli_env[@]}" "$mcvpn" status --json || row_fail "the client did not connect"
+	ROW_TARGET_ADDR=$(env "${tgt_env[@]}" "$mcvpn" target status --json |
+		python3 -c "import json,sys; print(json.load(sys.stdin)['overlay_ip'])")
+	wait_for 10 ip netns exec "$client_ns" ping -c 1 -W 1 "$ROW_TARGET_ADDR" || row_fail "no ping through the tunnel"
+
+	row_proc client "$client_pid"
+	row_proc hub "$hub_pid"
+	row_proc target "$target_pid"
+	row_version "$("$mcvpn" --version)${MCVPN_BENCH_NOTE:+ ($MCVPN_BENCH_NOTE)}"
 }
