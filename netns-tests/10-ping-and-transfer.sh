@@ -14,7 +14,7 @@ client_up "$NS_CLI" c1 alice || die "mcvpn up failed"
 in_ns "$NS_CLI" ping -c 3 -i 0.2 -W 2 "$TIP" >/dev/null && pass "ping $TIP through the hub" || fail "ping $TIP"
 
 head -c $((64 << 20)) /dev/urandom >"$WORK/payload"
-transfer() { # transfer DEST_NS DEST_IP SRC_NS LABEL
+transfer() { # transfer DEST_NS DEST_IP SRC_NS LABEL: sets MBIT (not run in a subshell, so fail counts)
     ip netns exec "$1" python3 "$ROOT/netns-tests/xfer.py" recv 5001 "$WORK/received" --timeout 120 >"$WORK/recv.json" &
     local rpid=$!
     sleep 0.5
@@ -28,11 +28,13 @@ transfer() { # transfer DEST_NS DEST_IP SRC_NS LABEL
     else
         fail "$4: sha256 mismatch (sent $sent, received $got)"
     fi
-    json_get "['mbit_s']" <"$WORK/send.json"
+    MBIT=$(json_get "['mbit_s']" <"$WORK/send.json")
 }
-TUNNEL=$(transfer "$NS_TGT" "$TIP" "$NS_CLI" "through the tunnel" | tail -n 1)
+transfer "$NS_TGT" "$TIP" "$NS_CLI" "through the tunnel"
+TUNNEL=$MBIT
 # The plain path: client to the hub's public address, same veths and NAT, no VPN.
-PLAIN=$(transfer "$NS_HUB" "$HUB_IP" "$NS_CLI" "plain veth, no VPN" | tail -n 1)
+transfer "$NS_HUB" "$HUB_IP" "$NS_CLI" "plain veth, no VPN"
+PLAIN=$MBIT
 log "throughput: tunnel ${TUNNEL} Mbit/s, plain veth ${PLAIN} Mbit/s (python sender, one stream)"
 forwarded=$(hub_stat forwarded)
 [ "$forwarded" -gt 40000 ] && pass "the hub relayed $forwarded datagrams" || fail "the hub relayed only $forwarded datagrams"

@@ -13,4 +13,5 @@ pub mod node;
 pub mod password;
 pub mod proto;
 pub mod store;
+pub mod udp_batch;
 pub mod util;

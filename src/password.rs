@@ -107,7 +107,7 @@ pub fn check_policy(user: &str, password: &str) -> Result<(), String> {
     if COMMON.contains(&squashed.as_str()) {
         return Err("that password is one of the most common ones; choose another".into());
     }
-    if squashed.chars().all(|c| Some(c) == squashed.chars().next()) {
+    if squashed.chars().all(|c| squashed.starts_with(c)) {
         return Err("the password must not repeat a single character".into());
     }
     Ok(())

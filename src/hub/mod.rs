@@ -107,7 +107,7 @@ pub async fn run(opts: HubOptions) -> Result<()> {
         let (table, stats) = (table.clone(), stats.clone());
         std::thread::Builder::new()
             .name("relay".into())
-            .spawn(move || udp::run(udp, table, stats))?;
+            .spawn(move || udp::run(udp, table, stats, crate::udp_batch::Offloads::from_env()))?;
     }
 
     let ctx = Arc::new(HubContext {

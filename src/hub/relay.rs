@@ -180,24 +180,31 @@ impl RelayTable {
         Ok(reply.encode(&self.nodes[&msg.node].key))
     }
 
-    /// Decides where a `Data` datagram from `src` goes and rewrites its header to name
-    /// the source. Returns the destination endpoint.
+    /// Decides where `Data` from `src` naming `dst_node` goes: returns the destination
+    /// endpoint and the sender's node id, and counts `bytes` for both nodes. The caller
+    /// rewrites the header(s) to name the sender.
+    pub fn route(&self, src: SocketAddr, dst_node: NodeId, bytes: u64) -> Result<(SocketAddr, NodeId), Drop> {
+        let sender = *self.by_endpoint.get(&src).ok_or(Drop::Unauthorised)?;
+        let from = self
+            .nodes
+            .get(&sender)
+            .filter(|n| n.peers.contains(&dst_node))
+            .ok_or(Drop::Unauthorised)?;
+        let to = self.nodes.get(&dst_node).ok_or(Drop::NoRoute)?;
+        let dst = to.endpoint.ok_or(Drop::NoRoute)?;
+        from.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        to.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        Ok((dst, sender))
+    }
+
+    /// [`route`](Self::route) for one whole `Data` datagram: parses its header and
+    /// rewrites it to name the source. Returns the destination endpoint.
     pub fn route_data(&self, src: SocketAddr, datagram: &mut [u8]) -> Result<SocketAddr, Drop> {
         let (header, _) = Header::parse(datagram).map_err(|_| Drop::Malformed)?;
         if header.kind != Kind::Data {
             return Err(Drop::Malformed);
         }
-        let sender = *self.by_endpoint.get(&src).ok_or(Drop::Unauthorised)?;
-        let from = self
-            .nodes
-            .get(&sender)
-            .filter(|n| n.peers.contains(&header.node))
-            .ok_or(Drop::Unauthorised)?;
-        let to = self.nodes.get(&header.node).ok_or(Drop::NoRoute)?;
-        let dst = to.endpoint.ok_or(Drop::NoRoute)?;
-        let len = datagram.len() as u64;
-        from.bytes_in.fetch_add(len, Ordering::Relaxed);
-        to.bytes_out.fetch_add(len, Ordering::Relaxed);
+        let (dst, sender) = self.route(src, header.node, datagram.len() as u64)?;
         relay::rewrite_node(datagram, sender);
         Ok(dst)
     }

@@ -1,55 +1,242 @@
 //! The relay's UDP loop: thin I/O around [`super::relay::RelayTable`].
+//!
+//! Per `recvmmsg` it takes up to 32 buffers, each a UDP GRO batch of up to 64
+//! datagrams from one sender. A batch whose datagrams all carry the same relay header
+//! (one flow: the normal case) is routed once, its headers rewritten in place, and
+//! forwarded as one GSO send. Anything else is handled datagram by datagram and the
+//! singles go out with one `sendmmsg`. The table's read lock is taken once per
+//! `recvmmsg`; binds, which change the table, are applied after it is released.
 
-use std::net::UdpSocket;
+use std::io::IoSliceMut;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
-use super::relay::{Drop, RelayStats, RelayTable};
-use crate::proto::relay::{Header, Kind};
+use quinn_udp::RecvMeta;
 
-/// Largest datagram we accept (a WireGuard message for a 64 KiB packet plus headers).
-const MAX_DATAGRAM: usize = 65535;
+use super::relay::{Drop, RelayStats, RelayTable};
+use crate::proto::relay::{self, Header, Kind, HEADER_LEN};
+use crate::udp_batch::{BatchUdp, Offloads, RECV_BATCH, RECV_BUF};
+
+/// What to send once the received batch has been decided.
+enum Send {
+    /// `buf[start..end]` to `dst`, as GSO datagrams of `segment` bytes.
+    Batch { dst: SocketAddr, buf: usize, start: usize, end: usize, segment: usize },
+    /// One datagram `buf[start..end]` to `dst`.
+    One { dst: SocketAddr, buf: usize, start: usize, end: usize },
+}
 
 /// Receives, decides, forwards; forever. Runs on its own thread.
-pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelayStats>) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelayStats>, offloads: Offloads) {
+    let sock = match BatchUdp::new(socket, offloads) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up the relay socket");
+            return;
+        }
+    };
+    tracing::info!(gso = sock.gso(), gro = offloads.udp_gro, "relay running");
+    let mut storage: Vec<Vec<u8>> = (0..RECV_BATCH).map(|_| vec![0u8; RECV_BUF]).collect();
+    let mut metas = [RecvMeta::default(); RECV_BATCH];
+    let mut sends: Vec<Send> = Vec::with_capacity(RECV_BATCH * 4);
+    let mut binds: Vec<(SocketAddr, usize, usize, usize)> = Vec::new();
     loop {
-        let (n, src) = match socket.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "relay receive failed");
-                continue;
-            }
-        };
-        let datagram = &mut buf[..n];
-        let kind = Header::parse(datagram).map(|(h, _)| h.kind);
-        let result = match kind {
-            Ok(Kind::Data) => table.read().unwrap().route_data(src, datagram).map(|dst| (dst, n)),
-            Ok(Kind::Bind) => match table.write().unwrap().handle_bind(src, datagram) {
-                Ok(reply) => {
-                    stats.binds.fetch_add(1, Ordering::Relaxed);
-                    let _ = socket.send_to(&reply, src);
+        let n = {
+            let mut it = storage.iter_mut();
+            let mut iovs: [IoSliceMut; RECV_BATCH] = std::array::from_fn(|_| IoSliceMut::new(it.next().expect("RECV_BATCH buffers")));
+            match sock.recv(&mut iovs, &mut metas) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay receive failed");
                     continue;
                 }
-                Err(d) => Err(d),
-            },
-            Ok(Kind::Bound) | Err(_) => Err(Drop::Malformed),
+            }
         };
-        match result {
-            Ok((dst, len)) => match socket.send_to(&buf[..len], dst) {
-                Ok(_) => {
-                    stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                    stats.forwarded_bytes.fetch_add(len as u64, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(error = %e, %dst, "relay send failed");
-                }
-            },
-            Err(d) => {
-                stats.count_drop(d);
-                tracing::trace!(%src, reason = ?d, "datagram dropped");
+        sends.clear();
+        binds.clear();
+        {
+            let table = table.read().unwrap();
+            for (i, meta) in metas[..n].iter().enumerate() {
+                let buf = &mut storage[i][..meta.len];
+                decide(&table, &stats, meta.addr, i, buf, meta.stride, &mut sends, &mut binds);
             }
         }
+        for &(src, i, start, end) in &binds {
+            let reply = table.write().unwrap().handle_bind(src, &storage[i][start..end]);
+            match reply {
+                Ok(reply) => {
+                    stats.binds.fetch_add(1, Ordering::Relaxed);
+                    let _ = sock.send(src, &reply, None);
+                }
+                Err(d) => stats.count_drop(d),
+            }
+        }
+        let mut singles: Vec<(SocketAddr, &[u8])> = Vec::new();
+        for s in &sends {
+            match *s {
+                Send::Batch { dst, buf, start, end, segment } => {
+                    let count = (end - start).div_ceil(segment) as u64;
+                    match sock.send(dst, &storage[buf][start..end], Some(segment)) {
+                        Ok(()) => {
+                            stats.forwarded.fetch_add(count, Ordering::Relaxed);
+                            stats.forwarded_bytes.fetch_add((end - start) as u64, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            stats.send_errors.fetch_add(count, Ordering::Relaxed);
+                            tracing::debug!(error = %e, %dst, "relay send failed");
+                        }
+                    }
+                }
+                Send::One { dst, buf, start, end } => singles.push((dst, &storage[buf][start..end])),
+            }
+        }
+        if !singles.is_empty() {
+            let sent = sock.send_many(&singles);
+            let bytes: usize = singles[..sent].iter().map(|(_, d)| d.len()).sum();
+            stats.forwarded.fetch_add(sent as u64, Ordering::Relaxed);
+            stats.forwarded_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            stats.send_errors.fetch_add((singles.len() - sent) as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Decides one received buffer (one datagram, or a GRO batch at `stride`).
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    table: &RelayTable,
+    stats: &RelayStats,
+    src: SocketAddr,
+    index: usize,
+    buf: &mut [u8],
+    stride: usize,
+    sends: &mut Vec<Send>,
+    binds: &mut Vec<(SocketAddr, usize, usize, usize)>,
+) {
+    let len = buf.len();
+    let stride = if stride == 0 || stride > len { len } else { stride };
+    let segments = len.div_ceil(stride.max(1));
+    if segments > 1 && uniform_headers(buf, stride) {
+        if let Ok((h, _)) = Header::parse(buf) {
+            if h.kind == Kind::Data {
+                match table.route(src, h.node, len as u64) {
+                    Ok((dst, sender)) => {
+                        for start in (0..len).step_by(stride) {
+                            relay::rewrite_node(&mut buf[start..], sender);
+                        }
+                        sends.push(Send::Batch { dst, buf: index, start: 0, end: len, segment: stride });
+                    }
+                    Err(d) => {
+                        for _ in 0..segments {
+                            stats.count_drop(d);
+                        }
+                    }
+                }
+                return;
+            }
+        }
+    }
+    for start in (0..len).step_by(stride.max(1)) {
+        let end = (start + stride).min(len);
+        let datagram = &mut buf[start..end];
+        match Header::parse(datagram).map(|(h, _)| h.kind) {
+            Ok(Kind::Data) => match table.route_data(src, datagram) {
+                Ok(dst) => sends.push(Send::One { dst, buf: index, start, end }),
+                Err(d) => stats.count_drop(d),
+            },
+            Ok(Kind::Bind) => binds.push((src, index, start, end)),
+            Ok(Kind::Bound) | Err(_) => stats.count_drop(Drop::Malformed),
+        }
+    }
+}
+
+/// Whether every datagram of a GRO batch starts with the same relay header.
+fn uniform_headers(buf: &[u8], stride: usize) -> bool {
+    if buf.len() < HEADER_LEN || stride < HEADER_LEN {
+        return false;
+    }
+    let first = &buf[..HEADER_LEN];
+    (stride..buf.len())
+        .step_by(stride)
+        .all(|s| buf.get(s..s + HEADER_LEN) == Some(first))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::relay::{write_data_header, BindMsg};
+    use std::collections::HashSet;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn table() -> RelayTable {
+        let mut t = RelayTable::default();
+        t.admit(1, 10, [1; 32], HashSet::from([2]));
+        t.admit(2, 20, [2; 32], HashSet::from([1]));
+        for (node, session, key, from) in [(1, 10, [1u8; 32], "192.0.2.1:1000"), (2, 20, [2u8; 32], "192.0.2.2:2000")] {
+            let b = BindMsg { kind: Kind::Bind, node, session, counter: 1 }.encode(&key);
+            t.handle_bind(addr(from), &b).unwrap();
+        }
+        t
+    }
+
+    fn batch(dsts: &[u32], seg: usize, last: usize) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for (i, &d) in dsts.iter().enumerate() {
+            let len = if i + 1 == dsts.len() { last } else { seg };
+            let mut dg = vec![0xab; len];
+            write_data_header(&mut dg, d);
+            buf.extend_from_slice(&dg);
+        }
+        buf
+    }
+
+    #[test]
+    fn a_uniform_gro_batch_is_one_gso_send_with_every_header_rewritten() {
+        let t = table();
+        let stats = RelayStats::default();
+        let mut buf = batch(&[2, 2, 2], 100, 60);
+        let (mut sends, mut binds) = (Vec::new(), Vec::new());
+        decide(&t, &stats, addr("192.0.2.1:1000"), 0, &mut buf, 100, &mut sends, &mut binds);
+        assert!(matches!(sends[..], [Send::Batch { segment: 100, start: 0, end: 260, .. }]));
+        for s in [0, 100, 200] {
+            assert_eq!(Header::parse(&buf[s..]).unwrap().0.node, 1, "header at {s} names the source");
+        }
+    }
+
+    #[test]
+    fn a_mixed_batch_is_decided_datagram_by_datagram() {
+        let t = table();
+        let stats = RelayStats::default();
+        let mut buf = batch(&[2, 3, 2], 100, 100);
+        let (mut sends, mut binds) = (Vec::new(), Vec::new());
+        decide(&t, &stats, addr("192.0.2.1:1000"), 0, &mut buf, 100, &mut sends, &mut binds);
+        assert_eq!(sends.len(), 2);
+        assert_eq!(stats.snapshot().dropped_unauthorised, 1);
+    }
+
+    #[test]
+    fn an_unbound_sender_loses_the_whole_batch_counted() {
+        let t = table();
+        let stats = RelayStats::default();
+        let mut buf = batch(&[2, 2, 2, 2], 100, 100);
+        let (mut sends, mut binds) = (Vec::new(), Vec::new());
+        decide(&t, &stats, addr("192.0.2.9:9"), 0, &mut buf, 100, &mut sends, &mut binds);
+        assert!(sends.is_empty());
+        assert_eq!(stats.snapshot().dropped_unauthorised, 4);
+    }
+
+    #[test]
+    fn binds_and_garbage_in_a_batch() {
+        let t = table();
+        let stats = RelayStats::default();
+        let mut buf = vec![0u8; 3];
+        let (mut sends, mut binds) = (Vec::new(), Vec::new());
+        decide(&t, &stats, addr("192.0.2.1:1000"), 0, &mut buf, 0, &mut sends, &mut binds);
+        assert_eq!(stats.snapshot().dropped_malformed, 1);
+        let mut b = BindMsg { kind: Kind::Bind, node: 1, session: 10, counter: 2 }.encode(&[1; 32]).to_vec();
+        decide(&t, &stats, addr("192.0.2.1:1000"), 0, &mut b, 0, &mut sends, &mut binds);
+        assert_eq!(binds.len(), 1);
     }
 }

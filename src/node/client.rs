@@ -427,33 +427,6 @@ pub fn print_status(s: &serde_json::Value) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_round_trip_and_missing_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("etc/mcvpn.toml");
-        assert_eq!(ClientConfig::load(&path).unwrap(), ClientConfig::default());
-        let c = ClientConfig {
-            hub: Some("mcvpn://h:1/?key=x".into()),
-            account: Some("alice".into()),
-        };
-        c.save(&path).unwrap();
-        assert_eq!(ClientConfig::load(&path).unwrap(), c);
-        std::fs::write(&path, "hub = [broken").unwrap();
-        assert!(ClientConfig::load(&path).is_err());
-    }
-
-    #[test]
-    fn human_bytes_units() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(64 << 20), "64.0 MiB");
-    }
-}
-
 /// `mcvpn passwd`: change one's own password through the hub (art. 10).
 pub fn passwd(hub: Option<String>, account: Option<String>, password_file: Option<PathBuf>, config: &Path) -> Result<Exit> {
     let remembered = ClientConfig::load(config).unwrap_or_default();
@@ -487,5 +460,33 @@ pub fn passwd(hub: Option<String>, account: Option<String>, password_file: Optio
             Ok(Exit::ok())
         }
         Err(e) => Ok(Exit::fail(exit::REFUSED, &e.to_string())),
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trip_and_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etc/mcvpn.toml");
+        assert_eq!(ClientConfig::load(&path).unwrap(), ClientConfig::default());
+        let c = ClientConfig {
+            hub: Some("mcvpn://h:1/?key=x".into()),
+            account: Some("alice".into()),
+        };
+        c.save(&path).unwrap();
+        assert_eq!(ClientConfig::load(&path).unwrap(), c);
+        std::fs::write(&path, "hub = [broken").unwrap();
+        assert!(ClientConfig::load(&path).is_err());
+    }
+
+    #[test]
+    fn human_bytes_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(64 << 20), "64.0 MiB");
     }
 }

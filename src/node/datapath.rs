@@ -1,26 +1,30 @@
 //! The node's packet loops: TUN → WireGuard → hub, hub → WireGuard → TUN, and the
 //! timers (WireGuard's and the relay bind's). Each loop has its own thread and blocks
 //! in its system call; they share only the peer table and the relay state.
+//!
+//! Both loops work in batches, as wireguard-go does: with TUN offload the kernel hands
+//! over a 64 KiB TCP segment that tun-rs splits into MTU-sized packets; they are
+//! encrypted one by one into one buffer and leave as a single UDP GSO send to the hub.
+//! The other way, one `recvmmsg` brings up to 32 GRO batches from the hub; each
+//! datagram is decrypted into its own buffer, and tun-rs coalesces the packets again
+//! (TCP/UDP GRO) before writing them to the TUN with one write per flow.
 
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::TunnResult;
+use quinn_udp::RecvMeta;
 use serde::Serialize;
-use tun_rs::SyncDevice;
+use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
 use super::peers::{Peer, PeerTable};
 use super::relay_state::RelayState;
 use crate::proto::relay::{write_data_header, Header, Kind, HEADER_LEN};
+use crate::udp_batch::{gso_runs, BatchUdp, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, RECV_BATCH, RECV_BUF};
 
-/// Largest IP packet read from the TUN, and so the largest we encrypt.
-const MAX_PACKET: usize = 65535;
-/// `Tunn::encapsulate` needs `src.len() + 32` (and at least 148) bytes of room.
-const WG_OVERHEAD: usize = 32;
-const BUF_LEN: usize = HEADER_LEN + MAX_PACKET + WG_OVERHEAD + 148;
 /// boringtun's clock only moves when its timers are updated.
 const TIMER_TICK: Duration = Duration::from_millis(250);
 
@@ -76,10 +80,38 @@ pub fn ipv4_destination(packet: &[u8]) -> Option<Ipv4Addr> {
 pub struct DataPath {
     pub tun: Arc<SyncDevice>,
     /// Connected to the hub: the kernel drops datagrams from anyone else.
-    pub udp: Arc<UdpSocket>,
+    pub udp: Arc<BatchUdp>,
+    pub hub: SocketAddr,
+    pub mtu: u16,
     pub peers: Arc<PeerTable>,
     pub relay: Arc<RelayState>,
     pub counters: Arc<Counters>,
+}
+
+/// Room in front of each packet handed to the TUN: tun-rs writes the virtio-net header
+/// there when offload is on.
+const TUN_OFFSET: usize = VIRTIO_NET_HDR_LEN;
+
+/// Remembers the last peer looked up: a batch is nearly always one flow.
+struct PeerCache<K> {
+    last: Option<(K, Arc<Peer>)>,
+}
+
+impl<K: PartialEq + Copy> PeerCache<K> {
+    fn new() -> Self {
+        PeerCache { last: None }
+    }
+
+    fn get(&mut self, key: K, lookup: impl FnOnce(K) -> Option<Arc<Peer>>) -> Option<Arc<Peer>> {
+        if let Some((k, p)) = &self.last {
+            if *k == key {
+                return Some(p.clone());
+            }
+        }
+        let p = lookup(key)?;
+        self.last = Some((key, p.clone()));
+        Some(p)
+    }
 }
 
 impl DataPath {
@@ -95,124 +127,199 @@ impl DataPath {
         Ok(())
     }
 
-    /// Sends `out[HEADER_LEN..HEADER_LEN + len]` to `peer` through the hub.
-    fn send_to(&self, peer: &Peer, out: &mut [u8], len: usize) {
+    /// Sends one datagram (`out[..HEADER_LEN + len]`, WireGuard message after the
+    /// header) to `peer` through the hub.
+    fn send_one(&self, peer: &Peer, out: &mut [u8], len: usize) {
         write_data_header(out, peer.node_id);
-        if self.udp.send(&out[..HEADER_LEN + len]).is_err() {
+        if self.udp.send(self.hub, &out[..HEADER_LEN + len], None).is_err() {
             bump(&self.counters.send_errors);
         }
     }
 
+    /// Largest packet the TUN gives us (offload splits bigger ones into this size).
+    fn packet_room(&self) -> usize {
+        (self.mtu as usize).max(1500) + 128
+    }
+
     fn tun_to_hub(&self) {
-        let mut packet = vec![0u8; MAX_PACKET];
-        let mut out = vec![0u8; BUF_LEN];
+        let room = self.packet_room();
+        let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65535];
+        let mut bufs = vec![vec![0u8; room]; IDEAL_BATCH_SIZE];
+        let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
+        // Each encrypted datagram: relay header + WireGuard overhead + padding to 16.
+        let slot = HEADER_LEN + room + 32 + 16;
+        let mut out = vec![0u8; IDEAL_BATCH_SIZE * slot + 148];
+        let mut lens: Vec<usize> = Vec::with_capacity(IDEAL_BATCH_SIZE);
+        let mut cache = PeerCache::new();
         loop {
-            let n = match self.tun.recv(&mut packet) {
+            let n = match self.tun.recv_multiple(&mut original, &mut bufs, &mut sizes, 0) {
                 Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     tracing::error!(error = %e, "TUN read failed; stopping the sender");
                     return;
                 }
             };
-            let packet = &packet[..n];
-            let Some(dst) = ipv4_destination(packet) else {
-                bump(&self.counters.tun_not_ipv4);
-                continue;
-            };
-            let Some(peer) = self.peers.by_ip(dst) else {
-                bump(&self.counters.tun_no_peer);
-                continue;
-            };
-            let result = peer.tunn.lock().unwrap().encapsulate(packet, &mut out[HEADER_LEN..]);
-            match result {
-                TunnResult::WriteToNetwork(b) => {
-                    let len = b.len();
-                    self.send_to(&peer, &mut out, len);
+            lens.clear();
+            let mut pos = 0;
+            for (buf, &size) in bufs.iter().zip(&sizes).take(n) {
+                let packet = &buf[..size];
+                let Some(dst) = ipv4_destination(packet) else {
+                    bump(&self.counters.tun_not_ipv4);
+                    continue;
+                };
+                let Some(peer) = cache.get(dst, |ip| self.peers.by_ip(ip)) else {
+                    bump(&self.counters.tun_no_peer);
+                    continue;
+                };
+                let result = peer.tunn.lock().unwrap().encapsulate(packet, &mut out[pos + HEADER_LEN..]);
+                match result {
+                    TunnResult::WriteToNetwork(b) => {
+                        let len = HEADER_LEN + b.len();
+                        write_data_header(&mut out[pos..], peer.node_id);
+                        lens.push(len);
+                        pos += len;
+                    }
+                    TunnResult::Err(e) => tracing::debug!(peer = peer.node_id, error = ?e, "encapsulate failed"),
+                    _ => {}
                 }
-                TunnResult::Err(e) => tracing::debug!(peer = peer.node_id, error = ?e, "encapsulate failed"),
-                _ => {}
+            }
+            // All of it goes to the hub: one GSO send per run of equal-sized datagrams.
+            let mut start = 0;
+            for (a, b, segment) in gso_runs(&lens, MAX_GSO_SEGMENTS, MAX_GSO_BYTES) {
+                let bytes: usize = lens[a..b].iter().sum();
+                if self.udp.send(self.hub, &out[start..start + bytes], Some(segment)).is_err() {
+                    self.counters.send_errors.fetch_add((b - a) as u64, Ordering::Relaxed);
+                }
+                start += bytes;
             }
         }
     }
 
     fn hub_to_tun(&self) {
-        let mut datagram = vec![0u8; BUF_LEN];
-        let mut out = vec![0u8; BUF_LEN];
+        let mut storage: Vec<Vec<u8>> = (0..RECV_BATCH).map(|_| vec![0u8; RECV_BUF]).collect();
+        let mut metas = [RecvMeta::default(); RECV_BATCH];
+        // Plaintext packets for the TUN; capacity for a coalesced 64 KiB packet each,
+        // though only what is written is ever touched.
+        let mut packets: Vec<Vec<u8>> = (0..IDEAL_BATCH_SIZE)
+            .map(|_| Vec::with_capacity(TUN_OFFSET + 65535))
+            .collect();
+        let mut gro = GROTable::default();
+        let mut net = vec![0u8; HEADER_LEN + self.packet_room() + 64 + 148];
+        let mut cache = PeerCache::new();
         loop {
-            let n = match self.udp.recv(&mut datagram) {
-                Ok(n) => n,
-                // ECONNREFUSED and friends: the hub is away; keep listening.
-                Err(_) => {
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-            };
-            let datagram = &datagram[..n];
-            match Header::parse(datagram) {
-                Ok((h, payload)) if h.kind == Kind::Data => match self.peers.by_id(h.node) {
-                    Some(peer) => self.decapsulate(&peer, payload, &mut out),
-                    None => bump(&self.counters.hub_unknown_peer),
-                },
-                Ok((h, _)) if h.kind == Kind::Bound => {
-                    if !self.relay.on_bound(datagram, Instant::now()) {
-                        bump(&self.counters.hub_malformed);
+            let n = {
+                let mut it = storage.iter_mut();
+                let mut iovs: [std::io::IoSliceMut; RECV_BATCH] =
+                    std::array::from_fn(|_| std::io::IoSliceMut::new(it.next().expect("RECV_BATCH buffers")));
+                match self.udp.recv(&mut iovs, &mut metas) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
                     }
                 }
-                _ => bump(&self.counters.hub_malformed),
+            };
+            let mut count = 0;
+            for (meta, buf) in metas[..n].iter().zip(&storage) {
+                let data = &buf[..meta.len];
+                let stride = if meta.stride == 0 { meta.len.max(1) } else { meta.stride };
+                for datagram in data.chunks(stride) {
+                    match Header::parse(datagram) {
+                        Ok((h, payload)) if h.kind == Kind::Data => {
+                            let Some(peer) = cache.get(h.node, |id| self.peers.by_id(id)) else {
+                                bump(&self.counters.hub_unknown_peer);
+                                continue;
+                            };
+                            if self.decapsulate(&peer, payload, &mut packets[count], &mut net) {
+                                count += 1;
+                                if count == packets.len() {
+                                    self.write_tun(&mut gro, &mut packets[..count]);
+                                    count = 0;
+                                }
+                            }
+                        }
+                        Ok((h, _)) if h.kind == Kind::Bound => {
+                            if !self.relay.on_bound(datagram, Instant::now()) {
+                                bump(&self.counters.hub_malformed);
+                            }
+                        }
+                        _ => bump(&self.counters.hub_malformed),
+                    }
+                }
+            }
+            if count > 0 {
+                self.write_tun(&mut gro, &mut packets[..count]);
             }
         }
     }
 
-    fn decapsulate(&self, peer: &Peer, payload: &[u8], out: &mut [u8]) {
+    fn write_tun(&self, gro: &mut GROTable, packets: &mut [Vec<u8>]) {
+        if let Err(e) = self.tun.send_multiple(gro, packets, TUN_OFFSET) {
+            tracing::debug!(error = %e, "TUN write failed");
+        }
+    }
+
+    /// Decrypts one datagram from `peer`. A packet for the TUN lands in `packet` (after
+    /// [`TUN_OFFSET`]) and the call returns true; handshake answers and packets queued
+    /// during a handshake go straight back to the hub through `net`.
+    fn decapsulate(&self, peer: &Peer, payload: &[u8], packet: &mut Vec<u8>, net: &mut [u8]) -> bool {
+        let room = TUN_OFFSET + payload.len().max(148);
+        if packet.len() < room {
+            packet.resize(room, 0);
+        }
         let mut tunn = peer.tunn.lock().unwrap();
         // The rate limiter keys cookies on the source address; every datagram comes
         // from the hub, so give it the peer's overlay address instead.
         let source = Some(IpAddr::V4(peer.overlay_ip));
-        let mut result = tunn.decapsulate(source, payload, &mut out[HEADER_LEN..]);
-        loop {
-            match result {
-                TunnResult::WriteToNetwork(b) => {
+        match tunn.decapsulate(source, payload, &mut packet[TUN_OFFSET..]) {
+            TunnResult::WriteToTunnelV4(p, src) => {
+                let len = p.len();
+                // Cryptokey routing: a peer may only speak for its own address.
+                if src == peer.overlay_ip {
+                    packet.truncate(TUN_OFFSET + len);
+                    return true;
+                }
+                bump(&self.counters.source_filtered);
+                false
+            }
+            TunnResult::WriteToNetwork(b) => {
+                let len = b.len();
+                net[HEADER_LEN..HEADER_LEN + len].copy_from_slice(&packet[TUN_OFFSET..TUN_OFFSET + len]);
+                self.send_one(peer, net, len);
+                // Flush packets queued during the handshake: only this call does it.
+                while let TunnResult::WriteToNetwork(b) = tunn.decapsulate(None, &[], &mut net[HEADER_LEN..]) {
                     let len = b.len();
-                    self.send_to(peer, out, len);
-                    // Flush packets queued during the handshake: only this call does it.
-                    result = tunn.decapsulate(None, &[], &mut out[HEADER_LEN..]);
+                    self.send_one(peer, net, len);
                 }
-                TunnResult::WriteToTunnelV4(packet, src) => {
-                    // Cryptokey routing: a peer may only speak for its own address.
-                    if src == peer.overlay_ip {
-                        let _ = self.tun.send(packet);
-                    } else {
-                        bump(&self.counters.source_filtered);
-                    }
-                    return;
-                }
-                TunnResult::WriteToTunnelV6(..) => {
-                    bump(&self.counters.source_filtered);
-                    return;
-                }
-                TunnResult::Done => return,
-                TunnResult::Err(e) => {
-                    bump(&self.counters.wg_rejected);
-                    tracing::debug!(peer = peer.node_id, error = ?e, "WireGuard rejected a datagram");
-                    return;
-                }
+                false
+            }
+            TunnResult::WriteToTunnelV6(..) => {
+                bump(&self.counters.source_filtered);
+                false
+            }
+            TunnResult::Done => false,
+            TunnResult::Err(e) => {
+                bump(&self.counters.wg_rejected);
+                tracing::debug!(peer = peer.node_id, error = ?e, "WireGuard rejected a datagram");
+                false
             }
         }
     }
 
     fn timers(&self) {
-        let mut out = vec![0u8; BUF_LEN];
+        let mut out = vec![0u8; HEADER_LEN + 65535 + 64 + 148];
         loop {
             std::thread::sleep(TIMER_TICK);
             if let Some(bind) = self.relay.bind_due(Instant::now()) {
-                let _ = self.udp.send(&bind);
+                let _ = self.udp.send(self.hub, &bind, None);
             }
             for peer in self.peers.all() {
                 let result = peer.tunn.lock().unwrap().update_timers(&mut out[HEADER_LEN..]);
                 match result {
                     TunnResult::WriteToNetwork(b) => {
                         let len = b.len();
-                        self.send_to(&peer, &mut out, len);
+                        self.send_one(&peer, &mut out, len);
                     }
                     TunnResult::Err(WireGuardError::ConnectionExpired) => {}
                     TunnResult::Err(e) => tracing::debug!(peer = peer.node_id, error = ?e, "timer error"),

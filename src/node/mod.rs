@@ -13,6 +13,8 @@ pub mod session;
 pub mod target;
 
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+
+use crate::udp_batch::{BatchUdp, Offloads};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -57,7 +59,8 @@ pub struct Node {
     pub peers: Arc<PeerTable>,
     pub relay: Arc<RelayState>,
     pub counters: Arc<Counters>,
-    udp: Arc<UdpSocket>,
+    udp: Arc<BatchUdp>,
+    offloads: Offloads,
     hub_addr: SocketAddr,
     datapath: OnceLock<Arc<DataPath>>,
     conn: Mutex<Connection>,
@@ -76,6 +79,8 @@ impl Node {
         let udp = UdpSocket::bind(bind).context("cannot open a UDP socket")?;
         udp.connect(hub_addr).context("cannot address the hub over UDP")?;
         crate::util::set_socket_buffers(&udp, settings.socket_buffer);
+        let offloads = Offloads::from_env();
+        let udp = BatchUdp::new(udp, offloads).context("cannot set up the UDP socket")?;
         Ok(Node {
             peers: Arc::new(PeerTable::new(settings.key.secret.clone())),
             settings,
@@ -83,6 +88,7 @@ impl Node {
             relay: Arc::new(RelayState::default()),
             counters: Arc::new(Counters::default()),
             udp: Arc::new(udp),
+            offloads,
             hub_addr,
             datapath: OnceLock::new(),
             conn: Mutex::new(Connection::default()),
@@ -103,15 +109,17 @@ impl Node {
         self.relay.start(login.node_id, login.session_id, login.relay_key.0);
         // Bind at once rather than at the next timer tick: the first packets wait on it.
         if let Some(bind) = self.relay.bind_due(Instant::now()) {
-            let _ = self.udp.send(&bind);
+            let _ = self.udp.send(self.hub_addr, &bind, None);
         }
         let prefix = self.prefix_for(login);
         match self.datapath.get() {
             None => {
-                let tun = netconf::create_tun(&self.settings.iface, login.overlay_ip, prefix, self.settings.mtu)?;
+                let tun = netconf::create_tun(&self.settings.iface, login.overlay_ip, prefix, self.settings.mtu, self.offloads.tun)?;
                 let dp = Arc::new(DataPath {
                     tun: Arc::new(tun),
                     udp: self.udp.clone(),
+                    hub: self.hub_addr,
+                    mtu: self.settings.mtu,
                     peers: self.peers.clone(),
                     relay: self.relay.clone(),
                     counters: self.counters.clone(),
@@ -240,6 +248,8 @@ impl Node {
             "connected_for_s": c.since.map(|s| s.elapsed().as_secs()),
             "last_error": c.last_error,
             "relay_bound": self.relay.is_bound(Instant::now()),
+            "offloads": self.offloads,
+            "udp_gso": self.udp.gso(),
             "public_key": self.settings.key.public_key32().to_base64(),
             "peers": peers,
             "dropped": self.counters.snapshot(),

@@ -14,13 +14,27 @@ use tun_rs::{DeviceBuilder, SyncDevice};
 /// rounded down as WireGuard does. A hub reached over IPv6 needs 20 bytes less.
 pub const DEFAULT_MTU: u16 = 1420;
 
-/// Creates and brings up the TUN `name` with `addr/prefix`.
-pub fn create_tun(name: &str, addr: Ipv4Addr, prefix: u8, mtu: u16) -> Result<SyncDevice> {
-    let dev = DeviceBuilder::new()
-        .name(name)
-        .ipv4(addr, prefix, None)
-        .mtu(mtu)
-        .build_sync()
+/// Creates and brings up the TUN `name` with `addr/prefix`. With `offload`, the kernel
+/// exchanges TSO/GRO super-packets with a virtio-net header (falls back to plain
+/// packets if the kernel refuses).
+pub fn create_tun(name: &str, addr: Ipv4Addr, prefix: u8, mtu: u16, offload: bool) -> Result<SyncDevice> {
+    let build = |offload: bool| {
+        DeviceBuilder::new()
+            .name(name)
+            .ipv4(addr, prefix, None)
+            .mtu(mtu)
+            .offload(offload)
+            .build_sync()
+    };
+    let dev = build(offload)
+        .or_else(|e| {
+            if offload {
+                tracing::warn!(error = %e, "TUN offload refused; using plain packets");
+                build(false)
+            } else {
+                Err(e)
+            }
+        })
         .with_context(|| {
             format!("cannot create the TUN interface {name} (need root or CAP_NET_ADMIN, and /dev/net/tun)")
         })?;

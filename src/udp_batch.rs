@@ -1,0 +1,328 @@
+//! Batched UDP for the fast path: `recvmmsg` with UDP GRO and `sendmsg` with UDP GSO
+//! (both through `quinn-udp`), `sendmmsg` for many small datagrams to different
+//! destinations (written here: quinn-udp has no `sendmmsg`), and the runtime switches
+//! that turn each offload off.
+//!
+//! The socket is non-blocking (quinn-udp needs that); the calls here wait in `poll`
+//! when the kernel has nothing to give or no room to take, so callers can treat them
+//! as blocking.
+
+use std::io::{self, IoSliceMut};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+
+use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+
+/// Receive buffers per `recvmmsg` (quinn-udp's batch size on Linux).
+pub const RECV_BATCH: usize = quinn_udp::BATCH_SIZE;
+/// Size of one receive buffer: a whole GRO batch (64 KiB of datagrams).
+pub const RECV_BUF: usize = 65536;
+/// Largest datagram count in one GSO send (the kernel's UDP_MAX_SEGMENTS is 64 on
+/// older kernels).
+pub const MAX_GSO_SEGMENTS: usize = 64;
+/// Largest total payload of one GSO send.
+pub const MAX_GSO_BYTES: usize = 65000;
+
+/// Which offloads are on. Each has an environment switch, because kernels have
+/// shipped UDP-GSO corruption and TUN-GSO `EINVAL` bugs:
+/// `MCVPN_OFFLOAD=off` turns all off; `MCVPN_TUN_OFFLOAD=0`, `MCVPN_UDP_GSO=0` and
+/// `MCVPN_UDP_GRO=0` turn one off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Offloads {
+    pub tun: bool,
+    pub udp_gso: bool,
+    pub udp_gro: bool,
+}
+
+impl Offloads {
+    pub fn from_env() -> Offloads {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Offloads {
+        let off = |v: Option<String>| v.is_some_and(|v| matches!(v.trim(), "0" | "off" | "no" | "false"));
+        let all_off = off(get("MCVPN_OFFLOAD"));
+        Offloads {
+            tun: !all_off && !off(get("MCVPN_TUN_OFFLOAD")),
+            udp_gso: !all_off && !off(get("MCVPN_UDP_GSO")),
+            udp_gro: !all_off && !off(get("MCVPN_UDP_GRO")),
+        }
+    }
+}
+
+/// Waits until `fd` is readable (`POLLIN`) or writable (`POLLOUT`), or `timeout_ms` pass.
+fn wait(fd: i32, events: i16, timeout_ms: i32) -> io::Result<bool> {
+    let mut pfd = libc::pollfd { fd, events, revents: 0 };
+    // SAFETY: one valid pollfd, count 1.
+    let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    match r {
+        -1 => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+        0 => Ok(false),
+        _ => Ok(true),
+    }
+}
+
+pub struct BatchUdp {
+    pub socket: UdpSocket,
+    state: UdpSocketState,
+    gso: bool,
+}
+
+impl BatchUdp {
+    pub fn new(socket: UdpSocket, offloads: Offloads) -> io::Result<BatchUdp> {
+        let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
+        if !offloads.udp_gro {
+            set_udp_gro(&socket, false);
+        }
+        let gso = offloads.udp_gso && state.max_gso_segments() > 1;
+        Ok(BatchUdp { socket, state, gso })
+    }
+
+    pub fn gso(&self) -> bool {
+        self.gso && self.state.max_gso_segments() > 1
+    }
+
+    /// Receives up to `bufs.len()` buffers (each possibly a GRO batch: datagrams at
+    /// `meta.stride`), waiting for the first. Returns how many were filled.
+    pub fn recv(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        loop {
+            match self.state.recv(UdpSockRef::from(&self.socket), bufs, meta) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait(self.socket.as_raw_fd(), libc::POLLIN, 1000)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends `contents` to `dst`: one datagram, or with `segment` a GSO batch of
+    /// datagrams of that size (the last may be shorter). Without GSO the batch goes
+    /// out datagram by datagram.
+    pub fn send(&self, dst: SocketAddr, contents: &[u8], segment: Option<usize>) -> io::Result<()> {
+        match segment {
+            Some(seg) if contents.len() > seg && !self.gso() => {
+                for chunk in contents.chunks(seg) {
+                    self.send_transmit(dst, chunk, None)?;
+                }
+                Ok(())
+            }
+            Some(seg) if contents.len() > seg => self.send_transmit(dst, contents, Some(seg)),
+            _ => self.send_transmit(dst, contents, None),
+        }
+    }
+
+    fn send_transmit(&self, dst: SocketAddr, contents: &[u8], segment: Option<usize>) -> io::Result<()> {
+        let t = Transmit {
+            destination: dst,
+            ecn: None,
+            contents,
+            segment_size: segment,
+            src_ip: None,
+        };
+        for _ in 0..100 {
+            match self.state.try_send(UdpSockRef::from(&self.socket), &t) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait(self.socket.as_raw_fd(), libc::POLLOUT, 10)?;
+                }
+                // quinn-udp turned GSO off after an EIO/EINVAL: send the batch singly.
+                Err(e) if segment.is_some() && self.state.max_gso_segments() <= 1 => {
+                    tracing::warn!(error = %e, "UDP GSO failed; sending without it from now on");
+                    for chunk in contents.chunks(segment.unwrap_or(contents.len())) {
+                        self.send_transmit(dst, chunk, None)?;
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::WouldBlock, "socket send buffer stayed full"))
+    }
+
+    /// Sends many single datagrams, each to its own destination, with `sendmmsg`.
+    /// Returns how many went out (the rest met a full buffer or an error).
+    pub fn send_many(&self, datagrams: &[(SocketAddr, &[u8])]) -> usize {
+        let mut sent = 0;
+        while sent < datagrams.len() {
+            match sendmmsg(self.socket.as_raw_fd(), &datagrams[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !matches!(wait(self.socket.as_raw_fd(), libc::POLLOUT, 10), Ok(true)) {
+                        break;
+                    }
+                }
+                // One bad destination must not stall the rest: skip it.
+                Err(_) => sent += 1,
+            }
+        }
+        sent
+    }
+}
+
+/// Turns UDP GRO on or off on a socket (quinn-udp turns it on).
+fn set_udp_gro(socket: &UdpSocket, on: bool) {
+    let v: libc::c_int = on as libc::c_int;
+    // SAFETY: setsockopt with a valid fd and a live c_int.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            &v as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// `sendmmsg(2)` over `(destination, datagram)` pairs, at most 64 per call.
+fn sendmmsg(fd: i32, datagrams: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
+    const MAX: usize = 64;
+    let n = datagrams.len().min(MAX);
+    let mut addrs: [libc::sockaddr_storage; MAX] = unsafe { std::mem::zeroed() };
+    let mut iovs: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
+    let mut hdrs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
+    for i in 0..n {
+        let (dst, data) = datagrams[i];
+        let len = socket_addr_to_raw(dst, &mut addrs[i]);
+        iovs[i] = libc::iovec {
+            iov_base: data.as_ptr() as *mut libc::c_void,
+            iov_len: data.len(),
+        };
+        hdrs[i].msg_hdr.msg_name = &mut addrs[i] as *mut _ as *mut libc::c_void;
+        hdrs[i].msg_hdr.msg_namelen = len;
+        hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: `hdrs[..n]` point at `addrs`, `iovs` and the callers' slices, all alive
+    // for the duration of the call.
+    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as u32, 0) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+fn socket_addr_to_raw(addr: SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write(out as *mut _ as *mut libc::sockaddr_in, sin) };
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: as above, for sockaddr_in6.
+            unsafe { std::ptr::write(out as *mut _ as *mut libc::sockaddr_in6, sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+/// Splits a run of datagram lengths (in send order) into GSO batches: each batch is
+/// datagrams of one size, except that its last may be shorter, with at most
+/// `max_segments` datagrams and `max_bytes` in all. Returns `(first, end, segment)`
+/// index ranges.
+pub fn gso_runs(lens: &[usize], max_segments: usize, max_bytes: usize) -> Vec<(usize, usize, usize)> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < lens.len() {
+        let seg = lens[i];
+        let mut end = i + 1;
+        let mut bytes = seg;
+        while end < lens.len() && end - i < max_segments && bytes + lens[end] <= max_bytes {
+            let l = lens[end];
+            if l > seg {
+                break;
+            }
+            end += 1;
+            bytes += l;
+            if l < seg {
+                break; // a shorter datagram ends the batch
+            }
+        }
+        runs.push((i, end, seg));
+        i = end;
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn offload_switches() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        assert_eq!(Offloads::from_lookup(env(&[])), Offloads { tun: true, udp_gso: true, udp_gro: true });
+        assert_eq!(
+            Offloads::from_lookup(env(&[("MCVPN_OFFLOAD", "off")])),
+            Offloads { tun: false, udp_gso: false, udp_gro: false }
+        );
+        assert_eq!(
+            Offloads::from_lookup(env(&[("MCVPN_UDP_GSO", "0")])),
+            Offloads { tun: true, udp_gso: false, udp_gro: true }
+        );
+        assert_eq!(
+            Offloads::from_lookup(env(&[("MCVPN_TUN_OFFLOAD", "no"), ("MCVPN_UDP_GRO", "1")])),
+            Offloads { tun: false, udp_gso: true, udp_gro: true }
+        );
+    }
+
+    #[test]
+    fn runs_break_on_bigger_after_shorter_and_limits() {
+        assert_eq!(gso_runs(&[], 64, 65000), vec![]);
+        assert_eq!(gso_runs(&[100, 100, 100, 40], 64, 65000), vec![(0, 4, 100)]);
+        assert_eq!(gso_runs(&[100, 40, 100], 64, 65000), vec![(0, 2, 100), (2, 3, 100)]);
+        assert_eq!(gso_runs(&[100, 150, 150], 64, 65000), vec![(0, 1, 100), (1, 3, 150)]);
+        assert_eq!(gso_runs(&[10; 5], 2, 65000), vec![(0, 2, 10), (2, 4, 10), (4, 5, 10)]);
+        assert_eq!(gso_runs(&[10; 5], 64, 25), vec![(0, 2, 10), (2, 4, 10), (4, 5, 10)]);
+    }
+
+    proptest! {
+        #[test]
+        fn runs_cover_everything_in_order_and_obey_gso_rules(
+            lens in proptest::collection::vec(1usize..1500, 0..300),
+            max_seg in 1usize..80,
+        ) {
+            let runs = gso_runs(&lens, max_seg, 65000);
+            let mut next = 0;
+            for (a, b, seg) in runs {
+                prop_assert_eq!(a, next);
+                prop_assert!(b > a && b - a <= max_seg);
+                prop_assert_eq!(seg, lens[a]);
+                let run = &lens[a..b];
+                prop_assert!(run[..run.len() - 1].iter().all(|&l| l == seg));
+                prop_assert!(run[run.len() - 1] <= seg);
+                prop_assert!(b - a == 1 || run.iter().sum::<usize>() <= 65000);
+                next = b;
+            }
+            prop_assert_eq!(next, lens.len());
+        }
+    }
+}
