@@ -10,6 +10,7 @@
 //! (TCP/UDP GRO) before writing them to the TUN with one write per flow.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ const TIMER_TICK: Duration = Duration::from_millis(250);
 /// Packets that went nowhere, by reason. Malformed input is counted, never fatal.
 #[derive(Debug, Default)]
 pub struct Counters {
+    pub tun_read_errors: AtomicU64,
     pub tun_not_ipv4: AtomicU64,
     pub tun_no_peer: AtomicU64,
     pub hub_malformed: AtomicU64,
@@ -42,6 +44,7 @@ pub struct Counters {
 
 #[derive(Debug, Serialize)]
 pub struct CountersSnapshot {
+    pub tun_read_errors: u64,
     pub tun_not_ipv4: u64,
     pub tun_no_peer: u64,
     pub hub_malformed: u64,
@@ -55,6 +58,7 @@ impl Counters {
     pub fn snapshot(&self) -> CountersSnapshot {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         CountersSnapshot {
+            tun_read_errors: g(&self.tun_read_errors),
             tun_not_ipv4: g(&self.tun_not_ipv4),
             tun_no_peer: g(&self.tun_no_peer),
             hub_malformed: g(&self.hub_malformed),
@@ -144,22 +148,49 @@ impl DataPath {
     fn tun_to_hub(&self) {
         let room = self.packet_room();
         let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65535];
-        let mut bufs = vec![vec![0u8; room]; IDEAL_BATCH_SIZE];
-        let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
+        // Twice a batch: a read is only started with a whole batch of room left, since
+        // one TSO segment can split into many packets.
+        let mut bufs = vec![vec![0u8; room]; 2 * IDEAL_BATCH_SIZE];
+        let mut sizes = vec![0usize; 2 * IDEAL_BATCH_SIZE];
         // Each encrypted datagram: relay header + WireGuard overhead + padding to 16.
         let slot = HEADER_LEN + room + 32 + 16;
-        let mut out = vec![0u8; IDEAL_BATCH_SIZE * slot + 148];
-        let mut lens: Vec<usize> = Vec::with_capacity(IDEAL_BATCH_SIZE);
+        let mut out = vec![0u8; bufs.len() * slot + 148];
+        let mut lens: Vec<usize> = Vec::with_capacity(bufs.len());
         let mut cache = PeerCache::new();
+        // Non-blocking, so that small packets can be gathered into one batch: read until
+        // the TUN is empty (or the batch full), then encrypt and send them together.
+        if let Err(e) = self.tun.set_nonblocking(true) {
+            tracing::warn!(error = %e, "cannot make the TUN non-blocking");
+        }
+        let fd = self.tun.as_raw_fd();
+        let spin = crate::udp_batch::spin_from_env();
         loop {
-            let n = match self.tun.recv_multiple(&mut original, &mut bufs, &mut sizes, 0) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::error!(error = %e, "TUN read failed; stopping the sender");
-                    return;
+            let mut n = 0;
+            while bufs.len() - n >= IDEAL_BATCH_SIZE {
+                match self.tun.recv_multiple(&mut original, &mut bufs[n..], &mut sizes[n..], 0) {
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if n > 0 {
+                            break;
+                        }
+                        if let Err(e) = crate::udp_batch::wait_readable(fd, spin) {
+                            tracing::error!(error = %e, "TUN poll failed; stopping the sender");
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
+                        tracing::error!(error = %e, "the TUN is gone; stopping the sender");
+                        return;
+                    }
+                    Err(e) => {
+                        // A malformed super-packet (say, a kernel GSO bug): drop it, go on.
+                        bump(&self.counters.tun_read_errors);
+                        tracing::debug!(error = %e, "TUN read failed");
+                        break;
+                    }
                 }
-            };
+            }
             lens.clear();
             let mut pos = 0;
             for (buf, &size) in bufs.iter().zip(&sizes).take(n) {
