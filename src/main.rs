@@ -120,6 +120,15 @@ struct HubArgs {
     /// The fewest accounts a basic contract may have (art. 12)
     #[arg(long, default_value_t = 1)]
     min_accounts: u32,
+    /// Deliver notices to account administrators through this mail server:
+    /// smtp://HOST[:25], smtp://USER:PASSWORD@HOST:587 (STARTTLS), smtps://HOST[:465];
+    /// `?tls=none|opportunistic|required` after smtp://. Without it notices stay in the
+    /// outbox (`mcvpn admin notice list`)
+    #[arg(long, env = "MCVPN_SMTP", value_name = "URL", value_parser = parse_smtp, hide_env_values = true)]
+    smtp: Option<hub::notices::SmtpConfig>,
+    /// The notices' sender address [default: mcvpn@<hostname>]
+    #[arg(long, env = "MCVPN_SMTP_FROM", value_name = "ADDRESS", value_parser = parse_smtp_from, requires = "smtp")]
+    smtp_from: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -143,6 +152,14 @@ enum HubSub {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_smtp(s: &str) -> Result<hub::notices::SmtpConfig, String> {
+    hub::notices::SmtpConfig::parse(s)
+}
+
+fn parse_smtp_from(s: &str) -> Result<String, String> {
+    hub::notices::parse_from(s).map(|_| s.trim().to_string())
 }
 
 fn parse_overlay(s: &str) -> Result<OverlayNet, String> {
@@ -408,6 +425,8 @@ fn hub_options(run: HubArgs) -> hub::HubOptions {
         status_socket: run.status_socket,
         socket_buffer: run.socket_buffer,
         min_accounts: run.min_accounts,
+        smtp: run.smtp,
+        smtp_from: run.smtp_from,
     }
 }
 

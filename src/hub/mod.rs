@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod control;
 pub mod limiter;
+pub mod notices;
 pub mod registry;
 pub mod relay;
 pub mod udp;
@@ -43,6 +44,10 @@ pub struct HubOptions {
     pub socket_buffer: usize,
     /// The fewest accounts a basic contract may have (art. 12).
     pub min_accounts: u32,
+    /// The mail server notices are delivered through; None keeps them in the outbox.
+    pub smtp: Option<notices::SmtpConfig>,
+    /// The notices' sender (default: `mcvpn@<hostname>`).
+    pub smtp_from: Option<String>,
 }
 
 /// Shared by every connection task.
@@ -84,6 +89,14 @@ pub fn load_keys(opts: &HubOptions) -> Result<Vec<KeyPair>> {
 pub async fn run(opts: HubOptions) -> Result<()> {
     let keys = load_keys(&opts)?;
     let url = server_url(&opts, &keys);
+    let mailer = match &opts.smtp {
+        Some(smtp) => {
+            let from = opts.smtp_from.clone().unwrap_or_else(notices::default_from);
+            let from = notices::parse_from(&from).map_err(|e| anyhow::anyhow!("--smtp-from: {e}"))?;
+            Some(notices::Mailer::new(smtp, from).map_err(|e| anyhow::anyhow!("--smtp: {e}"))?)
+        }
+        None => None,
+    };
     let mut store = SqliteStore::open(&opts.db)
         .with_context(|| format!("cannot open the store {}", opts.db.display()))?;
     store.set_setting(crate::admin::MIN_ACCOUNTS_SETTING, &opts.min_accounts.to_string())?;
@@ -137,6 +150,7 @@ pub async fn run(opts: HubOptions) -> Result<()> {
 
     tokio::spawn(watch_store(ctx.clone()));
     tokio::spawn(contract_jobs(ctx.clone()));
+    tokio::spawn(notices::run(store.clone(), mailer));
 
     tracing::info!(listen = %opts.listen, db = %opts.db.display(), overlay = %opts.overlay, "hub running");
     println!("mcvpn hub listening on {} (TCP control, UDP relay)", opts.listen);
