@@ -21,7 +21,7 @@ use quinn_udp::RecvMeta;
 use serde::Serialize;
 use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
-use super::peers::{Peer, PeerTable};
+use super::peers::{Peer, PeerCache, PeerTable};
 use super::relay_state::RelayState;
 use crate::proto::relay::{write_data_header, Header, Kind, HEADER_LEN};
 use crate::udp_batch::{gso_runs, BatchUdp, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, RECV_BATCH, RECV_BUF};
@@ -96,28 +96,6 @@ pub struct DataPath {
 /// there when offload is on.
 const TUN_OFFSET: usize = VIRTIO_NET_HDR_LEN;
 
-/// Remembers the last peer looked up: a batch is nearly always one flow.
-struct PeerCache<K> {
-    last: Option<(K, Arc<Peer>)>,
-}
-
-impl<K: PartialEq + Copy> PeerCache<K> {
-    fn new() -> Self {
-        PeerCache { last: None }
-    }
-
-    fn get(&mut self, key: K, lookup: impl FnOnce(K) -> Option<Arc<Peer>>) -> Option<Arc<Peer>> {
-        if let Some((k, p)) = &self.last {
-            if *k == key {
-                return Some(p.clone());
-            }
-        }
-        let p = lookup(key)?;
-        self.last = Some((key, p.clone()));
-        Some(p)
-    }
-}
-
 impl DataPath {
     /// Starts the three loops on their own threads. They run until the process exits.
     pub fn spawn(self: &Arc<Self>) -> std::io::Result<()> {
@@ -156,7 +134,7 @@ impl DataPath {
         let slot = HEADER_LEN + room + 32 + 16;
         let mut out = vec![0u8; bufs.len() * slot + 148];
         let mut lens: Vec<usize> = Vec::with_capacity(bufs.len());
-        let mut cache = PeerCache::new();
+        let mut cache = PeerCache::default();
         // Non-blocking, so that small packets can be gathered into one batch: read until
         // the TUN is empty (or the batch full), then encrypt and send them together.
         if let Err(e) = self.tun.set_nonblocking(true) {
@@ -199,7 +177,7 @@ impl DataPath {
                     bump(&self.counters.tun_not_ipv4);
                     continue;
                 };
-                let Some(peer) = cache.get(dst, |ip| self.peers.by_ip(ip)) else {
+                let Some(peer) = cache.get(&self.peers, dst, |ip| self.peers.by_ip(ip)) else {
                     bump(&self.counters.tun_no_peer);
                     continue;
                 };
@@ -237,7 +215,7 @@ impl DataPath {
             .collect();
         let mut gro = GROTable::default();
         let mut net = vec![0u8; HEADER_LEN + self.packet_room() + 64 + 148];
-        let mut cache = PeerCache::new();
+        let mut cache = PeerCache::default();
         loop {
             let n = {
                 let mut it = storage.iter_mut();
@@ -258,7 +236,7 @@ impl DataPath {
                 for datagram in data.chunks(stride) {
                     match Header::parse(datagram) {
                         Ok((h, payload)) if h.kind == Kind::Data => {
-                            let Some(peer) = cache.get(h.node, |id| self.peers.by_id(id)) else {
+                            let Some(peer) = cache.get(&self.peers, h.node, |id| self.peers.by_id(id)) else {
                                 bump(&self.counters.hub_unknown_peer);
                                 continue;
                             };

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use boringtun::noise::Tunn;
@@ -48,6 +48,9 @@ pub struct PeerTable {
     secret: StaticSecret,
     tables: RwLock<Tables>,
     next_index: AtomicU32,
+    /// Moves on every change, so that lookups cached by the packet loops know when
+    /// they are stale (a reset peer is a new `Peer` with a new `Tunn`).
+    generation: AtomicU64,
 }
 
 impl PeerTable {
@@ -57,7 +60,13 @@ impl PeerTable {
             tables: RwLock::new(Tables::default()),
             // Only 24 bits of a Tunn index count; start somewhere random-ish.
             next_index: AtomicU32::new(rand::random::<u32>() & 0x00ff_ffff),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// The current generation; see [`PeerCache`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     fn new_tunn(&self, info: &PeerInfo) -> Tunn {
@@ -84,6 +93,7 @@ impl PeerTable {
     /// Adds or updates a peer from the hub's announcement.
     pub fn upsert(&self, info: PeerInfo) -> Change {
         let mut t = self.tables.write().unwrap();
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let existing = t.by_id.get(&info.node_id).cloned();
         let restarted = info.boot_id != 0
             && t.known_boot.get(&info.node_id).is_some_and(|&b| b != info.boot_id);
@@ -123,6 +133,7 @@ impl PeerTable {
     pub fn remove(&self, id: NodeId) -> Option<Change> {
         let mut t = self.tables.write().unwrap();
         let old = t.by_id.remove(&id)?;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         t.by_ip.remove(&old.overlay_ip);
         t.known_boot.remove(&id);
         let info = old.info.lock().unwrap().clone();
@@ -145,6 +156,32 @@ impl PeerTable {
         let mut changes: Vec<Change> = stale.into_iter().filter_map(|id| self.remove(id)).collect();
         changes.extend(peers.into_iter().map(|p| self.upsert(p)));
         changes
+    }
+}
+
+/// The last peer a packet loop looked up: a batch is nearly always one flow. Valid
+/// only while the table's generation has not moved.
+pub struct PeerCache<K> {
+    last: Option<(K, u64, Arc<Peer>)>,
+}
+
+impl<K: PartialEq + Copy> Default for PeerCache<K> {
+    fn default() -> Self {
+        PeerCache { last: None }
+    }
+}
+
+impl<K: PartialEq + Copy> PeerCache<K> {
+    pub fn get(&mut self, table: &PeerTable, key: K, lookup: impl FnOnce(K) -> Option<Arc<Peer>>) -> Option<Arc<Peer>> {
+        let generation = table.generation();
+        if let Some((k, g, p)) = &self.last {
+            if *k == key && *g == generation {
+                return Some(p.clone());
+            }
+        }
+        let p = lookup(key)?;
+        self.last = Some((key, generation, p.clone()));
+        Some(p)
     }
 }
 
@@ -175,6 +212,20 @@ mod tests {
         assert!(matches!(t.upsert(info(1, 11, 1)), Change::Reset(_)), "peer restarted");
         assert!(matches!(t.upsert(info(1, 11, 2)), Change::Reset(_)), "new key");
         assert!(t.by_ip(Ipv4Addr::new(100, 64, 0, 1)).is_some());
+    }
+
+    #[test]
+    fn the_cache_drops_a_peer_that_was_reset() {
+        let t = PeerTable::new(KeyPair::generate().secret);
+        t.upsert(info(1, 10, 1));
+        let mut cache = PeerCache::default();
+        let first = cache.get(&t, 1, |id| t.by_id(id)).unwrap();
+        assert!(Arc::ptr_eq(&first, &cache.get(&t, 1, |_| None).unwrap()), "cached");
+        t.upsert(info(1, 11, 1)); // restarted: a new Peer
+        let again = cache.get(&t, 1, |id| t.by_id(id)).unwrap();
+        assert!(!Arc::ptr_eq(&first, &again));
+        t.remove(1);
+        assert!(cache.get(&t, 1, |id| t.by_id(id)).is_none());
     }
 
     #[test]
