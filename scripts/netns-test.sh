@@ -54,7 +54,9 @@ for t in netns-tests/[0-9]*.sh; do
     fi
     echo "== $name"
     start=$SECONDS
-    if bash "$t"; then
+    # Namespaces of this suite are named mcvt<suite pid>t<n>-...: the leftover check
+    # below then sees only ours, not those of other runs on the machine.
+    if RUN_ID="$$t${#passed[@]}x${#failed[@]}" bash "$t"; then
         passed+=("$name ($((SECONDS - start)) s)")
     else
         failed+=("$name")
@@ -64,7 +66,7 @@ echo
 echo "== summary: ${#passed[@]} passed, ${#failed[@]} failed"
 for p in "${passed[@]}"; do echo "  ok    $p"; done
 for f in "${failed[@]}"; do echo "  FAIL  $f"; done
-leftover=$(ip netns list | grep -c '^mcvt' || true)
+leftover=$(ip netns list | grep -c "^mcvt$$t" || true)
 if [ "$leftover" -ne 0 ]; then
     echo "FAIL: $leftover test namespaces left behind"
     exit 1
