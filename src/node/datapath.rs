@@ -208,10 +208,11 @@ impl DataPath {
     fn hub_to_tun(&self) {
         let mut storage: Vec<Vec<u8>> = (0..RECV_BATCH).map(|_| vec![0u8; RECV_BUF]).collect();
         let mut metas = [RecvMeta::default(); RECV_BATCH];
-        // Plaintext packets for the TUN; capacity for a coalesced 64 KiB packet each,
-        // though only what is written is ever touched.
+        // Plaintext packets for the TUN, each with room for one packet. The few that
+        // GRO makes the head of a coalesced flow grow to 64 KiB once and keep it;
+        // reserving 64 KiB for all 128 would cost 8 MiB of resident memory.
         let mut packets: Vec<Vec<u8>> = (0..IDEAL_BATCH_SIZE)
-            .map(|_| Vec::with_capacity(TUN_OFFSET + 65535))
+            .map(|_| Vec::with_capacity(TUN_OFFSET + self.packet_room()))
             .collect();
         let mut gro = GROTable::default();
         let mut net = vec![0u8; HEADER_LEN + self.packet_room() + 64 + 148];
