@@ -40,6 +40,9 @@ Rows:
 
 Installs when missing (unless --no-install): iperf3, wireguard-tools,
 wireguard-go with apt-get; boringtun-cli and gotatun-cli with cargo install.
+
+The relay load test (thousands of nodes on one hub, datagrams per second, hub
+CPU and memory per node) is separate and not run here: scripts/bench-relay.sh.
 EOF
 }
 
@@ -203,6 +206,7 @@ mkdir -p "$(dirname "$OUT_FILE")"
 error_rows=0
 python3 "$BENCH_LIB/report.py" "$BENCH_WORK" "$OUT_FILE" || error_rows=$?
 log "JSON written to $OUT_FILE"
+log "(the relay load test with thousands of nodes is separate: scripts/bench-relay.sh)"
 if ((error_rows)); then
 	if ((error_rows == 1)); then
 		die "could not write the report"

@@ -2,6 +2,7 @@
 //! targets; see DESIGN.md (in `shared/`) and README.md.
 
 pub mod admin;
+pub mod bench;
 pub mod channel;
 pub mod cli_admin;
 pub mod contract;

@@ -80,6 +80,9 @@ enum Command {
     /// Tools for tests and troubleshooting
     #[command(subcommand, hide = true)]
     Debug(DebugCmd),
+    /// Load tests of the hub's code (`mcvpn bench relay`; see bench/README.md)
+    #[command(hide = true)]
+    Bench(mcvpn::bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -387,6 +390,7 @@ fn dispatch(command: Command) -> Result<Exit> {
         }),
         Command::Target(TargetCmd::Status { paths, json }) => client::status(&paths.paths().socket(), json),
         Command::Admin(a) => mcvpn::cli_admin::run(a),
+        Command::Bench(b) => mcvpn::bench::run(b),
         Command::Passwd {
             hub,
             account,
