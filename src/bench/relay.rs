@@ -45,7 +45,7 @@
 //!
 //! # Depends on
 //!
-//! `hub::udp::run(UdpSocket, Arc<RwLock<RelayTable>>, Arc<RelayStats>)` (called in
+//! `hub::udp::run(UdpSocket, Arc<RwLock<RelayTable>>, Arc<RelayStats>, Offloads)` (called in
 //! [`spawn_hub`] only), `RelayTable::{default, admit, bound_nodes}`, the public
 //! `RelayStats` counters and `snapshot`, `size_of::<RelayNode>()`, and
 //! `proto::relay::{BindMsg, write_data_header}`.
@@ -892,7 +892,7 @@ fn spawn_hub(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<Relay
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new().name("relay".into()).spawn(move || {
         let _ = tx.send(gettid());
-        crate::hub::udp::run(socket, table, stats)
+        crate::hub::udp::run(socket, table, stats, crate::udp_batch::Offloads::from_env())
     })?;
     Ok(rx.recv()?)
 }
