@@ -106,6 +106,11 @@ pub struct RelayBenchArgs {
     /// Receiver threads
     #[arg(long, default_value_t = 1)]
     pub receivers: usize,
+    /// Do not turn UDP GRO on at the simulated nodes' sockets. Real nodes have it on
+    /// (quinn-udp); without it the kernel splits the hub's GSO sends at delivery, and
+    /// on loopback that work is charged to the relay thread.
+    #[arg(long)]
+    pub no_node_gro: bool,
     /// The hub socket's buffer size, as `mcvpn hub --socket-buffer`
     #[arg(long, default_value_t = 8 << 20)]
     pub socket_buffer: usize,
@@ -795,6 +800,7 @@ impl Traffic {
                 sims: nodes.sims.clone(),
                 mine: (r..n).step_by(args.receivers).collect(),
                 datagram_len,
+                gro: !args.no_node_gro,
                 stop: stop_recv.clone(),
                 counters: recv_counters.clone(),
             };
@@ -1084,6 +1090,8 @@ struct ReceiverJob {
     sims: Arc<Vec<SimNode>>,
     mine: Vec<usize>,
     datagram_len: usize,
+    /// UDP GRO on the node sockets: a received buffer may hold several datagrams.
+    gro: bool,
     stop: Arc<AtomicBool>,
     counters: Arc<ReceiverCounters>,
 }
@@ -1116,9 +1124,17 @@ impl ReceiverJob {
                 return Err(std::io::Error::last_os_error()).context("epoll_ctl");
             }
         }
-        // One slot a byte longer than the expected datagram, so a longer one shows.
-        let stride = self.datagram_len + 1;
+        if self.gro {
+            for &i in &self.mine {
+                set_udp_gro(self.sockets[i].as_raw_fd());
+            }
+        }
+        // One slot a byte longer than the expected datagram, so a longer one shows;
+        // with GRO, room for a whole coalesced batch.
+        let stride = if self.gro { 65536 } else { self.datagram_len + 1 };
         let mut bufs = vec![0u8; stride * RECV_VLEN];
+        let cspace = cmsg_space_int();
+        let mut controls = vec![0u64; RECV_VLEN * cspace.div_ceil(8)];
         let mut iovs: Vec<libc::iovec> = bufs
             .chunks_mut(stride)
             .map(|c| libc::iovec {
@@ -1128,9 +1144,14 @@ impl ReceiverJob {
             .collect();
         // SAFETY: an all-zero mmsghdr is a valid value.
         let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; RECV_VLEN];
-        for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
+        let cwords = cspace.div_ceil(8);
+        for (k, (m, iov)) in msgs.iter_mut().zip(iovs.iter_mut()).enumerate() {
             m.msg_hdr.msg_iov = iov;
             m.msg_hdr.msg_iovlen = 1;
+            if self.gro {
+                m.msg_hdr.msg_control = controls[k * cwords..].as_mut_ptr().cast();
+                m.msg_hdr.msg_controllen = cspace as _;
+            }
         }
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
         while !self.stop.load(Ordering::Relaxed) {
@@ -1168,13 +1189,24 @@ impl ReceiverJob {
                     }
                     let got = got as usize;
                     let mut bad = 0;
-                    for (k, m) in msgs[..got].iter().enumerate() {
-                        let d = &bufs[k * stride..k * stride + stride];
-                        if m.msg_len as usize != self.datagram_len || d[4..HEADER_LEN] != expected {
-                            bad += 1;
+                    let mut datagrams = 0u64;
+                    for (k, m) in msgs[..got].iter_mut().enumerate() {
+                        let len = m.msg_len as usize;
+                        // With GRO the kernel says the datagram size; else it is the length.
+                        let seg = if self.gro { gro_segment_size(&m.msg_hdr).unwrap_or(len) } else { len };
+                        let data = &bufs[k * stride..k * stride + len.min(stride)];
+                        for d in data.chunks(seg.max(1)) {
+                            datagrams += 1;
+                            if d.len() != self.datagram_len || d[4..HEADER_LEN] != expected {
+                                bad += 1;
+                            }
+                        }
+                        // recvmmsg shrinks msg_controllen to what it wrote: restore it.
+                        if self.gro {
+                            m.msg_hdr.msg_controllen = cspace as _;
                         }
                     }
-                    self.counters.received.fetch_add(got as u64, Ordering::Relaxed);
+                    self.counters.received.fetch_add(datagrams, Ordering::Relaxed);
                     if bad > 0 {
                         self.counters.misrouted.fetch_add(bad, Ordering::Relaxed);
                     }
@@ -1195,6 +1227,43 @@ impl Drop for EpollFd {
         // SAFETY: closes the epoll fd this struct owns, once.
         unsafe { libc::close(self.0) };
     }
+}
+
+fn cmsg_space_int() -> usize {
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize }
+}
+
+/// Turns UDP GRO on for a node socket.
+fn set_udp_gro(fd: RawFd) {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid fd and a live c_int.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// The datagram size of a GRO-coalesced receive (`SOL_UDP/UDP_GRO` control message).
+fn gro_segment_size(hdr: &libc::msghdr) -> Option<usize> {
+    // SAFETY: walks the control messages the kernel wrote into the buffer `hdr`
+    // describes, within `msg_controllen`, as CMSG_FIRSTHDR/CMSG_NXTHDR require.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                return usize::try_from(v).ok().filter(|&v| v > 0);
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    None
 }
 
 fn cmsg_space_u16() -> usize {

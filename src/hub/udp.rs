@@ -3,9 +3,11 @@
 //! Per `recvmmsg` it takes up to 32 buffers, each a UDP GRO batch of up to 64
 //! datagrams from one sender. A batch whose datagrams all carry the same relay header
 //! (one flow: the normal case) is routed once, its headers rewritten in place, and
-//! forwarded as one GSO send. Anything else is handled datagram by datagram and the
-//! singles go out with one `sendmmsg`. The table's read lock is taken once per
-//! `recvmmsg`; binds, which change the table, are applied after it is released.
+//! forwarded as one GSO send. Anything else is handled datagram by datagram; singles
+//! that follow each other to one destination with one size (a node's burst that came
+//! without GRO) are copied together and leave as one GSO send too, and the rest go out
+//! with one `sendmmsg`. The table's read lock is taken once per `recvmmsg`; binds,
+//! which change the table, are applied after it is released.
 
 use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
@@ -16,7 +18,7 @@ use quinn_udp::RecvMeta;
 
 use super::relay::{Drop, RelayStats, RelayTable};
 use crate::proto::relay::{self, Header, Kind, HEADER_LEN};
-use crate::udp_batch::{BatchUdp, Offloads, RECV_BATCH, RECV_BUF};
+use crate::udp_batch::{gso_runs, BatchUdp, Offloads, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, RECV_BATCH, RECV_BUF};
 
 /// What to send once the received batch has been decided.
 enum Send {
@@ -40,6 +42,7 @@ pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelaySt
     let mut metas = [RecvMeta::default(); RECV_BATCH];
     let mut sends: Vec<Send> = Vec::with_capacity(RECV_BATCH * 4);
     let mut binds: Vec<(SocketAddr, usize, usize, usize)> = Vec::new();
+    let mut staging: Vec<u8> = Vec::with_capacity(MAX_GSO_BYTES);
     loop {
         let n = {
             let mut it = storage.iter_mut();
@@ -72,23 +75,29 @@ pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelaySt
             }
         }
         let mut singles: Vec<(SocketAddr, &[u8])> = Vec::new();
+        let mut ones: Vec<(SocketAddr, usize, usize, usize)> = Vec::new();
         for s in &sends {
             match *s {
                 Send::Batch { dst, buf, start, end, segment } => {
                     let count = (end - start).div_ceil(segment) as u64;
-                    match sock.send(dst, &storage[buf][start..end], Some(segment)) {
-                        Ok(()) => {
-                            stats.forwarded.fetch_add(count, Ordering::Relaxed);
-                            stats.forwarded_bytes.fetch_add((end - start) as u64, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            stats.send_errors.fetch_add(count, Ordering::Relaxed);
-                            tracing::debug!(error = %e, %dst, "relay send failed");
-                        }
-                    }
+                    send_gso(&sock, &stats, dst, &storage[buf][start..end], segment, count);
                 }
-                Send::One { dst, buf, start, end } => singles.push((dst, &storage[buf][start..end])),
+                Send::One { dst, buf, start, end } => ones.push((dst, buf, start, end)),
             }
+        }
+        let keyed: Vec<(SocketAddr, usize)> = ones.iter().map(|&(d, _, a, e)| (d, e - a)).collect();
+        for (first, end, segment) in coalesce(&keyed) {
+            let dst = ones[first].0;
+            if end - first == 1 {
+                let (_, b, a, e) = ones[first];
+                singles.push((dst, &storage[b][a..e]));
+                continue;
+            }
+            staging.clear();
+            for &(_, b, a, e) in &ones[first..end] {
+                staging.extend_from_slice(&storage[b][a..e]);
+            }
+            send_gso(&sock, &stats, dst, &staging, segment, (end - first) as u64);
         }
         if !singles.is_empty() {
             let sent = sock.send_many(&singles);
@@ -96,6 +105,38 @@ pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelaySt
             stats.forwarded.fetch_add(sent as u64, Ordering::Relaxed);
             stats.forwarded_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
             stats.send_errors.fetch_add((singles.len() - sent) as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Groups consecutive single datagrams `(destination, length)` into GSO batches: the
+/// same destination, and [`gso_runs`]' rules on sizes. Returns `(first, end, segment)`.
+fn coalesce(datagrams: &[(SocketAddr, usize)]) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < datagrams.len() {
+        let dst = datagrams[i].0;
+        let span_end = i + datagrams[i..].iter().take_while(|(d, _)| *d == dst).count();
+        let lens: Vec<usize> = datagrams[i..span_end].iter().map(|&(_, l)| l).collect();
+        out.extend(
+            gso_runs(&lens, MAX_GSO_SEGMENTS, MAX_GSO_BYTES)
+                .into_iter()
+                .map(|(a, b, seg)| (i + a, i + b, seg)),
+        );
+        i = span_end;
+    }
+    out
+}
+
+fn send_gso(sock: &BatchUdp, stats: &RelayStats, dst: SocketAddr, data: &[u8], segment: usize, count: u64) {
+    match sock.send(dst, data, Some(segment)) {
+        Ok(()) => {
+            stats.forwarded.fetch_add(count, Ordering::Relaxed);
+            stats.forwarded_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        Err(e) => {
+            stats.send_errors.fetch_add(count, Ordering::Relaxed);
+            tracing::debug!(error = %e, %dst, "relay send failed");
         }
     }
 }
@@ -225,6 +266,14 @@ mod tests {
         decide(&t, &stats, addr("192.0.2.9:9"), 0, &mut buf, 100, &mut sends, &mut binds);
         assert!(sends.is_empty());
         assert_eq!(stats.snapshot().dropped_unauthorised, 4);
+    }
+
+    #[test]
+    fn singles_to_one_destination_coalesce_into_gso_batches() {
+        let (a, b) = (addr("192.0.2.1:1"), addr("192.0.2.2:2"));
+        let d = [(a, 72), (a, 72), (a, 50), (a, 72), (b, 72), (b, 72), (a, 72)];
+        assert_eq!(coalesce(&d), vec![(0, 3, 72), (3, 4, 72), (4, 6, 72), (6, 7, 72)]);
+        assert!(coalesce(&[]).is_empty());
     }
 
     #[test]
