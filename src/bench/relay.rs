@@ -1647,6 +1647,7 @@ mod tests {
             gso: 0,
             senders: 1,
             receivers: 1,
+            no_node_gro: false,
             socket_buffer: 8 << 20,
             json: false,
             out: None,
