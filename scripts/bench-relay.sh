@@ -91,19 +91,27 @@ if python3 -c 'import os, sys; sys.exit(float(sys.argv[1]) < 0.5 * os.cpu_count(
 	echo "bench-relay: warning: load average is $LOAD1 on $(nproc) CPUs: the figures will be noisy" >&2
 fi
 
+# Two generators: single datagrams with sendmmsg (every datagram its own syscall slot
+# at the hub), and GSO batches of 16 as real nodes send them (the hub then routes and
+# sends a batch at a time).
+MODES=("singles:--batch 64" "gso16:--gso 16 --batch 8")
 i=0
 for n in $NODES; do
-	i=$((i + 1))
-	echo
-	echo "=== $n nodes, full rate ==="
-	"$BIN" bench relay --nodes "$n" --seconds "$SECONDS_PER_RUN" --out "$WORK/$i-full.json" "${EXTRA[@]}"
-	rate=$(python3 -c 'import json, sys; print(int(json.load(open(sys.argv[1]))["forwarded_per_s"] * float(sys.argv[2])))' \
-		"$WORK/$i-full.json" "$FRACTION")
-	if ((rate > 0)); then
+	for mode in "${MODES[@]}"; do
+		name=${mode%%:*}
+		read -ra margs <<<"${mode#*:}"
+		i=$((i + 1))
 		echo
-		echo "=== $n nodes, $rate datagrams/s ($FRACTION of the forwarded rate) ==="
-		"$BIN" bench relay --nodes "$n" --seconds "$SECONDS_PER_RUN" --rate "$rate" --out "$WORK/$i-part.json" "${EXTRA[@]}"
-	fi
+		echo "=== $n nodes, $name, full rate ==="
+		"$BIN" bench relay --nodes "$n" --seconds "$SECONDS_PER_RUN" "${margs[@]}" --out "$WORK/$i-full.json" "${EXTRA[@]}"
+		rate=$(python3 -c 'import json, sys; print(int(json.load(open(sys.argv[1]))["forwarded_per_s"] * float(sys.argv[2])))' \
+			"$WORK/$i-full.json" "$FRACTION")
+		if ((rate > 0)); then
+			echo
+			echo "=== $n nodes, $name, $rate datagrams/s ($FRACTION of the forwarded rate) ==="
+			"$BIN" bench relay --nodes "$n" --seconds "$SECONDS_PER_RUN" "${margs[@]}" --rate "$rate" --out "$WORK/$i-part.json" "${EXTRA[@]}"
+		fi
+	done
 done
 
 mkdir -p "$(dirname "$OUT")"
