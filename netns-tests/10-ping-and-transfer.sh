@@ -3,12 +3,7 @@
 # 64 MiB over TCP whose sha256 matches on both ends. Prints the tunnel's throughput next
 # to the plain path's (no VPN, same namespaces, same run).
 source "$(dirname "$0")/lib.sh"
-topo_up
-start_hub
-add_account acme alice alice-password-1
-enroll_target alice
-start_target
-TIP=$(target_ip)
+alice_and_her_target
 
 client_up "$NS_CLI" c1 alice || die "mcvpn up failed"
 in_ns "$NS_CLI" ping -c 3 -i 0.2 -W 2 "$TIP" >/dev/null && pass "ping $TIP through the hub" || fail "ping $TIP"

@@ -2,12 +2,7 @@
 # The hub never sees plaintext: a random marker sent through the tunnel appears on the
 # target's mcvpn0 (so it was really sent) but in no frame captured on the hub's interface.
 source "$(dirname "$0")/lib.sh"
-topo_up
-start_hub
-add_account acme alice alice-password-1
-enroll_target alice
-start_target
-TIP=$(target_ip)
+alice_and_her_target
 client_up "$NS_CLI" c1 alice || die "mcvpn up failed"
 in_ns "$NS_CLI" ping -c 2 -i 0.2 -W 2 "$TIP" >/dev/null || die "no tunnel"
 

@@ -2,12 +2,7 @@
 # `mcvpn down` leaves no interface, route or daemon; a client killed with SIGKILL is
 # reported offline to the target within 10 s and leaves no interface either.
 source "$(dirname "$0")/lib.sh"
-topo_up
-start_hub
-add_account acme alice alice-password-1
-enroll_target alice
-start_target
-TIP=$(target_ip)
+alice_and_her_target
 
 client_up "$NS_CLI" c1 alice || die "up failed"
 ip -n "$NS_CLI" route show | grep -q "$TIP dev mcvpn0" && pass "route to the target while up" || fail "no route to $TIP while up"

@@ -2,12 +2,7 @@
 # The hub restarts: client and target come back within 30 s with the same overlay
 # addresses, and the tunnel carries traffic again.
 source "$(dirname "$0")/lib.sh"
-topo_up
-start_hub
-add_account acme alice alice-password-1
-enroll_target alice
-start_target
-TIP=$(target_ip)
+alice_and_her_target
 client_up "$NS_CLI" c1 alice || die "up failed"
 CIP=$(client_status c1 | json_get "['overlay_ip']")
 in_ns "$NS_CLI" ping -c 2 -i 0.2 -W 2 "$TIP" >/dev/null || die "no tunnel before the restart"

@@ -3,12 +3,7 @@
 # deaf 15-30 s after a rekey (boringtun issue 495). Traffic must flow continuously
 # across the rekey, and again after a long idle period.
 source "$(dirname "$0")/lib.sh"
-topo_up
-start_hub
-add_account acme alice alice-password-1
-enroll_target alice
-start_target
-TIP=$(target_ip)
+alice_and_her_target
 client_up "$NS_CLI" c1 alice || die "up failed"
 
 # 170 s of pings, one every 0.5 s: spans the first rekey (120 s) and the window after it.

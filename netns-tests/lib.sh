@@ -213,6 +213,17 @@ target_connected() {
 
 target_ip() { target_status | json_get "['overlay_ip']"; }
 
+# The start most tests share: the topology, the hub, contract acme with account alice,
+# and alice's target enrolled and running. Sets TIP, the target's overlay address.
+alice_and_her_target() {
+    topo_up
+    start_hub
+    add_account acme alice alice-password-1
+    enroll_target alice >/dev/null
+    start_target
+    TIP=$(target_ip)
+}
+
 # --- clients ---------------------------------------------------------------
 
 client_envs() { # client_envs NAME: the environment of one client (config, run dir, key)

@@ -7,7 +7,7 @@ use anyhow::{anyhow, Result};
 use chrono::{NaiveDate, NaiveDateTime};
 use clap::{Args, Subcommand};
 
-use crate::admin::{self, render, AdminCommand, ExecCtx};
+use crate::admin::{self, render, AdminCommand, ContractSpec, ExecCtx};
 use crate::exit::{self, Exit};
 use crate::store::{ContractField, SqliteStore};
 
@@ -84,30 +84,7 @@ pub enum AdminWhat {
 #[derive(Subcommand)]
 pub enum ContractCmd {
     /// Add a contract with its basic contract. Example: mcvpn admin contract add acme --accounts 10 --admin-email it@acme.example
-    Add {
-        name: String,
-        /// corporation or public-body (art. 11: nothing else)
-        #[arg(long, default_value = "corporation")]
-        kind: String,
-        /// Accounts in the basic contract (at least the hub's --min-accounts)
-        #[arg(long, default_value_t = 10)]
-        accounts: u32,
-        /// Service start date (YYYY-MM-DD); default today
-        #[arg(long)]
-        start: Option<NaiveDate>,
-        #[arg(long, default_value = "")]
-        admin_name: String,
-        #[arg(long, default_value = "")]
-        admin_email: String,
-        #[arg(long, default_value = "")]
-        address: String,
-        #[arg(long, default_value = "")]
-        phone: String,
-        #[arg(long, default_value = "")]
-        department: String,
-        #[arg(long)]
-        sales_agent: Option<String>,
-    },
+    Add(ContractSpec),
     /// List contracts with state and accounts used. Example: mcvpn admin contract list
     List,
     /// Everything about one contract: terms, quota, history. Example: mcvpn admin contract show acme
@@ -307,29 +284,7 @@ fn new_password(file: Option<&PathBuf>, user: &str) -> Result<String> {
 pub fn to_command(what: AdminWhat, today: NaiveDate) -> Result<AdminCommand> {
     Ok(match what {
         AdminWhat::Contract(c) => match c {
-            ContractCmd::Add {
-                name,
-                kind,
-                accounts,
-                start,
-                admin_name,
-                admin_email,
-                address,
-                phone,
-                department,
-                sales_agent,
-            } => AdminCommand::ContractAdd {
-                name,
-                kind,
-                accounts,
-                start,
-                admin_name,
-                admin_email,
-                address,
-                phone,
-                department,
-                sales_agent,
-            },
+            ContractCmd::Add(spec) => AdminCommand::ContractAdd(spec),
             ContractCmd::List => AdminCommand::ContractList,
             ContractCmd::Show { name } => AdminCommand::ContractShow { name },
             ContractCmd::Set { name, field, value } => AdminCommand::ContractSet {

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{audit, visible_contract, AdminCommand, AdminError, AdminResult, ExecCtx, Output};
+use super::{audit, visible_contract, AdminCommand, AdminError, AdminResult, ContractSpec, ExecCtx, Output};
 use crate::contract::{
     additional_first_end, cancellation_deadline, cancellation_effective, first_term_end, term_at,
     termination_effective_undelivered, AdditionalContract, BasicContract, Cancellation, ContractKind, ContractUnit,
@@ -77,7 +77,7 @@ fn day(t: UnixTime) -> String {
 
 pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) -> AdminResult {
     match cmd {
-        AdminCommand::ContractAdd {
+        AdminCommand::ContractAdd(ContractSpec {
             name,
             kind,
             accounts,
@@ -88,7 +88,7 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
             phone,
             department,
             sales_agent,
-        } => {
+        }) => {
             let kind = ContractKind::parse(kind)?;
             let start = start.unwrap_or(ctx.today);
             let min = min_accounts(store);

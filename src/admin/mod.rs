@@ -51,24 +51,42 @@ impl ExecCtx {
     }
 }
 
+/// A new contract with its basic contract, as `contract add` takes it (the same
+/// struct is the command line's arguments and the command sent to the hub).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct ContractSpec {
+    /// The contract's name (a company or public body)
+    pub name: String,
+    /// corporation or public-body (art. 11: nothing else)
+    #[arg(long, default_value = "corporation")]
+    pub kind: String,
+    /// Accounts in the basic contract (at least the hub's --min-accounts)
+    #[arg(long, default_value_t = 10)]
+    pub accounts: u32,
+    /// Service start date (YYYY-MM-DD); default today
+    #[arg(long)]
+    pub start: Option<NaiveDate>,
+    #[arg(long, default_value = "")]
+    pub admin_name: String,
+    #[arg(long, default_value = "")]
+    pub admin_email: String,
+    #[arg(long, default_value = "")]
+    pub address: String,
+    #[arg(long, default_value = "")]
+    pub phone: String,
+    #[arg(long, default_value = "")]
+    pub department: String,
+    #[arg(long)]
+    pub sales_agent: Option<String>,
+}
+
 /// An administrative action. Serialised as JSON inside the control channel when an
 /// account administrator sends it to the hub.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "kebab-case")]
 pub enum AdminCommand {
     // Operator only: contracts and money.
-    ContractAdd {
-        name: String,
-        kind: String,
-        accounts: u32,
-        start: Option<NaiveDate>,
-        admin_name: String,
-        admin_email: String,
-        address: String,
-        phone: String,
-        department: String,
-        sales_agent: Option<String>,
-    },
+    ContractAdd(ContractSpec),
     ContractList,
     ContractShow { name: String },
     ContractSet { name: String, field: ContractField, value: String },
@@ -108,7 +126,7 @@ impl AdminCommand {
         use AdminCommand::*;
         matches!(
             self,
-            ContractAdd { .. }
+            ContractAdd(_)
                 | ContractList
                 | ContractSet { .. }
                 | ContractAdmin { .. }
@@ -242,7 +260,7 @@ fn deny(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand, why: String) -
 fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) -> AdminResult {
     use AdminCommand::*;
     match cmd {
-        ContractAdd { .. }
+        ContractAdd(_)
         | ContractList
         | ContractShow { .. }
         | ContractSet { .. }

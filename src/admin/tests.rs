@@ -17,22 +17,32 @@ fn run(store: &mut SqliteStore, ctx: &ExecCtx, cmd: AdminCommand) -> AdminResult
     execute(store, ctx, &cmd)
 }
 
+/// A contract with only the name, kind and size given.
+fn spec(name: &str, kind: &str, accounts: u32) -> ContractSpec {
+    ContractSpec {
+        name: name.into(),
+        kind: kind.into(),
+        accounts,
+        start: None,
+        admin_name: String::new(),
+        admin_email: String::new(),
+        address: String::new(),
+        phone: String::new(),
+        department: String::new(),
+        sales_agent: None,
+    }
+}
+
 fn add_contract(store: &mut SqliteStore, name: &str, accounts: u32) {
     run(
         store,
         &op(),
-        AdminCommand::ContractAdd {
-            name: name.into(),
-            kind: "corporation".into(),
-            accounts,
+        AdminCommand::ContractAdd(ContractSpec {
             start: Some(d(2026, 11, 24)),
             admin_name: "Sato".into(),
             admin_email: format!("it@{name}.example"),
-            address: String::new(),
-            phone: String::new(),
-            department: String::new(),
-            sales_agent: None,
-        },
+            ..spec(name, "corporation", accounts)
+        }),
     )
     .unwrap();
 }
@@ -81,18 +91,7 @@ fn only_corporations_and_public_bodies() {
     let r = run(
         &mut s,
         &op(),
-        AdminCommand::ContractAdd {
-            name: "joe".into(),
-            kind: "individual".into(),
-            accounts: 5,
-            start: None,
-            admin_name: String::new(),
-            admin_email: String::new(),
-            address: String::new(),
-            phone: String::new(),
-            department: String::new(),
-            sales_agent: None,
-        },
+        AdminCommand::ContractAdd(spec("joe", "individual", 5)),
     );
     assert!(matches!(r, Err(AdminError::Refused(m)) if m.contains("art. 11")));
 }
@@ -104,18 +103,7 @@ fn basic_contract_minimum_comes_from_the_hub_setting() {
     let r = run(
         &mut s,
         &op(),
-        AdminCommand::ContractAdd {
-            name: "tiny".into(),
-            kind: "public-body".into(),
-            accounts: 3,
-            start: None,
-            admin_name: String::new(),
-            admin_email: String::new(),
-            address: String::new(),
-            phone: String::new(),
-            department: String::new(),
-            sales_agent: None,
-        },
+        AdminCommand::ContractAdd(spec("tiny", "public-body", 3)),
     );
     assert!(matches!(r, Err(AdminError::Refused(m)) if m.contains("at least 5")));
 }
