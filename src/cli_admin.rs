@@ -93,7 +93,7 @@ pub enum ContractCmd {
     Set {
         name: String,
         #[arg(value_enum)]
-        field: FieldArg,
+        field: ContractField,
         value: String,
     },
     /// Name the account its administrator logs in with. Example: mcvpn admin contract admin acme alice
@@ -132,31 +132,6 @@ pub enum ContractCmd {
         #[arg(long)]
         end: Option<NaiveDate>,
     },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum FieldArg {
-    Name,
-    Address,
-    Phone,
-    Department,
-    SalesAgent,
-    AdminName,
-    AdminEmail,
-}
-
-impl From<FieldArg> for ContractField {
-    fn from(f: FieldArg) -> Self {
-        match f {
-            FieldArg::Name => ContractField::Name,
-            FieldArg::Address => ContractField::Address,
-            FieldArg::Phone => ContractField::Phone,
-            FieldArg::Department => ContractField::Department,
-            FieldArg::SalesAgent => ContractField::SalesAgent,
-            FieldArg::AdminName => ContractField::AdminName,
-            FieldArg::AdminEmail => ContractField::AdminEmail,
-        }
-    }
 }
 
 #[derive(Subcommand)]
@@ -287,11 +262,7 @@ pub fn to_command(what: AdminWhat, today: NaiveDate) -> Result<AdminCommand> {
             ContractCmd::Add(spec) => AdminCommand::ContractAdd(spec),
             ContractCmd::List => AdminCommand::ContractList,
             ContractCmd::Show { name } => AdminCommand::ContractShow { name },
-            ContractCmd::Set { name, field, value } => AdminCommand::ContractSet {
-                name,
-                field: field.into(),
-                value,
-            },
+            ContractCmd::Set { name, field, value } => AdminCommand::ContractSet { name, field, value },
             ContractCmd::Admin { name, account } => AdminCommand::ContractAdmin { name, account },
             ContractCmd::AddAccounts { name, accounts, start } => AdminCommand::ContractAddAccounts { name, accounts, start },
             ContractCmd::Suspend { name, reason } => AdminCommand::ContractSuspend { name, reason },

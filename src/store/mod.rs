@@ -141,7 +141,7 @@ impl NewContract {
 }
 
 /// The contract fields whose changes art. 16 and 17 require to be recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ContractField {
     Name,
