@@ -90,6 +90,9 @@ pub struct DataPath {
     pub peers: Arc<PeerTable>,
     pub relay: Arc<RelayState>,
     pub counters: Arc<Counters>,
+    /// Held while reading the TUN and sending what was read, by whichever thread does
+    /// it, so that the packets of a flow leave in the order the kernel gave them.
+    pub tx_turn: std::sync::Mutex<()>,
 }
 
 /// Room in front of each packet handed to the TUN: tun-rs writes the virtio-net header
@@ -99,6 +102,95 @@ const TUN_OFFSET: usize = VIRTIO_NET_HDR_LEN;
 /// make one 45 KB coalesced write: big enough for the kernel, small enough to keep the
 /// buffers' resident memory at 2 MiB at most.
 const TUN_BATCH: usize = 32;
+
+/// Packets read from the TUN and their encrypted datagrams, reused from batch to batch.
+struct TxBatch {
+    original: Vec<u8>,
+    bufs: Vec<Vec<u8>>,
+    sizes: Vec<usize>,
+    n: usize,
+    out: Vec<u8>,
+    lens: Vec<usize>,
+    cache: PeerCache<Ipv4Addr>,
+}
+
+impl TxBatch {
+    fn new(room: usize) -> TxBatch {
+        // Twice a batch: a read is only started with a whole batch of room left, since
+        // one TSO segment can split into many packets.
+        let slots = 2 * IDEAL_BATCH_SIZE;
+        // Each encrypted datagram: relay header + WireGuard overhead + padding to 16.
+        let slot = HEADER_LEN + room + 32 + 16;
+        TxBatch {
+            original: vec![0u8; VIRTIO_NET_HDR_LEN + 65535],
+            bufs: vec![vec![0u8; room]; slots],
+            sizes: vec![0usize; slots],
+            n: 0,
+            out: vec![0u8; slots * slot + 148],
+            lens: Vec::with_capacity(slots),
+            cache: PeerCache::default(),
+        }
+    }
+
+    /// Reads what the TUN has, up to a batch, without waiting (0: nothing there).
+    /// Errors only when the TUN is gone.
+    fn read(&mut self, dp: &DataPath) -> std::io::Result<usize> {
+        self.n = 0;
+        while self.bufs.len() - self.n >= IDEAL_BATCH_SIZE {
+            let n = self.n;
+            match dp.tun.recv_multiple(&mut self.original, &mut self.bufs[n..], &mut self.sizes[n..], 0) {
+                Ok(k) => self.n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBADF) => return Err(e),
+                Err(e) => {
+                    // A malformed super-packet (say, a kernel GSO bug): drop it, go on.
+                    bump(&dp.counters.tun_read_errors);
+                    tracing::debug!(error = %e, "TUN read failed");
+                    break;
+                }
+            }
+        }
+        Ok(self.n)
+    }
+
+    /// Encrypts what was read and sends it to the hub: one GSO send per run of
+    /// equal-sized datagrams.
+    fn send(&mut self, dp: &DataPath) {
+        self.lens.clear();
+        let mut pos = 0;
+        for (buf, &size) in self.bufs.iter().zip(&self.sizes).take(self.n) {
+            let packet = &buf[..size];
+            let Some(dst) = ipv4_destination(packet) else {
+                bump(&dp.counters.tun_not_ipv4);
+                continue;
+            };
+            let Some(peer) = self.cache.get(&dp.peers, dst, |ip| dp.peers.by_ip(ip)) else {
+                bump(&dp.counters.tun_no_peer);
+                continue;
+            };
+            let result = peer.tunn.lock().unwrap().encapsulate(packet, &mut self.out[pos + HEADER_LEN..]);
+            match result {
+                TunnResult::WriteToNetwork(b) => {
+                    let len = HEADER_LEN + b.len();
+                    write_data_header(&mut self.out[pos..], peer.node_id);
+                    self.lens.push(len);
+                    pos += len;
+                }
+                TunnResult::Err(e) => tracing::debug!(peer = peer.node_id, error = ?e, "encapsulate failed"),
+                _ => {}
+            }
+        }
+        let mut start = 0;
+        for (a, b, segment) in gso_runs(&self.lens, MAX_GSO_SEGMENTS, MAX_GSO_BYTES) {
+            let bytes: usize = self.lens[a..b].iter().sum();
+            if dp.udp.send(dp.hub, &self.out[start..start + bytes], Some(segment)).is_err() {
+                dp.counters.send_errors.fetch_add((b - a) as u64, Ordering::Relaxed);
+            }
+            start += bytes;
+        }
+    }
+}
 
 impl DataPath {
     /// Starts the three loops on their own threads. They run until the process exits.
@@ -128,83 +220,26 @@ impl DataPath {
     }
 
     fn tun_to_hub(&self) {
-        let room = self.packet_room();
-        let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65535];
-        // Twice a batch: a read is only started with a whole batch of room left, since
-        // one TSO segment can split into many packets.
-        let mut bufs = vec![vec![0u8; room]; 2 * IDEAL_BATCH_SIZE];
-        let mut sizes = vec![0usize; 2 * IDEAL_BATCH_SIZE];
-        // Each encrypted datagram: relay header + WireGuard overhead + padding to 16.
-        let slot = HEADER_LEN + room + 32 + 16;
-        let mut out = vec![0u8; bufs.len() * slot + 148];
-        let mut lens: Vec<usize> = Vec::with_capacity(bufs.len());
-        let mut cache = PeerCache::default();
         // Non-blocking, so that small packets can be gathered into one batch: read until
         // the TUN is empty (or the batch full), then encrypt and send them together.
         if let Err(e) = self.tun.set_nonblocking(true) {
             tracing::warn!(error = %e, "cannot make the TUN non-blocking");
         }
-        let fd = self.tun.as_raw_fd();
+        let mut tx = TxBatch::new(self.packet_room());
         let spin = crate::udp_batch::spin_from_env();
         loop {
-            let mut n = 0;
-            while bufs.len() - n >= IDEAL_BATCH_SIZE {
-                match self.tun.recv_multiple(&mut original, &mut bufs[n..], &mut sizes[n..], 0) {
-                    Ok(k) => n += k,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        if n > 0 {
-                            break;
-                        }
-                        if let Err(e) = crate::udp_batch::wait_readable(fd, spin) {
-                            tracing::error!(error = %e, "TUN poll failed; stopping the sender");
-                            return;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
-                        tracing::error!(error = %e, "the TUN is gone; stopping the sender");
-                        return;
-                    }
-                    Err(e) => {
-                        // A malformed super-packet (say, a kernel GSO bug): drop it, go on.
-                        bump(&self.counters.tun_read_errors);
-                        tracing::debug!(error = %e, "TUN read failed");
-                        break;
-                    }
-                }
+            if let Err(e) = crate::udp_batch::wait_readable(self.tun.as_raw_fd(), spin) {
+                tracing::error!(error = %e, "TUN poll failed; stopping the sender");
+                return;
             }
-            lens.clear();
-            let mut pos = 0;
-            for (buf, &size) in bufs.iter().zip(&sizes).take(n) {
-                let packet = &buf[..size];
-                let Some(dst) = ipv4_destination(packet) else {
-                    bump(&self.counters.tun_not_ipv4);
-                    continue;
-                };
-                let Some(peer) = cache.get(&self.peers, dst, |ip| self.peers.by_ip(ip)) else {
-                    bump(&self.counters.tun_no_peer);
-                    continue;
-                };
-                let result = peer.tunn.lock().unwrap().encapsulate(packet, &mut out[pos + HEADER_LEN..]);
-                match result {
-                    TunnResult::WriteToNetwork(b) => {
-                        let len = HEADER_LEN + b.len();
-                        write_data_header(&mut out[pos..], peer.node_id);
-                        lens.push(len);
-                        pos += len;
-                    }
-                    TunnResult::Err(e) => tracing::debug!(peer = peer.node_id, error = ?e, "encapsulate failed"),
-                    _ => {}
+            let _turn = self.tx_turn.lock().unwrap();
+            match tx.read(self) {
+                Ok(0) => {}
+                Ok(_) => tx.send(self),
+                Err(e) => {
+                    tracing::error!(error = %e, "the TUN is gone; stopping the sender");
+                    return;
                 }
-            }
-            // All of it goes to the hub: one GSO send per run of equal-sized datagrams.
-            let mut start = 0;
-            for (a, b, segment) in gso_runs(&lens, MAX_GSO_SEGMENTS, MAX_GSO_BYTES) {
-                let bytes: usize = lens[a..b].iter().sum();
-                if self.udp.send(self.hub, &out[start..start + bytes], Some(segment)).is_err() {
-                    self.counters.send_errors.fetch_add((b - a) as u64, Ordering::Relaxed);
-                }
-                start += bytes;
             }
         }
     }
@@ -219,6 +254,10 @@ impl DataPath {
         let mut packets: Vec<Vec<u8>> = (0..TUN_BATCH).map(|_| Vec::with_capacity(TUN_OFFSET + 65535)).collect();
         let mut gro = GROTable::default();
         let mut net = vec![0u8; HEADER_LEN + self.packet_room() + 64 + 148];
+        // What the packets just written provoke (an echo reply, TCP acknowledgements)
+        // is often in the TUN by the time the write returns: sending it from here saves
+        // the sender thread a wake-up, which is most of a request/response's latency.
+        let mut answers = TxBatch::new(self.packet_room());
         let mut cache = PeerCache::default();
         loop {
             let n = {
@@ -263,6 +302,14 @@ impl DataPath {
             }
             if count > 0 {
                 self.write_tun(&mut gro, &mut packets[..count]);
+                // Only when the sender thread is not at it: two readers would reorder a flow.
+                if let Ok(_turn) = self.tx_turn.try_lock() {
+                    if let Ok(n) = answers.read(self) {
+                        if n > 0 {
+                            answers.send(self);
+                        }
+                    }
+                }
             }
         }
     }

@@ -123,6 +123,7 @@ impl Node {
                     peers: self.peers.clone(),
                     relay: self.relay.clone(),
                     counters: self.counters.clone(),
+                    tx_turn: std::sync::Mutex::new(()),
                 });
                 dp.spawn().context("cannot start the packet threads")?;
                 let _ = self.datapath.set(dp);
