@@ -264,7 +264,9 @@ pub fn to_command(what: AdminWhat, today: NaiveDate) -> Result<AdminCommand> {
             ContractCmd::Show { name } => AdminCommand::ContractShow { name },
             ContractCmd::Set { name, field, value } => AdminCommand::ContractSet { name, field, value },
             ContractCmd::Admin { name, account } => AdminCommand::ContractAdmin { name, account },
-            ContractCmd::AddAccounts { name, accounts, start } => AdminCommand::ContractAddAccounts { name, accounts, start },
+            ContractCmd::AddAccounts { name, accounts, start } => {
+                AdminCommand::ContractAddAccounts { name, accounts, start }
+            }
             ContractCmd::Suspend { name, reason } => AdminCommand::ContractSuspend { name, reason },
             ContractCmd::Resume { name } => AdminCommand::ContractResume { name },
             ContractCmd::Terminate {
@@ -279,11 +281,18 @@ pub fn to_command(what: AdminWhat, today: NaiveDate) -> Result<AdminCommand> {
             ContractCmd::Cancel { name, received, end } => AdminCommand::ContractCancel { name, received, end },
         },
         AdminWhat::Account(a) => match a {
-            AccountCmd::Add { mut names, password_file } => {
+            AccountCmd::Add {
+                mut names,
+                password_file,
+            } => {
                 let user = names.pop().expect("clap requires one");
                 let contract = names.pop();
                 let password = new_password(password_file.as_ref(), &user)?;
-                AdminCommand::AccountAdd { contract, user, password }
+                AdminCommand::AccountAdd {
+                    contract,
+                    user,
+                    password,
+                }
             }
             AccountCmd::List { contract } => AdminCommand::AccountList { contract },
             AccountCmd::Lock { user } => AdminCommand::AccountLock { user },
@@ -293,7 +302,10 @@ pub fn to_command(what: AdminWhat, today: NaiveDate) -> Result<AdminCommand> {
                 AdminCommand::AccountPassword { user, password }
             }
             AccountCmd::Bind { user, key, name } => AdminCommand::AccountBind { user, key, name },
-            AccountCmd::Binding { user, state } => AdminCommand::AccountBinding { user, on: state == "on" },
+            AccountCmd::Binding { user, state } => AdminCommand::AccountBinding {
+                user,
+                on: state == "on",
+            },
         },
         AdminWhat::Target(t) => match t {
             TargetCmd::List => AdminCommand::TargetList,
@@ -330,15 +342,18 @@ pub fn run(args: AdminArgs) -> Result<Exit> {
     let command = to_command(args.what, today)?;
     let result = match (&args.hub, &args.as_account) {
         (Some(hub), Some(account)) => {
-            let password = crate::password::read(args.admin_password_file.as_deref(), &format!("Password for {account}: "))?;
+            let password = crate::password::read(
+                args.admin_password_file.as_deref(),
+                &format!("Password for {account}: "),
+            )?;
             crate::node::remote::admin(hub, account, &password, &command)?
         }
         (None, None) => {
             if !args.db.exists() {
                 eprintln!("note: creating a new, empty store at {}", args.db.display());
             }
-            let mut store = SqliteStore::open(&args.db)
-                .map_err(|e| anyhow!("cannot open the store {}: {e}", args.db.display()))?;
+            let mut store =
+                SqliteStore::open(&args.db).map_err(|e| anyhow!("cannot open the store {}: {e}", args.db.display()))?;
             let ctx = ExecCtx::operator(today);
             let result = admin::execute(&mut store, &ctx, &command);
             if result.is_ok() && command.changes_state() {

@@ -22,7 +22,10 @@ pub struct Exit {
 
 impl Exit {
     pub fn ok() -> Exit {
-        Exit { code: OK, message: None }
+        Exit {
+            code: OK,
+            message: None,
+        }
     }
     pub fn code(code: u8) -> Exit {
         Exit { code, message: None }

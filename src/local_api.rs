@@ -51,7 +51,9 @@ pub fn serve(path: &Path, handler: Handler) -> Result<SocketGuard> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let handler = handler.clone();
             tokio::spawn(async move {
                 let caller = Caller {

@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
+use mcvpn::cli_admin::AdminArgs;
 use mcvpn::exit::{self, Exit};
 use mcvpn::node::client::{self, ClientPaths, UpOptions};
-use mcvpn::node::target::{self, EnrollOptions, RunOptions, TargetPaths};
 use mcvpn::node::netconf::DEFAULT_MTU;
-use mcvpn::cli_admin::AdminArgs;
+use mcvpn::node::target::{self, EnrollOptions, RunOptions, TargetPaths};
 use mcvpn::store::OverlayNet;
 use mcvpn::{hub, local_api};
 
@@ -38,12 +38,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the hub (control server + packet relay + account store)
-    #[command(after_help = "Example:\n  mcvpn hub --listen 0.0.0.0:51820 --public-addr vpn.example.com\n\n\
-        The first start creates the key and the store and prints the server URL to give users.")]
+    #[command(
+        after_help = "Example:\n  mcvpn hub --listen 0.0.0.0:51820 --public-addr vpn.example.com\n\n\
+        The first start creates the key and the store and prints the server URL to give users."
+    )]
     Hub(HubCmd),
     /// Log in and bring up the VPN on this PC (needs sudo)
-    #[command(after_help = "Examples:\n  sudo mcvpn up --hub 'mcvpn://vpn.example.com:51820/?key=…' --account alice\n  \
-        sudo mcvpn up            # later: the hub and account are remembered in /etc/mcvpn/mcvpn.toml")]
+    #[command(
+        after_help = "Examples:\n  sudo mcvpn up --hub 'mcvpn://vpn.example.com:51820/?key=…' --account alice\n  \
+        sudo mcvpn up            # later: the hub and account are remembered in /etc/mcvpn/mcvpn.toml"
+    )]
     Up(UpCmd),
     /// Take the VPN down: no interface, route or daemon is left behind
     Down(ClientPathArgs),
@@ -240,7 +244,9 @@ impl TargetPathArgs {
 #[derive(Subcommand)]
 enum TargetCmd {
     /// Register this machine under an account, once (asks for the account password)
-    #[command(after_help = "Example:\n  sudo mcvpn target enroll --hub 'mcvpn://vpn.example.com:51820/?key=…' --account alice")]
+    #[command(
+        after_help = "Example:\n  sudo mcvpn target enroll --hub 'mcvpn://vpn.example.com:51820/?key=…' --account alice"
+    )]
     Enroll {
         #[arg(long)]
         hub: String,
@@ -349,7 +355,10 @@ fn dispatch(command: Command) -> Result<Exit> {
             ..
         }) => {
             let stats = local_api::call(&status_socket, "stats").map_err(|e| {
-                anyhow::anyhow!("no hub answering at {} ({e}); is `mcvpn hub` running?", status_socket.display())
+                anyhow::anyhow!(
+                    "no hub answering at {} ({e}); is `mcvpn hub` running?",
+                    status_socket.display()
+                )
             })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&stats)?);

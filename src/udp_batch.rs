@@ -55,7 +55,10 @@ impl Offloads {
 /// latency of a sleeping vCPU on each hop of a request/response exchange, at the cost
 /// of CPU while traffic flows.
 pub fn spin_from_env() -> std::time::Duration {
-    let us = std::env::var("MCVPN_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let us = std::env::var("MCVPN_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     std::time::Duration::from_micros(us)
 }
 
@@ -174,7 +177,10 @@ impl BatchUdp {
                 Err(e) => return Err(e),
             }
         }
-        Err(io::Error::new(io::ErrorKind::WouldBlock, "socket send buffer stayed full"))
+        Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "socket send buffer stayed full",
+        ))
     }
 
     /// Sends many single datagrams, each to its own destination, with `sendmmsg`.
@@ -261,7 +267,9 @@ fn socket_addr_to_raw(addr: SocketAddr, out: &mut libc::sockaddr_storage) -> lib
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: as above, for sockaddr_in6.
@@ -309,18 +317,37 @@ mod tests {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
             move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
         };
-        assert_eq!(Offloads::from_lookup(env(&[])), Offloads { tun: true, udp_gso: true, udp_gro: true });
+        assert_eq!(
+            Offloads::from_lookup(env(&[])),
+            Offloads {
+                tun: true,
+                udp_gso: true,
+                udp_gro: true
+            }
+        );
         assert_eq!(
             Offloads::from_lookup(env(&[("MCVPN_OFFLOAD", "off")])),
-            Offloads { tun: false, udp_gso: false, udp_gro: false }
+            Offloads {
+                tun: false,
+                udp_gso: false,
+                udp_gro: false
+            }
         );
         assert_eq!(
             Offloads::from_lookup(env(&[("MCVPN_UDP_GSO", "0")])),
-            Offloads { tun: true, udp_gso: false, udp_gro: true }
+            Offloads {
+                tun: true,
+                udp_gso: false,
+                udp_gro: true
+            }
         );
         assert_eq!(
             Offloads::from_lookup(env(&[("MCVPN_TUN_OFFLOAD", "no"), ("MCVPN_UDP_GRO", "1")])),
-            Offloads { tun: false, udp_gso: true, udp_gro: true }
+            Offloads {
+                tun: false,
+                udp_gso: true,
+                udp_gro: true
+            }
         );
     }
 

@@ -24,7 +24,10 @@ pub fn set_socket_buffers(socket: &impl AsRawFd, bytes: usize) {
     }
     let fd = socket.as_raw_fd();
     let val = bytes.min(i32::MAX as usize) as libc::c_int;
-    for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
         // SAFETY: setsockopt with a valid fd and a pointer to a live c_int of the given size.
         let set = |opt| unsafe {
             libc::setsockopt(

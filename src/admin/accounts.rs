@@ -2,20 +2,31 @@
 //! administrator's within their own contract.
 
 use super::contracts::unit_of;
-use super::{audit, scope_filter, visible_account, visible_contract, AdminCommand, AdminError, AdminResult, ExecCtx, Output, Scope};
+use super::{
+    audit, scope_filter, visible_account, visible_contract, AdminCommand, AdminError, AdminResult, ExecCtx, Output,
+    Scope,
+};
 use crate::proto::control::{Key32, Role};
 use crate::store::{format_time, AccountState, DeviceRecord, Store};
 
 pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) -> AdminResult {
     match cmd {
-        AdminCommand::AccountAdd { contract, user, password } => {
+        AdminCommand::AccountAdd {
+            contract,
+            user,
+            password,
+        } => {
             let contract = match (contract, &ctx.scope) {
                 (Some(name), _) => visible_contract(store, ctx, name)?,
                 (None, Scope::Contract { id, .. }) => store.contract_by_id(*id)?,
-                (None, Scope::Operator) => return Err(AdminError::Refused("name the contract to add the account to".into())),
+                (None, Scope::Operator) => {
+                    return Err(AdminError::Refused("name the contract to add the account to".into()))
+                }
             };
             if store.account_by_name(user)?.is_some() {
-                return Err(AdminError::Refused(format!("account {user:?} already exists (names are unique per hub)")));
+                return Err(AdminError::Refused(format!(
+                    "account {user:?} already exists (names are unique per hub)"
+                )));
             }
             let quota = unit_of(store, contract.id)?.quota();
             let used = store.account_count(contract.id)?;
@@ -28,7 +39,14 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
             }
             crate::password::check_policy(user, password).map_err(AdminError::Refused)?;
             let a = store.account_add(&contract.name, user, &crate::password::hash(password))?;
-            audit(store, ctx, "account.add", Some(a.contract_id), Some(&a.username), &format!("in contract {}", a.contract));
+            audit(
+                store,
+                ctx,
+                "account.add",
+                Some(a.contract_id),
+                Some(&a.username),
+                &format!("in contract {}", a.contract),
+            );
             Ok(Output::message(format!(
                 "account {} added to contract {} ({} of {quota} accounts used)",
                 a.username,
@@ -54,7 +72,10 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                     ]
                 })
                 .collect();
-            Ok(Output::table(&["account", "contract", "state", "devices", "created"], rows))
+            Ok(Output::table(
+                &["account", "contract", "state", "devices", "created"],
+                rows,
+            ))
         }
         AdminCommand::AccountLock { user } | AdminCommand::AccountUnlock { user } => {
             let a = visible_account(store, ctx, user)?;
@@ -63,7 +84,14 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                 _ => (AccountState::Active, "account.unlock"),
             };
             store.account_set_state(a.id, state)?;
-            audit(store, ctx, action, Some(a.contract_id), Some(user), &format!("by {}", ctx.actor));
+            audit(
+                store,
+                ctx,
+                action,
+                Some(a.contract_id),
+                Some(user),
+                &format!("by {}", ctx.actor),
+            );
             if state == AccountState::Locked {
                 let c = store.contract_by_id(a.contract_id)?;
                 let body = format!(
@@ -81,8 +109,17 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
             let a = visible_account(store, ctx, user)?;
             crate::password::check_policy(user, password).map_err(AdminError::Refused)?;
             store.account_set_password(a.id, &crate::password::hash(password))?;
-            audit(store, ctx, "account.password-reset", Some(a.contract_id), Some(user), "password reset");
-            Ok(Output::message(format!("password of {user} reset; its remembered logins are forgotten")))
+            audit(
+                store,
+                ctx,
+                "account.password-reset",
+                Some(a.contract_id),
+                Some(user),
+                "password reset",
+            );
+            Ok(Output::message(format!(
+                "password of {user} reset; its remembered logins are forgotten"
+            )))
         }
         AdminCommand::AccountBind { user, key, name } => {
             let a = visible_account(store, ctx, user)?;
@@ -90,7 +127,13 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                 .ok_or_else(|| AdminError::Refused(format!("{key:?} is not a base64 32-byte public key")))?;
             let device = match store.device_by_key(&key, Role::Client, Some(a.id))? {
                 Some(d) => d,
-                None => store.device_register(a.id, Role::Client, &key, name.as_deref().unwrap_or("bound-device"), ctx.overlay)?,
+                None => store.device_register(
+                    a.id,
+                    Role::Client,
+                    &key,
+                    name.as_deref().unwrap_or("bound-device"),
+                    ctx.overlay,
+                )?,
             };
             audit(
                 store,
@@ -104,13 +147,24 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                 "device {} ({}) registered for {user}{}",
                 device.name,
                 device.overlay_ip,
-                if a.device_binding { "" } else { "; turn binding on with `account binding USER on` to allow only registered devices" }
+                if a.device_binding {
+                    ""
+                } else {
+                    "; turn binding on with `account binding USER on` to allow only registered devices"
+                }
             )))
         }
         AdminCommand::AccountBinding { user, on } => {
             let a = visible_account(store, ctx, user)?;
             store.account_set_binding(a.id, *on)?;
-            audit(store, ctx, "account.binding", Some(a.contract_id), Some(user), if *on { "on" } else { "off" });
+            audit(
+                store,
+                ctx,
+                "account.binding",
+                Some(a.contract_id),
+                Some(user),
+                if *on { "on" } else { "off" },
+            );
             Ok(Output::message(if *on {
                 format!("{user} may now log in only from registered devices")
             } else {
@@ -132,14 +186,24 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                     ]
                 })
                 .collect();
-            Ok(Output::table(&["node", "name", "account", "overlay_ip", "public_key", "last_seen"], rows))
+            Ok(Output::table(
+                &["node", "name", "account", "overlay_ip", "public_key", "last_seen"],
+                rows,
+            ))
         }
         AdminCommand::TargetAdd { account, key, name } => {
             let a = visible_account(store, ctx, account)?;
             let key = Key32::from_base64(key)
                 .ok_or_else(|| AdminError::Refused(format!("{key:?} is not a base64 32-byte public key")))?;
             let d = store.device_register(a.id, Role::Target, &key, name, ctx.overlay)?;
-            audit(store, ctx, "target.add", Some(a.contract_id), Some(account), &format!("target {} at {}", d.name, d.overlay_ip));
+            audit(
+                store,
+                ctx,
+                "target.add",
+                Some(a.contract_id),
+                Some(account),
+                &format!("target {} at {}", d.name, d.overlay_ip),
+            );
             Ok(Output::message(format!(
                 "target {} registered under {account} at {} (node {}); it can run with its key, no enrolment needed",
                 d.name,
@@ -159,11 +223,28 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
             }
             if let AdminCommand::TargetGrant { .. } = cmd {
                 store.grant_add(t.id, a.id)?;
-                audit(store, ctx, "target.grant", Some(a.contract_id), Some(account), &format!("target {}", t.name));
-                Ok(Output::message(format!("{account} may now reach target {} ({})", t.name, t.overlay_ip)))
+                audit(
+                    store,
+                    ctx,
+                    "target.grant",
+                    Some(a.contract_id),
+                    Some(account),
+                    &format!("target {}", t.name),
+                );
+                Ok(Output::message(format!(
+                    "{account} may now reach target {} ({})",
+                    t.name, t.overlay_ip
+                )))
             } else {
                 let removed = store.grant_remove(t.id, a.id)?;
-                audit(store, ctx, "target.revoke", Some(a.contract_id), Some(account), &format!("target {}", t.name));
+                audit(
+                    store,
+                    ctx,
+                    "target.revoke",
+                    Some(a.contract_id),
+                    Some(account),
+                    &format!("target {}", t.name),
+                );
                 Ok(Output::message(if removed {
                     format!("{account} may no longer reach target {}", t.name)
                 } else {
@@ -177,7 +258,10 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                 .into_iter()
                 .map(|g| vec![g.target, g.target_account, g.account, format_time(g.created_at)])
                 .collect();
-            Ok(Output::table(&["target", "target's account", "granted to", "since"], rows))
+            Ok(Output::table(
+                &["target", "target's account", "granted to", "since"],
+                rows,
+            ))
         }
         AdminCommand::SessionList { all } => {
             let rows = store
@@ -200,7 +284,19 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                 })
                 .collect();
             Ok(Output::table(
-                &["session", "account", "device", "role", "overlay_ip", "source", "started", "ended", "reason", "bytes_in", "bytes_out"],
+                &[
+                    "session",
+                    "account",
+                    "device",
+                    "role",
+                    "overlay_ip",
+                    "source",
+                    "started",
+                    "ended",
+                    "reason",
+                    "bytes_in",
+                    "bytes_out",
+                ],
                 rows,
             ))
         }
@@ -219,7 +315,10 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                     ]
                 })
                 .collect();
-            Ok(Output::table(&["time", "actor", "action", "account", "source", "detail"], rows))
+            Ok(Output::table(
+                &["time", "actor", "action", "account", "source", "detail"],
+                rows,
+            ))
         }
         AdminCommand::NoticeList { all } => {
             let rows = store
@@ -230,7 +329,11 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                         n.id.to_string(),
                         format_time(n.created_at),
                         n.contract,
-                        if n.to_email.is_empty() { "(no administrator e-mail)".into() } else { n.to_email },
+                        if n.to_email.is_empty() {
+                            "(no administrator e-mail)".into()
+                        } else {
+                            n.to_email
+                        },
                         n.kind,
                         n.subject,
                         n.sent_at.map(format_time).unwrap_or_else(|| match n.last_error {
@@ -240,7 +343,10 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                     ]
                 })
                 .collect();
-            Ok(Output::table(&["id", "created", "contract", "to", "kind", "subject", "sent"], rows))
+            Ok(Output::table(
+                &["id", "created", "contract", "to", "kind", "subject", "sent"],
+                rows,
+            ))
         }
         _ => unreachable!("not an account command"),
     }
@@ -258,10 +364,19 @@ fn visible_target(store: &dyn Store, ctx: &ExecCtx, target: &str) -> Result<Devi
         0 => {
             // A target of another contract: refuse it as such, so that the attempt is
             // audited as a denial rather than passing for a typo.
-            if ctx.scope != Scope::Operator && store.devices(Some(Role::Target), None)?.iter().any(|d| d.name == target) {
-                return Err(AdminError::Forbidden(format!("target {target:?} is not in your contract")));
+            if ctx.scope != Scope::Operator
+                && store
+                    .devices(Some(Role::Target), None)?
+                    .iter()
+                    .any(|d| d.name == target)
+            {
+                return Err(AdminError::Forbidden(format!(
+                    "target {target:?} is not in your contract"
+                )));
             }
-            Err(AdminError::NotFound(format!("no target named {target:?} (see `target list`)")))
+            Err(AdminError::NotFound(format!(
+                "no target named {target:?} (see `target list`)"
+            )))
         }
         n => Err(AdminError::Refused(format!(
             "{n} targets are named {target:?}; give the node number from `target list`"

@@ -49,7 +49,11 @@ fn invoice_rows(label: &str, inv: &Invoice, rows: &mut Vec<Vec<String>>) {
         inv.issued.to_string(),
         label.to_string(),
         String::new(),
-        format!("consumption tax {}.{}%", inv.tax_rate_bp / 100, inv.tax_rate_bp % 100 / 10),
+        format!(
+            "consumption tax {}.{}%",
+            inv.tax_rate_bp / 100,
+            inv.tax_rate_bp % 100 / 10
+        ),
         yen(inv.tax),
     ]);
     rows.push(vec![
@@ -106,7 +110,9 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                         invoice_rows(label, &inv, &mut rows);
                     }
                 }
-                day = day.succ_opt().ok_or_else(|| AdminError::Refused("date out of range".into()))?;
+                day = day
+                    .succ_opt()
+                    .ok_or_else(|| AdminError::Refused("date out of range".into()))?;
             }
             Ok(Output::Sections {
                 parts: vec![
@@ -147,7 +153,14 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
         }
         AdminCommand::OutageAdd { start, end, note } => {
             let id = store.outage_add(start.and_utc().timestamp(), end.and_utc().timestamp(), note)?;
-            audit(store, ctx, "outage.add", None, None, &format!("{start} .. {end}: {note}"));
+            audit(
+                store,
+                ctx,
+                "outage.add",
+                None,
+                None,
+                &format!("{start} .. {end}: {note}"),
+            );
             Ok(Output::message(format!("outage {id} recorded: {start} .. {end} UTC")))
         }
         AdminCommand::OutageList => {
@@ -165,7 +178,10 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                     ]
                 })
                 .collect();
-            Ok(Output::table(&["id", "start (UTC)", "end (UTC)", "hours", "note"], rows))
+            Ok(Output::table(
+                &["id", "start (UTC)", "end (UTC)", "hours", "note"],
+                rows,
+            ))
         }
         AdminCommand::TariffShow => {
             let t = tariff(store);

@@ -63,7 +63,10 @@ fn notify(store: &mut dyn Store, c: &ContractRecord, kind: &str, subject: &str, 
     } else {
         format!("Dear {}", c.admin_name)
     };
-    let text = format!("{greeting},\n\n{body}\n\nContract: {}\n-- mcvpn service operator\n", c.name);
+    let text = format!(
+        "{greeting},\n\n{body}\n\nContract: {}\n-- mcvpn service operator\n",
+        c.name
+    );
     if let Err(e) = store.notice_add(c.id, kind, subject, &text) {
         tracing::error!(error = %e, contract = %c.name, "could not queue a notice");
     }
@@ -116,7 +119,11 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                 "contract.add",
                 Some(c.id),
                 None,
-                &format!("{} ({}), basic contract of {accounts} accounts from {start}", c.name, kind.as_str()),
+                &format!(
+                    "{} ({}), basic contract of {accounts} accounts from {start}",
+                    c.name,
+                    kind.as_str()
+                ),
             );
             Ok(Output::message(format!(
                 "contract {} added: {} accounts from {start}, first term ends {end}, cancellation deadline {}",
@@ -139,7 +146,10 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                     c.admin_email,
                 ]);
             }
-            Ok(Output::table(&["contract", "kind", "state", "accounts", "start", "administrator"], rows))
+            Ok(Output::table(
+                &["contract", "kind", "state", "accounts", "start", "administrator"],
+                rows,
+            ))
         }
         AdminCommand::ContractShow { name } => show(store, ctx, name),
         AdminCommand::ContractSet { name, field, value } => {
@@ -153,7 +163,11 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                 None,
                 &format!("{}: {old:?} -> {value:?}", field.column()),
             );
-            Ok(Output::message(format!("contract {}: {} is now {value:?} (was {old:?})", c.name, field.column())))
+            Ok(Output::message(format!(
+                "contract {}: {} is now {value:?} (was {old:?})",
+                c.name,
+                field.column()
+            )))
         }
         AdminCommand::ContractAdmin { name, account } => {
             let c = visible_contract(store, ctx, name)?;
@@ -167,7 +181,14 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                 )));
             }
             store.contract_set_admin_account(c.id, Some(a.id))?;
-            audit(store, ctx, "contract.admin", Some(c.id), Some(account), &format!("administrator login: {account}"));
+            audit(
+                store,
+                ctx,
+                "contract.admin",
+                Some(c.id),
+                Some(account),
+                &format!("administrator login: {account}"),
+            );
             Ok(Output::message(format!(
                 "{account} administers contract {}: `mcvpn admin --hub URL --as {account} …`",
                 c.name
@@ -201,7 +222,11 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
         AdminCommand::ContractSuspend { name, reason } => {
             let c = visible_contract(store, ctx, name)?;
             if c.state != ContractState::Active {
-                return Err(AdminError::Refused(format!("contract {} is {}, not active", c.name, c.state.as_str())));
+                return Err(AdminError::Refused(format!(
+                    "contract {} is {}, not active",
+                    c.name,
+                    c.state.as_str()
+                )));
             }
             store.contract_set_state(c.id, ContractState::Suspended, Some(reason))?;
             audit(store, ctx, "contract.suspend", Some(c.id), None, reason);
@@ -224,7 +249,11 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
         AdminCommand::ContractResume { name } => {
             let c = visible_contract(store, ctx, name)?;
             if c.state != ContractState::Suspended {
-                return Err(AdminError::Refused(format!("contract {} is {}, not suspended", c.name, c.state.as_str())));
+                return Err(AdminError::Refused(format!(
+                    "contract {} is {}, not suspended",
+                    c.name,
+                    c.state.as_str()
+                )));
             }
             store.contract_set_state(c.id, ContractState::Active, None)?;
             audit(store, ctx, "contract.resume", Some(c.id), None, "suspension lifted");
@@ -244,7 +273,11 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
         } => {
             let c = visible_contract(store, ctx, name)?;
             if matches!(c.state, ContractState::Terminated | ContractState::Cancelled) {
-                return Err(AdminError::Refused(format!("contract {} is already {}", c.name, c.state.as_str())));
+                return Err(AdminError::Refused(format!(
+                    "contract {} is already {}",
+                    c.name,
+                    c.state.as_str()
+                )));
             }
             let subject = format!("mcvpn: contract {} is terminated", c.name);
             if *notice_undeliverable {
@@ -252,13 +285,23 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                 let sent = Utc::now().naive_utc();
                 let effective = termination_effective_undelivered(sent)?.and_utc().timestamp();
                 store.contract_schedule_termination(c.id, Some(effective))?;
-                audit(store, ctx, "contract.terminate", Some(c.id), None, &format!("{reason} (effective {})", day(effective)));
+                audit(
+                    store,
+                    ctx,
+                    "contract.terminate",
+                    Some(c.id),
+                    None,
+                    &format!("{reason} (effective {})", day(effective)),
+                );
                 notify(
                     store,
                     &c,
                     "termination",
                     &subject,
-                    &format!("Your contract is terminated (art. 24). Reason: {reason}\nEffective: {}", day(effective)),
+                    &format!(
+                        "Your contract is terminated (art. 24). Reason: {reason}\nEffective: {}",
+                        day(effective)
+                    ),
                 );
                 return Ok(Output::message(format!(
                     "termination of {} scheduled for {} (five days after the undeliverable notice, art. 24-3)",
@@ -273,9 +316,15 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                 &c,
                 "termination",
                 &subject,
-                &format!("Your contract is terminated as of {} (art. 24).\nReason: {reason}", day(now())),
+                &format!(
+                    "Your contract is terminated as of {} (art. 24).\nReason: {reason}",
+                    day(now())
+                ),
             );
-            Ok(Output::message(format!("contract {} terminated; its sessions are cut", c.name)))
+            Ok(Output::message(format!(
+                "contract {} terminated; its sessions are cut",
+                c.name
+            )))
         }
         AdminCommand::ContractCancel { name, received, end } => {
             let c = visible_contract(store, ctx, name)?;
@@ -305,13 +354,21 @@ pub(super) fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) 
                 &format!(
                     "Your cancellation received on {received} is accepted (art. 18). The service ends at the end of \
                      {effective}; accounts stop then. Fees are not refunded.{}",
-                    if late { "\nThe requested date's deadline had passed: the next possible month end applies." } else { "" }
+                    if late {
+                        "\nThe requested date's deadline had passed: the next possible month end applies."
+                    } else {
+                        ""
+                    }
                 ),
             );
             Ok(Output::message(format!(
                 "cancellation of {} accepted: service ends at the end of {effective}{}",
                 c.name,
-                if late { " (the requested month end was too late to meet its deadline)" } else { "" }
+                if late {
+                    " (the requested month end was too late to meet its deadline)"
+                } else {
+                    ""
+                }
             )))
         }
         _ => unreachable!("not a contract command"),
@@ -336,7 +393,11 @@ fn show(store: &mut dyn Store, ctx: &ExecCtx, name: &str) -> AdminResult {
             term.end,
             term.renewals,
             cancellation_deadline(term.end)?,
-            if renews { ", renews automatically" } else { ", does not renew" },
+            if renews {
+                ", renews automatically"
+            } else {
+                ", does not renew"
+            },
             last_day.map(|d| format!(", ends {d}")).unwrap_or_default()
         ),
         TermStatus::Ended { last_day } => format!("ended {last_day}"),
@@ -353,7 +414,10 @@ fn show(store: &mut dyn Store, ctx: &ExecCtx, name: &str) -> AdminResult {
         kv("sales agent", c.sales_agent.clone().unwrap_or_default()),
         kv("administrator", format!("{} <{}>", c.admin_name, c.admin_email)),
         kv("administrator login", admin_login),
-        kv("accounts", format!("{} of {}", store.account_count(c.id)?, unit.quota())),
+        kv(
+            "accounts",
+            format!("{} of {}", store.account_count(c.id)?, unit.quota()),
+        ),
         kv("current term", term),
         kv(
             "termination scheduled",
@@ -415,7 +479,14 @@ pub fn apply_due(store: &mut dyn Store, now_t: UnixTime, today: NaiveDate) -> Re
             if let Some(cancel) = store.cancellation(c.id)? {
                 if today > cancel.effective {
                     store.contract_set_state(c.id, ContractState::Cancelled, Some("cancelled by the contractor"))?;
-                    audit(store, &ctx, "contract.cancelled", Some(c.id), None, &format!("last day {}", cancel.effective));
+                    audit(
+                        store,
+                        &ctx,
+                        "contract.cancelled",
+                        Some(c.id),
+                        None,
+                        &format!("last day {}", cancel.effective),
+                    );
                     done.push(format!("contract {} cancelled (last day {})", c.name, cancel.effective));
                     continue;
                 }
@@ -423,7 +494,14 @@ pub fn apply_due(store: &mut dyn Store, now_t: UnixTime, today: NaiveDate) -> Re
             if let Some(at) = c.terminate_at.filter(|&t| t <= now_t) {
                 store.contract_set_state(c.id, ContractState::Terminated, Some("termination notice took effect"))?;
                 store.contract_schedule_termination(c.id, None)?;
-                audit(store, &ctx, "contract.terminated", Some(c.id), None, &format!("effective {}", day(at)));
+                audit(
+                    store,
+                    &ctx,
+                    "contract.terminated",
+                    Some(c.id),
+                    None,
+                    &format!("effective {}", day(at)),
+                );
                 done.push(format!("contract {} terminated", c.name));
                 continue;
             }
@@ -442,7 +520,12 @@ pub fn apply_due(store: &mut dyn Store, now_t: UnixTime, today: NaiveDate) -> Re
 fn renewal_reminder(store: &mut dyn Store, c: &ContractRecord, today: NaiveDate) -> Result<Option<String>, AdminError> {
     let unit = unit_of(store, c.id)?;
     let cancellation = cancellation_of(store, c.id)?;
-    let status = term_at(unit.basic.start, first_term_end(unit.basic.start)?, cancellation.as_ref(), today)?;
+    let status = term_at(
+        unit.basic.start,
+        first_term_end(unit.basic.start)?,
+        cancellation.as_ref(),
+        today,
+    )?;
     let TermStatus::Active { term, renews: true, .. } = status else {
         return Ok(None);
     };
@@ -452,7 +535,11 @@ fn renewal_reminder(store: &mut dyn Store, c: &ContractRecord, today: NaiveDate)
         return Ok(None);
     }
     let subject = format!("mcvpn: contract {} renews after {}", c.name, term.end);
-    if store.notices(Some(c.id), false)?.iter().any(|n| n.kind == "renewal" && n.subject == subject) {
+    if store
+        .notices(Some(c.id), false)?
+        .iter()
+        .any(|n| n.kind == "renewal" && n.subject == subject)
+    {
         return Ok(None);
     }
     notify(

@@ -88,36 +88,111 @@ pub enum AdminCommand {
     // Operator only: contracts and money.
     ContractAdd(ContractSpec),
     ContractList,
-    ContractShow { name: String },
-    ContractSet { name: String, field: ContractField, value: String },
-    ContractAdmin { name: String, account: String },
-    ContractAddAccounts { name: String, accounts: u32, start: Option<NaiveDate> },
-    ContractSuspend { name: String, reason: String },
-    ContractResume { name: String },
-    ContractTerminate { name: String, reason: String, notice_undeliverable: bool },
-    ContractCancel { name: String, received: Option<NaiveDate>, end: Option<NaiveDate> },
-    Invoice { name: String, at: NaiveDate },
-    Compensation { name: String },
-    OutageAdd { start: NaiveDateTime, end: NaiveDateTime, note: String },
+    ContractShow {
+        name: String,
+    },
+    ContractSet {
+        name: String,
+        field: ContractField,
+        value: String,
+    },
+    ContractAdmin {
+        name: String,
+        account: String,
+    },
+    ContractAddAccounts {
+        name: String,
+        accounts: u32,
+        start: Option<NaiveDate>,
+    },
+    ContractSuspend {
+        name: String,
+        reason: String,
+    },
+    ContractResume {
+        name: String,
+    },
+    ContractTerminate {
+        name: String,
+        reason: String,
+        notice_undeliverable: bool,
+    },
+    ContractCancel {
+        name: String,
+        received: Option<NaiveDate>,
+        end: Option<NaiveDate>,
+    },
+    Invoice {
+        name: String,
+        at: NaiveDate,
+    },
+    Compensation {
+        name: String,
+    },
+    OutageAdd {
+        start: NaiveDateTime,
+        end: NaiveDateTime,
+        note: String,
+    },
     OutageList,
     TariffShow,
-    TariffSet { initial_fee: Option<u64>, annual_fee: Option<u64>, tax_rate_bp: Option<u32> },
+    TariffSet {
+        initial_fee: Option<u64>,
+        annual_fee: Option<u64>,
+        tax_rate_bp: Option<u32>,
+    },
     // Operator, and account administrators within their contract.
-    AccountAdd { contract: Option<String>, user: String, password: String },
-    AccountList { contract: Option<String> },
-    AccountLock { user: String },
-    AccountUnlock { user: String },
-    AccountPassword { user: String, password: String },
-    AccountBind { user: String, key: String, name: Option<String> },
-    AccountBinding { user: String, on: bool },
+    AccountAdd {
+        contract: Option<String>,
+        user: String,
+        password: String,
+    },
+    AccountList {
+        contract: Option<String>,
+    },
+    AccountLock {
+        user: String,
+    },
+    AccountUnlock {
+        user: String,
+    },
+    AccountPassword {
+        user: String,
+        password: String,
+    },
+    AccountBind {
+        user: String,
+        key: String,
+        name: Option<String>,
+    },
+    AccountBinding {
+        user: String,
+        on: bool,
+    },
     TargetList,
-    TargetAdd { account: String, key: String, name: String },
-    TargetGrant { target: String, account: String },
-    TargetRevoke { target: String, account: String },
+    TargetAdd {
+        account: String,
+        key: String,
+        name: String,
+    },
+    TargetGrant {
+        target: String,
+        account: String,
+    },
+    TargetRevoke {
+        target: String,
+        account: String,
+    },
     GrantList,
-    SessionList { all: bool },
-    Log { limit: usize },
-    NoticeList { all: bool },
+    SessionList {
+        all: bool,
+    },
+    Log {
+        limit: usize,
+    },
+    NoticeList {
+        all: bool,
+    },
 }
 
 impl AdminCommand {
@@ -177,9 +252,16 @@ impl AdminCommand {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Output {
-    Message { text: String },
-    Table { headers: Vec<String>, rows: Vec<Vec<String>> },
-    Sections { parts: Vec<(String, Output)> },
+    Message {
+        text: String,
+    },
+    Table {
+        headers: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
+    Sections {
+        parts: Vec<(String, Output)>,
+    },
 }
 
 impl Output {
@@ -231,7 +313,12 @@ pub type AdminResult = Result<Output, AdminError>;
 /// `admin.denied`; every change is audited by the command itself.
 pub fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) -> AdminResult {
     if cmd.operator_only() && ctx.scope != Scope::Operator {
-        return deny(store, ctx, cmd, format!("`{}` is for the service operator only", cmd.name()));
+        return deny(
+            store,
+            ctx,
+            cmd,
+            format!("`{}` is for the service operator only", cmd.name()),
+        );
     }
     let result = dispatch(store, ctx, cmd);
     if let Err(AdminError::Forbidden(why)) = &result {
@@ -278,7 +365,14 @@ fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) -> AdminRe
 }
 
 /// Records an administrative change.
-fn audit(store: &mut dyn Store, ctx: &ExecCtx, action: &str, contract_id: Option<i64>, account: Option<&str>, detail: &str) {
+fn audit(
+    store: &mut dyn Store,
+    ctx: &ExecCtx,
+    action: &str,
+    contract_id: Option<i64>,
+    account: Option<&str>,
+    detail: &str,
+) {
     if let Err(e) = store.audit(&AuditEntry {
         actor: &ctx.actor,
         action,

@@ -88,11 +88,7 @@ fn rows(out: Output) -> Vec<Vec<String>> {
 #[test]
 fn only_corporations_and_public_bodies() {
     let mut s = SqliteStore::open_in_memory().unwrap();
-    let r = run(
-        &mut s,
-        &op(),
-        AdminCommand::ContractAdd(spec("joe", "individual", 5)),
-    );
+    let r = run(&mut s, &op(), AdminCommand::ContractAdd(spec("joe", "individual", 5)));
     assert!(matches!(r, Err(AdminError::Refused(m)) if m.contains("art. 11")));
 }
 
@@ -100,11 +96,7 @@ fn only_corporations_and_public_bodies() {
 fn basic_contract_minimum_comes_from_the_hub_setting() {
     let mut s = SqliteStore::open_in_memory().unwrap();
     s.set_setting(MIN_ACCOUNTS_SETTING, "5").unwrap();
-    let r = run(
-        &mut s,
-        &op(),
-        AdminCommand::ContractAdd(spec("tiny", "public-body", 3)),
-    );
+    let r = run(&mut s, &op(), AdminCommand::ContractAdd(spec("tiny", "public-body", 3)));
     assert!(matches!(r, Err(AdminError::Refused(m)) if m.contains("at least 5")));
 }
 
@@ -115,7 +107,10 @@ fn quota_is_basic_plus_additional() {
     add_account(&mut s, &op(), Some("acme"), "alice").unwrap();
     add_account(&mut s, &op(), Some("acme"), "bob").unwrap();
     let r = add_account(&mut s, &op(), Some("acme"), "carol");
-    assert!(matches!(&r, Err(AdminError::Refused(m)) if m.contains("all 2 of its accounts")), "{r:?}");
+    assert!(
+        matches!(&r, Err(AdminError::Refused(m)) if m.contains("all 2 of its accounts")),
+        "{r:?}"
+    );
     run(
         &mut s,
         &op(),
@@ -163,12 +158,24 @@ fn an_administrator_sees_and_changes_only_their_contract() {
 
     // Another contract: refused, whatever the command.
     let denied = [
-        AdminCommand::AccountList { contract: Some("globex".into()) },
+        AdminCommand::AccountList {
+            contract: Some("globex".into()),
+        },
         AdminCommand::AccountLock { user: "gus".into() },
-        AdminCommand::AccountPassword { user: "gus".into(), password: "a long new password".into() },
-        AdminCommand::AccountAdd { contract: Some("globex".into()), user: "eve".into(), password: "eve's long password".into() },
+        AdminCommand::AccountPassword {
+            user: "gus".into(),
+            password: "a long new password".into(),
+        },
+        AdminCommand::AccountAdd {
+            contract: Some("globex".into()),
+            user: "eve".into(),
+            password: "eve's long password".into(),
+        },
         AdminCommand::ContractShow { name: "globex".into() },
-        AdminCommand::ContractSuspend { name: "acme".into(), reason: "x".into() },
+        AdminCommand::ContractSuspend {
+            name: "acme".into(),
+            reason: "x".into(),
+        },
         AdminCommand::ContractList,
         AdminCommand::TariffShow,
     ];
@@ -176,11 +183,19 @@ fn an_administrator_sees_and_changes_only_their_contract() {
         let r = run(&mut s, &alice, cmd.clone());
         assert!(matches!(r, Err(AdminError::Forbidden(_))), "{cmd:?} gave {r:?}");
     }
-    assert_eq!(s.account_by_name("gus").unwrap().unwrap().state, crate::store::AccountState::Active);
+    assert_eq!(
+        s.account_by_name("gus").unwrap().unwrap().state,
+        crate::store::AccountState::Active
+    );
     assert!(s.account_by_name("eve").unwrap().is_none());
     // Every refusal is in the audit log, under the administrator's contract.
     let acme = s.contract_by_name("acme").unwrap();
-    let denials = s.audit_log(Some(acme.id), 100).unwrap().into_iter().filter(|e| e.action == "admin.denied").count();
+    let denials = s
+        .audit_log(Some(acme.id), 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "admin.denied")
+        .count();
     assert_eq!(denials, 8);
     // The administrator's log shows nothing that happened in globex (only their own
     // refused attempts, which name what they tried).
@@ -199,13 +214,37 @@ fn grants_stay_within_a_contract() {
     add_account(&mut s, &op(), Some("globex"), "gus").unwrap();
     let a = s.account_by_name("alice").unwrap().unwrap();
     let g = s.account_by_name("gus").unwrap().unwrap();
-    s.device_register(a.id, Role::Target, &Key32([1; 32]), "office-pc", Default::default()).unwrap();
-    s.device_register(g.id, Role::Target, &Key32([2; 32]), "globex-pc", Default::default()).unwrap();
-    run(&mut s, &alice, AdminCommand::TargetGrant { target: "office-pc".into(), account: "bob".into() }).unwrap();
+    s.device_register(a.id, Role::Target, &Key32([1; 32]), "office-pc", Default::default())
+        .unwrap();
+    s.device_register(g.id, Role::Target, &Key32([2; 32]), "globex-pc", Default::default())
+        .unwrap();
+    run(
+        &mut s,
+        &alice,
+        AdminCommand::TargetGrant {
+            target: "office-pc".into(),
+            account: "bob".into(),
+        },
+    )
+    .unwrap();
     assert_eq!(rows(run(&mut s, &alice, AdminCommand::GrantList).unwrap()).len(), 1);
-    let r = run(&mut s, &alice, AdminCommand::TargetGrant { target: "globex-pc".into(), account: "bob".into() });
+    let r = run(
+        &mut s,
+        &alice,
+        AdminCommand::TargetGrant {
+            target: "globex-pc".into(),
+            account: "bob".into(),
+        },
+    );
     assert!(matches!(r, Err(AdminError::Forbidden(_))), "{r:?}");
-    let r = run(&mut s, &op(), AdminCommand::TargetGrant { target: "office-pc".into(), account: "gus".into() });
+    let r = run(
+        &mut s,
+        &op(),
+        AdminCommand::TargetGrant {
+            target: "office-pc".into(),
+            account: "gus".into(),
+        },
+    );
     assert!(matches!(r, Err(AdminError::Refused(m)) if m.contains("different contracts")));
     let targets = rows(run(&mut s, &alice, AdminCommand::TargetList).unwrap());
     assert_eq!(targets.len(), 1, "globex's target is not listed");
@@ -215,14 +254,30 @@ fn grants_stay_within_a_contract() {
 fn suspension_notifies_the_administrator() {
     let mut s = SqliteStore::open_in_memory().unwrap();
     add_contract(&mut s, "acme", 5);
-    run(&mut s, &op(), AdminCommand::ContractSuspend { name: "acme".into(), reason: "unpaid invoice".into() }).unwrap();
+    run(
+        &mut s,
+        &op(),
+        AdminCommand::ContractSuspend {
+            name: "acme".into(),
+            reason: "unpaid invoice".into(),
+        },
+    )
+    .unwrap();
     let c = s.contract_by_name("acme").unwrap();
     assert_eq!(c.state, ContractState::Suspended);
     let n = s.notices(Some(c.id), true).unwrap();
     assert_eq!(n.len(), 1);
     assert_eq!(n[0].to_email, "it@acme.example");
     assert!(n[0].body.contains("unpaid invoice"));
-    assert!(run(&mut s, &op(), AdminCommand::ContractSuspend { name: "acme".into(), reason: "x".into() }).is_err());
+    assert!(run(
+        &mut s,
+        &op(),
+        AdminCommand::ContractSuspend {
+            name: "acme".into(),
+            reason: "x".into()
+        }
+    )
+    .is_err());
     run(&mut s, &op(), AdminCommand::ContractResume { name: "acme".into() }).unwrap();
     assert_eq!(s.contract_by_name("acme").unwrap().state, ContractState::Active);
 }
@@ -234,11 +289,18 @@ fn cancellation_takes_effect_after_its_last_day() {
     let out = run(
         &mut s,
         &op(),
-        AdminCommand::ContractCancel { name: "acme".into(), received: Some(d(2027, 3, 15)), end: Some(d(2027, 3, 31)) },
+        AdminCommand::ContractCancel {
+            name: "acme".into(),
+            received: Some(d(2027, 3, 15)),
+            end: Some(d(2027, 3, 31)),
+        },
     )
     .unwrap();
     // Received mid-March: the March deadline (end of February) has passed, so April's end.
-    assert!(matches!(&out, Output::Message { text } if text.contains("2027-04-30") && text.contains("too late")), "{out:?}");
+    assert!(
+        matches!(&out, Output::Message { text } if text.contains("2027-04-30") && text.contains("too late")),
+        "{out:?}"
+    );
     assert!(apply_due(&mut s, 0, d(2027, 4, 30)).unwrap().is_empty());
     assert_eq!(apply_due(&mut s, 0, d(2027, 5, 1)).unwrap().len(), 1);
     assert_eq!(s.contract_by_name("acme").unwrap().state, ContractState::Cancelled);
@@ -251,7 +313,11 @@ fn undeliverable_termination_waits_five_days() {
     run(
         &mut s,
         &op(),
-        AdminCommand::ContractTerminate { name: "acme".into(), reason: "breach".into(), notice_undeliverable: true },
+        AdminCommand::ContractTerminate {
+            name: "acme".into(),
+            reason: "breach".into(),
+            notice_undeliverable: true,
+        },
     )
     .unwrap();
     let c = s.contract_by_name("acme").unwrap();
@@ -282,23 +348,51 @@ fn contract_changes_are_shown_with_history() {
     run(
         &mut s,
         &op(),
-        AdminCommand::ContractSet { name: "acme".into(), field: crate::store::ContractField::AdminEmail, value: "new@acme.example".into() },
+        AdminCommand::ContractSet {
+            name: "acme".into(),
+            field: crate::store::ContractField::AdminEmail,
+            value: "new@acme.example".into(),
+        },
     )
     .unwrap();
-    let Output::Sections { parts } = run(&mut s, &op(), AdminCommand::ContractShow { name: "acme".into() }).unwrap() else {
+    let Output::Sections { parts } = run(&mut s, &op(), AdminCommand::ContractShow { name: "acme".into() }).unwrap()
+    else {
         panic!("sections expected")
     };
     let history = parts.iter().find(|(t, _)| t.starts_with("changes")).unwrap();
-    assert!(matches!(&history.1, Output::Table { rows, .. } if rows[0][4] == "new@acme.example" && rows[0][1] == "operator"));
+    assert!(
+        matches!(&history.1, Output::Table { rows, .. } if rows[0][4] == "new@acme.example" && rows[0][1] == "operator")
+    );
 }
 
 #[test]
 fn invoice_lists_the_first_term_at_delivery() {
     let mut s = SqliteStore::open_in_memory().unwrap();
     add_contract(&mut s, "acme", 2);
-    run(&mut s, &op(), AdminCommand::TariffSet { initial_fee: Some(50_000), annual_fee: Some(12_000), tax_rate_bp: None }).unwrap();
-    let out = run(&mut s, &op(), AdminCommand::Invoice { name: "acme".into(), at: d(2026, 11, 24) }).unwrap();
+    run(
+        &mut s,
+        &op(),
+        AdminCommand::TariffSet {
+            initial_fee: Some(50_000),
+            annual_fee: Some(12_000),
+            tax_rate_bp: None,
+        },
+    )
+    .unwrap();
+    let out = run(
+        &mut s,
+        &op(),
+        AdminCommand::Invoice {
+            name: "acme".into(),
+            at: d(2026, 11, 24),
+        },
+    )
+    .unwrap();
     let Output::Sections { parts } = out else { panic!() };
     // Initial 50,000 + 2 accounts x 12,000 x 13/12 (start month free) = 76,000; tax 7,600.
-    assert!(matches!(&parts[1].1, Output::Message { text } if text == "¥83,600"), "{:?}", parts[1]);
+    assert!(
+        matches!(&parts[1].1, Output::Message { text } if text == "¥83,600"),
+        "{:?}",
+        parts[1]
+    );
 }

@@ -279,8 +279,16 @@ impl fmt::Display for RelayBenchReport {
         writeln!(f)?;
         let row = |f: &mut fmt::Formatter<'_>, k: &str, v: String| writeln!(f, "  {k:<30} {v}");
         row(f, "offered", format!("{:>12} /s", group(self.offered_per_s as u64)))?;
-        row(f, "forwarded (hub counter)", format!("{:>12} /s", group(self.forwarded_per_s as u64)))?;
-        row(f, "received (nodes)", format!("{:>12} /s", group(self.received_per_s as u64)))?;
+        row(
+            f,
+            "forwarded (hub counter)",
+            format!("{:>12} /s", group(self.forwarded_per_s as u64)),
+        )?;
+        row(
+            f,
+            "received (nodes)",
+            format!("{:>12} /s", group(self.received_per_s as u64)),
+        )?;
         row(
             f,
             "hub relay CPU",
@@ -325,7 +333,11 @@ impl fmt::Display for RelayBenchReport {
         row(
             f,
             "hub heap per bound node",
-            match (m.heap_per_node_bytes, m.heap_admit_per_node_bytes, m.heap_bind_per_node_bytes) {
+            match (
+                m.heap_per_node_bytes,
+                m.heap_admit_per_node_bytes,
+                m.heap_bind_per_node_bytes,
+            ) {
                 (Some(h), Some(a), Some(b)) => format!(
                     "{h:>12.0} B  (admit {a:.0}, bind {b:.0}; goal ≤ 2048: {})",
                     yes_no(self.goals.memory_2kib_per_node)
@@ -352,7 +364,11 @@ impl fmt::Display for RelayBenchReport {
         row(
             f,
             "binds",
-            format!("{:>12}   bound in {:.2} s", group(m.bound_nodes as u64), self.bind_seconds),
+            format!(
+                "{:>12}   bound in {:.2} s",
+                group(m.bound_nodes as u64),
+                self.bind_seconds
+            ),
         )?;
         let t = &self.totals;
         writeln!(f)?;
@@ -394,8 +410,16 @@ impl fmt::Display for RelayBenchReport {
             ),
         )?;
         row(f, "  hub send errors", format!("{:>12}", group(t.hub_send_errors)))?;
-        row(f, "  node socket overflow", format!("{:>12}", group(t.node_socket_drops)))?;
-        row(f, "  loopback backlog (system)", format!("{:>12}", group(t.backlog_drops_system)))?;
+        row(
+            f,
+            "  node socket overflow",
+            format!("{:>12}", group(t.node_socket_drops)),
+        )?;
+        row(
+            f,
+            "  loopback backlog (system)",
+            format!("{:>12}", group(t.backlog_drops_system)),
+        )?;
         row(f, "  unaccounted", format!("{:>12}", t.unaccounted))?;
         row(f, "misrouted or corrupt", format!("{:>12}", group(t.misrouted)))?;
         if t.send_would_block > 0 || t.send_failures > 0 {
@@ -962,7 +986,10 @@ fn bind_all(sims: &[SimNode], sockets: &[UdpSocket], state: &mut [(u64, u32)]) -
                         let reply = &buf[..BIND_LEN];
                         let ok = BindMsg::verify(reply, &sim.key).is_ok()
                             && BindMsg::parse(reply).is_ok_and(|m| {
-                                m.kind == Kind::Bound && m.node == sim.id && m.session == sim.session && m.counter == *counter
+                                m.kind == Kind::Bound
+                                    && m.node == sim.id
+                                    && m.session == sim.session
+                                    && m.counter == *counter
                             });
                         if ok {
                             break;
@@ -1193,7 +1220,11 @@ impl ReceiverJob {
                     for (k, m) in msgs[..got].iter_mut().enumerate() {
                         let len = m.msg_len as usize;
                         // With GRO the kernel says the datagram size; else it is the length.
-                        let seg = if self.gro { gro_segment_size(&m.msg_hdr).unwrap_or(len) } else { len };
+                        let seg = if self.gro {
+                            gro_segment_size(&m.msg_hdr).unwrap_or(len)
+                        } else {
+                            len
+                        };
                         let data = &bufs[k * stride..k * stride + len.min(stride)];
                         for d in data.chunks(seg.max(1)) {
                             datagrams += 1;
@@ -1354,7 +1385,11 @@ pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
 /// of `/proc/stat`.
 pub fn parse_proc_stat_busy(stat: &str) -> Option<u64> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
     // user nice system idle iowait irq softirq steal [guest guest_nice, already in user/nice]
     let busy = v.iter().take(8).sum::<u64>() - v.get(3)? - v.get(4).unwrap_or(&0);
     Some(busy)
@@ -1478,7 +1513,9 @@ fn read_udp_drops() -> Result<HashMap<u64, u64>> {
 }
 
 fn read_softnet_drops() -> Option<u64> {
-    Some(parse_softnet_drops(&std::fs::read_to_string("/proc/net/softnet_stat").ok()?))
+    Some(parse_softnet_drops(
+        &std::fs::read_to_string("/proc/net/softnet_stat").ok()?,
+    ))
 }
 
 /// Raises the open-file limit to at least `need` (one socket per node).

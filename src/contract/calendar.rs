@@ -259,10 +259,7 @@ pub fn term_at(
 ) -> Result<TermStatus, ContractError> {
     require_month_end(first_end)?;
     if first_end < start {
-        return Err(ContractError::EndBeforeStart {
-            start,
-            end: first_end,
-        });
+        return Err(ContractError::EndBeforeStart { start, end: first_end });
     }
     let last_day = cancellation.map(Cancellation::effective).transpose()?;
     if let Some(effective) = last_day {
@@ -286,11 +283,7 @@ pub fn term_at(
 }
 
 /// The term (first or renewed) containing `at`, ignoring cancellation; `at >= start`.
-fn term_containing(
-    start: NaiveDate,
-    first_end: NaiveDate,
-    at: NaiveDate,
-) -> Result<Term, ContractError> {
+fn term_containing(start: NaiveDate, first_end: NaiveDate, at: NaiveDate) -> Result<Term, ContractError> {
     if at <= first_end {
         return Ok(Term {
             start,
@@ -302,13 +295,10 @@ fn term_containing(
     let renewals = (behind + RENEWAL_MONTHS - 1) / RENEWAL_MONTHS;
     let end = month_end_after(first_end, renewals * RENEWAL_MONTHS)?;
     let previous_end = month_end_after(first_end, (renewals - 1) * RENEWAL_MONTHS)?;
-    let term_start = previous_end
-        .succ_opt()
-        .ok_or(ContractError::DateOutOfRange(
-            "term start beyond the representable dates",
-        ))?;
-    let renewals =
-        u32::try_from(renewals).map_err(|_| ContractError::DateOutOfRange("too many renewals"))?;
+    let term_start = previous_end.succ_opt().ok_or(ContractError::DateOutOfRange(
+        "term start beyond the representable dates",
+    ))?;
+    let renewals = u32::try_from(renewals).map_err(|_| ContractError::DateOutOfRange("too many renewals"))?;
     Ok(Term {
         start: term_start,
         end,
@@ -325,9 +315,7 @@ fn term_containing(
 /// That is a point in time, so this takes and returns a date-time: `sent` plus
 /// 5 × 24 hours. (Art. 6-4 deems ordinary notices delivered when sent; art. 24-3 is
 /// the specific rule for a termination notice that is known not to have arrived.)
-pub fn termination_effective_undelivered(
-    sent: NaiveDateTime,
-) -> Result<NaiveDateTime, ContractError> {
+pub fn termination_effective_undelivered(sent: NaiveDateTime) -> Result<NaiveDateTime, ContractError> {
     TimeDelta::try_days(UNDELIVERED_NOTICE_DAYS)
         .and_then(|five_days| sent.checked_add_signed(five_days))
         .ok_or(ContractError::DateOutOfRange(
@@ -346,11 +334,7 @@ mod tests {
 
     fn active(status: TermStatus) -> (Term, bool, Option<NaiveDate>) {
         match status {
-            TermStatus::Active {
-                term,
-                renews,
-                last_day,
-            } => (term, renews, last_day),
+            TermStatus::Active { term, renews, last_day } => (term, renews, last_day),
             other => panic!("expected an active term, got {other:?}"),
         }
     }
@@ -401,22 +385,10 @@ mod tests {
 
     #[test]
     fn deadline_is_the_last_day_of_the_previous_month() {
-        assert_eq!(
-            cancellation_deadline(d(2027, 12, 31)).unwrap(),
-            d(2027, 11, 30)
-        );
-        assert_eq!(
-            cancellation_deadline(d(2028, 3, 31)).unwrap(),
-            d(2028, 2, 29)
-        );
-        assert_eq!(
-            cancellation_deadline(d(2027, 3, 31)).unwrap(),
-            d(2027, 2, 28)
-        );
-        assert_eq!(
-            cancellation_deadline(d(2028, 1, 31)).unwrap(),
-            d(2027, 12, 31)
-        );
+        assert_eq!(cancellation_deadline(d(2027, 12, 31)).unwrap(), d(2027, 11, 30));
+        assert_eq!(cancellation_deadline(d(2028, 3, 31)).unwrap(), d(2028, 2, 29));
+        assert_eq!(cancellation_deadline(d(2027, 3, 31)).unwrap(), d(2027, 2, 28));
+        assert_eq!(cancellation_deadline(d(2028, 1, 31)).unwrap(), d(2027, 12, 31));
         assert!(matches!(
             cancellation_deadline(d(2028, 1, 30)),
             Err(ContractError::NotMonthEnd(_))
@@ -426,27 +398,15 @@ mod tests {
     #[test]
     fn additional_contract_ends_with_the_basic_first_term() {
         let basic_end = first_term_end(d(2026, 11, 24)).unwrap(); // 2027-12-31
-        assert_eq!(
-            additional_first_end(basic_end, d(2026, 11, 24)).unwrap(),
-            basic_end
-        );
-        assert_eq!(
-            additional_first_end(basic_end, d(2027, 5, 10)).unwrap(),
-            basic_end
-        );
-        assert_eq!(
-            additional_first_end(basic_end, d(2027, 11, 30)).unwrap(),
-            basic_end
-        );
+        assert_eq!(additional_first_end(basic_end, d(2026, 11, 24)).unwrap(), basic_end);
+        assert_eq!(additional_first_end(basic_end, d(2027, 5, 10)).unwrap(), basic_end);
+        assert_eq!(additional_first_end(basic_end, d(2027, 11, 30)).unwrap(), basic_end);
     }
 
     #[test]
     fn additional_contract_in_the_end_month_gets_its_own_first_term() {
         let basic_end = d(2027, 12, 31);
-        assert_eq!(
-            additional_first_end(basic_end, d(2027, 12, 1)).unwrap(),
-            d(2029, 1, 31)
-        );
+        assert_eq!(additional_first_end(basic_end, d(2027, 12, 1)).unwrap(), d(2029, 1, 31));
         // Even on the very last day of the basic term.
         assert_eq!(
             additional_first_end(basic_end, d(2027, 12, 31)).unwrap(),
@@ -463,24 +423,15 @@ mod tests {
     fn additional_contract_after_a_renewal_reads_the_renewed_end() {
         let basic_end = d(2027, 12, 31);
         // First day of the first renewal: ends with the renewed end.
-        assert_eq!(
-            additional_first_end(basic_end, d(2028, 1, 1)).unwrap(),
-            d(2028, 12, 31)
-        );
+        assert_eq!(additional_first_end(basic_end, d(2028, 1, 1)).unwrap(), d(2028, 12, 31));
         assert_eq!(
             additional_first_end(basic_end, d(2028, 11, 30)).unwrap(),
             d(2028, 12, 31)
         );
         // In the renewed end month: own first term.
-        assert_eq!(
-            additional_first_end(basic_end, d(2028, 12, 5)).unwrap(),
-            d(2030, 1, 31)
-        );
+        assert_eq!(additional_first_end(basic_end, d(2028, 12, 5)).unwrap(), d(2030, 1, 31));
         // Second renewal.
-        assert_eq!(
-            additional_first_end(basic_end, d(2029, 3, 1)).unwrap(),
-            d(2029, 12, 31)
-        );
+        assert_eq!(additional_first_end(basic_end, d(2029, 3, 1)).unwrap(), d(2029, 12, 31));
         assert!(matches!(
             additional_first_end(d(2027, 12, 30), d(2027, 1, 1)),
             Err(ContractError::NotMonthEnd(_))
@@ -570,8 +521,7 @@ mod tests {
             requested_end: None,
         };
         assert_eq!(c.effective().unwrap(), d(2027, 12, 31));
-        let (t, renews, last) =
-            active(term_at(start, first_end, Some(&c), d(2027, 12, 31)).unwrap());
+        let (t, renews, last) = active(term_at(start, first_end, Some(&c), d(2027, 12, 31)).unwrap());
         assert_eq!(t.renewals, 0);
         assert!(!renews);
         assert_eq!(last, Some(d(2027, 12, 31)));
@@ -594,12 +544,8 @@ mod tests {
         assert_eq!(c.effective().unwrap(), d(2028, 1, 31));
         let (t, renews, _) = active(term_at(start, first_end, Some(&c), d(2027, 12, 31)).unwrap());
         assert_eq!(t.renewals, 0);
-        assert!(
-            renews,
-            "the deadline was missed, so the term renews (art. 14, 18-2)"
-        );
-        let (t, renews, last) =
-            active(term_at(start, first_end, Some(&c), d(2028, 1, 31)).unwrap());
+        assert!(renews, "the deadline was missed, so the term renews (art. 14, 18-2)");
+        let (t, renews, last) = active(term_at(start, first_end, Some(&c), d(2028, 1, 31)).unwrap());
         assert_eq!(t.renewals, 1);
         assert!(!renews);
         assert_eq!(last, Some(d(2028, 1, 31)));
@@ -622,20 +568,14 @@ mod tests {
             cancellation_effective(d(2027, 4, 1), Some(d(2027, 4, 30))).unwrap(),
             d(2027, 5, 31)
         );
-        assert_eq!(
-            cancellation_effective(d(2027, 3, 10), None).unwrap(),
-            d(2027, 4, 30)
-        );
+        assert_eq!(cancellation_effective(d(2027, 3, 10), None).unwrap(), d(2027, 4, 30));
         // A later requested month end is honoured.
         assert_eq!(
             cancellation_effective(d(2027, 3, 10), Some(d(2027, 12, 31))).unwrap(),
             d(2027, 12, 31)
         );
         // Leap February.
-        assert_eq!(
-            cancellation_effective(d(2028, 1, 31), None).unwrap(),
-            d(2028, 2, 29)
-        );
+        assert_eq!(cancellation_effective(d(2028, 1, 31), None).unwrap(), d(2028, 2, 29));
         // A requested date that is not a month end is refused.
         assert_eq!(
             cancellation_effective(d(2027, 3, 10), Some(d(2027, 4, 29))),
@@ -646,8 +586,7 @@ mod tests {
             received: d(2027, 3, 10),
             requested_end: None,
         };
-        let (t, renews, last) =
-            active(term_at(start, d(2027, 12, 31), Some(&c), d(2027, 4, 30)).unwrap());
+        let (t, renews, last) = active(term_at(start, d(2027, 12, 31), Some(&c), d(2027, 4, 30)).unwrap());
         assert_eq!((t.renewals, renews, last), (0, false, Some(d(2027, 4, 30))));
     }
 
@@ -696,20 +635,11 @@ mod tests {
         assert!(renewed_end(NaiveDate::MAX).is_err());
         assert!(cancellation_deadline(month_end(NaiveDate::MIN)).is_err());
         assert!(cancellation_effective(NaiveDate::MAX, None).is_err());
-        let near_max = month_end(
-            NaiveDate::MAX
-                .checked_sub_months(chrono::Months::new(5))
-                .unwrap(),
-        );
+        let near_max = month_end(NaiveDate::MAX.checked_sub_months(chrono::Months::new(5)).unwrap());
         assert!(term_at(d(2026, 1, 1), near_max, None, near_max).is_ok());
         // The term after it would end beyond the last representable date.
         assert!(term_at(d(2026, 1, 1), near_max, None, NaiveDate::MAX).is_err());
-        let _ = term_at(
-            NaiveDate::MIN,
-            month_end(NaiveDate::MIN),
-            None,
-            NaiveDate::MAX,
-        );
+        let _ = term_at(NaiveDate::MIN, month_end(NaiveDate::MIN), None, NaiveDate::MAX);
     }
 
     /// Any representable date.

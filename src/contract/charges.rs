@@ -201,13 +201,8 @@ pub fn tax(subtotal: Yen, rate_bp: u32) -> Result<Yen, ContractError> {
 /// The usage fee for `accounts` accounts over `months` calendar months: the annual fee
 /// per account prorated by the month (one twelfth a month; see the module docs),
 /// rounded down once for the whole line.
-pub fn usage_fee(
-    annual_fee_per_account: Yen,
-    accounts: u32,
-    months: u32,
-) -> Result<Yen, ContractError> {
-    let v = u128::from(annual_fee_per_account) * u128::from(accounts) * u128::from(months)
-        / MONTHS_PER_YEAR;
+pub fn usage_fee(annual_fee_per_account: Yen, accounts: u32, months: u32) -> Result<Yen, ContractError> {
+    let v = u128::from(annual_fee_per_account) * u128::from(accounts) * u128::from(months) / MONTHS_PER_YEAR;
     to_yen(v, "usage fee")
 }
 
@@ -216,10 +211,7 @@ fn first_of_month(d: NaiveDate) -> NaiveDate {
 }
 
 fn months_u32(from: NaiveDate, to: NaiveDate) -> Result<u32, ContractError> {
-    u32::try_from(months_between(from, to) + 1).map_err(|_| ContractError::EndBeforeStart {
-        start: from,
-        end: to,
-    })
+    u32::try_from(months_between(from, to) + 1).map_err(|_| ContractError::EndBeforeStart { start: from, end: to })
 }
 
 /// The invoice for a contract's first term, raised at delivery of the kit.
@@ -244,19 +236,14 @@ pub fn first_term_invoice(
         return Err(ContractError::NotMonthEnd(first_end));
     }
     if first_end < start {
-        return Err(ContractError::EndBeforeStart {
-            start,
-            end: first_end,
-        });
+        return Err(ContractError::EndBeforeStart { start, end: first_end });
     }
     let mut lines = vec![LineItem {
         kind: LineKind::InitialFee,
         amount: tariff.initial_fee,
     }];
     lines.extend(tariff.options.iter().map(|o| LineItem {
-        kind: LineKind::OptionFee {
-            name: o.name.clone(),
-        },
+        kind: LineKind::OptionFee { name: o.name.clone() },
         amount: o.amount,
     }));
     let usage_from = if tariff.start_month_free {
@@ -294,17 +281,11 @@ pub fn first_term_invoice(
 /// `previous_end` for one year ([`renewed_end`]), so the fee is exactly twelve months:
 /// the annual fee per account times the accounts. It is dated the renewal's first day.
 /// Initial and option fees are one-off and do not recur.
-pub fn renewal_invoice(
-    tariff: &Tariff,
-    previous_end: NaiveDate,
-    accounts: u32,
-) -> Result<Invoice, ContractError> {
+pub fn renewal_invoice(tariff: &Tariff, previous_end: NaiveDate, accounts: u32) -> Result<Invoice, ContractError> {
     let end = renewed_end(previous_end)?;
-    let start = previous_end
-        .succ_opt()
-        .ok_or(ContractError::DateOutOfRange(
-            "renewal start beyond the representable dates",
-        ))?;
+    let start = previous_end.succ_opt().ok_or(ContractError::DateOutOfRange(
+        "renewal start beyond the representable dates",
+    ))?;
     let months = months_u32(start, end)?;
     let lines = vec![LineItem {
         kind: LineKind::UsageFee {
@@ -344,11 +325,7 @@ pub struct BilledContract {
 /// The payment due date is whatever the invoice states (art. 28-3), so it is not
 /// computed here. Run this for every day since the last run; it is a pure function of
 /// its inputs, so re-running a day gives the same invoices.
-pub fn invoice_at(
-    tariff: &Tariff,
-    contract: &BilledContract,
-    at: NaiveDate,
-) -> Result<Vec<Invoice>, ContractError> {
+pub fn invoice_at(tariff: &Tariff, contract: &BilledContract, at: NaiveDate) -> Result<Vec<Invoice>, ContractError> {
     let mut due = Vec::new();
     let delivered = contract.delivered.unwrap_or(contract.start);
     if at == delivered {
@@ -360,12 +337,7 @@ pub fn invoice_at(
             delivered,
         )?);
     }
-    let status = term_at(
-        contract.start,
-        contract.first_end,
-        contract.cancellation.as_ref(),
-        at,
-    )?;
+    let status = term_at(contract.start, contract.first_end, contract.cancellation.as_ref(), at)?;
     if let TermStatus::Active { term, .. } = status {
         if term.renewals > 0 && term.start == at {
             let previous_end = at.pred_opt().ok_or(ContractError::DateOutOfRange(
@@ -503,9 +475,7 @@ mod tests {
         assert_eq!(inv.tax, 21_000);
         assert_eq!(inv.total, 231_000);
         assert!(inv.lines[2].description().contains("waived (art. 27-2)"));
-        assert!(inv.lines[3]
-            .description()
-            .contains("10 accounts × 13 months"));
+        assert!(inv.lines[3].description().contains("10 accounts × 13 months"));
     }
 
     #[test]
@@ -576,28 +546,19 @@ mod tests {
         ));
         // A term ending in the start month: nothing beyond the free month to charge.
         let inv = first_term_invoice(&t, d(2027, 1, 5), d(2027, 1, 31), 1, d(2027, 1, 5)).unwrap();
-        assert!(!inv
-            .lines
-            .iter()
-            .any(|l| matches!(l.kind, LineKind::UsageFee { .. })));
+        assert!(!inv.lines.iter().any(|l| matches!(l.kind, LineKind::UsageFee { .. })));
     }
 
     #[test]
     fn renewal_invoice_is_one_annual_fee_in_the_renewal_start_month() {
         let inv = renewal_invoice(&tariff(), d(2027, 12, 31), 10).unwrap();
         assert_eq!(inv.issued, d(2028, 1, 1));
-        assert_eq!(
-            (inv.term_start, inv.term_end),
-            (d(2028, 1, 1), d(2028, 12, 31))
-        );
+        assert_eq!((inv.term_start, inv.term_end), (d(2028, 1, 1), d(2028, 12, 31)));
         assert_eq!(inv.subtotal, 120_000);
         assert_eq!(inv.tax, 12_000);
         assert_eq!(inv.total, 132_000);
         let inv = renewal_invoice(&tariff(), d(2028, 2, 29), 1).unwrap();
-        assert_eq!(
-            (inv.term_start, inv.term_end),
-            (d(2028, 3, 1), d(2029, 2, 28))
-        );
+        assert_eq!((inv.term_start, inv.term_end), (d(2028, 3, 1), d(2029, 2, 28)));
         assert!(matches!(
             renewal_invoice(&tariff(), d(2028, 2, 28), 1),
             Err(ContractError::NotMonthEnd(_))
@@ -672,16 +633,10 @@ mod tests {
         // Paid 2027-02-11: days 2027-02-01 ..= 2027-02-10 = 10.
         assert_eq!(interest_days(due, d(2027, 2, 11)), 10);
         // 1,000,000 × 0.145 × 10 / 365 = 3972.60… → 3972.
-        assert_eq!(
-            late_interest(1_000_000, due, d(2027, 2, 11)).unwrap(),
-            3_972
-        );
+        assert_eq!(late_interest(1_000_000, due, d(2027, 2, 11)).unwrap(), 3_972);
         // A full year late (paid the day after the first anniversary): 365 days.
         assert_eq!(interest_days(due, d(2028, 2, 1)), 365);
-        assert_eq!(
-            late_interest(1_000_000, due, d(2028, 2, 1)).unwrap(),
-            145_000
-        );
+        assert_eq!(late_interest(1_000_000, due, d(2028, 2, 1)).unwrap(), 145_000);
     }
 
     #[test]
@@ -724,22 +679,20 @@ mod tests {
             0u32..3000,
             any::<bool>(),
         )
-            .prop_map(
-                |(initial_fee, annual, opts, tax_rate_bp, start_month_free)| Tariff {
-                    initial_fee,
-                    annual_fee_per_account: annual,
-                    options: opts
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, amount)| OptionFee {
-                            name: format!("option {i}"),
-                            amount,
-                        })
-                        .collect(),
-                    tax_rate_bp,
-                    start_month_free,
-                },
-            )
+            .prop_map(|(initial_fee, annual, opts, tax_rate_bp, start_month_free)| Tariff {
+                initial_fee,
+                annual_fee_per_account: annual,
+                options: opts
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, amount)| OptionFee {
+                        name: format!("option {i}"),
+                        amount,
+                    })
+                    .collect(),
+                tax_rate_bp,
+                start_month_free,
+            })
     }
 
     proptest! {

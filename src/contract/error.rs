@@ -21,30 +21,19 @@ pub enum ContractError {
         "additional contract starting {additional} is before its basic contract's start {basic} \
          (art. 12: it is made after the basic contract)"
     )]
-    AdditionalBeforeBasic {
-        basic: NaiveDate,
-        additional: NaiveDate,
-    },
+    AdditionalBeforeBasic { basic: NaiveDate, additional: NaiveDate },
 
     #[error("{end} is before {start}")]
     EndBeforeStart { start: NaiveDate, end: NaiveDate },
 
     #[error("outage ends at {end}, before it starts at {start}")]
-    OutageEndsBeforeStart {
-        start: NaiveDateTime,
-        end: NaiveDateTime,
-    },
+    OutageEndsBeforeStart { start: NaiveDateTime, end: NaiveDateTime },
 
     #[error("{0} is not the last day of a month (term ends and cancellations fall on month ends, art. 13, 14, 18)")]
     NotMonthEnd(NaiveDate),
 
-    #[error(
-        "cancellation would take effect on {effective}, before the contract starts on {start}"
-    )]
-    CancelledBeforeStart {
-        start: NaiveDate,
-        effective: NaiveDate,
-    },
+    #[error("cancellation would take effect on {effective}, before the contract starts on {start}")]
+    CancelledBeforeStart { start: NaiveDate, effective: NaiveDate },
 
     #[error("date arithmetic out of range: {0}")]
     DateOutOfRange(&'static str),

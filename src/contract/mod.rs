@@ -27,14 +27,12 @@ pub mod outage;
 pub mod unit;
 
 pub use calendar::{
-    additional_first_end, cancellation_deadline, cancellation_effective, first_term_end,
-    is_month_end, month_end, renewed_end, term_at, termination_effective_undelivered, Cancellation,
-    Term, TermStatus,
+    additional_first_end, cancellation_deadline, cancellation_effective, first_term_end, is_month_end, month_end,
+    renewed_end, term_at, termination_effective_undelivered, Cancellation, Term, TermStatus,
 };
 pub use charges::{
-    first_term_invoice, interest_days, invoice_at, is_overdue, late_interest, renewal_invoice, tax,
-    usage_fee, BilledContract, Invoice, LineItem, LineKind, OptionFee, Tariff, DEFAULT_TAX_RATE_BP,
-    INTEREST_GRACE_DAYS,
+    first_term_invoice, interest_days, invoice_at, is_overdue, late_interest, renewal_invoice, tax, usage_fee,
+    BilledContract, Invoice, LineItem, LineKind, OptionFee, Tariff, DEFAULT_TAX_RATE_BP, INTEREST_GRACE_DAYS,
 };
 pub use error::ContractError;
 pub use outage::{compensable_days, compensation, MIN_OUTAGE_HOURS};

@@ -35,9 +35,7 @@ const DAYS_PER_YEAR: u128 = 365;
 /// how long the service was continuously unusable (連続した), so two records of one
 /// outage (say, a restart of the monitor in the middle) must not be cut in two, nor
 /// counted twice. Errors if any record ends before it starts.
-fn merged(
-    outages: &[(NaiveDateTime, NaiveDateTime)],
-) -> Result<Vec<(NaiveDateTime, NaiveDateTime)>, ContractError> {
+fn merged(outages: &[(NaiveDateTime, NaiveDateTime)]) -> Result<Vec<(NaiveDateTime, NaiveDateTime)>, ContractError> {
     if let Some(&(start, end)) = outages.iter().find(|(s, e)| e < s) {
         return Err(ContractError::OutageEndsBeforeStart { start, end });
     }
@@ -79,10 +77,7 @@ pub fn compensable_days(outages: &[(NaiveDateTime, NaiveDateTime)]) -> Result<u6
 /// tax): `annual_fee × days / 365`, rounded down once over all days so that
 /// rounding does not cost the contractor a yen per outage. Zero if no outage reached
 /// 120 hours.
-pub fn compensation(
-    outages: &[(NaiveDateTime, NaiveDateTime)],
-    annual_fee: Yen,
-) -> Result<Yen, ContractError> {
+pub fn compensation(outages: &[(NaiveDateTime, NaiveDateTime)], annual_fee: Yen) -> Result<Yen, ContractError> {
     let days = u128::from(compensable_days(outages)?);
     let v = u128::from(annual_fee) * days / DAYS_PER_YEAR;
     Yen::try_from(v).map_err(|_| ContractError::AmountOverflow("outage compensation"))
@@ -148,10 +143,7 @@ mod tests {
             6
         );
         // A gap of a minute breaks continuity.
-        let third = (
-            first.1 + TimeDelta::minutes(1),
-            first.1 + TimeDelta::hours(70),
-        );
+        let third = (first.1 + TimeDelta::minutes(1), first.1 + TimeDelta::hours(70));
         assert_eq!(compensable_days(&[first, third]).unwrap(), 0);
     }
 
@@ -162,10 +154,7 @@ mod tests {
         assert_eq!(compensation(&[hours(s, 120)], 120_000).unwrap(), 1_643);
         // Two separate 5-day outages: 10 days → 3287, not 2 × 1643.
         let other = hours(t(2028, 6, 1, 0, 0), 120);
-        assert_eq!(
-            compensation(&[hours(s, 120), other], 120_000).unwrap(),
-            3_287
-        );
+        assert_eq!(compensation(&[hours(s, 120), other], 120_000).unwrap(), 3_287);
     }
 
     #[test]

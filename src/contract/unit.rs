@@ -159,42 +159,17 @@ mod tests {
 
     #[test]
     fn kind_parses_corporations_and_public_bodies() {
-        assert_eq!(
-            ContractKind::parse("corporation").unwrap(),
-            ContractKind::Corporation
-        );
-        assert_eq!(
-            ContractKind::parse(" Corporation ").unwrap(),
-            ContractKind::Corporation
-        );
-        assert_eq!(
-            ContractKind::parse("法人").unwrap(),
-            ContractKind::Corporation
-        );
-        assert_eq!(
-            ContractKind::parse("public-body").unwrap(),
-            ContractKind::PublicBody
-        );
-        assert_eq!(
-            ContractKind::parse("PUBLIC_BODY").unwrap(),
-            ContractKind::PublicBody
-        );
-        assert_eq!(
-            "公共機関".parse::<ContractKind>().unwrap(),
-            ContractKind::PublicBody
-        );
+        assert_eq!(ContractKind::parse("corporation").unwrap(), ContractKind::Corporation);
+        assert_eq!(ContractKind::parse(" Corporation ").unwrap(), ContractKind::Corporation);
+        assert_eq!(ContractKind::parse("法人").unwrap(), ContractKind::Corporation);
+        assert_eq!(ContractKind::parse("public-body").unwrap(), ContractKind::PublicBody);
+        assert_eq!(ContractKind::parse("PUBLIC_BODY").unwrap(), ContractKind::PublicBody);
+        assert_eq!("公共機関".parse::<ContractKind>().unwrap(), ContractKind::PublicBody);
     }
 
     #[test]
     fn kind_refuses_everything_else_naming_article_11() {
-        for s in [
-            "individual",
-            "個人",
-            "association",
-            "",
-            "corp",
-            "public body",
-        ] {
+        for s in ["individual", "個人", "association", "", "corp", "public body"] {
             let e = ContractKind::parse(s).unwrap_err();
             assert_eq!(e, ContractError::UnknownKind(s.to_string()));
             let msg = e.to_string();
@@ -261,13 +236,7 @@ mod tests {
         let u = unit();
         assert_eq!(u.validate(10), Ok(()));
         let e = u.validate(11).unwrap_err();
-        assert_eq!(
-            e,
-            ContractError::TooFewAccounts {
-                min: 11,
-                accounts: 10
-            }
-        );
+        assert_eq!(e, ContractError::TooFewAccounts { min: 11, accounts: 10 });
         assert!(e.to_string().contains("at least 11 accounts"), "{e}");
     }
 
@@ -275,10 +244,7 @@ mod tests {
     fn validate_refuses_empty_or_early_additional_contracts() {
         let mut u = unit();
         u.additional[1].accounts = 0;
-        assert_eq!(
-            u.validate(1),
-            Err(ContractError::EmptyAdditional { index: 1 })
-        );
+        assert_eq!(u.validate(1), Err(ContractError::EmptyAdditional { index: 1 }));
         let mut u = unit();
         u.additional[0].start = d(2026, 11, 23);
         assert!(matches!(

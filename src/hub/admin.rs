@@ -52,7 +52,11 @@ pub async fn serve(
     let command: AdminCommand = match serde_json::from_value(command) {
         Ok(c) => c,
         Err(e) => {
-            return refuse(wr, &Refusal::new(RefuseReason::BadRequest, format!("unknown admin command: {e}"))).await;
+            return refuse(
+                wr,
+                &Refusal::new(RefuseReason::BadRequest, format!("unknown admin command: {e}")),
+            )
+            .await;
         }
     };
     let (ctx2, account2, password2) = (ctx.clone(), account.to_string(), password.to_string());
@@ -105,7 +109,9 @@ pub async fn serve_passwd(
     new: &str,
 ) -> Result<()> {
     let (ctx2, a, o, n) = (ctx.clone(), account.to_string(), old.to_string(), new.to_string());
-    let result = tokio::task::spawn_blocking(move || auth::change_password(&ctx2.store, &a, &o, &n, &source.to_string())).await?;
+    let result =
+        tokio::task::spawn_blocking(move || auth::change_password(&ctx2.store, &a, &o, &n, &source.to_string()))
+            .await?;
     match result {
         Ok(_) => {
             ctx.limiter.record_success(source.ip(), Some(account));

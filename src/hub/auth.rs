@@ -11,7 +11,10 @@ use rand::RngCore;
 
 use crate::password;
 use crate::proto::control::{Credential, Key32, RefuseReason, Role};
-use crate::store::{now, AccountRecord, AccountState, AuditEntry, ContractRecord, ContractState, DeviceRecord, OverlayNet, Store, StoreError};
+use crate::store::{
+    now, AccountRecord, AccountState, AuditEntry, ContractRecord, ContractState, DeviceRecord, OverlayNet, Store,
+    StoreError,
+};
 
 /// How long a resume token lets a client reconnect without its password. Each use
 /// extends it, so a laptop that stays up keeps its session across hub restarts.
@@ -75,11 +78,23 @@ pub fn state_refusal(account: &AccountRecord) -> Option<Refusal> {
     let (reason, msg) = match account.contract_state {
         ContractState::Active => match account.state {
             AccountState::Active => return None,
-            AccountState::Locked => (RefuseReason::AccountLocked, format!("account {} is locked", account.username)),
+            AccountState::Locked => (
+                RefuseReason::AccountLocked,
+                format!("account {} is locked", account.username),
+            ),
         },
-        ContractState::Suspended => (RefuseReason::ContractSuspended, format!("the contract {contract} is suspended")),
-        ContractState::Terminated => (RefuseReason::ContractTerminated, format!("the contract {contract} was terminated")),
-        ContractState::Cancelled => (RefuseReason::ContractCancelled, format!("the contract {contract} was cancelled")),
+        ContractState::Suspended => (
+            RefuseReason::ContractSuspended,
+            format!("the contract {contract} is suspended"),
+        ),
+        ContractState::Terminated => (
+            RefuseReason::ContractTerminated,
+            format!("the contract {contract} was terminated"),
+        ),
+        ContractState::Cancelled => (
+            RefuseReason::ContractCancelled,
+            format!("the contract {contract} was cancelled"),
+        ),
     };
     Some(Refusal::new(reason, msg))
 }
@@ -113,7 +128,13 @@ pub fn authenticate(store: &SharedStore, req: &LoginRequest, overlay: OverlayNet
         ),
         Err(r) => (
             "login.refused",
-            format!("{}: {} ({:?}, via {})", req.role.as_str(), r.message, r.reason, req.credential.kind()),
+            format!(
+                "{}: {} ({:?}, via {})",
+                req.role.as_str(),
+                r.message,
+                r.reason,
+                req.credential.kind()
+            ),
             None,
             req.account.map(str::to_string),
         ),
@@ -145,7 +166,11 @@ fn decide(store: &SharedStore, req: &LoginRequest, overlay: OverlayNet) -> Resul
                 .device_by_key(req.remote_key, Role::Target, None)
                 .map_err(Refusal::internal)?
                 .ok_or_else(|| Refusal::new(RefuseReason::NotEnrolled, "this machine is not enrolled as a target"))?;
-            let account = store.lock().unwrap().account_by_id(device.account_id).map_err(Refusal::internal)?;
+            let account = store
+                .lock()
+                .unwrap()
+                .account_by_id(device.account_id)
+                .map_err(Refusal::internal)?;
             if let Some(r) = state_refusal(&account) {
                 return Err(r);
             }
@@ -196,13 +221,20 @@ fn decide(store: &SharedStore, req: &LoginRequest, overlay: OverlayNet) -> Resul
             let valid = device.resume_hash.as_deref() == Some(&token_hash(token)[..])
                 && device.resume_expires.is_some_and(|e| e > now());
             if !valid {
-                return Err(Refusal::new(RefuseReason::ResumeExpired, "the remembered login has expired"));
+                return Err(Refusal::new(
+                    RefuseReason::ResumeExpired,
+                    "the remembered login has expired",
+                ));
             }
             if let Some(r) = state_refusal(&account) {
                 return Err(r);
             }
-            s.device_set_resume(device.id, device.resume_hash.as_deref(), Some(now() + RESUME_LIFETIME_S))
-                .map_err(Refusal::internal)?;
+            s.device_set_resume(
+                device.id,
+                device.resume_hash.as_deref(),
+                Some(now() + RESUME_LIFETIME_S),
+            )
+            .map_err(Refusal::internal)?;
             Ok(Outcome::Session {
                 device,
                 account,
@@ -217,12 +249,21 @@ fn decide(store: &SharedStore, req: &LoginRequest, overlay: OverlayNet) -> Resul
 }
 
 /// Authenticates a contract's account administrator (`mcvpn admin --hub --as`).
-pub fn authenticate_admin(store: &SharedStore, account: &str, password: &str, source: &str) -> Result<(AccountRecord, ContractRecord), Refusal> {
+pub fn authenticate_admin(
+    store: &SharedStore,
+    account: &str,
+    password: &str,
+    source: &str,
+) -> Result<(AccountRecord, ContractRecord), Refusal> {
     let result = verify_password(store, Some(account), password).and_then(|a| {
         if let Some(r) = state_refusal(&a) {
             return Err(r);
         }
-        let c = store.lock().unwrap().contract_by_id(a.contract_id).map_err(Refusal::internal)?;
+        let c = store
+            .lock()
+            .unwrap()
+            .contract_by_id(a.contract_id)
+            .map_err(Refusal::internal)?;
         if c.admin_account_id != Some(a.id) {
             return Err(Refusal::new(
                 RefuseReason::NotAdministrator,
@@ -249,11 +290,18 @@ pub fn authenticate_admin(store: &SharedStore, account: &str, password: &str, so
 }
 
 /// A user's own password change (art. 10): the old password, then the policy.
-pub fn change_password(store: &SharedStore, account: &str, old: &str, new: &str, source: &str) -> Result<AccountRecord, Refusal> {
+pub fn change_password(
+    store: &SharedStore,
+    account: &str,
+    old: &str,
+    new: &str,
+    source: &str,
+) -> Result<AccountRecord, Refusal> {
     let a = verify_password(store, Some(account), old)?;
     password::check_policy(account, new).map_err(|m| Refusal::new(RefuseReason::BadRequest, m))?;
     let mut s = store.lock().unwrap();
-    s.account_set_password(a.id, &password::hash(new)).map_err(Refusal::internal)?;
+    s.account_set_password(a.id, &password::hash(new))
+        .map_err(Refusal::internal)?;
     let _ = s.audit(&AuditEntry {
         actor: account,
         action: "account.password-change",
@@ -272,7 +320,10 @@ fn verify_password(store: &SharedStore, account: Option<&str>, password: &str) -
         Some(name) => store.lock().unwrap().account_by_name(name).map_err(Refusal::internal)?,
         None => None,
     };
-    let hash = record.as_ref().map(|a| a.password_hash.as_str()).unwrap_or(password::dummy_hash());
+    let hash = record
+        .as_ref()
+        .map(|a| a.password_hash.as_str())
+        .unwrap_or(password::dummy_hash());
     let ok = password::verify(password, hash);
     match record {
         Some(a) if ok => Ok(a),
@@ -282,7 +333,12 @@ fn verify_password(store: &SharedStore, account: Option<&str>, password: &str) -
 
 /// The client device of this login: the registered one, or a new registration unless
 /// the account only allows registered devices.
-fn client_device(store: &SharedStore, req: &LoginRequest, account: &AccountRecord, overlay: OverlayNet) -> Result<DeviceRecord, Refusal> {
+fn client_device(
+    store: &SharedStore,
+    req: &LoginRequest,
+    account: &AccountRecord,
+    overlay: OverlayNet,
+) -> Result<DeviceRecord, Refusal> {
     let mut s = store.lock().unwrap();
     if let Some(d) = s
         .device_by_key(req.remote_key, Role::Client, Some(account.id))
@@ -314,7 +370,12 @@ fn client_device(store: &SharedStore, req: &LoginRequest, account: &AccountRecor
     Ok(device)
 }
 
-fn enroll_target(store: &SharedStore, req: &LoginRequest, account: &AccountRecord, overlay: OverlayNet) -> Result<Outcome, Refusal> {
+fn enroll_target(
+    store: &SharedStore,
+    req: &LoginRequest,
+    account: &AccountRecord,
+    overlay: OverlayNet,
+) -> Result<Outcome, Refusal> {
     let mut s = store.lock().unwrap();
     if let Some(existing) = s
         .device_by_key(req.remote_key, Role::Target, None)
@@ -346,11 +407,18 @@ mod tests {
     fn store() -> SharedStore {
         let mut s = SqliteStore::open_in_memory().unwrap();
         s.contract_add(&crate::store::NewContract::simple("acme", 10)).unwrap();
-        s.account_add("acme", "alice", &password::hash("alice-password")).unwrap();
+        s.account_add("acme", "alice", &password::hash("alice-password"))
+            .unwrap();
         Mutex::new(Box::new(s))
     }
 
-    fn req<'a>(key: &'a Key32, role: Role, account: Option<&'a str>, cred: &'a Credential, enroll: bool) -> LoginRequest<'a> {
+    fn req<'a>(
+        key: &'a Key32,
+        role: Role,
+        account: Option<&'a str>,
+        cred: &'a Credential,
+        enroll: bool,
+    ) -> LoginRequest<'a> {
         LoginRequest {
             remote_key: key,
             source: "192.0.2.1:4000".parse().unwrap(),
@@ -370,8 +438,18 @@ mod tests {
     fn unknown_account_and_wrong_password_look_the_same() {
         let s = store();
         let k = Key32([1; 32]);
-        let a = authenticate(&s, &req(&k, Role::Client, Some("alice"), &pw("nope"), false), OverlayNet::default()).unwrap_err();
-        let b = authenticate(&s, &req(&k, Role::Client, Some("mallory"), &pw("nope"), false), OverlayNet::default()).unwrap_err();
+        let a = authenticate(
+            &s,
+            &req(&k, Role::Client, Some("alice"), &pw("nope"), false),
+            OverlayNet::default(),
+        )
+        .unwrap_err();
+        let b = authenticate(
+            &s,
+            &req(&k, Role::Client, Some("mallory"), &pw("nope"), false),
+            OverlayNet::default(),
+        )
+        .unwrap_err();
         assert_eq!(a, b);
         assert_eq!(a.reason, RefuseReason::WrongCredentials);
         let log = s.lock().unwrap().audit_log(None, 10).unwrap();
@@ -382,36 +460,63 @@ mod tests {
     fn client_login_then_resume_keeps_the_device() {
         let s = store();
         let k = Key32([1; 32]);
-        let Outcome::Session { device, resume_token, .. } =
-            authenticate(&s, &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false), OverlayNet::default()).unwrap()
+        let Outcome::Session {
+            device, resume_token, ..
+        } = authenticate(
+            &s,
+            &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false),
+            OverlayNet::default(),
+        )
+        .unwrap()
         else {
             panic!("expected a session")
         };
         let token = resume_token.unwrap();
         let cred = Credential::Resume { token };
-        let Outcome::Session { device: again, .. } =
-            authenticate(&s, &req(&k, Role::Client, Some("alice"), &cred, false), OverlayNet::default()).unwrap()
-        else {
+        let Outcome::Session { device: again, .. } = authenticate(
+            &s,
+            &req(&k, Role::Client, Some("alice"), &cred, false),
+            OverlayNet::default(),
+        )
+        .unwrap() else {
             panic!("expected a session")
         };
         assert_eq!(device.id, again.id);
         let bad = Credential::Resume { token: "00".into() };
-        let r = authenticate(&s, &req(&k, Role::Client, Some("alice"), &bad, false), OverlayNet::default()).unwrap_err();
+        let r = authenticate(
+            &s,
+            &req(&k, Role::Client, Some("alice"), &bad, false),
+            OverlayNet::default(),
+        )
+        .unwrap_err();
         assert_eq!(r.reason, RefuseReason::ResumeExpired);
         // Another device key cannot use alice's token.
         let other = Key32([2; 32]);
-        assert!(authenticate(&s, &req(&other, Role::Client, Some("alice"), &cred, false), OverlayNet::default()).is_err());
+        assert!(authenticate(
+            &s,
+            &req(&other, Role::Client, Some("alice"), &cred, false),
+            OverlayNet::default()
+        )
+        .is_err());
     }
 
     #[test]
     fn target_enrols_once_then_logs_in_by_key_only() {
         let s = store();
         let k = Key32([5; 32]);
-        let r = authenticate(&s, &req(&k, Role::Target, None, &Credential::DeviceKey, false), OverlayNet::default()).unwrap_err();
+        let r = authenticate(
+            &s,
+            &req(&k, Role::Target, None, &Credential::DeviceKey, false),
+            OverlayNet::default(),
+        )
+        .unwrap_err();
         assert_eq!(r.reason, RefuseReason::NotEnrolled);
-        let Outcome::Enrolled { device } =
-            authenticate(&s, &req(&k, Role::Target, Some("alice"), &pw("alice-password"), true), OverlayNet::default()).unwrap()
-        else {
+        let Outcome::Enrolled { device } = authenticate(
+            &s,
+            &req(&k, Role::Target, Some("alice"), &pw("alice-password"), true),
+            OverlayNet::default(),
+        )
+        .unwrap() else {
             panic!("expected enrolment")
         };
         assert!(matches!(
@@ -426,11 +531,31 @@ mod tests {
         let alice = s.lock().unwrap().account_by_name("alice").unwrap().unwrap();
         s.lock().unwrap().account_set_binding(alice.id, true).unwrap();
         let k = Key32([9; 32]);
-        let r = authenticate(&s, &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false), OverlayNet::default()).unwrap_err();
+        let r = authenticate(
+            &s,
+            &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false),
+            OverlayNet::default(),
+        )
+        .unwrap_err();
         assert_eq!(r.reason, RefuseReason::DeviceNotAllowed);
-        assert!(s.lock().unwrap().device_by_key(&k, Role::Client, None).unwrap().is_none(), "nothing registered");
-        s.lock().unwrap().device_register(alice.id, Role::Client, &k, "usb", OverlayNet::default()).unwrap();
-        assert!(authenticate(&s, &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false), OverlayNet::default()).is_ok());
+        assert!(
+            s.lock()
+                .unwrap()
+                .device_by_key(&k, Role::Client, None)
+                .unwrap()
+                .is_none(),
+            "nothing registered"
+        );
+        s.lock()
+            .unwrap()
+            .device_register(alice.id, Role::Client, &k, "usb", OverlayNet::default())
+            .unwrap();
+        assert!(authenticate(
+            &s,
+            &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false),
+            OverlayNet::default()
+        )
+        .is_ok());
     }
 
     #[test]
@@ -439,19 +564,38 @@ mod tests {
         let r = authenticate_admin(&s, "alice", "alice-password", "x").unwrap_err();
         assert_eq!(r.reason, RefuseReason::NotAdministrator);
         let alice = s.lock().unwrap().account_by_name("alice").unwrap().unwrap();
-        s.lock().unwrap().contract_set_admin_account(alice.contract_id, Some(alice.id)).unwrap();
+        s.lock()
+            .unwrap()
+            .contract_set_admin_account(alice.contract_id, Some(alice.id))
+            .unwrap();
         assert!(authenticate_admin(&s, "alice", "alice-password", "x").is_ok());
-        assert_eq!(authenticate_admin(&s, "alice", "wrong", "x").unwrap_err().reason, RefuseReason::WrongCredentials);
+        assert_eq!(
+            authenticate_admin(&s, "alice", "wrong", "x").unwrap_err().reason,
+            RefuseReason::WrongCredentials
+        );
     }
 
     #[test]
     fn password_change_needs_the_old_one_and_the_policy() {
         let s = store();
-        assert_eq!(change_password(&s, "alice", "nope", "a fine new passphrase", "x").unwrap_err().reason, RefuseReason::WrongCredentials);
-        assert!(change_password(&s, "alice", "alice-password", "short", "x").unwrap_err().message.contains("12"));
+        assert_eq!(
+            change_password(&s, "alice", "nope", "a fine new passphrase", "x")
+                .unwrap_err()
+                .reason,
+            RefuseReason::WrongCredentials
+        );
+        assert!(change_password(&s, "alice", "alice-password", "short", "x")
+            .unwrap_err()
+            .message
+            .contains("12"));
         change_password(&s, "alice", "alice-password", "a fine new passphrase", "x").unwrap();
         let k = Key32([1; 32]);
-        assert!(authenticate(&s, &req(&k, Role::Client, Some("alice"), &pw("a fine new passphrase"), false), OverlayNet::default()).is_ok());
+        assert!(authenticate(
+            &s,
+            &req(&k, Role::Client, Some("alice"), &pw("a fine new passphrase"), false),
+            OverlayNet::default()
+        )
+        .is_ok());
     }
 
     #[test]
@@ -459,14 +603,42 @@ mod tests {
         let s = store();
         let k = Key32([1; 32]);
         let alice = s.lock().unwrap().account_by_name("alice").unwrap().unwrap();
-        s.lock().unwrap().account_set_state(alice.id, AccountState::Locked).unwrap();
-        let r = authenticate(&s, &req(&k, Role::Client, Some("alice"), &pw("wrong"), false), OverlayNet::default()).unwrap_err();
-        assert_eq!(r.reason, RefuseReason::WrongCredentials, "no state leak before the password");
-        let r = authenticate(&s, &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false), OverlayNet::default()).unwrap_err();
+        s.lock()
+            .unwrap()
+            .account_set_state(alice.id, AccountState::Locked)
+            .unwrap();
+        let r = authenticate(
+            &s,
+            &req(&k, Role::Client, Some("alice"), &pw("wrong"), false),
+            OverlayNet::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            r.reason,
+            RefuseReason::WrongCredentials,
+            "no state leak before the password"
+        );
+        let r = authenticate(
+            &s,
+            &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false),
+            OverlayNet::default(),
+        )
+        .unwrap_err();
         assert_eq!(r.reason, RefuseReason::AccountLocked);
-        s.lock().unwrap().account_set_state(alice.id, AccountState::Active).unwrap();
-        s.lock().unwrap().contract_set_state(alice.contract_id, ContractState::Suspended, Some("unpaid")).unwrap();
-        let r = authenticate(&s, &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false), OverlayNet::default()).unwrap_err();
+        s.lock()
+            .unwrap()
+            .account_set_state(alice.id, AccountState::Active)
+            .unwrap();
+        s.lock()
+            .unwrap()
+            .contract_set_state(alice.contract_id, ContractState::Suspended, Some("unpaid"))
+            .unwrap();
+        let r = authenticate(
+            &s,
+            &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false),
+            OverlayNet::default(),
+        )
+        .unwrap_err();
         assert_eq!(r.reason, RefuseReason::ContractSuspended);
     }
 }

@@ -91,7 +91,11 @@ async fn serve(stream: TcpStream, source: SocketAddr, ctx: Arc<HubContext>) -> R
             new_password,
         } => return admin::serve_passwd(&mut wr, &ctx, source, &account, &old_password, &new_password).await,
         Request::Ping { .. } => {
-            refuse(&mut wr, &Refusal::new(RefuseReason::BadRequest, "the first message must be a login")).await?;
+            refuse(
+                &mut wr,
+                &Refusal::new(RefuseReason::BadRequest, "the first message must be a login"),
+            )
+            .await?;
             return Ok(());
         }
     };
@@ -157,7 +161,10 @@ async fn serve(stream: TcpStream, source: SocketAddr, ctx: Arc<HubContext>) -> R
     };
     let (tx, mut events) = mpsc::unbounded_channel();
     let name = device.name.clone();
-    let (login_ok, ticket) = match ctx.registry.join(device, &account_rec, boot_id, db_session, resume_token, tx) {
+    let (login_ok, ticket) = match ctx
+        .registry
+        .join(device, &account_rec, boot_id, db_session, resume_token, tx)
+    {
         Ok(x) => x,
         Err(r) => {
             let _ = ctx.store.lock().unwrap().session_end(db_session, "join failed", 0, 0);
@@ -177,7 +184,11 @@ async fn serve(stream: TcpStream, source: SocketAddr, ctx: Arc<HubContext>) -> R
 
 /// Relays pushes to the node and answers its pings until either side ends the session.
 /// Returns why it ended.
-async fn session_loop(mut rd: ChannelReader, wr: &mut ChannelWriter, events: &mut mpsc::UnboundedReceiver<Event>) -> String {
+async fn session_loop(
+    mut rd: ChannelReader,
+    wr: &mut ChannelWriter,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+) -> String {
     // Reading is not cancel-safe (a frame may be half read), so it gets its own task.
     let (req_tx, mut requests) = mpsc::channel::<Result<Request>>(16);
     let reader = tokio::spawn(async move {

@@ -97,8 +97,8 @@ pub async fn run(opts: HubOptions) -> Result<()> {
         }
         None => None,
     };
-    let mut store = SqliteStore::open(&opts.db)
-        .with_context(|| format!("cannot open the store {}", opts.db.display()))?;
+    let mut store =
+        SqliteStore::open(&opts.db).with_context(|| format!("cannot open the store {}", opts.db.display()))?;
     store.set_setting(crate::admin::MIN_ACCOUNTS_SETTING, &opts.min_accounts.to_string())?;
     let stale = store.sessions_close_stale("hub restarted")?;
     if stale > 0 {

@@ -93,13 +93,26 @@ impl fmt::Debug for SmtpConfig {
 /// `smtp://user@host:587 (STARTTLS required)`: the URL without its password.
 impl fmt::Display for SmtpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.security == Security::Tls { "smtps" } else { "smtp" };
+        let scheme = if self.security == Security::Tls {
+            "smtps"
+        } else {
+            "smtp"
+        };
         let user = match &self.credentials {
             Some((u, _)) => format!("{u}@"),
             None => String::new(),
         };
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        write!(f, "{scheme}://{user}{host}:{} ({})", self.port, self.security.describe())
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        write!(
+            f,
+            "{scheme}://{user}{host}:{} ({})",
+            self.port,
+            self.security.describe()
+        )
     }
 }
 
@@ -109,19 +122,30 @@ impl SmtpConfig {
             return Err("empty SMTP URL: give smtp://HOST[:PORT], or leave --smtp (MCVPN_SMTP) unset".into());
         }
         if !s.contains("://") {
-            return Err(format!("{s:?} is not an SMTP URL: write smtp://{s} (or smtps:// for TLS from the start)"));
+            return Err(format!(
+                "{s:?} is not an SMTP URL: write smtp://{s} (or smtps:// for TLS from the start)"
+            ));
         }
-        let url = url::Url::parse(s.trim()).map_err(|e| format!("{s:?} is not a URL ({e}); example: smtp://mail.example.com:25"))?;
+        let url = url::Url::parse(s.trim())
+            .map_err(|e| format!("{s:?} is not a URL ({e}); example: smtp://mail.example.com:25"))?;
         let tls_default_port = match url.scheme() {
             "smtp" => None,
             "smtps" => Some(465),
-            other => return Err(format!("unsupported scheme {other:?}: use smtp://HOST[:PORT] or smtps://HOST[:PORT]")),
+            other => {
+                return Err(format!(
+                    "unsupported scheme {other:?}: use smtp://HOST[:PORT] or smtps://HOST[:PORT]"
+                ))
+            }
         };
         let host = match url.host() {
             Some(url::Host::Domain(d)) if !d.is_empty() => d.to_string(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            _ => return Err(format!("{s:?} names no mail server host; example: smtp://mail.example.com:25")),
+            _ => {
+                return Err(format!(
+                    "{s:?} names no mail server host; example: smtp://mail.example.com:25"
+                ))
+            }
         };
         if url.port() == Some(0) {
             return Err("port 0 is not a mail server port".into());
@@ -149,7 +173,11 @@ impl SmtpConfig {
             match k.as_ref() {
                 "tls" if tls.is_none() => tls = Some(v.into_owned()),
                 "tls" => return Err("tls= is given twice in the SMTP URL".into()),
-                other => return Err(format!("unknown parameter {other:?} in the SMTP URL (only tls=none|opportunistic|required)")),
+                other => {
+                    return Err(format!(
+                        "unknown parameter {other:?} in the SMTP URL (only tls=none|opportunistic|required)"
+                    ))
+                }
             }
         }
         let security = match (tls_default_port, tls.as_deref()) {
@@ -162,7 +190,9 @@ impl SmtpConfig {
             (None, Some("opportunistic")) => Security::StartTlsOpportunistic,
             (None, Some("required")) => Security::StartTlsRequired,
             (None, Some(other)) => {
-                return Err(format!("tls={other:?} in the SMTP URL: use none, opportunistic or required"));
+                return Err(format!(
+                    "tls={other:?} in the SMTP URL: use none, opportunistic or required"
+                ));
             }
         };
         Ok(SmtpConfig {
@@ -298,7 +328,8 @@ impl Scheduler {
 
     /// Forgets notices that left the outbox (sent by now, or deleted).
     pub fn retain(&mut self, unsent: &[NoticeRecord]) {
-        self.notice_not_before.retain(|id, _| unsent.iter().any(|n| n.id == *id));
+        self.notice_not_before
+            .retain(|id, _| unsent.iter().any(|n| n.id == *id));
     }
 }
 
@@ -339,11 +370,17 @@ impl Mailer {
     pub async fn send(&self, n: &NoticeRecord, to: Mailbox) -> Result<(), Failure> {
         let email = message(n, &self.from, to).map_err(Failure::Message)?;
         match tokio::time::timeout(SEND_TIMEOUT + Duration::from_secs(5), self.transport.send(email)).await {
-            Err(_) => Err(Failure::Server(format!("{}: no answer within {SEND_TIMEOUT:?}", self.config))),
+            Err(_) => Err(Failure::Server(format!(
+                "{}: no answer within {SEND_TIMEOUT:?}",
+                self.config
+            ))),
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
                 let code = e.status().and_then(|c| c.to_string().parse::<u16>().ok());
-                Err(Failure::from_reply(code, format!("{}: {}", self.config.host, error_chain(&e))))
+                Err(Failure::from_reply(
+                    code,
+                    format!("{}: {}", self.config.host, error_chain(&e)),
+                ))
             }
         }
     }
@@ -490,9 +527,15 @@ mod tests {
     #[test]
     fn urls() {
         let c = SmtpConfig::parse("smtp://mail.example.com").unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.security, c.credentials), ("mail.example.com", 25, Security::Plain, None));
+        assert_eq!(
+            (c.host.as_str(), c.port, c.security, c.credentials),
+            ("mail.example.com", 25, Security::Plain, None)
+        );
         let c = SmtpConfig::parse("smtp://127.0.0.1:2525").unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.security), ("127.0.0.1", 2525, Security::Plain));
+        assert_eq!(
+            (c.host.as_str(), c.port, c.security),
+            ("127.0.0.1", 2525, Security::Plain)
+        );
         let c = SmtpConfig::parse("smtp://[::1]:2525/").unwrap();
         assert_eq!((c.host.as_str(), c.port), ("::1", 2525));
         assert_eq!(c.to_string(), "smtp://[::1]:2525 (no TLS)");
@@ -502,7 +545,10 @@ mod tests {
         assert_eq!(c.security, Security::StartTlsRequired);
         assert_eq!(c.port, 587);
         assert_eq!(c.credentials, Some(("noc@acme.example".into(), "p:ss".into())));
-        assert_eq!(c.to_string(), "smtp://noc@acme.example@mail.example.com:587 (STARTTLS required)");
+        assert_eq!(
+            c.to_string(),
+            "smtp://noc@acme.example@mail.example.com:587 (STARTTLS required)"
+        );
         assert!(!format!("{c:?}").contains("p:ss"), "Debug must not show the password");
         let c = SmtpConfig::parse("smtp://u:p@localhost:25?tls=none").unwrap();
         assert_eq!(c.security, Security::Plain);
@@ -539,9 +585,17 @@ mod tests {
 
     #[test]
     fn sender_addresses() {
-        assert_eq!(parse_from("mcvpn@vpn.example.com").unwrap().email.to_string(), "mcvpn@vpn.example.com");
-        assert_eq!(parse_from("mcvpn hub <noc@example.com>").unwrap().name.as_deref(), Some("mcvpn hub"));
-        assert!(parse_from("not an address").unwrap_err().contains("not an e-mail address"));
+        assert_eq!(
+            parse_from("mcvpn@vpn.example.com").unwrap().email.to_string(),
+            "mcvpn@vpn.example.com"
+        );
+        assert_eq!(
+            parse_from("mcvpn hub <noc@example.com>").unwrap().name.as_deref(),
+            Some("mcvpn hub")
+        );
+        assert!(parse_from("not an address")
+            .unwrap_err()
+            .contains("not an e-mail address"));
         assert!(parse_from(&default_from()).is_ok() || crate::util::hostname().contains('_'));
     }
 
@@ -567,9 +621,15 @@ mod tests {
         // Its third failure in a row: 20 s.
         s.failed(1, 3, &Failure::Message("452 mailbox full".into()), t + 5);
         assert_eq!(s.plan(&notice(1, "it@acme.example", 3), t + 24), Plan::Wait);
-        assert!(matches!(s.plan(&notice(1, "it@acme.example", 3), t + 25), Plan::Send(_)));
+        assert!(matches!(
+            s.plan(&notice(1, "it@acme.example", 3), t + 25),
+            Plan::Send(_)
+        ));
         s.sent(1);
-        assert!(matches!(s.plan(&notice(1, "it@acme.example", 4), t + 25), Plan::Send(_)));
+        assert!(matches!(
+            s.plan(&notice(1, "it@acme.example", 4), t + 25),
+            Plan::Send(_)
+        ));
     }
 
     #[test]
@@ -630,12 +690,20 @@ mod tests {
     #[test]
     fn the_email() {
         let from = parse_from("mcvpn@vpn.example.com").unwrap();
-        let m = message(&notice(7, "it@acme.example", 0), &from, "it@acme.example".parse().unwrap()).unwrap();
+        let m = message(
+            &notice(7, "it@acme.example", 0),
+            &from,
+            "it@acme.example".parse().unwrap(),
+        )
+        .unwrap();
         let text = String::from_utf8(m.formatted()).unwrap();
         assert!(text.contains("To: it@acme.example"), "{text}");
         assert!(text.contains("From: mcvpn@vpn.example.com"), "{text}");
         assert!(text.contains("Subject: mcvpn: contract acme suspended"), "{text}");
-        assert!(text.contains("Message-ID: <mcvpn-notice-7-1800000000@vpn.example.com>"), "{text}");
+        assert!(
+            text.contains("Message-ID: <mcvpn-notice-7-1800000000@vpn.example.com>"),
+            "{text}"
+        );
         assert!(text.contains("unpaid invoice"), "{text}");
         let env = m.envelope();
         assert_eq!(env.to()[0].to_string(), "it@acme.example");

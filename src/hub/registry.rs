@@ -161,7 +161,10 @@ impl Registry {
     /// Takes a session offline (connection closed) if it is still the current one.
     pub fn leave(&self, ticket: Ticket, reason: &str) {
         let mut sessions = self.sessions.lock().unwrap();
-        if sessions.get(&ticket.node).is_some_and(|s| s.relay_session == ticket.relay_session) {
+        if sessions
+            .get(&ticket.node)
+            .is_some_and(|s| s.relay_session == ticket.relay_session)
+        {
             let s = sessions.remove(&ticket.node).expect("checked");
             self.drop_session(&mut sessions, s, reason);
         }
@@ -194,7 +197,11 @@ impl Registry {
             contract_id: Some(s.contract_id),
             account: Some(&s.device.account),
             source: None,
-            detail: &format!("{} {}: {reason}; {bytes_in} bytes in, {bytes_out} bytes out", s.device.role.as_str(), s.device.name),
+            detail: &format!(
+                "{} {}: {reason}; {bytes_in} bytes in, {bytes_out} bytes out",
+                s.device.role.as_str(),
+                s.device.name
+            ),
         });
     }
 
@@ -311,8 +318,12 @@ mod tests {
         s.contract_add(&crate::store::NewContract::simple("acme", 10)).unwrap();
         let alice = s.account_add("acme", "alice", &password::hash("x")).unwrap();
         let net = OverlayNet::default();
-        let target = s.device_register(alice.id, Role::Target, &Key32([1; 32]), "pc", net).unwrap();
-        let client = s.device_register(alice.id, Role::Client, &Key32([2; 32]), "laptop", net).unwrap();
+        let target = s
+            .device_register(alice.id, Role::Target, &Key32([1; 32]), "pc", net)
+            .unwrap();
+        let client = s
+            .device_register(alice.id, Role::Client, &Key32([2; 32]), "laptop", net)
+            .unwrap();
         let store: Arc<SharedStore> = Arc::new(Mutex::new(Box::new(s)));
         let relay = Arc::new(RwLock::new(RelayTable::default()));
         Fixture {
@@ -345,7 +356,14 @@ mod tests {
             Event::Peer(p) => assert!(p.online && p.boot_id == 22),
             e => panic!("unexpected {e:?}"),
         }
-        assert!(f.relay.read().unwrap().node(t_ticket.node).unwrap().peers.contains(&c_ticket.node));
+        assert!(f
+            .relay
+            .read()
+            .unwrap()
+            .node(t_ticket.node)
+            .unwrap()
+            .peers
+            .contains(&c_ticket.node));
         f.reg.leave(c_ticket, "logout");
         match t_rx.try_recv().unwrap() {
             Event::Peer(p) => assert!(!p.online),
@@ -359,9 +377,19 @@ mod tests {
     fn refresh_kicks_locked_accounts() {
         let f = fixture();
         let (_ok, ticket, mut rx) = join(&f, &f.client, 1);
-        f.store.lock().unwrap().account_set_state(f.alice.id, AccountState::Locked).unwrap();
+        f.store
+            .lock()
+            .unwrap()
+            .account_set_state(f.alice.id, AccountState::Locked)
+            .unwrap();
         f.reg.refresh();
-        assert!(matches!(rx.try_recv().unwrap(), Event::Kick { reason: RefuseReason::AccountLocked, .. }));
+        assert!(matches!(
+            rx.try_recv().unwrap(),
+            Event::Kick {
+                reason: RefuseReason::AccountLocked,
+                ..
+            }
+        ));
         assert!(f.relay.read().unwrap().node(ticket.node).is_none());
         // The connection task's own leave afterwards changes nothing.
         f.reg.leave(ticket, "closed");
@@ -375,6 +403,9 @@ mod tests {
         let (_ok, second, _rx2) = join(&f, &f.client, 2);
         assert!(matches!(rx1.try_recv().unwrap(), Event::Kick { .. }));
         f.reg.leave(first, "closed");
-        assert_eq!(f.relay.read().unwrap().node(second.node).unwrap().session, second.relay_session);
+        assert_eq!(
+            f.relay.read().unwrap().node(second.node).unwrap().session,
+            second.relay_session
+        );
     }
 }

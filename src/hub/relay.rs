@@ -219,7 +219,14 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn bind(table: &mut RelayTable, node: NodeId, session: u64, counter: u64, key: RelayKey, from: &str) -> Result<(), Drop> {
+    fn bind(
+        table: &mut RelayTable,
+        node: NodeId,
+        session: u64,
+        counter: u64,
+        key: RelayKey,
+        from: &str,
+    ) -> Result<(), Drop> {
         let msg = BindMsg {
             kind: Kind::Bind,
             node,
@@ -262,8 +269,14 @@ mod tests {
         assert_eq!(t.route_data(addr("192.0.2.9:1"), &mut data(2)), Err(Drop::Unauthorised));
         t.admit(3, 30, [3; 32], HashSet::new());
         bind(&mut t, 3, 30, 1, [3; 32], "192.0.2.3:3000").unwrap();
-        assert_eq!(t.route_data(addr("192.0.2.3:3000"), &mut data(1)), Err(Drop::Unauthorised));
-        assert_eq!(t.route_data(addr("192.0.2.1:1000"), &mut data(3)), Err(Drop::Unauthorised));
+        assert_eq!(
+            t.route_data(addr("192.0.2.3:3000"), &mut data(1)),
+            Err(Drop::Unauthorised)
+        );
+        assert_eq!(
+            t.route_data(addr("192.0.2.1:1000"), &mut data(3)),
+            Err(Drop::Unauthorised)
+        );
     }
 
     #[test]
@@ -271,12 +284,26 @@ mod tests {
         let mut t = two_peers();
         assert_eq!(bind(&mut t, 1, 10, 5, [9; 32], "192.0.2.7:1"), Err(Drop::Unauthorised));
         assert_eq!(bind(&mut t, 1, 11, 5, [1; 32], "192.0.2.7:1"), Err(Drop::Unauthorised));
-        assert_eq!(bind(&mut t, 1, 10, 1, [1; 32], "192.0.2.7:1"), Err(Drop::Unauthorised), "replay");
-        assert_eq!(bind(&mut t, 9, 10, 5, [1; 32], "192.0.2.7:1"), Err(Drop::Unauthorised), "unknown node");
+        assert_eq!(
+            bind(&mut t, 1, 10, 1, [1; 32], "192.0.2.7:1"),
+            Err(Drop::Unauthorised),
+            "replay"
+        );
+        assert_eq!(
+            bind(&mut t, 9, 10, 5, [1; 32], "192.0.2.7:1"),
+            Err(Drop::Unauthorised),
+            "unknown node"
+        );
         // A fresh bind moves the endpoint (NAT rebinding); the old one stops working.
         bind(&mut t, 1, 10, 2, [1; 32], "192.0.2.7:1").unwrap();
-        assert_eq!(t.route_data(addr("192.0.2.1:1000"), &mut data(2)), Err(Drop::Unauthorised));
-        assert_eq!(t.route_data(addr("192.0.2.7:1"), &mut data(2)), Ok(addr("192.0.2.2:2000")));
+        assert_eq!(
+            t.route_data(addr("192.0.2.1:1000"), &mut data(2)),
+            Err(Drop::Unauthorised)
+        );
+        assert_eq!(
+            t.route_data(addr("192.0.2.7:1"), &mut data(2)),
+            Ok(addr("192.0.2.2:2000"))
+        );
         assert_eq!(t.bound_nodes(), 2);
     }
 

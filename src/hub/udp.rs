@@ -23,9 +23,20 @@ use crate::udp_batch::{gso_runs, BatchUdp, Offloads, MAX_GSO_BYTES, MAX_GSO_SEGM
 /// What to send once the received batch has been decided.
 enum Send {
     /// `buf[start..end]` to `dst`, as GSO datagrams of `segment` bytes.
-    Batch { dst: SocketAddr, buf: usize, start: usize, end: usize, segment: usize },
+    Batch {
+        dst: SocketAddr,
+        buf: usize,
+        start: usize,
+        end: usize,
+        segment: usize,
+    },
     /// One datagram `buf[start..end]` to `dst`.
-    One { dst: SocketAddr, buf: usize, start: usize, end: usize },
+    One {
+        dst: SocketAddr,
+        buf: usize,
+        start: usize,
+        end: usize,
+    },
 }
 
 /// Receives, decides, forwards; forever. Runs on its own thread.
@@ -46,7 +57,8 @@ pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelaySt
     loop {
         let n = {
             let mut it = storage.iter_mut();
-            let mut iovs: [IoSliceMut; RECV_BATCH] = std::array::from_fn(|_| IoSliceMut::new(it.next().expect("RECV_BATCH buffers")));
+            let mut iovs: [IoSliceMut; RECV_BATCH] =
+                std::array::from_fn(|_| IoSliceMut::new(it.next().expect("RECV_BATCH buffers")));
             match sock.recv(&mut iovs, &mut metas) {
                 Ok(n) => n,
                 Err(e) => {
@@ -78,7 +90,13 @@ pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelaySt
         let mut ones: Vec<(SocketAddr, usize, usize, usize)> = Vec::new();
         for s in &sends {
             match *s {
-                Send::Batch { dst, buf, start, end, segment } => {
+                Send::Batch {
+                    dst,
+                    buf,
+                    start,
+                    end,
+                    segment,
+                } => {
                     let count = (end - start).div_ceil(segment) as u64;
                     send_gso(&sock, &stats, dst, &storage[buf][start..end], segment, count);
                 }
@@ -104,7 +122,9 @@ pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelaySt
             let bytes: usize = singles[..sent].iter().map(|(_, d)| d.len()).sum();
             stats.forwarded.fetch_add(sent as u64, Ordering::Relaxed);
             stats.forwarded_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-            stats.send_errors.fetch_add((singles.len() - sent) as u64, Ordering::Relaxed);
+            stats
+                .send_errors
+                .fetch_add((singles.len() - sent) as u64, Ordering::Relaxed);
         }
     }
 }
@@ -164,7 +184,13 @@ fn decide(
                         for start in (0..len).step_by(stride) {
                             relay::rewrite_node(&mut buf[start..], sender);
                         }
-                        sends.push(Send::Batch { dst, buf: index, start: 0, end: len, segment: stride });
+                        sends.push(Send::Batch {
+                            dst,
+                            buf: index,
+                            start: 0,
+                            end: len,
+                            segment: stride,
+                        });
                     }
                     Err(d) => {
                         for _ in 0..segments {
@@ -181,7 +207,12 @@ fn decide(
         let datagram = &mut buf[start..end];
         match Header::parse(datagram).map(|(h, _)| h.kind) {
             Ok(Kind::Data) => match table.route_data(src, datagram) {
-                Ok(dst) => sends.push(Send::One { dst, buf: index, start, end }),
+                Ok(dst) => sends.push(Send::One {
+                    dst,
+                    buf: index,
+                    start,
+                    end,
+                }),
                 Err(d) => stats.count_drop(d),
             },
             Ok(Kind::Bind) => binds.push((src, index, start, end)),
@@ -215,8 +246,17 @@ mod tests {
         let mut t = RelayTable::default();
         t.admit(1, 10, [1; 32], HashSet::from([2]));
         t.admit(2, 20, [2; 32], HashSet::from([1]));
-        for (node, session, key, from) in [(1, 10, [1u8; 32], "192.0.2.1:1000"), (2, 20, [2u8; 32], "192.0.2.2:2000")] {
-            let b = BindMsg { kind: Kind::Bind, node, session, counter: 1 }.encode(&key);
+        for (node, session, key, from) in [
+            (1, 10, [1u8; 32], "192.0.2.1:1000"),
+            (2, 20, [2u8; 32], "192.0.2.2:2000"),
+        ] {
+            let b = BindMsg {
+                kind: Kind::Bind,
+                node,
+                session,
+                counter: 1,
+            }
+            .encode(&key);
             t.handle_bind(addr(from), &b).unwrap();
         }
         t
@@ -239,10 +279,31 @@ mod tests {
         let stats = RelayStats::default();
         let mut buf = batch(&[2, 2, 2], 100, 60);
         let (mut sends, mut binds) = (Vec::new(), Vec::new());
-        decide(&t, &stats, addr("192.0.2.1:1000"), 0, &mut buf, 100, &mut sends, &mut binds);
-        assert!(matches!(sends[..], [Send::Batch { segment: 100, start: 0, end: 260, .. }]));
+        decide(
+            &t,
+            &stats,
+            addr("192.0.2.1:1000"),
+            0,
+            &mut buf,
+            100,
+            &mut sends,
+            &mut binds,
+        );
+        assert!(matches!(
+            sends[..],
+            [Send::Batch {
+                segment: 100,
+                start: 0,
+                end: 260,
+                ..
+            }]
+        ));
         for s in [0, 100, 200] {
-            assert_eq!(Header::parse(&buf[s..]).unwrap().0.node, 1, "header at {s} names the source");
+            assert_eq!(
+                Header::parse(&buf[s..]).unwrap().0.node,
+                1,
+                "header at {s} names the source"
+            );
         }
     }
 
@@ -252,7 +313,16 @@ mod tests {
         let stats = RelayStats::default();
         let mut buf = batch(&[2, 3, 2], 100, 100);
         let (mut sends, mut binds) = (Vec::new(), Vec::new());
-        decide(&t, &stats, addr("192.0.2.1:1000"), 0, &mut buf, 100, &mut sends, &mut binds);
+        decide(
+            &t,
+            &stats,
+            addr("192.0.2.1:1000"),
+            0,
+            &mut buf,
+            100,
+            &mut sends,
+            &mut binds,
+        );
         assert_eq!(sends.len(), 2);
         assert_eq!(stats.snapshot().dropped_unauthorised, 1);
     }
@@ -263,7 +333,16 @@ mod tests {
         let stats = RelayStats::default();
         let mut buf = batch(&[2, 2, 2, 2], 100, 100);
         let (mut sends, mut binds) = (Vec::new(), Vec::new());
-        decide(&t, &stats, addr("192.0.2.9:9"), 0, &mut buf, 100, &mut sends, &mut binds);
+        decide(
+            &t,
+            &stats,
+            addr("192.0.2.9:9"),
+            0,
+            &mut buf,
+            100,
+            &mut sends,
+            &mut binds,
+        );
         assert!(sends.is_empty());
         assert_eq!(stats.snapshot().dropped_unauthorised, 4);
     }
@@ -282,9 +361,25 @@ mod tests {
         let stats = RelayStats::default();
         let mut buf = vec![0u8; 3];
         let (mut sends, mut binds) = (Vec::new(), Vec::new());
-        decide(&t, &stats, addr("192.0.2.1:1000"), 0, &mut buf, 0, &mut sends, &mut binds);
+        decide(
+            &t,
+            &stats,
+            addr("192.0.2.1:1000"),
+            0,
+            &mut buf,
+            0,
+            &mut sends,
+            &mut binds,
+        );
         assert_eq!(stats.snapshot().dropped_malformed, 1);
-        let mut b = BindMsg { kind: Kind::Bind, node: 1, session: 10, counter: 2 }.encode(&[1; 32]).to_vec();
+        let mut b = BindMsg {
+            kind: Kind::Bind,
+            node: 1,
+            session: 10,
+            counter: 2,
+        }
+        .encode(&[1; 32])
+        .to_vec();
         decide(&t, &stats, addr("192.0.2.1:1000"), 0, &mut b, 0, &mut sends, &mut binds);
         assert_eq!(binds.len(), 1);
     }

@@ -34,7 +34,9 @@ pub struct ClientConfig {
 impl ClientConfig {
     pub fn load(path: &Path) -> Result<ClientConfig> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).with_context(|| format!("{} is not a valid mcvpn config", path.display())),
+            Ok(text) => {
+                toml::from_str(&text).with_context(|| format!("{} is not a valid mcvpn config", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ClientConfig::default()),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
@@ -96,12 +98,16 @@ struct Readiness {
 
 pub fn up(opts: UpOptions) -> Result<Exit> {
     if !crate::util::is_root() {
-        return Ok(Exit::fail(exit::NOT_ROOT, "mcvpn up needs root to create the TUN interface: run `sudo mcvpn up`"));
+        return Ok(Exit::fail(
+            exit::NOT_ROOT,
+            "mcvpn up needs root to create the TUN interface: run `sudo mcvpn up`",
+        ));
     }
     let mut config = ClientConfig::load(&opts.paths.config)?;
-    let hub = opts.hub.clone().or(config.hub.clone()).ok_or_else(|| {
-        anyhow!("no hub to connect to: pass --hub URL (the mcvpn://… URL your operator gave you)")
-    })?;
+    let hub =
+        opts.hub.clone().or(config.hub.clone()).ok_or_else(|| {
+            anyhow!("no hub to connect to: pass --hub URL (the mcvpn://… URL your operator gave you)")
+        })?;
     HubUrl::parse(&hub)?;
     let account = opts
         .account
@@ -109,7 +115,10 @@ pub fn up(opts: UpOptions) -> Result<Exit> {
         .or(config.account.clone())
         .ok_or_else(|| anyhow!("no account: pass --account NAME"))?;
     if local_api::call(&opts.paths.socket(), "status").is_ok() {
-        return Ok(Exit::fail(exit::FAILURE, "mcvpn is already up; run `sudo mcvpn down` first"));
+        return Ok(Exit::fail(
+            exit::FAILURE,
+            "mcvpn is already up; run `sudo mcvpn down` first",
+        ));
     }
     let password = crate::password::read(opts.password_file.as_deref(), &format!("Password for {account}: "))?;
     let req = DaemonRequest {
@@ -228,7 +237,11 @@ fn run_daemon(req: DaemonRequest, report: Option<Report>) -> Result<Exit> {
 async fn client_main(req: DaemonRequest, report: Option<Report>) -> Result<Exit> {
     let mut report = report;
     let mut finish = |r: Readiness| -> Exit {
-        let exit = if r.ok { Exit::ok() } else { Exit::fail(r.exit, &r.message) };
+        let exit = if r.ok {
+            Exit::ok()
+        } else {
+            Exit::fail(r.exit, &r.message)
+        };
         if let Some(f) = report.take() {
             f(&r);
         }
@@ -346,7 +359,10 @@ pub fn down(paths: &ClientPaths) -> Result<Exit> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(Exit::fail(exit::FAILURE, &format!("the mcvpn daemon (pid {pid}) did not stop within 5 s")))
+    Ok(Exit::fail(
+        exit::FAILURE,
+        &format!("the mcvpn daemon (pid {pid}) did not stop within 5 s"),
+    ))
 }
 
 /// `mcvpn status`.
@@ -393,7 +409,11 @@ pub fn print_status(s: &serde_json::Value) {
     println!(
         "mcvpn {}: {}",
         get("role"),
-        if connected { "connected" } else { "reconnecting to the hub" }
+        if connected {
+            "connected"
+        } else {
+            "reconnecting to the hub"
+        }
     );
     println!("  hub:        {}", get("hub"));
     println!("  account:    {} (contract {})", get("account"), get("contract"));
@@ -428,7 +448,12 @@ pub fn print_status(s: &serde_json::Value) {
 }
 
 /// `mcvpn passwd`: change one's own password through the hub (art. 10).
-pub fn passwd(hub: Option<String>, account: Option<String>, password_file: Option<PathBuf>, config: &Path) -> Result<Exit> {
+pub fn passwd(
+    hub: Option<String>,
+    account: Option<String>,
+    password_file: Option<PathBuf>,
+    config: &Path,
+) -> Result<Exit> {
     let remembered = ClientConfig::load(config).unwrap_or_default();
     let hub = hub
         .or(remembered.hub)
@@ -442,7 +467,10 @@ pub fn passwd(hub: Option<String>, account: Option<String>, password_file: Optio
             let mut lines = text.lines();
             match (lines.next(), lines.next()) {
                 (Some(o), Some(n)) if !o.is_empty() && !n.is_empty() => (o.to_string(), n.to_string()),
-                _ => bail!("{} must hold the current password on line 1 and the new one on line 2", path.display()),
+                _ => bail!(
+                    "{} must hold the current password on line 1 and the new one on line 2",
+                    path.display()
+                ),
             }
         }
         None => {
@@ -462,7 +490,6 @@ pub fn passwd(hub: Option<String>, account: Option<String>, password_file: Optio
         Err(e) => Ok(Exit::fail(exit::REFUSED, &e.to_string())),
     }
 }
-
 
 #[cfg(test)]
 mod tests {

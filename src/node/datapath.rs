@@ -138,7 +138,10 @@ impl TxBatch {
         self.n = 0;
         while self.bufs.len() - self.n >= IDEAL_BATCH_SIZE {
             let n = self.n;
-            match dp.tun.recv_multiple(&mut self.original, &mut self.bufs[n..], &mut self.sizes[n..], 0) {
+            match dp
+                .tun
+                .recv_multiple(&mut self.original, &mut self.bufs[n..], &mut self.sizes[n..], 0)
+            {
                 Ok(k) => self.n += k,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -169,7 +172,11 @@ impl TxBatch {
                 bump(&dp.counters.tun_no_peer);
                 continue;
             };
-            let result = peer.tunn.lock().unwrap().encapsulate(packet, &mut self.out[pos + HEADER_LEN..]);
+            let result = peer
+                .tunn
+                .lock()
+                .unwrap()
+                .encapsulate(packet, &mut self.out[pos + HEADER_LEN..]);
             match result {
                 TunnResult::WriteToNetwork(b) => {
                     let len = HEADER_LEN + b.len();
@@ -184,7 +191,11 @@ impl TxBatch {
         let mut start = 0;
         for (a, b, segment) in gso_runs(&self.lens, MAX_GSO_SEGMENTS, MAX_GSO_BYTES) {
             let bytes: usize = self.lens[a..b].iter().sum();
-            if dp.udp.send(dp.hub, &self.out[start..start + bytes], Some(segment)).is_err() {
+            if dp
+                .udp
+                .send(dp.hub, &self.out[start..start + bytes], Some(segment))
+                .is_err()
+            {
                 dp.counters.send_errors.fetch_add((b - a) as u64, Ordering::Relaxed);
             }
             start += bytes;
@@ -197,7 +208,10 @@ impl DataPath {
     pub fn spawn(self: &Arc<Self>) -> std::io::Result<()> {
         let spawn = |name: &str, f: fn(&DataPath)| {
             let dp = self.clone();
-            std::thread::Builder::new().name(name.into()).spawn(move || f(&dp)).map(|_| ())
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || f(&dp))
+                .map(|_| ())
         };
         spawn("tun-to-hub", DataPath::tun_to_hub)?;
         spawn("hub-to-tun", DataPath::hub_to_tun)?;

@@ -114,7 +114,13 @@ impl Node {
         let prefix = self.prefix_for(login);
         match self.datapath.get() {
             None => {
-                let tun = netconf::create_tun(&self.settings.iface, login.overlay_ip, prefix, self.settings.mtu, self.offloads.tun)?;
+                let tun = netconf::create_tun(
+                    &self.settings.iface,
+                    login.overlay_ip,
+                    prefix,
+                    self.settings.mtu,
+                    self.offloads.tun,
+                )?;
                 let dp = Arc::new(DataPath {
                     tun: Arc::new(tun),
                     udp: self.udp.clone(),

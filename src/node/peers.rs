@@ -73,7 +73,14 @@ impl PeerTable {
         let index = self.next_index.fetch_add(1, Ordering::Relaxed) & 0x00ff_ffff;
         // No persistent keepalive on either side: the hub keeps NAT mappings open with
         // binds, and two sides both keeping alive fight over rekeys.
-        Tunn::new(self.secret.clone(), PublicKey::from(info.public_key.0), None, None, index, None)
+        Tunn::new(
+            self.secret.clone(),
+            PublicKey::from(info.public_key.0),
+            None,
+            None,
+            index,
+            None,
+        )
     }
 
     pub fn by_id(&self, id: NodeId) -> Option<Arc<Peer>> {
@@ -95,15 +102,15 @@ impl PeerTable {
         let mut t = self.tables.write().unwrap();
         self.generation.fetch_add(1, Ordering::AcqRel);
         let existing = t.by_id.get(&info.node_id).cloned();
-        let restarted = info.boot_id != 0
-            && t.known_boot.get(&info.node_id).is_some_and(|&b| b != info.boot_id);
+        let restarted = info.boot_id != 0 && t.known_boot.get(&info.node_id).is_some_and(|&b| b != info.boot_id);
         if info.boot_id != 0 {
             t.known_boot.insert(info.node_id, info.boot_id);
         }
         match existing {
-            Some(old) if old.info.lock().unwrap().public_key == info.public_key
-                && old.overlay_ip == info.overlay_ip
-                && !restarted =>
+            Some(old)
+                if old.info.lock().unwrap().public_key == info.public_key
+                    && old.overlay_ip == info.overlay_ip
+                    && !restarted =>
             {
                 // Same peer process: keep its WireGuard session.
                 *old.info.lock().unwrap() = info.clone();
@@ -208,7 +215,10 @@ mod tests {
         let t = PeerTable::new(KeyPair::generate().secret);
         assert!(matches!(t.upsert(info(1, 10, 1)), Change::Added(_)));
         assert!(matches!(t.upsert(info(1, 0, 1)), Change::Updated(_)), "went offline");
-        assert!(matches!(t.upsert(info(1, 10, 1)), Change::Updated(_)), "hub restart, same process");
+        assert!(
+            matches!(t.upsert(info(1, 10, 1)), Change::Updated(_)),
+            "hub restart, same process"
+        );
         assert!(matches!(t.upsert(info(1, 11, 1)), Change::Reset(_)), "peer restarted");
         assert!(matches!(t.upsert(info(1, 11, 2)), Change::Reset(_)), "new key");
         assert!(t.by_ip(Ipv4Addr::new(100, 64, 0, 1)).is_some());
@@ -234,7 +244,9 @@ mod tests {
         t.upsert(info(1, 10, 1));
         t.upsert(info(2, 20, 2));
         let changes = t.replace_all(vec![info(2, 20, 2)]);
-        assert!(changes.iter().any(|c| matches!(c, Change::Removed(p) if p.node_id == 1)));
+        assert!(changes
+            .iter()
+            .any(|c| matches!(c, Change::Removed(p) if p.node_id == 1)));
         assert!(t.by_id(1).is_none());
         assert!(t.by_ip(Ipv4Addr::new(100, 64, 0, 1)).is_none());
         assert!(t.by_id(2).is_some());

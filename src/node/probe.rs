@@ -39,7 +39,9 @@ pub fn run(opts: ProbeOptions) -> Result<serde_json::Value> {
     let (login, _rd, _wr) = match rt.block_on(session::login(
         &settings,
         rand::random(),
-        Credential::Password { password: opts.password },
+        Credential::Password {
+            password: opts.password,
+        },
         false,
     )) {
         Ok((Event::LoginOk(ok), rd, wr)) => (ok, rd, wr),

@@ -70,7 +70,9 @@ impl RelayState {
 
     /// Handles a `Bound` datagram; true if it acknowledged our current session.
     pub fn on_bound(&self, datagram: &[u8], now: Instant) -> bool {
-        let Ok(msg) = BindMsg::parse(datagram) else { return false };
+        let Ok(msg) = BindMsg::parse(datagram) else {
+            return false;
+        };
         let mut cur = self.current.lock().unwrap();
         let Some(s) = cur.as_mut() else { return false };
         let ours = msg.kind == Kind::Bound
@@ -107,7 +109,13 @@ mod tests {
         assert!(r.bind_due(t0 + Duration::from_millis(500)).is_none());
         let second = r.bind_due(t0 + BIND_RETRY).unwrap();
         assert_ne!(first, second, "the counter moved");
-        let ack = BindMsg { kind: Kind::Bound, node: 7, session: 99, counter: 2 }.encode(&[3; 32]);
+        let ack = BindMsg {
+            kind: Kind::Bound,
+            node: 7,
+            session: 99,
+            counter: 2,
+        }
+        .encode(&[3; 32]);
         assert!(r.on_bound(&ack, t0 + BIND_RETRY));
         assert!(r.is_bound(t0 + BIND_RETRY));
         assert!(r.bind_due(t0 + BIND_RETRY * 2).is_none());
@@ -120,8 +128,20 @@ mod tests {
         let r = RelayState::default();
         let t0 = Instant::now();
         r.start(7, 99, [3; 32]);
-        let wrong_key = BindMsg { kind: Kind::Bound, node: 7, session: 99, counter: 1 }.encode(&[4; 32]);
-        let old_session = BindMsg { kind: Kind::Bound, node: 7, session: 98, counter: 1 }.encode(&[3; 32]);
+        let wrong_key = BindMsg {
+            kind: Kind::Bound,
+            node: 7,
+            session: 99,
+            counter: 1,
+        }
+        .encode(&[4; 32]);
+        let old_session = BindMsg {
+            kind: Kind::Bound,
+            node: 7,
+            session: 98,
+            counter: 1,
+        }
+        .encode(&[3; 32]);
         assert!(!r.on_bound(&wrong_key, t0));
         assert!(!r.on_bound(&old_session, t0));
         assert!(!r.on_bound(b"junk", t0));

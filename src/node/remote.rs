@@ -36,9 +36,17 @@ fn exchange(hub: &str, account: &str, req: Request) -> Result<AdminResult> {
         }
         Event::AdminResult { error, forbidden, .. } => {
             let msg = error.unwrap_or_else(|| "refused".into());
-            Ok(Err(if forbidden { AdminError::Forbidden(msg) } else { AdminError::Refused(msg) }))
+            Ok(Err(if forbidden {
+                AdminError::Forbidden(msg)
+            } else {
+                AdminError::Refused(msg)
+            }))
         }
-        Event::Refused { message, reason, retry_after_s } => Ok(Err(AdminError::Refused(format!(
+        Event::Refused {
+            message,
+            reason,
+            retry_after_s,
+        } => Ok(Err(AdminError::Refused(format!(
             "{message} ({}){}",
             reason.hint(),
             retry_after_s.map(|s| format!("; retry in {s} s")).unwrap_or_default()

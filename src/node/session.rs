@@ -79,7 +79,12 @@ pub async fn connect(settings: &NodeSettings) -> anyhow::Result<(ChannelReader, 
         let attempt = async {
             let stream = timeout(CONNECT_TIMEOUT, TcpStream::connect(&addrs[..]))
                 .await
-                .map_err(|_| anyhow!("no answer from the hub at {} within {CONNECT_TIMEOUT:?}", settings.hub.authority()))?
+                .map_err(|_| {
+                    anyhow!(
+                        "no answer from the hub at {} within {CONNECT_TIMEOUT:?}",
+                        settings.hub.authority()
+                    )
+                })?
                 .with_context(|| format!("cannot connect to the hub at {}", settings.hub.authority()))?;
             channel::initiate(stream, &settings.key, hub_key, &hello).await
         };
@@ -93,10 +98,7 @@ pub async fn connect(settings: &NodeSettings) -> anyhow::Result<(ChannelReader, 
 
 /// Sends the first request of a connection and returns the hub's answer with the
 /// still-open channel.
-pub async fn request(
-    settings: &NodeSettings,
-    req: &Request,
-) -> anyhow::Result<(Event, ChannelReader, ChannelWriter)> {
+pub async fn request(settings: &NodeSettings, req: &Request) -> anyhow::Result<(Event, ChannelReader, ChannelWriter)> {
     let (mut rd, mut wr) = connect(settings).await?;
     wr.send(req).await?;
     let answer: Event = timeout(ANSWER_TIMEOUT, rd.recv())

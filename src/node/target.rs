@@ -63,7 +63,10 @@ pub fn enroll(opts: EnrollOptions) -> Result<Exit> {
     let hub = HubUrl::parse(&opts.hub)?;
     let name = opts.name.clone().unwrap_or_else(crate::util::hostname);
     let key = KeyPair::load_or_create(&opts.paths.key)?;
-    let password = crate::password::read(opts.password_file.as_deref(), &format!("Password for {}: ", opts.account))?;
+    let password = crate::password::read(
+        opts.password_file.as_deref(),
+        &format!("Password for {}: ", opts.account),
+    )?;
     let settings = NodeSettings {
         role: Role::Target,
         hub,
@@ -82,7 +85,15 @@ pub fn enroll(opts: EnrollOptions) -> Result<Exit> {
         true,
     ));
     match result {
-        Ok((Event::Enrolled { node_id, overlay_ip, name }, _, _)) => {
+        Ok((
+            Event::Enrolled {
+                node_id,
+                overlay_ip,
+                name,
+            },
+            _,
+            _,
+        )) => {
             let config = TargetConfig {
                 hub: opts.hub.clone(),
                 account: opts.account.clone(),
@@ -91,7 +102,11 @@ pub fn enroll(opts: EnrollOptions) -> Result<Exit> {
             crate::util::write_atomic(&opts.paths.config, toml::to_string(&config)?.as_bytes(), 0o644)?;
             println!("enrolled {name} under account {} as node {node_id}", opts.account);
             println!("overlay address: {overlay_ip}");
-            println!("config: {}   device key: {}", opts.paths.config.display(), opts.paths.key.display());
+            println!(
+                "config: {}   device key: {}",
+                opts.paths.config.display(),
+                opts.paths.key.display()
+            );
             println!("start it with: systemctl enable --now mcvpn-target   (or: mcvpn target run)");
             Ok(Exit::ok())
         }
@@ -111,13 +126,19 @@ pub struct RunOptions {
 fn is_fatal(reason: RefuseReason) -> bool {
     matches!(
         reason,
-        RefuseReason::NotEnrolled | RefuseReason::DeviceNotAllowed | RefuseReason::UnsupportedVersion | RefuseReason::BadRequest
+        RefuseReason::NotEnrolled
+            | RefuseReason::DeviceNotAllowed
+            | RefuseReason::UnsupportedVersion
+            | RefuseReason::BadRequest
     )
 }
 
 pub fn run(opts: RunOptions) -> Result<Exit> {
     if !crate::util::is_root() {
-        return Ok(Exit::fail(exit::NOT_ROOT, "mcvpn target run needs root (or CAP_NET_ADMIN) for its TUN interface"));
+        return Ok(Exit::fail(
+            exit::NOT_ROOT,
+            "mcvpn target run needs root (or CAP_NET_ADMIN) for its TUN interface",
+        ));
     }
     let config = TargetConfig::load(&opts.paths.config)?;
     let settings = NodeSettings {
@@ -160,9 +181,16 @@ async fn serve(node: &Node) -> Result<Exit> {
         match session::login(&node.settings, node.boot_id, Credential::DeviceKey, false).await {
             Ok((Event::LoginOk(ok), rd, wr)) => break (ok, rd, wr),
             Ok(_) => return Ok(Exit::fail(exit::FAILURE, "unexpected answer from the hub")),
-            Err(LoginError::Refused { reason, message, retry_after_s }) => {
+            Err(LoginError::Refused {
+                reason,
+                message,
+                retry_after_s,
+            }) => {
                 if is_fatal(reason) {
-                    return Ok(Exit::fail(exit::REFUSED, &format!("the hub refused: {message} ({})", reason.hint())));
+                    return Ok(Exit::fail(
+                        exit::REFUSED,
+                        &format!("the hub refused: {message} ({})", reason.hint()),
+                    ));
                 }
                 tracing::warn!(?reason, %message, "the hub refused; will ask again");
                 node.set_connected(false, Some(format!("refused: {message}")));
@@ -179,7 +207,9 @@ async fn serve(node: &Node) -> Result<Exit> {
     node.apply_login(&login)?;
     tracing::info!(ip = %login.overlay_ip, account = %login.account, peers = login.peers.len(), "target is up");
     match session::supervise(node, login, rd, wr, |_| Credential::DeviceKey, true).await {
-        SessionEnd::Kicked { reason, message } => Ok(Exit::fail(exit::REFUSED, &format!("{message} ({})", reason.hint()))),
+        SessionEnd::Kicked { reason, message } => {
+            Ok(Exit::fail(exit::REFUSED, &format!("{message} ({})", reason.hint())))
+        }
         SessionEnd::Lost(why) => Ok(Exit::fail(exit::FAILURE, &why)),
     }
 }

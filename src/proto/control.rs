@@ -47,7 +47,7 @@ impl Key32 {
 
     /// Accepts standard or URL-safe base64, padded or not.
     pub fn from_base64(s: &str) -> Option<Key32> {
-        use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD, STANDARD_NO_PAD};
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
         let s = s.trim();
         let bytes = [STANDARD, URL_SAFE, STANDARD_NO_PAD, URL_SAFE_NO_PAD]
             .iter()
@@ -245,7 +245,11 @@ pub struct LoginOk {
 pub enum Event {
     LoginOk(LoginOk),
     /// Answer to an enrolment: the target is registered, with this address.
-    Enrolled { node_id: NodeId, overlay_ip: Ipv4Addr, name: String },
+    Enrolled {
+        node_id: NodeId,
+        overlay_ip: Ipv4Addr,
+        name: String,
+    },
     Refused {
         reason: RefuseReason,
         message: String,
@@ -256,10 +260,17 @@ pub enum Event {
     /// A peer was added or changed (came online, went offline, restarted).
     Peer(PeerInfo),
     /// A peer may no longer be reached (access revoked or device removed).
-    PeerGone { node_id: NodeId },
+    PeerGone {
+        node_id: NodeId,
+    },
     /// The hub ends this session; the node must not reconnect unless the reason is transient.
-    Kick { reason: RefuseReason, message: String },
-    Pong { seq: u64 },
+    Kick {
+        reason: RefuseReason,
+        message: String,
+    },
+    Pong {
+        seq: u64,
+    },
     /// Answer to `Admin` or `ChangePassword`: an `admin::Output` or a refusal.
     AdminResult {
         ok: bool,
@@ -311,13 +322,11 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, DecodeErr
     struct VersionOnly {
         v: u16,
     }
-    let version: VersionOnly =
-        serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let version: VersionOnly = serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if version.v != PROTOCOL_VERSION {
         return Err(DecodeError::Version(version.v));
     }
-    let env: Envelope<T> =
-        serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let env: Envelope<T> = serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     Ok(env.msg)
 }
 

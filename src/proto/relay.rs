@@ -155,8 +155,7 @@ impl BindMsg {
             return Err(RelayError::BindLength);
         }
         let session = u64::from_be_bytes(datagram[HEADER_LEN..HEADER_LEN + 8].try_into().unwrap());
-        let counter =
-            u64::from_be_bytes(datagram[HEADER_LEN + 8..HEADER_LEN + 16].try_into().unwrap());
+        let counter = u64::from_be_bytes(datagram[HEADER_LEN + 8..HEADER_LEN + 16].try_into().unwrap());
         Ok(BindMsg {
             kind: header.kind,
             node: header.node,
@@ -216,7 +215,13 @@ mod tests {
         d[HEADER_LEN..].fill(0xaa);
         rewrite_node(&mut d, 9);
         let (h, payload) = Header::parse(&d).unwrap();
-        assert_eq!(h, Header { kind: Kind::Data, node: 9 });
+        assert_eq!(
+            h,
+            Header {
+                kind: Kind::Data,
+                node: 9
+            }
+        );
         assert!(payload.iter().all(|&b| b == 0xaa));
     }
 

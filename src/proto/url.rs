@@ -163,7 +163,11 @@ mod tests {
     #[test]
     fn standard_base64_with_percent_escapes() {
         let k = Key32([0xfb; 32]); // encodes with '+' and '/' in the standard alphabet
-        let escaped = k.to_base64().replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+        let escaped = k
+            .to_base64()
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D");
         let u = HubUrl::parse(&format!("mcvpn://h:1/?key={escaped}")).unwrap();
         assert_eq!(u.keys, vec![k]);
     }
@@ -174,7 +178,10 @@ mod tests {
         assert_eq!(HubUrl::parse("mcvpn://host:1/"), Err(UrlError::NoKey));
         assert_eq!(HubUrl::parse("mcvpn://:1/?key=x"), Err(UrlError::NoHost));
         assert!(matches!(HubUrl::parse("mcvpn://h:0/?key=x"), Err(UrlError::Port(_))));
-        assert!(matches!(HubUrl::parse("mcvpn://h:1/?key=abc"), Err(UrlError::BadKey(_))));
+        assert!(matches!(
+            HubUrl::parse("mcvpn://h:1/?key=abc"),
+            Err(UrlError::BadKey(_))
+        ));
         assert_eq!(HubUrl::parse("mcvpn://[::1/?key=x"), Err(UrlError::Bracket));
     }
 

@@ -37,13 +37,21 @@ impl AccountStore for SqliteStore {
     fn account_by_name(&self, username: &str) -> StoreResult<Option<AccountRecord>> {
         Ok(self
             .conn
-            .query_row(&format!("SELECT {COLUMNS} {FROM} WHERE a.username = ?1"), [username], account_from_row)
+            .query_row(
+                &format!("SELECT {COLUMNS} {FROM} WHERE a.username = ?1"),
+                [username],
+                account_from_row,
+            )
             .optional()?)
     }
 
     fn account_by_id(&self, id: i64) -> StoreResult<AccountRecord> {
         self.conn
-            .query_row(&format!("SELECT {COLUMNS} {FROM} WHERE a.id = ?1"), [id], account_from_row)
+            .query_row(
+                &format!("SELECT {COLUMNS} {FROM} WHERE a.id = ?1"),
+                [id],
+                account_from_row,
+            )
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("no account with id {id}")))
     }
@@ -57,11 +65,11 @@ impl AccountStore for SqliteStore {
     }
 
     fn account_count(&self, contract_id: i64) -> StoreResult<u64> {
-        Ok(self
-            .conn
-            .query_row("SELECT COUNT(*) FROM accounts WHERE contract_id = ?1", [contract_id], |r| {
-                r.get::<_, i64>(0)
-            })? as u64)
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM accounts WHERE contract_id = ?1",
+            [contract_id],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
     }
 
     fn account_set_state(&mut self, account_id: i64, state: AccountState) -> StoreResult<()> {

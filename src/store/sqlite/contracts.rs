@@ -53,7 +53,9 @@ impl ContractStore for SqliteStore {
             return Err(StoreError::Refused("a contract needs a name".into()));
         }
         if c.accounts == 0 {
-            return Err(StoreError::Refused("a basic contract needs at least one account".into()));
+            return Err(StoreError::Refused(
+                "a basic contract needs at least one account".into(),
+            ));
         }
         if exists(&self.conn, "SELECT 1 FROM contracts WHERE name = ?1", [name])? {
             return Err(StoreError::Conflict(format!("contract {name:?} already exists")));
@@ -87,20 +89,32 @@ impl ContractStore for SqliteStore {
 
     fn contract_by_name(&self, name: &str) -> StoreResult<ContractRecord> {
         self.conn
-            .query_row(&format!("SELECT {COLUMNS} FROM contracts WHERE name = ?1"), [name], contract_from_row)
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM contracts WHERE name = ?1"),
+                [name],
+                contract_from_row,
+            )
             .optional()?
-            .ok_or_else(|| StoreError::NotFound(format!("no contract named {name:?} (see `mcvpn admin contract list`)")))
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("no contract named {name:?} (see `mcvpn admin contract list`)"))
+            })
     }
 
     fn contract_by_id(&self, id: i64) -> StoreResult<ContractRecord> {
         self.conn
-            .query_row(&format!("SELECT {COLUMNS} FROM contracts WHERE id = ?1"), [id], contract_from_row)
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM contracts WHERE id = ?1"),
+                [id],
+                contract_from_row,
+            )
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("no contract with id {id}")))
     }
 
     fn contracts(&self) -> StoreResult<Vec<ContractRecord>> {
-        let mut stmt = self.conn.prepare(&format!("SELECT {COLUMNS} FROM contracts ORDER BY name"))?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {COLUMNS} FROM contracts ORDER BY name"))?;
         let rows = stmt.query_map([], contract_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -109,11 +123,17 @@ impl ContractStore for SqliteStore {
         let col = field.column();
         let old: Option<String> = self
             .conn
-            .query_row(&format!("SELECT {col} FROM contracts WHERE id = ?1"), [id], |r| r.get(0))
+            .query_row(&format!("SELECT {col} FROM contracts WHERE id = ?1"), [id], |r| {
+                r.get(0)
+            })
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("no contract with id {id}")))?;
         if field == ContractField::Name
-            && exists(&self.conn, "SELECT 1 FROM contracts WHERE name = ?1 AND id != ?2", params![value, id])?
+            && exists(
+                &self.conn,
+                "SELECT 1 FROM contracts WHERE name = ?1 AND id != ?2",
+                params![value, id],
+            )?
         {
             return Err(StoreError::Conflict(format!("contract {value:?} already exists")));
         }
@@ -124,7 +144,10 @@ impl ContractStore for SqliteStore {
         } else {
             Some(value)
         };
-        tx.execute(&format!("UPDATE contracts SET {col} = ?1 WHERE id = ?2"), params![new, id])?;
+        tx.execute(
+            &format!("UPDATE contracts SET {col} = ?1 WHERE id = ?2"),
+            params![new, id],
+        )?;
         tx.execute(
             "INSERT INTO contract_history (contract_id, at, actor, field, old_value, new_value) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

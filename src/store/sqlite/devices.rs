@@ -43,7 +43,11 @@ impl SqliteStore {
             Some(m) if (m as u32) < last => Ok(m as u32 + 1),
             Some(_) => {
                 // The top is taken: look for the lowest free address left by a removed device.
-                if !exists(&self.conn, "SELECT 1 FROM devices WHERE overlay_ip = ?1", [first as i64])? {
+                if !exists(
+                    &self.conn,
+                    "SELECT 1 FROM devices WHERE overlay_ip = ?1",
+                    [first as i64],
+                )? {
                     return Ok(first);
                 }
                 let gap: Option<i64> = self
@@ -82,7 +86,9 @@ impl DeviceStore for SqliteStore {
     fn device_by_id(&self, id: i64) -> StoreResult<DeviceRecord> {
         self.conn
             .query_row(
-                &format!("SELECT {DEVICE_COLUMNS} FROM devices d JOIN accounts a ON a.id = d.account_id WHERE d.id = ?1"),
+                &format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices d JOIN accounts a ON a.id = d.account_id WHERE d.id = ?1"
+                ),
                 [id],
                 device_from_row,
             )
@@ -99,7 +105,9 @@ impl DeviceStore for SqliteStore {
         overlay: OverlayNet,
     ) -> StoreResult<DeviceRecord> {
         if role == Role::Target && self.device_by_key(key, Role::Target, None)?.is_some() {
-            return Err(StoreError::Conflict("this device key is already enrolled as a target".into()));
+            return Err(StoreError::Conflict(
+                "this device key is already enrolled as a target".into(),
+            ));
         }
         let ip = self.allocate_overlay_ip(overlay)?;
         self.conn.execute(
@@ -120,8 +128,10 @@ impl DeviceStore for SqliteStore {
     }
 
     fn device_touch(&mut self, device_id: i64) -> StoreResult<()> {
-        self.conn
-            .execute("UPDATE devices SET last_seen = ?1 WHERE id = ?2", params![now(), device_id])?;
+        self.conn.execute(
+            "UPDATE devices SET last_seen = ?1 WHERE id = ?2",
+            params![now(), device_id],
+        )?;
         Ok(())
     }
 

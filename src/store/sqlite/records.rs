@@ -38,7 +38,9 @@ impl RecordStore for SqliteStore {
     fn notice_add(&mut self, contract_id: i64, kind: &str, subject: &str, body: &str) -> StoreResult<i64> {
         let to: String = self
             .conn
-            .query_row("SELECT admin_email FROM contracts WHERE id = ?1", [contract_id], |r| r.get(0))
+            .query_row("SELECT admin_email FROM contracts WHERE id = ?1", [contract_id], |r| {
+                r.get(0)
+            })
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("no contract with id {contract_id}")))?;
         self.conn.execute(

@@ -13,11 +13,21 @@ fn store_with_account() -> (SqliteStore, AccountRecord) {
 fn accounts_and_devices() {
     let (mut s, alice) = store_with_account();
     assert_eq!(alice.contract, "acme");
-    assert!(matches!(s.account_add("acme", "alice", "h"), Err(StoreError::Conflict(_))));
-    assert!(matches!(s.account_add("nope", "bob", "h"), Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.account_add("acme", "alice", "h"),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.account_add("nope", "bob", "h"),
+        Err(StoreError::NotFound(_))
+    ));
     let net = OverlayNet::default();
-    let t = s.device_register(alice.id, Role::Target, &Key32([1; 32]), "pc", net).unwrap();
-    let c = s.device_register(alice.id, Role::Client, &Key32([2; 32]), "laptop", net).unwrap();
+    let t = s
+        .device_register(alice.id, Role::Target, &Key32([1; 32]), "pc", net)
+        .unwrap();
+    let c = s
+        .device_register(alice.id, Role::Client, &Key32([2; 32]), "laptop", net)
+        .unwrap();
     assert_eq!(t.overlay_ip, Ipv4Addr::new(100, 64, 0, 1));
     assert_eq!(c.overlay_ip, Ipv4Addr::new(100, 64, 0, 2));
     assert!(matches!(
@@ -35,8 +45,11 @@ fn other_accounts_are_not_peers() {
     let (mut s, alice) = store_with_account();
     let bob = s.account_add("acme", "bob", "h").unwrap();
     let net = OverlayNet::default();
-    s.device_register(alice.id, Role::Target, &Key32([1; 32]), "pc", net).unwrap();
-    let bob_laptop = s.device_register(bob.id, Role::Client, &Key32([3; 32]), "b", net).unwrap();
+    s.device_register(alice.id, Role::Target, &Key32([1; 32]), "pc", net)
+        .unwrap();
+    let bob_laptop = s
+        .device_register(bob.id, Role::Client, &Key32([3; 32]), "b", net)
+        .unwrap();
     assert!(s.authorised_peers(&bob_laptop).unwrap().is_empty());
 }
 
@@ -44,14 +57,22 @@ fn other_accounts_are_not_peers() {
 fn overlay_allocation_fills_gaps_when_full() {
     let (mut s, alice) = store_with_account();
     let net = OverlayNet::parse("10.9.0.0/30").unwrap(); // two host addresses
-    let a = s.device_register(alice.id, Role::Client, &Key32([1; 32]), "a", net).unwrap();
-    let _b = s.device_register(alice.id, Role::Client, &Key32([2; 32]), "b", net).unwrap();
+    let a = s
+        .device_register(alice.id, Role::Client, &Key32([1; 32]), "a", net)
+        .unwrap();
+    let _b = s
+        .device_register(alice.id, Role::Client, &Key32([2; 32]), "b", net)
+        .unwrap();
     assert!(matches!(
         s.device_register(alice.id, Role::Client, &Key32([3; 32]), "c", net),
         Err(StoreError::Refused(_))
     ));
-    s.connection().execute("DELETE FROM devices WHERE id = ?1", [a.id]).unwrap();
-    let c = s.device_register(alice.id, Role::Client, &Key32([3; 32]), "c", net).unwrap();
+    s.connection()
+        .execute("DELETE FROM devices WHERE id = ?1", [a.id])
+        .unwrap();
+    let c = s
+        .device_register(alice.id, Role::Client, &Key32([3; 32]), "c", net)
+        .unwrap();
     assert_eq!(c.overlay_ip, Ipv4Addr::new(10, 9, 0, 1));
 }
 
@@ -99,8 +120,12 @@ fn grants_extend_peers_both_ways() {
     let (mut s, alice) = store_with_account();
     let bob = s.account_add("acme", "bob", "h").unwrap();
     let net = OverlayNet::default();
-    let pc = s.device_register(alice.id, Role::Target, &Key32([1; 32]), "pc", net).unwrap();
-    let bob_laptop = s.device_register(bob.id, Role::Client, &Key32([3; 32]), "b", net).unwrap();
+    let pc = s
+        .device_register(alice.id, Role::Target, &Key32([1; 32]), "pc", net)
+        .unwrap();
+    let bob_laptop = s
+        .device_register(bob.id, Role::Client, &Key32([3; 32]), "b", net)
+        .unwrap();
     assert!(s.authorised_peers(&bob_laptop).unwrap().is_empty());
     s.grant_add(pc.id, bob.id).unwrap();
     assert_eq!(s.authorised_peers(&bob_laptop).unwrap(), vec![pc.clone()]);
@@ -115,12 +140,18 @@ fn contract_changes_are_recorded_with_who_and_when() {
     let mut s = SqliteStore::open_in_memory().unwrap();
     let c = s.contract_add(&NewContract::simple("acme", 5)).unwrap();
     assert_eq!(s.terms(c.id).unwrap().len(), 1);
-    let old = s.contract_update(c.id, ContractField::Address, "1-1 Chiyoda", "operator").unwrap();
+    let old = s
+        .contract_update(c.id, ContractField::Address, "1-1 Chiyoda", "operator")
+        .unwrap();
     assert_eq!(old, "");
-    s.contract_update(c.id, ContractField::AdminEmail, "it@acme.example", "operator").unwrap();
+    s.contract_update(c.id, ContractField::AdminEmail, "it@acme.example", "operator")
+        .unwrap();
     let h = s.contract_history(c.id).unwrap();
     assert_eq!(h.len(), 2);
-    assert_eq!((h[0].field.as_str(), h[0].new_value.as_str(), h[0].actor.as_str()), ("address", "1-1 Chiyoda", "operator"));
+    assert_eq!(
+        (h[0].field.as_str(), h[0].new_value.as_str(), h[0].actor.as_str()),
+        ("address", "1-1 Chiyoda", "operator")
+    );
     assert_eq!(s.contract_by_id(c.id).unwrap().admin_email, "it@acme.example");
     s.contract_add(&NewContract::simple("globex", 5)).unwrap();
     assert!(matches!(
@@ -136,7 +167,10 @@ fn additional_terms_cancellation_notices_settings() {
     let d = chrono::NaiveDate::from_ymd_opt(2027, 3, 1).unwrap();
     s.term_add(c.id, d, 3).unwrap();
     let terms = s.terms(c.id).unwrap();
-    assert_eq!((terms[0].kind, terms[1].kind, terms[1].accounts), (TermKind::Basic, TermKind::Additional, 3));
+    assert_eq!(
+        (terms[0].kind, terms[1].kind, terms[1].accounts),
+        (TermKind::Basic, TermKind::Additional, 3)
+    );
     let cancel = CancellationRecord {
         received: d,
         requested_end: None,
@@ -167,11 +201,18 @@ fn migration_from_version_1_keeps_contracts_and_gives_them_a_basic_contract() {
         let tx = conn.transaction().unwrap();
         tx.execute_batch(migrations::MIGRATIONS[0]).unwrap();
         tx.pragma_update(None, "user_version", 1).unwrap();
-        tx.execute("INSERT INTO contracts (name, created_at) VALUES ('old', 0)", []).unwrap();
-        tx.execute("INSERT INTO accounts (contract_id, username, password_hash, created_at) VALUES (1, 'u1', 'h', 0)", [])
+        tx.execute("INSERT INTO contracts (name, created_at) VALUES ('old', 0)", [])
             .unwrap();
-        tx.execute("INSERT INTO accounts (contract_id, username, password_hash, created_at) VALUES (1, 'u2', 'h', 0)", [])
-            .unwrap();
+        tx.execute(
+            "INSERT INTO accounts (contract_id, username, password_hash, created_at) VALUES (1, 'u1', 'h', 0)",
+            [],
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO accounts (contract_id, username, password_hash, created_at) VALUES (1, 'u2', 'h', 0)",
+            [],
+        )
+        .unwrap();
         tx.commit().unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
