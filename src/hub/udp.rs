@@ -21,7 +21,7 @@ use crate::proto::relay::{self, Header, Kind, HEADER_LEN};
 use crate::udp_batch::{gso_runs, BatchUdp, Offloads, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, RECV_BATCH, RECV_BUF};
 
 /// What to send once the received batch has been decided.
-enum Send {
+enum Forward {
     /// `buf[start..end]` to `dst`, as GSO datagrams of `segment` bytes.
     Batch {
         dst: SocketAddr,
@@ -51,7 +51,7 @@ pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelaySt
     tracing::info!(gso = sock.gso(), gro = offloads.udp_gro, "relay running");
     let mut storage: Vec<Vec<u8>> = (0..RECV_BATCH).map(|_| vec![0u8; RECV_BUF]).collect();
     let mut metas = [RecvMeta::default(); RECV_BATCH];
-    let mut sends: Vec<Send> = Vec::with_capacity(RECV_BATCH * 4);
+    let mut sends: Vec<Forward> = Vec::with_capacity(RECV_BATCH * 4);
     let mut binds: Vec<(SocketAddr, usize, usize, usize)> = Vec::new();
     let mut staging: Vec<u8> = Vec::with_capacity(MAX_GSO_BYTES);
     loop {
@@ -90,7 +90,7 @@ pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelaySt
         let mut ones: Vec<(SocketAddr, usize, usize, usize)> = Vec::new();
         for s in &sends {
             match *s {
-                Send::Batch {
+                Forward::Batch {
                     dst,
                     buf,
                     start,
@@ -100,7 +100,7 @@ pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelaySt
                     let count = (end - start).div_ceil(segment) as u64;
                     send_gso(&sock, &stats, dst, &storage[buf][start..end], segment, count);
                 }
-                Send::One { dst, buf, start, end } => ones.push((dst, buf, start, end)),
+                Forward::One { dst, buf, start, end } => ones.push((dst, buf, start, end)),
             }
         }
         let keyed: Vec<(SocketAddr, usize)> = ones.iter().map(|&(d, _, a, e)| (d, e - a)).collect();
@@ -170,7 +170,7 @@ fn decide(
     index: usize,
     buf: &mut [u8],
     stride: usize,
-    sends: &mut Vec<Send>,
+    sends: &mut Vec<Forward>,
     binds: &mut Vec<(SocketAddr, usize, usize, usize)>,
 ) {
     let len = buf.len();
@@ -184,7 +184,7 @@ fn decide(
                         for start in (0..len).step_by(stride) {
                             relay::rewrite_node(&mut buf[start..], sender);
                         }
-                        sends.push(Send::Batch {
+                        sends.push(Forward::Batch {
                             dst,
                             buf: index,
                             start: 0,
@@ -207,7 +207,7 @@ fn decide(
         let datagram = &mut buf[start..end];
         match Header::parse(datagram).map(|(h, _)| h.kind) {
             Ok(Kind::Data) => match table.route_data(src, datagram) {
-                Ok(dst) => sends.push(Send::One {
+                Ok(dst) => sends.push(Forward::One {
                     dst,
                     buf: index,
                     start,
@@ -291,7 +291,7 @@ mod tests {
         );
         assert!(matches!(
             sends[..],
-            [Send::Batch {
+            [Forward::Batch {
                 segment: 100,
                 start: 0,
                 end: 260,

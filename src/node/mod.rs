@@ -13,8 +13,6 @@ pub mod session;
 pub mod target;
 
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
-
-use crate::udp_batch::{BatchUdp, Offloads};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -23,6 +21,7 @@ use serde_json::json;
 
 use crate::keys::KeyPair;
 use crate::proto::control::{Event, LoginOk, Role};
+use crate::udp_batch::{BatchUdp, Offloads};
 use crate::proto::url::HubUrl;
 
 use self::datapath::{Counters, DataPath};
