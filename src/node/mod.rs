@@ -213,10 +213,6 @@ impl Node {
         true
     }
 
-    pub fn overlay_ip(&self) -> Option<Ipv4Addr> {
-        self.conn.lock().unwrap().login.as_ref().map(|l| l.overlay_ip)
-    }
-
     /// What `mcvpn status` shows.
     pub fn status(&self) -> serde_json::Value {
         let c = self.conn.lock().unwrap();
