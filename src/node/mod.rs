@@ -12,7 +12,7 @@ pub mod remote;
 pub mod session;
 pub mod target;
 
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
