@@ -273,22 +273,25 @@ mod tests {
         buf
     }
 
+    /// Decides one received buffer from `src` and returns the plan.
+    fn run_decide(
+        t: &RelayTable,
+        stats: &RelayStats,
+        src: &str,
+        buf: &mut [u8],
+        stride: usize,
+    ) -> (Vec<Forward>, Vec<(SocketAddr, usize, usize, usize)>) {
+        let (mut sends, mut binds) = (Vec::new(), Vec::new());
+        decide(t, stats, addr(src), 0, buf, stride, &mut sends, &mut binds);
+        (sends, binds)
+    }
+
     #[test]
     fn a_uniform_gro_batch_is_one_gso_send_with_every_header_rewritten() {
         let t = table();
         let stats = RelayStats::default();
         let mut buf = batch(&[2, 2, 2], 100, 60);
-        let (mut sends, mut binds) = (Vec::new(), Vec::new());
-        decide(
-            &t,
-            &stats,
-            addr("192.0.2.1:1000"),
-            0,
-            &mut buf,
-            100,
-            &mut sends,
-            &mut binds,
-        );
+        let (sends, _) = run_decide(&t, &stats, "192.0.2.1:1000", &mut buf, 100);
         assert!(matches!(
             sends[..],
             [Forward::Batch {
@@ -312,17 +315,7 @@ mod tests {
         let t = table();
         let stats = RelayStats::default();
         let mut buf = batch(&[2, 3, 2], 100, 100);
-        let (mut sends, mut binds) = (Vec::new(), Vec::new());
-        decide(
-            &t,
-            &stats,
-            addr("192.0.2.1:1000"),
-            0,
-            &mut buf,
-            100,
-            &mut sends,
-            &mut binds,
-        );
+        let (sends, _) = run_decide(&t, &stats, "192.0.2.1:1000", &mut buf, 100);
         assert_eq!(sends.len(), 2);
         assert_eq!(stats.snapshot().dropped_unauthorised, 1);
     }
@@ -332,17 +325,7 @@ mod tests {
         let t = table();
         let stats = RelayStats::default();
         let mut buf = batch(&[2, 2, 2, 2], 100, 100);
-        let (mut sends, mut binds) = (Vec::new(), Vec::new());
-        decide(
-            &t,
-            &stats,
-            addr("192.0.2.9:9"),
-            0,
-            &mut buf,
-            100,
-            &mut sends,
-            &mut binds,
-        );
+        let (sends, _) = run_decide(&t, &stats, "192.0.2.9:9", &mut buf, 100);
         assert!(sends.is_empty());
         assert_eq!(stats.snapshot().dropped_unauthorised, 4);
     }
@@ -360,17 +343,8 @@ mod tests {
         let t = table();
         let stats = RelayStats::default();
         let mut buf = vec![0u8; 3];
-        let (mut sends, mut binds) = (Vec::new(), Vec::new());
-        decide(
-            &t,
-            &stats,
-            addr("192.0.2.1:1000"),
-            0,
-            &mut buf,
-            0,
-            &mut sends,
-            &mut binds,
-        );
+        let (sends, _) = run_decide(&t, &stats, "192.0.2.1:1000", &mut buf, 0);
+        assert!(sends.is_empty());
         assert_eq!(stats.snapshot().dropped_malformed, 1);
         let mut b = BindMsg {
             kind: Kind::Bind,
@@ -380,7 +354,7 @@ mod tests {
         }
         .encode(&[1; 32])
         .to_vec();
-        decide(&t, &stats, addr("192.0.2.1:1000"), 0, &mut b, 0, &mut sends, &mut binds);
+        let (_, binds) = run_decide(&t, &stats, "192.0.2.1:1000", &mut b, 0);
         assert_eq!(binds.len(), 1);
     }
 }

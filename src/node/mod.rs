@@ -21,8 +21,8 @@ use serde_json::json;
 
 use crate::keys::KeyPair;
 use crate::proto::control::{Event, LoginOk, Role};
-use crate::udp_batch::{BatchUdp, Offloads};
 use crate::proto::url::HubUrl;
+use crate::udp_batch::{BatchUdp, Offloads};
 
 use self::datapath::{Counters, DataPath};
 use self::peers::{Change, PeerTable};
