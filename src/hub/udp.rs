@@ -20,6 +20,9 @@ use super::relay::{Drop, RelayStats, RelayTable};
 use crate::proto::relay::{self, Header, Kind, HEADER_LEN};
 use crate::udp_batch::{gso_runs, BatchUdp, Offloads, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, RECV_BATCH, RECV_BUF};
 
+/// A `Bind` to apply after the read lock is released: source, buffer, start, end.
+type PendingBind = (SocketAddr, usize, usize, usize);
+
 /// What to send once the received batch has been decided.
 enum Forward {
     /// `buf[start..end]` to `dst`, as GSO datagrams of `segment` bytes.
@@ -52,7 +55,7 @@ pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelaySt
     let mut storage: Vec<Vec<u8>> = (0..RECV_BATCH).map(|_| vec![0u8; RECV_BUF]).collect();
     let mut metas = [RecvMeta::default(); RECV_BATCH];
     let mut sends: Vec<Forward> = Vec::with_capacity(RECV_BATCH * 4);
-    let mut binds: Vec<(SocketAddr, usize, usize, usize)> = Vec::new();
+    let mut binds: Vec<PendingBind> = Vec::new();
     let mut staging: Vec<u8> = Vec::with_capacity(MAX_GSO_BYTES);
     loop {
         let n = {
@@ -87,7 +90,7 @@ pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelaySt
             }
         }
         let mut singles: Vec<(SocketAddr, &[u8])> = Vec::new();
-        let mut ones: Vec<(SocketAddr, usize, usize, usize)> = Vec::new();
+        let mut ones: Vec<PendingBind> = Vec::new();
         for s in &sends {
             match *s {
                 Forward::Batch {
@@ -171,7 +174,7 @@ fn decide(
     buf: &mut [u8],
     stride: usize,
     sends: &mut Vec<Forward>,
-    binds: &mut Vec<(SocketAddr, usize, usize, usize)>,
+    binds: &mut Vec<PendingBind>,
 ) {
     let len = buf.len();
     let stride = if stride == 0 || stride > len { len } else { stride };
@@ -280,7 +283,7 @@ mod tests {
         src: &str,
         buf: &mut [u8],
         stride: usize,
-    ) -> (Vec<Forward>, Vec<(SocketAddr, usize, usize, usize)>) {
+    ) -> (Vec<Forward>, Vec<PendingBind>) {
         let (mut sends, mut binds) = (Vec::new(), Vec::new());
         decide(t, stats, addr(src), 0, buf, stride, &mut sends, &mut binds);
         (sends, binds)
