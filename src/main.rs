@@ -213,6 +213,7 @@ struct UpCmd {
     /// Name of the TUN interface
     #[arg(long, default_value = "mcvpn0")]
     iface: String,
+    /// MTU of the TUN interface (1420 fits a 1500-byte IPv4 path; use 1400 behind an IPv6 hub)
     #[arg(long, default_value_t = DEFAULT_MTU)]
     mtu: u16,
     #[command(flatten)]
@@ -264,7 +265,8 @@ enum TargetCmd {
     Run {
         #[arg(long, default_value = "mcvpn0")]
         iface: String,
-        #[arg(long, default_value_t = DEFAULT_MTU)]
+        /// MTU of the TUN interface (1420 fits a 1500-byte IPv4 path; use 1400 behind an IPv6 hub)
+    #[arg(long, default_value_t = DEFAULT_MTU)]
         mtu: u16,
         #[command(flatten)]
         paths: TargetPathArgs,
