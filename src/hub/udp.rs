@@ -177,6 +177,10 @@ fn decide(
     binds: &mut Vec<PendingBind>,
 ) {
     let len = buf.len();
+    if len == 0 {
+        stats.count_drop(Drop::Malformed); // an empty datagram: nothing to parse
+        return;
+    }
     let stride = if stride == 0 || stride > len { len } else { stride };
     let segments = len.div_ceil(stride.max(1));
     if segments > 1 && uniform_headers(buf, stride) {
@@ -349,6 +353,9 @@ mod tests {
         let (sends, _) = run_decide(&t, &stats, "192.0.2.1:1000", &mut buf, 0);
         assert!(sends.is_empty());
         assert_eq!(stats.snapshot().dropped_malformed, 1);
+        let (sends, _) = run_decide(&t, &stats, "192.0.2.1:1000", &mut [], 0);
+        assert!(sends.is_empty());
+        assert_eq!(stats.snapshot().dropped_malformed, 2, "an empty datagram counts too");
         let mut b = BindMsg {
             kind: Kind::Bind,
             node: 1,

@@ -289,7 +289,11 @@ impl DataPath {
             let mut count = 0;
             for (meta, buf) in metas[..n].iter().zip(&storage) {
                 let data = &buf[..meta.len];
-                let stride = if meta.stride == 0 { meta.len.max(1) } else { meta.stride };
+                if data.is_empty() {
+                    bump(&self.counters.hub_malformed);
+                    continue;
+                }
+                let stride = if meta.stride == 0 { meta.len } else { meta.stride };
                 for datagram in data.chunks(stride) {
                     match Header::parse(datagram) {
                         Ok((h, payload)) if h.kind == Kind::Data => {
