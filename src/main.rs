@@ -266,7 +266,7 @@ enum TargetCmd {
         #[arg(long, default_value = "mcvpn0")]
         iface: String,
         /// MTU of the TUN interface (1420 fits a 1500-byte IPv4 path; use 1400 behind an IPv6 hub)
-    #[arg(long, default_value_t = DEFAULT_MTU)]
+        #[arg(long, default_value_t = DEFAULT_MTU)]
         mtu: u16,
         #[command(flatten)]
         paths: TargetPathArgs,

@@ -196,27 +196,31 @@ pub enum AdminCommand {
 }
 
 impl AdminCommand {
-    /// Commands an account administrator may not run at all.
-    pub fn operator_only(&self) -> bool {
+    /// Which part of the admin module carries the command out.
+    fn area(&self) -> Area {
         use AdminCommand::*;
-        matches!(
-            self,
+        match self {
             ContractAdd(_)
-                | ContractList
-                | ContractSet { .. }
-                | ContractAdmin { .. }
-                | ContractAddAccounts { .. }
-                | ContractSuspend { .. }
-                | ContractResume { .. }
-                | ContractTerminate { .. }
-                | ContractCancel { .. }
-                | Invoice { .. }
-                | Compensation { .. }
-                | OutageAdd { .. }
-                | OutageList
-                | TariffShow
-                | TariffSet { .. }
-        )
+            | ContractList
+            | ContractShow { .. }
+            | ContractSet { .. }
+            | ContractAdmin { .. }
+            | ContractAddAccounts { .. }
+            | ContractSuspend { .. }
+            | ContractResume { .. }
+            | ContractTerminate { .. }
+            | ContractCancel { .. } => Area::Contracts,
+            Invoice { .. } | Compensation { .. } | OutageAdd { .. } | OutageList | TariffShow | TariffSet { .. } => {
+                Area::Billing
+            }
+            _ => Area::Accounts,
+        }
+    }
+
+    /// Commands an account administrator may not run at all: contracts and money,
+    /// except looking at their own contract.
+    pub fn operator_only(&self) -> bool {
+        self.area() != Area::Accounts && !matches!(self, AdminCommand::ContractShow { .. })
     }
 
     /// Whether it changes the store (the hub re-reads live sessions after those).
@@ -344,23 +348,19 @@ fn deny(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand, why: String) -
     Err(AdminError::Forbidden(why))
 }
 
+/// The parts of the admin module, one file each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Area {
+    Contracts,
+    Billing,
+    Accounts,
+}
+
 fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) -> AdminResult {
-    use AdminCommand::*;
-    match cmd {
-        ContractAdd(_)
-        | ContractList
-        | ContractShow { .. }
-        | ContractSet { .. }
-        | ContractAdmin { .. }
-        | ContractAddAccounts { .. }
-        | ContractSuspend { .. }
-        | ContractResume { .. }
-        | ContractTerminate { .. }
-        | ContractCancel { .. } => contracts::execute(store, ctx, cmd),
-        Invoice { .. } | Compensation { .. } | OutageAdd { .. } | OutageList | TariffShow | TariffSet { .. } => {
-            billing::execute(store, ctx, cmd)
-        }
-        _ => accounts::execute(store, ctx, cmd),
+    match cmd.area() {
+        Area::Contracts => contracts::execute(store, ctx, cmd),
+        Area::Billing => billing::execute(store, ctx, cmd),
+        Area::Accounts => accounts::execute(store, ctx, cmd),
     }
 }
 
