@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 alice_and_her_target
 
 before=$(( $(hub_stat dropped_malformed) + $(hub_stat dropped_unauthorised) ))
-in_ns "$NS_CLI" python3 - "$HUB_IP" "$HUB_PORT" <<'PY'
+in_ns "$NS_CLI" python3 - "$HUB_IP" "$HUB_PORT" <<'PY' && pass "the hub closed every garbage control connection" || fail "garbage control connections"
 import os, random, socket, sys
 host, port = sys.argv[1], int(sys.argv[2])
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -16,17 +16,24 @@ for i in range(2000):
     if n >= 8 and i % 2:
         b[0:4] = bytes([1, random.choice([1, 2, 3]), 0, 0])  # valid headers, garbage after
     u.sendto(bytes(b), (host, port))
+held_open = 0
 for i in range(30):
     t = socket.create_connection((host, port), timeout=5)
-    t.sendall(os.urandom(random.choice([1, 2, 100, 5000])))
-    t.shutdown(socket.SHUT_WR)  # the hub must give up on a half frame at EOF
-    t.settimeout(5)
     try:
+        t.sendall(os.urandom(random.choice([1, 2, 100, 5000])))
+        t.shutdown(socket.SHUT_WR)  # the hub must give up on a half frame at EOF
         while t.recv(4096):
             pass
-    except (ConnectionResetError, socket.timeout):
+    except socket.timeout:
+        held_open += 1  # the hub kept a garbage connection open past EOF
+    except OSError:
+        # The hub may reject the garbage and close (or reset) before we finish
+        # writing or half-close: that is a correct answer, not a test failure.
+        # Whether the hub survived is checked below.
         pass
     t.close()
+if held_open:
+    sys.exit(f"the hub held {held_open} garbage connections open for 5 s after EOF")
 PY
 wait_until 5 "the hub counted the garbage" sh -c "[ \$(( \$($MCVPN hub stats --status-socket $HUB_SOCK --json | python3 -c 'import json,sys; r=json.load(sys.stdin)[\"relay\"]; print(r[\"dropped_malformed\"]+r[\"dropped_unauthorised\"])') )) -ge $((before + 1900)) ]" \
     && pass "the relay dropped and counted the random datagrams ($(hub_stat dropped_malformed) malformed, $(hub_stat dropped_unauthorised) unauthorised)"
