@@ -90,46 +90,110 @@ pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelaySt
             }
         }
         let mut singles: Vec<(SocketAddr, &[u8])> = Vec::new();
-        let mut ones: Vec<PendingBind> = Vec::new();
-        for s in &sends {
-            match *s {
-                Forward::Batch {
-                    dst,
-                    buf,
-                    start,
-                    end,
-                    segment,
-                } => {
-                    let count = (end - start).div_ceil(segment) as u64;
-                    send_gso(&sock, &stats, dst, &storage[buf][start..end], segment, count);
+        for step in plan_sends(&sends) {
+            // Lone datagrams wait to go out together in one sendmmsg, but never past a
+            // GSO send: a flow's datagrams leave in the order they came in.
+            let (dst, segment, data, count) = match step {
+                Step::Single(i) => {
+                    if let Forward::One { dst, buf, start, end } = sends[i] {
+                        singles.push((dst, &storage[buf][start..end]));
+                    }
+                    continue;
                 }
-                Forward::One { dst, buf, start, end } => ones.push((dst, buf, start, end)),
-            }
+                Step::Batch(i) => match sends[i] {
+                    Forward::Batch {
+                        dst,
+                        buf,
+                        start,
+                        end,
+                        segment,
+                    } => (dst, segment, &storage[buf][start..end], (end - start).div_ceil(segment)),
+                    Forward::One { .. } => continue,
+                },
+                Step::Coalesced { first, end, segment } => {
+                    staging.clear();
+                    let mut dst = None;
+                    for s in &sends[first..end] {
+                        if let Forward::One { dst: d, buf, start, end } = *s {
+                            dst = Some(d);
+                            staging.extend_from_slice(&storage[buf][start..end]);
+                        }
+                    }
+                    let Some(dst) = dst else { continue };
+                    (dst, segment, &staging[..], end - first)
+                }
+            };
+            send_singles(&sock, &stats, &mut singles);
+            send_gso(&sock, &stats, dst, data, segment, count as u64);
         }
-        let keyed: Vec<(SocketAddr, usize)> = ones.iter().map(|&(d, _, a, e)| (d, e - a)).collect();
-        for (first, end, segment) in coalesce(&keyed) {
-            let dst = ones[first].0;
-            if end - first == 1 {
-                let (_, b, a, e) = ones[first];
-                singles.push((dst, &storage[b][a..e]));
-                continue;
-            }
-            staging.clear();
-            for &(_, b, a, e) in &ones[first..end] {
-                staging.extend_from_slice(&storage[b][a..e]);
-            }
-            send_gso(&sock, &stats, dst, &staging, segment, (end - first) as u64);
-        }
-        if !singles.is_empty() {
-            let sent = sock.send_many(&singles);
-            let bytes: usize = singles[..sent].iter().map(|(_, d)| d.len()).sum();
-            stats.forwarded.fetch_add(sent as u64, Ordering::Relaxed);
-            stats.forwarded_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-            stats
-                .send_errors
-                .fetch_add((singles.len() - sent) as u64, Ordering::Relaxed);
-        }
+        send_singles(&sock, &stats, &mut singles);
     }
+}
+
+/// How the forwards of one received batch go out, in their order.
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// `sends[i]`, a GRO batch: one GSO send from its buffer.
+    Batch(usize),
+    /// `sends[first..end]`, single datagrams to one destination: copied together and
+    /// sent as one GSO send of `segment`-byte datagrams.
+    Coalesced { first: usize, end: usize, segment: usize },
+    /// `sends[i]`, a single datagram sent on its own.
+    Single(usize),
+}
+
+/// Plans the sends for `sends` without reordering them: boringtun drops a datagram
+/// that arrives more than 1,024 behind its flow (and TCP takes any reordering as
+/// loss). Consecutive single datagrams to one destination are coalesced.
+fn plan_sends(sends: &[Forward]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut i = 0;
+    while i < sends.len() {
+        if matches!(sends[i], Forward::Batch { .. }) {
+            steps.push(Step::Batch(i));
+            i += 1;
+            continue;
+        }
+        let run_end = i + sends[i..]
+            .iter()
+            .take_while(|s| matches!(s, Forward::One { .. }))
+            .count();
+        let keyed: Vec<(SocketAddr, usize)> = sends[i..run_end]
+            .iter()
+            .filter_map(|s| match *s {
+                Forward::One { dst, start, end, .. } => Some((dst, end - start)),
+                Forward::Batch { .. } => None,
+            })
+            .collect();
+        for (first, end, segment) in coalesce(&keyed) {
+            steps.push(if end - first == 1 {
+                Step::Single(i + first)
+            } else {
+                Step::Coalesced {
+                    first: i + first,
+                    end: i + end,
+                    segment,
+                }
+            });
+        }
+        i = run_end;
+    }
+    steps
+}
+
+/// Sends the gathered lone datagrams with sendmmsg and empties the list.
+fn send_singles(sock: &BatchUdp, stats: &RelayStats, singles: &mut Vec<(SocketAddr, &[u8])>) {
+    if singles.is_empty() {
+        return;
+    }
+    let sent = sock.send_many(singles);
+    let bytes: usize = singles[..sent].iter().map(|(_, d)| d.len()).sum();
+    stats.forwarded.fetch_add(sent as u64, Ordering::Relaxed);
+    stats.forwarded_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    stats
+        .send_errors
+        .fetch_add((singles.len() - sent) as u64, Ordering::Relaxed);
+    singles.clear();
 }
 
 /// Groups consecutive single datagrams `(destination, length)` into GSO batches: the
@@ -343,6 +407,75 @@ mod tests {
         let d = [(a, 72), (a, 72), (a, 50), (a, 72), (b, 72), (b, 72), (a, 72)];
         assert_eq!(coalesce(&d), vec![(0, 3, 72), (3, 4, 72), (4, 6, 72), (6, 7, 72)]);
         assert!(coalesce(&[]).is_empty());
+    }
+
+    fn one(dst: SocketAddr, len: usize) -> Forward {
+        Forward::One {
+            dst,
+            buf: 0,
+            start: 0,
+            end: len,
+        }
+    }
+
+    fn gro(dst: SocketAddr) -> Forward {
+        Forward::Batch {
+            dst,
+            buf: 0,
+            start: 0,
+            end: 720,
+            segment: 72,
+        }
+    }
+
+    /// The `sends` indexes in the order the plan sends them.
+    fn order(steps: &[Step]) -> Vec<usize> {
+        steps
+            .iter()
+            .flat_map(|s| match *s {
+                Step::Batch(i) | Step::Single(i) => i..i + 1,
+                Step::Coalesced { first, end, .. } => first..end,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sends_keep_the_order_datagrams_came_in() {
+        // A lone datagram before a GRO batch of the same flow used to go out after it
+        // (all batches first, singles last): up to ~2,000 places behind, past boringtun's
+        // replay window, so the target dropped it as InvalidCounter.
+        let (a, b) = (addr("192.0.2.1:1"), addr("192.0.2.2:2"));
+        let sends = [one(a, 100), gro(a), one(a, 72), one(a, 72), one(b, 72), gro(b), one(a, 90)];
+        let steps = plan_sends(&sends);
+        assert_eq!(order(&steps), (0..sends.len()).collect::<Vec<_>>());
+        assert_eq!(
+            steps,
+            vec![
+                Step::Single(0),
+                Step::Batch(1),
+                Step::Coalesced {
+                    first: 2,
+                    end: 4,
+                    segment: 72
+                },
+                Step::Single(4),
+                Step::Batch(5),
+                Step::Single(6),
+            ]
+        );
+        assert!(plan_sends(&[]).is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_plan_reorders(kinds in proptest::collection::vec((0u8..3, 0u8..2, 60usize..80), 0..60)) {
+            let dsts = [addr("192.0.2.1:1"), addr("192.0.2.2:2")];
+            let sends: Vec<Forward> = kinds
+                .iter()
+                .map(|&(k, d, len)| if k == 0 { gro(dsts[d as usize]) } else { one(dsts[d as usize], len) })
+                .collect();
+            proptest::prop_assert_eq!(order(&plan_sends(&sends)), (0..sends.len()).collect::<Vec<_>>());
+        }
     }
 
     #[test]
