@@ -92,7 +92,8 @@ pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelaySt
         let mut singles: Vec<(SocketAddr, &[u8])> = Vec::new();
         for step in plan_sends(&sends) {
             // Lone datagrams wait to go out together in one sendmmsg, but never past a
-            // GSO send: a flow's datagrams leave in the order they came in.
+            // GSO send to their destination: a flow's datagrams leave in the order they
+            // came in (flows to other destinations may overtake each other).
             let (dst, segment, data, count) = match step {
                 Step::Single(i) => {
                     if let Forward::One { dst, buf, start, end } = sends[i] {
@@ -123,7 +124,9 @@ pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelaySt
                     (dst, segment, &staging[..], end - first)
                 }
             };
-            send_singles(&sock, &stats, &mut singles);
+            if singles.iter().any(|&(d, _)| d == dst) {
+                send_singles(&sock, &stats, &mut singles);
+            }
             send_gso(&sock, &stats, dst, data, segment, count as u64);
         }
         send_singles(&sock, &stats, &mut singles);
