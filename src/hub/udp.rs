@@ -42,6 +42,18 @@ enum Forward {
     },
 }
 
+impl Forward {
+    /// Where it goes and where it lies: `(dst, buf, start, end)`.
+    fn parts(&self) -> (SocketAddr, usize, usize, usize) {
+        match *self {
+            Forward::Batch {
+                dst, buf, start, end, ..
+            }
+            | Forward::One { dst, buf, start, end } => (dst, buf, start, end),
+        }
+    }
+}
+
 /// Receives, decides, forwards; forever. Runs on its own thread.
 pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelayStats>, offloads: Offloads) {
     let sock = match BatchUdp::new(socket, offloads) {
@@ -96,32 +108,21 @@ pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelaySt
             // came in (flows to other destinations may overtake each other).
             let (dst, segment, data, count) = match step {
                 Step::Single(i) => {
-                    if let Forward::One { dst, buf, start, end } = sends[i] {
-                        singles.push((dst, &storage[buf][start..end]));
-                    }
+                    let (dst, buf, start, end) = sends[i].parts();
+                    singles.push((dst, &storage[buf][start..end]));
                     continue;
                 }
-                Step::Batch(i) => match sends[i] {
-                    Forward::Batch {
-                        dst,
-                        buf,
-                        start,
-                        end,
-                        segment,
-                    } => (dst, segment, &storage[buf][start..end], (end - start).div_ceil(segment)),
-                    Forward::One { .. } => continue,
-                },
+                Step::Batch { index, segment } => {
+                    let (dst, buf, start, end) = sends[index].parts();
+                    (dst, segment, &storage[buf][start..end], (end - start).div_ceil(segment))
+                }
                 Step::Coalesced { first, end, segment } => {
                     staging.clear();
-                    let mut dst = None;
                     for s in &sends[first..end] {
-                        if let Forward::One { dst: d, buf, start, end } = *s {
-                            dst = Some(d);
-                            staging.extend_from_slice(&storage[buf][start..end]);
-                        }
+                        let (_, buf, a, e) = s.parts();
+                        staging.extend_from_slice(&storage[buf][a..e]);
                     }
-                    let Some(dst) = dst else { continue };
-                    (dst, segment, &staging[..], end - first)
+                    (sends[first].parts().0, segment, &staging[..], end - first)
                 }
             };
             if singles.iter().any(|&(d, _)| d == dst) {
@@ -136,8 +137,8 @@ pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelaySt
 /// How the forwards of one received batch go out, in their order.
 #[derive(Debug, PartialEq)]
 enum Step {
-    /// `sends[i]`, a GRO batch: one GSO send from its buffer.
-    Batch(usize),
+    /// `sends[index]`, a GRO batch: one GSO send of `segment`-byte datagrams from its buffer.
+    Batch { index: usize, segment: usize },
     /// `sends[first..end]`, single datagrams to one destination: copied together and
     /// sent as one GSO send of `segment`-byte datagrams.
     Coalesced { first: usize, end: usize, segment: usize },
@@ -152,8 +153,8 @@ fn plan_sends(sends: &[Forward]) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut i = 0;
     while i < sends.len() {
-        if matches!(sends[i], Forward::Batch { .. }) {
-            steps.push(Step::Batch(i));
+        if let Forward::Batch { segment, .. } = sends[i] {
+            steps.push(Step::Batch { index: i, segment });
             i += 1;
             continue;
         }
@@ -163,9 +164,9 @@ fn plan_sends(sends: &[Forward]) -> Vec<Step> {
             .count();
         let keyed: Vec<(SocketAddr, usize)> = sends[i..run_end]
             .iter()
-            .filter_map(|s| match *s {
-                Forward::One { dst, start, end, .. } => Some((dst, end - start)),
-                Forward::Batch { .. } => None,
+            .map(|s| {
+                let (dst, _, start, end) = s.parts();
+                (dst, end - start)
             })
             .collect();
         for (first, end, segment) in coalesce(&keyed) {
@@ -436,7 +437,7 @@ mod tests {
         steps
             .iter()
             .flat_map(|s| match *s {
-                Step::Batch(i) | Step::Single(i) => i..i + 1,
+                Step::Batch { index: i, .. } | Step::Single(i) => i..i + 1,
                 Step::Coalesced { first, end, .. } => first..end,
             })
             .collect()
@@ -448,21 +449,29 @@ mod tests {
         // (all batches first, singles last): up to ~2,000 places behind, past boringtun's
         // replay window, so the target dropped it as InvalidCounter.
         let (a, b) = (addr("192.0.2.1:1"), addr("192.0.2.2:2"));
-        let sends = [one(a, 100), gro(a), one(a, 72), one(a, 72), one(b, 72), gro(b), one(a, 90)];
+        let sends = [
+            one(a, 100),
+            gro(a),
+            one(a, 72),
+            one(a, 72),
+            one(b, 72),
+            gro(b),
+            one(a, 90),
+        ];
         let steps = plan_sends(&sends);
         assert_eq!(order(&steps), (0..sends.len()).collect::<Vec<_>>());
         assert_eq!(
             steps,
             vec![
                 Step::Single(0),
-                Step::Batch(1),
+                Step::Batch { index: 1, segment: 72 },
                 Step::Coalesced {
                     first: 2,
                     end: 4,
                     segment: 72
                 },
                 Step::Single(4),
-                Step::Batch(5),
+                Step::Batch { index: 5, segment: 72 },
                 Step::Single(6),
             ]
         );
