@@ -206,6 +206,12 @@ mkdir -p "$(dirname "$OUT_FILE")"
 error_rows=0
 python3 "$BENCH_LIB/report.py" "$BENCH_WORK" "$OUT_FILE" || error_rows=$?
 log "JSON written to $OUT_FILE"
+if [[ " ${ROWS[*]} " == *" mcvpn "* ]]; then
+	echo
+	echo "Goals, judged in this run (several runs: python3 bench/lib/goals.py bench/results/2*.json):"
+	echo
+	python3 "$BENCH_LIB/goals.py" "$OUT_FILE" || log "could not judge the goals"
+fi
 log "(the relay load test with thousands of nodes is separate: scripts/bench-relay.sh)"
 if ((error_rows)); then
 	if ((error_rows == 1)); then
