@@ -77,6 +77,22 @@ pub fn wait_readable(fd: i32, spin: std::time::Duration) -> io::Result<()> {
     wait(fd, libc::POLLIN, 1000).map(|_| ())
 }
 
+/// Waits until `a` or `b` is readable, or a second passes: which of them are.
+pub fn wait_either(a: i32, b: i32) -> io::Result<(bool, bool)> {
+    let mut pfds = [
+        libc::pollfd { fd: a, events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: b, events: libc::POLLIN, revents: 0 },
+    ];
+    // SAFETY: two valid pollfds, count 2.
+    let r = unsafe { libc::poll(pfds.as_mut_ptr(), 2, 1000) };
+    if r == -1 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted { Ok((false, false)) } else { Err(e) };
+    }
+    // An error or hang-up counts as readable: the read that follows reports it.
+    Ok((pfds[0].revents != 0, pfds[1].revents != 0))
+}
+
 /// Waits until `fd` is readable (`POLLIN`) or writable (`POLLOUT`), or `timeout_ms` pass.
 fn wait(fd: i32, events: i16, timeout_ms: i32) -> io::Result<bool> {
     let mut pfd = libc::pollfd { fd, events, revents: 0 };
@@ -133,6 +149,14 @@ impl BatchUdp {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Like [`BatchUdp::recv`], but returns 0 at once when nothing is there.
+    pub fn try_recv(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        match self.state.recv(UdpSockRef::from(&self.socket), bufs, meta) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            other => other,
         }
     }
 
