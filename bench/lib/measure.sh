@@ -5,6 +5,7 @@
 #   ping.txt                 ping -c 50 -i 0.01 (RTT average)
 #   tcp1.json, tcp4.json     iperf3 -J, 1 and 4 TCP streams
 #   udp64.json               iperf3 -J -u -l 64 -b 0 (receiver packets/s)
+#   udp64_rcv_drops          datagrams the receiving iperf3's socket dropped (full)
 #   cpu_before, cpu_after    "ROLE TICKS" (utime+stime) around the TCP tests
 #   rss                      "ROLE KB" (VmHWM) at the end of the row
 
@@ -114,7 +115,13 @@ measure_row() {
 	iperf_test tcp4 "TCP, 4 streams" -P 4 || true
 	cpu_snapshot cpu_after
 
+	# Drops at the receiving iperf3's socket, for every row alike: tells packets the
+	# tunnel lost from packets it delivered to a receiver that had no room for them.
+	start_in_ns "$NS_TARGET" udp64-drops python3 "$BENCH_LIB/udp_drops.py" "$IPERF_PORT" "$ROW_DIR/udp64_rcv_drops"
+	local drops_pid=$STARTED_PID
 	iperf_test udp64 "UDP, 64-byte payloads, unlimited rate" -u -l 64 -b 0 || true
+	kill -TERM "$drops_pid" 2>/dev/null || true
+	wait "$drops_pid" 2>/dev/null || true
 
 	rss_snapshot
 	check_procs_alive

@@ -62,16 +62,26 @@ def tcp_result(rdir, name):
 
 def udp_result(rdir):
     """(packets per second received, in thousands: (packets - lost) / seconds; the
-    share of what the sender sent that never reached the receiving iperf3, in %)."""
+    share of what the sender sent that never reached the receiving iperf3, in %; the
+    share of it that was dropped at the receiving socket, full, in %; packets per
+    second the tunnel delivered to the receiving host: received + those drops)."""
     d = read_json(os.path.join(rdir, "udp64.json"))
     if not d or d.get("error"):
-        return None, None
+        return None, None, None, None
     end = d.get("end", {})
     s = end.get("sum_received") if "packets" in end.get("sum_received", {}) else end.get("sum")
     if not s or not s.get("seconds"):
-        return None, None
-    lost_pct = 100.0 * s["lost_packets"] / s["packets"] if s.get("packets") else None
-    return (s["packets"] - s["lost_packets"]) / s["seconds"] / 1000.0, lost_pct
+        return None, None, None, None
+    sent = s.get("packets")
+    lost_pct = 100.0 * s["lost_packets"] / sent if sent else None
+    drops = read_text(os.path.join(rdir, "udp64_rcv_drops"))
+    # Never more than what was lost: the socket's count may include a datagram or two
+    # from before the test's own counting began.
+    rcv_drops = min(int(drops), s["lost_packets"]) if drops.isdigit() else None
+    rcv_drop_pct = 100.0 * rcv_drops / sent if sent and rcv_drops is not None else None
+    received = s["packets"] - s["lost_packets"]
+    delivered = (received + rcv_drops) / s["seconds"] / 1000.0 if rcv_drops is not None else None
+    return received / s["seconds"] / 1000.0, lost_pct, rcv_drop_pct, delivered
 
 
 def rtt_ms(rdir):
@@ -98,11 +108,13 @@ def build_row(name, rdir, clk_tck):
     tcp4, bytes4 = tcp_result(rdir, "tcp4")
     row["tcp1_gbps"] = rnd(tcp1, 3)
     row["tcp4_gbps"] = rnd(tcp4, 3)
-    udp64, udp64_lost = udp_result(rdir)
+    udp64, udp64_lost, udp64_rcv_drop, udp64_delivered = udp_result(rdir)
     row["udp64_kpps"] = rnd(udp64, 1)
-    # Where the rest went (sender's TUN queue, the tunnel, or the receiver's socket
-    # buffer) iperf3 cannot tell; a high share with an idle tunnel points at the receiver.
     row["udp64_lost_pct"] = rnd(udp64_lost, 1)
+    # The part of the loss that the tunnel delivered but the receiving socket had no
+    # room for (the rest: the sender's TUN queue or the tunnel itself).
+    row["udp64_rcv_drop_pct"] = rnd(udp64_rcv_drop, 1)
+    row["udp64_delivered_kpps"] = rnd(udp64_delivered, 1)
     row["rtt_ms"] = rnd(rtt_ms(rdir), 3)
 
     roles = list(read_pairs(os.path.join(rdir, "procs")))
@@ -194,7 +206,9 @@ def table(rows):
                 if title in best and best[title][0]:
                     cell += " (%.2fx)" % (v / best[title][0])
                 if title.startswith("UDP") and r.get("udp64_lost_pct") is not None:
-                    cell += " [lost %.0f%%]" % r["udp64_lost_pct"]
+                    at_rcv = r.get("udp64_rcv_drop_pct")
+                    cell += (" [lost %.0f%%, %.0f%% at the receiver]" % (r["udp64_lost_pct"], at_rcv)
+                             if at_rcv is not None else " [lost %.0f%%]" % r["udp64_lost_pct"])
                 if title.startswith("CPU"):
                     cell += detail(r, "cpu_s_per_gb", 2)
                 elif title.startswith("peak"):
@@ -210,7 +224,8 @@ def table(rows):
     else:
         out += "\nNo peer row produced figures: no ratios.\n"
     out += ("UDP 64 B: packets/s received by iperf3 (-b 0, sender at full speed); lost: the share "
-            "of what it sent that did not arrive.\n")
+            "of what it sent that did not arrive; at the receiver: the share that came out of the "
+            "tunnel but found the receiving socket full.\n")
     out += ("CPU s/GB: utime+stime of the tunnel processes during the TCP tests / GB received "
             "(total, per process in brackets). Peak RSS: VmHWM, largest process (per process in brackets).\n")
     if errors:
