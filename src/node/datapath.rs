@@ -166,6 +166,16 @@ impl TxBatch {
         Ok(self.n)
     }
 
+    /// Reads what the TUN has and sends it to the hub. Returns how many packets were
+    /// read (0: nothing there); errors only when the TUN is gone.
+    fn forward(&mut self, dp: &DataPath) -> std::io::Result<usize> {
+        let n = self.read(dp)?;
+        if n > 0 {
+            self.send(dp);
+        }
+        Ok(n)
+    }
+
     /// Encrypts what was read and sends it to the hub: one GSO send per run of
     /// equal-sized datagrams.
     fn send(&mut self, dp: &DataPath) {
@@ -364,13 +374,9 @@ impl DataPath {
                 return;
             }
             let _turn = self.tx_turn.lock().unwrap();
-            match tx.read(self) {
-                Ok(0) => {}
-                Ok(_) => tx.send(self),
-                Err(e) => {
-                    tracing::error!(error = %e, "the TUN is gone; stopping the sender");
-                    return;
-                }
+            if let Err(e) = tx.forward(self) {
+                tracing::error!(error = %e, "the TUN is gone; stopping the sender");
+                return;
             }
         }
     }
@@ -399,13 +405,9 @@ impl DataPath {
                 }
             }
             if tun_ready {
-                match tx.read(self) {
-                    Ok(0) => {}
-                    Ok(_) => tx.send(self),
-                    Err(e) => {
-                        tracing::error!(error = %e, "the TUN is gone; stopping the packet loop");
-                        return;
-                    }
+                if let Err(e) = tx.forward(self) {
+                    tracing::error!(error = %e, "the TUN is gone; stopping the packet loop");
+                    return;
                 }
             }
         }
@@ -424,11 +426,8 @@ impl DataPath {
                 Ok(_) => {
                     // Only when the sender thread is not at it: two readers would reorder a flow.
                     if let Ok(_turn) = self.tx_turn.try_lock() {
-                        if let Ok(n) = answers.read(self) {
-                            if n > 0 {
-                                answers.send(self);
-                            }
-                        }
+                        // A TUN that is gone is the sender thread's to report.
+                        let _ = answers.forward(self);
                     }
                 }
                 Err(e) => {
