@@ -80,14 +80,26 @@ pub fn wait_readable(fd: i32, spin: std::time::Duration) -> io::Result<()> {
 /// Waits until `a` or `b` is readable, or a second passes: which of them are.
 pub fn wait_either(a: i32, b: i32) -> io::Result<(bool, bool)> {
     let mut pfds = [
-        libc::pollfd { fd: a, events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: b, events: libc::POLLIN, revents: 0 },
+        libc::pollfd {
+            fd: a,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: b,
+            events: libc::POLLIN,
+            revents: 0,
+        },
     ];
     // SAFETY: two valid pollfds, count 2.
     let r = unsafe { libc::poll(pfds.as_mut_ptr(), 2, 1000) };
     if r == -1 {
         let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted { Ok((false, false)) } else { Err(e) };
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok((false, false))
+        } else {
+            Err(e)
+        };
     }
     // An error or hang-up counts as readable: the read that follows reports it.
     Ok((pfds[0].revents != 0, pfds[1].revents != 0))
@@ -383,6 +395,33 @@ mod tests {
         assert_eq!(gso_runs(&[100, 150, 150], 64, 65000), vec![(0, 1, 100), (1, 3, 150)]);
         assert_eq!(gso_runs(&[10; 5], 2, 65000), vec![(0, 2, 10), (2, 4, 10), (4, 5, 10)]);
         assert_eq!(gso_runs(&[10; 5], 64, 25), vec![(0, 2, 10), (2, 4, 10), (4, 5, 10)]);
+    }
+
+    /// `wait_either` says which of two real loopback sockets has a datagram, and
+    /// `try_recv` returns 0 at once on an empty socket instead of waiting.
+    #[test]
+    fn wait_either_and_try_recv_on_loopback() {
+        let bind = || {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        };
+        let (a, b) = (bind(), bind());
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b_addr = b.local_addr().unwrap();
+        let b = BatchUdp::new(b, Offloads::from_lookup(|_| None)).unwrap();
+        let mut buf = vec![0u8; RECV_BUF];
+        let mut meta = [RecvMeta::default(); 1];
+
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        assert_eq!(b.try_recv(&mut iov, &mut meta).unwrap(), 0, "nothing sent yet");
+
+        sender.send_to(b"hello", b_addr).unwrap();
+        let ready = wait_either(a.as_raw_fd(), b.socket.as_raw_fd()).unwrap();
+        assert_eq!(ready, (false, true));
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        assert_eq!(b.try_recv(&mut iov, &mut meta).unwrap(), 1);
+        assert_eq!(&buf[..meta[0].len], b"hello");
     }
 
     proptest! {

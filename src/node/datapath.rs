@@ -315,9 +315,13 @@ impl RxBatch {
 /// thread, the default) or 2 (one per direction: encryption and decryption can then
 /// run on two cores at once, which pays only where cores are to spare).
 fn packet_threads_from_env() -> usize {
-    match std::env::var("MCVPN_PACKET_THREADS").ok().as_deref().map(str::trim) {
+    packet_threads(std::env::var("MCVPN_PACKET_THREADS").ok().as_deref())
+}
+
+fn packet_threads(setting: Option<&str>) -> usize {
+    match setting.map(str::trim) {
         Some("2") => 2,
-        Some("1") | None => 1,
+        Some("1") | Some("") | None => 1,
         Some(other) => {
             tracing::warn!(value = other, "MCVPN_PACKET_THREADS must be 1 or 2; using 1");
             1
@@ -517,6 +521,16 @@ impl DataPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packet_threads_default_to_one_and_take_only_one_or_two() {
+        assert_eq!(packet_threads(None), 1);
+        assert_eq!(packet_threads(Some("")), 1);
+        assert_eq!(packet_threads(Some("1")), 1);
+        assert_eq!(packet_threads(Some(" 2 ")), 2);
+        assert_eq!(packet_threads(Some("3")), 1);
+        assert_eq!(packet_threads(Some("two")), 1);
+    }
 
     #[test]
     fn ipv4_destination_parses_and_rejects() {
