@@ -79,48 +79,35 @@ pub fn wait_readable(fd: i32, spin: std::time::Duration) -> io::Result<()> {
 
 /// Waits until `a` or `b` is readable, or a second passes: which of them are.
 pub fn wait_either(a: i32, b: i32) -> io::Result<(bool, bool)> {
-    let mut pfds = [
-        libc::pollfd {
-            fd: a,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: b,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    // SAFETY: two valid pollfds, count 2.
-    let r = unsafe { libc::poll(pfds.as_mut_ptr(), 2, 1000) };
-    if r == -1 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted {
-            Ok((false, false))
-        } else {
-            Err(e)
-        };
-    }
+    let pollin = |fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let mut pfds = [pollin(a), pollin(b)];
+    poll(&mut pfds, 1000)?;
     // An error or hang-up counts as readable: the read that follows reports it.
     Ok((pfds[0].revents != 0, pfds[1].revents != 0))
 }
 
 /// Waits until `fd` is readable (`POLLIN`) or writable (`POLLOUT`), or `timeout_ms` pass.
 fn wait(fd: i32, events: i16, timeout_ms: i32) -> io::Result<bool> {
-    let mut pfd = libc::pollfd { fd, events, revents: 0 };
-    // SAFETY: one valid pollfd, count 1.
-    let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-    match r {
-        -1 => {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(e)
-            }
-        }
-        0 => Ok(false),
-        _ => Ok(true),
+    let mut pfd = [libc::pollfd { fd, events, revents: 0 }];
+    Ok(poll(&mut pfd, timeout_ms)? > 0)
+}
+
+/// `poll(2)` on `pfds`: how many are ready, 0 on timeout or when a signal came first.
+fn poll(pfds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: `pfds` is a valid slice of pollfds and its length is passed with it.
+    let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+    if r >= 0 {
+        return Ok(r as usize);
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::Interrupted {
+        Ok(0)
+    } else {
+        Err(e)
     }
 }
 
@@ -154,12 +141,9 @@ impl BatchUdp {
     /// `meta.stride`), waiting for the first. Returns how many were filled.
     pub fn recv(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
         loop {
-            match self.state.recv(UdpSockRef::from(&self.socket), bufs, meta) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait_readable(self.socket.as_raw_fd(), self.spin)?;
-                }
-                Err(e) => return Err(e),
+            match self.try_recv(bufs, meta)? {
+                0 => wait_readable(self.socket.as_raw_fd(), self.spin)?,
+                n => return Ok(n),
             }
         }
     }
