@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Relay load test: the hub's real relay loop with 1,000 and 10,000 simulated nodes
-# over loopback (`mcvpn bench relay`), each at full rate and then at half the rate
-# the hub forwarded, to check that nothing is dropped below saturation.
-# See bench/README.md ("Relay load test").
+# over loopback (`mcvpn-bench relay`, the workspace's crates/mcvpn-bench), each at
+# full rate and then at half the rate the hub forwarded, to check that nothing is
+# dropped below saturation. See bench/README.md ("Relay load test").
 #
-#   scripts/bench-relay.sh [--seconds N] [--nodes "1000 10000"] [--fraction 0.5]
-#                          [--out FILE] [-- extra mcvpn bench relay options]
+#   scripts/bench-relay.sh [--quick] [--seconds N] [--nodes "1000 10000"] [--fraction 0.5]
+#                          [--out FILE] [-- extra mcvpn-bench relay options]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,14 +17,16 @@ EXTRA=()
 
 usage() {
 	cat <<EOF
-Usage: scripts/bench-relay.sh [options] [-- mcvpn bench relay options]
+Usage: scripts/bench-relay.sh [options] [-- mcvpn-bench relay options]
 
-Builds mcvpn (release) and runs \`mcvpn bench relay\` for each node count: once at
-full rate, once at FRACTION of the rate the hub forwarded.  Prints each report and
+Builds mcvpn-bench (release) and runs \`mcvpn-bench relay\` for each node count: once
+at full rate, once at FRACTION of the rate the hub forwarded.  Prints each report and
 a summary table; writes all reports as one JSON array to
 bench/results/relay-<UTC timestamp>.json (or --out FILE).
 
 Options:
+  --quick         1 s per run and 1,000 nodes only (for CI: keeps the script working;
+                  the figures are too short to judge the goals)
   --seconds N     measurement seconds per run (default $SECONDS_PER_RUN)
   --nodes LIST    node counts, space- or comma-separated (default "$NODES")
   --fraction F    the second run's rate as a fraction of the first's forwarded rate
@@ -39,6 +41,11 @@ EOF
 
 while (($#)); do
 	case "$1" in
+	--quick)
+		SECONDS_PER_RUN=1
+		NODES="1000"
+		shift
+		;;
 	--seconds)
 		SECONDS_PER_RUN=${2:?--seconds needs a number}
 		shift 2
@@ -77,9 +84,9 @@ command -v python3 >/dev/null || {
 	exit 1
 }
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-echo "bench-relay: building mcvpn (release)" >&2
-(cd "$ROOT" && cargo build --release --quiet --bin mcvpn)
-BIN=$CARGO_TARGET_DIR/release/mcvpn
+echo "bench-relay: building mcvpn-bench (release)" >&2
+(cd "$ROOT" && cargo build --release --quiet -p mcvpn-bench)
+BIN=$CARGO_TARGET_DIR/release/mcvpn-bench
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -103,13 +110,13 @@ for n in $NODES; do
 		i=$((i + 1))
 		echo
 		echo "=== $n nodes, $name, full rate ==="
-		"$BIN" bench relay --nodes "$n" --seconds "$SECONDS_PER_RUN" "${margs[@]}" --out "$WORK/$i-full.json" "${EXTRA[@]}"
+		"$BIN" relay --nodes "$n" --seconds "$SECONDS_PER_RUN" "${margs[@]}" --out "$WORK/$i-full.json" "${EXTRA[@]}"
 		rate=$(python3 -c 'import json, sys; print(int(json.load(open(sys.argv[1]))["forwarded_per_s"] * float(sys.argv[2])))' \
 			"$WORK/$i-full.json" "$FRACTION")
 		if ((rate > 0)); then
 			echo
 			echo "=== $n nodes, $name, $rate datagrams/s ($FRACTION of the forwarded rate) ==="
-			"$BIN" bench relay --nodes "$n" --seconds "$SECONDS_PER_RUN" "${margs[@]}" --rate "$rate" --out "$WORK/$i-part.json" "${EXTRA[@]}"
+			"$BIN" relay --nodes "$n" --seconds "$SECONDS_PER_RUN" "${margs[@]}" --rate "$rate" --out "$WORK/$i-part.json" "${EXTRA[@]}"
 		fi
 	done
 done

@@ -1,4 +1,5 @@
 //! The `mcvpn` command line. Parsing and dispatch only; the work is in the library.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -84,9 +85,6 @@ enum Command {
     /// Tools for tests and troubleshooting
     #[command(subcommand, hide = true)]
     Debug(DebugCmd),
-    /// Load tests of the hub's code (`mcvpn bench relay`; see bench/README.md)
-    #[command(hide = true)]
-    Bench(mcvpn::bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -401,7 +399,6 @@ fn dispatch(command: Command) -> Result<Exit> {
         }),
         Command::Target(TargetCmd::Status { paths, json }) => client::status(&paths.paths().socket(), json),
         Command::Admin(a) => mcvpn::cli_admin::run(a),
-        Command::Bench(b) => mcvpn::bench::run(b),
         Command::Passwd {
             hub,
             account,

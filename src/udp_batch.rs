@@ -238,12 +238,18 @@ fn set_udp_gro(socket: &UdpSocket, on: bool) {
     }
 }
 
-/// `sendmmsg(2)` over `(destination, datagram)` pairs, at most 64 per call.
-fn sendmmsg(fd: i32, datagrams: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
+/// `sendmmsg(2)` over `(destination, datagram)` pairs, at most 64 per call: how many
+/// went out (the kernel stops at the first it cannot send), or the error when not even
+/// the first could. Public for the relay load test (crates/mcvpn-bench), which counts
+/// the errors that [`BatchUdp::send_many`] absorbs.
+pub fn sendmmsg(fd: i32, datagrams: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
     const MAX: usize = 64;
     let n = datagrams.len().min(MAX);
+    // SAFETY: all-zero bytes are a valid sockaddr_storage (an AF_UNSPEC address).
     let mut addrs: [libc::sockaddr_storage; MAX] = unsafe { std::mem::zeroed() };
+    // SAFETY: all-zero bytes are a valid iovec (a null pointer with length 0).
     let mut iovs: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
+    // SAFETY: all-zero bytes are a valid mmsghdr (null pointers, zero lengths).
     let mut hdrs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
     for i in 0..n {
         let (dst, data) = datagrams[i];
