@@ -223,7 +223,9 @@ pub struct Totals {
     pub forwarded: u64,
     /// offered − received.
     pub lost: u64,
-    /// The hub socket's receive queue overflowed (`/proc/net/udp` drops).
+    /// The hub socket's receive queue overflowed (`/proc/net/udp` drops), in
+    /// datagrams: the kernel counts a dropped GSO super-datagram once, so with `--gso K`
+    /// and UDP GRO on at the hub socket (it then takes them whole) each drop is K.
     pub hub_socket_drops: u64,
     pub hub_dropped_malformed: u64,
     pub hub_dropped_unauthorised: u64,
@@ -530,7 +532,7 @@ pub fn run(args: &RelayBenchArgs) -> Result<RelayBenchReport> {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok());
     raise_nofile(n as u64 + 256)?;
-    let hub = Hub::start(args.socket_buffer)?;
+    let hub = Hub::start(args.socket_buffer, args.gso)?;
     let nodes = Nodes::new(n, hub.addr, !args.no_node_gro)?;
     if args.gso > 0 && !nodes.sockets[0].gso() {
         bail!("--gso: this kernel or socket has no UDP GSO (or MCVPN_OFFLOAD/MCVPN_UDP_GSO turned it off)");
@@ -684,23 +686,29 @@ struct Hub {
     table: Arc<RwLock<RelayTable>>,
     stats: Arc<RelayStats>,
     relay_tid: libc::pid_t,
+    /// Datagrams per drop the kernel counts at the hub socket (see
+    /// `Totals::hub_socket_drops`).
+    datagrams_per_drop: u64,
 }
 
 impl Hub {
-    fn start(socket_buffer: usize) -> Result<Hub> {
+    /// `gso`: the generator's segments per send (0: none).
+    fn start(socket_buffer: usize, gso: usize) -> Result<Hub> {
+        let offloads = Offloads::from_env();
         let socket = UdpSocket::bind("127.0.0.1:0").context("cannot bind the hub's UDP socket")?;
         mcvpn::util::set_socket_buffers(&socket, socket_buffer);
         let addr = socket.local_addr()?;
         let inode = socket_inode(socket.as_raw_fd())?;
         let table = Arc::new(RwLock::new(RelayTable::default()));
         let stats = Arc::new(RelayStats::default());
-        let relay_tid = spawn_hub(socket, table.clone(), stats.clone())?;
+        let relay_tid = spawn_hub(socket, table.clone(), stats.clone(), offloads)?;
         Ok(Hub {
             addr,
             inode,
             table,
             stats,
             relay_tid,
+            datagrams_per_drop: if gso > 0 && offloads.udp_gro { gso as u64 } else { 1 },
         })
     }
 }
@@ -792,7 +800,7 @@ fn account(
         received,
         forwarded: relay(|s| s.forwarded),
         lost: offered.saturating_sub(received),
-        hub_socket_drops: socket_drops(&hub.inode),
+        hub_socket_drops: socket_drops(&hub.inode) * hub.datagrams_per_drop,
         hub_dropped_malformed: relay(|s| s.dropped_malformed),
         hub_dropped_unauthorised: relay(|s| s.dropped_unauthorised),
         hub_dropped_no_route: relay(|s| s.dropped_no_route),
@@ -895,7 +903,8 @@ impl Traffic {
             received: self.recv_counters.received.load(Ordering::Relaxed),
             forwarded: hub.stats.forwarded.load(Ordering::Relaxed),
             hub_ticks: threads_cpu_ticks(&hub_tids(hub.relay_tid)),
-            hub_socket_drops: read_udp_drops().map_or(0, |d| d.get(&hub.inode).copied().unwrap_or(0)),
+            hub_socket_drops: read_udp_drops().map_or(0, |d| d.get(&hub.inode).copied().unwrap_or(0))
+                * hub.datagrams_per_drop,
             sender_ticks: threads_cpu_ticks(&self.sender_tids),
             receiver_ticks: threads_cpu_ticks(&self.receiver_tids),
             process_ticks: std::fs::read_to_string("/proc/self/stat")
@@ -939,11 +948,16 @@ impl Traffic {
 /// Starts the hub's relay loop on a thread named `relay`, as `hub::run` does, and
 /// returns that thread's kernel task id. The one place that knows `udp::run`'s
 /// signature.
-fn spawn_hub(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelayStats>) -> Result<libc::pid_t> {
+fn spawn_hub(
+    socket: UdpSocket,
+    table: Arc<RwLock<RelayTable>>,
+    stats: Arc<RelayStats>,
+    offloads: Offloads,
+) -> Result<libc::pid_t> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new().name("relay".into()).spawn(move || {
         let _ = tx.send(gettid());
-        mcvpn::relay_harness::run_relay(socket, table, stats, Offloads::from_env())
+        mcvpn::relay_harness::run_relay(socket, table, stats, offloads)
     })?;
     Ok(rx.recv()?)
 }
