@@ -153,11 +153,12 @@ HUB_SOCK=$WORK/hub.sock
 
 admin() { "$MCVPN" admin --db "$HUB_DB" "$@"; }
 
-# Set HUB_EXTRA_ARGS=(--opt value ...) before start_hub to give the hub more options.
+# Set HUB_EXTRA_ARGS=(--opt value ...) before start_hub to give the hub more options, and
+# HUB_AS=(setpriv ...) to start it through a privilege-dropping wrapper.
 start_hub() {
     # Started with `ip netns exec` directly (not through a function) so that $! is the
     # hub's own pid: kill must reach the process, not a subshell around it.
-    ip netns exec "$NS_HUB" "$MCVPN" hub --listen "$HUB_IP:$HUB_PORT" --db "$HUB_DB" --key "$HUB_KEY" \
+    ip netns exec "$NS_HUB" ${HUB_AS[@]+"${HUB_AS[@]}"} "$MCVPN" hub --listen "$HUB_IP:$HUB_PORT" --db "$HUB_DB" --key "$HUB_KEY" \
         --status-socket "$HUB_SOCK" ${HUB_EXTRA_ARGS[@]+"${HUB_EXTRA_ARGS[@]}"} >>"$WORK/hub.log" 2>&1 &
     HUB_PID=$!
     wait_until 10 "hub status socket" "$MCVPN" hub stats --status-socket "$HUB_SOCK"

@@ -16,20 +16,36 @@ pub fn is_root() -> bool {
 }
 
 /// Asks for big socket buffers so that bursts are not dropped at the receiver (the
-/// 208 KiB default is what caps boringtun and wireguard-go). As root `SO_*BUFFORCE`
-/// goes past `net.core.rmem_max`; otherwise the kernel clamps the plain request.
+/// 208 KiB default is what caps boringtun and wireguard-go). With CAP_NET_ADMIN
+/// `SO_*BUFFORCE` goes past `net.core.rmem_max`/`wmem_max`; otherwise the kernel clamps the
+/// plain request to those limits (the unprivileged hub's unit relies on
+/// `systemd/60-mcvpn-hub.conf` raising them), and a clamp is logged once per socket.
 pub fn set_socket_buffers(socket: &impl AsFd, bytes: usize) {
-    use nix::sys::socket::{setsockopt, sockopt};
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
     if bytes == 0 {
         return;
     }
     let bytes = bytes.min(i32::MAX as usize);
-    // A refused plain request (it is only clamped) leaves the default: nothing to report.
     if setsockopt(socket, sockopt::RcvBufForce, &bytes).is_err() {
         let _ = setsockopt(socket, sockopt::RcvBuf, &bytes);
     }
     if setsockopt(socket, sockopt::SndBufForce, &bytes).is_err() {
         let _ = setsockopt(socket, sockopt::SndBuf, &bytes);
+    }
+    // The kernel reports twice what it granted (its bookkeeping overhead).
+    let granted = |got: nix::Result<usize>| got.map(|b| b / 2).unwrap_or(0);
+    let (rcv, snd) = (
+        granted(getsockopt(socket, sockopt::RcvBuf)),
+        granted(getsockopt(socket, sockopt::SndBuf)),
+    );
+    if rcv < bytes || snd < bytes {
+        tracing::warn!(
+            asked = bytes,
+            receive = rcv,
+            send = snd,
+            "UDP socket buffers are smaller than asked: raise net.core.rmem_max and wmem_max \
+             (systemd/60-mcvpn-hub.conf) or run with CAP_NET_ADMIN"
+        );
     }
 }
 

@@ -22,11 +22,26 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Refused(format!("cannot create the store directory {}: {e}", dir.display()))
-            })?;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        // The store holds password hashes and customers' personal data: its directory is
+        // 0700 and the file 0600 whatever the umask of whoever creates it (SQLite gives
+        // the -wal and -shm files the database file's mode).
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| {
+                    StoreError::Refused(format!("cannot create the store directory {}: {e}", dir.display()))
+                })?;
         }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| StoreError::Refused(format!("cannot open the store {}: {e}", path.display())))?;
         let conn = Connection::open(path)?;
         Self::from_connection(conn)
     }

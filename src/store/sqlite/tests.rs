@@ -222,3 +222,20 @@ fn migration_from_version_1_keeps_contracts_and_gives_them_a_basic_contract() {
     assert_eq!(terms[0].accounts, 2);
     assert_eq!(terms[0].start, chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap());
 }
+
+#[test]
+fn a_new_store_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/hub.db");
+    SqliteStore::open(&path).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600, "hub.db holds password hashes and personal data");
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    for side in ["hub.db-wal", "hub.db-shm"] {
+        let p = path.with_file_name(side);
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{side}");
+        }
+    }
+}
