@@ -45,7 +45,7 @@
 //!
 //! # Depends on
 //!
-//! `hub::udp::run(UdpSocket, Arc<RwLock<RelayTable>>, Arc<RelayStats>, Offloads)` (called in
+//! `hub::udp::run(UdpSocket, SharedRelayTable, Arc<RelayStats>, Offloads)` (called in
 //! [`spawn_hub`] only), `RelayTable::{default, admit, bound_nodes}`, the public
 //! `RelayStats` counters and `snapshot`, `size_of::<RelayNode>()`, and
 //! `proto::relay::{BindMsg, write_data_header}`.
@@ -55,7 +55,7 @@ use std::fmt;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, RwLock};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -65,7 +65,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 use crate::exit::Exit;
-use crate::hub::relay::{RelayNode, RelayStats, RelayStatsSnapshot, RelayTable};
+use crate::hub::relay::{RelayNode, RelayStats, RelayStatsSnapshot, RelayTable, SharedRelayTable};
 use crate::proto::relay::{write_data_header, BindMsg, Kind, NodeId, RelayKey, BIND_LEN, HEADER_LEN};
 
 /// Largest UDP payload over IPv4.
@@ -532,7 +532,6 @@ pub fn run(args: &RelayBenchArgs) -> Result<RelayBenchReport> {
     for s in nodes.sims.iter() {
         hub.table
             .write()
-            .unwrap()
             .admit(s.id, s.session, s.key, [s.peer].into_iter().collect());
     }
     let rss1 = read_rss_kib()?;
@@ -540,7 +539,7 @@ pub fn run(args: &RelayBenchArgs) -> Result<RelayBenchReport> {
     let bind_started = Instant::now();
     bind_all(&nodes.sims, &nodes.sockets, &mut bind_state)?;
     let bind_seconds = bind_started.elapsed().as_secs_f64();
-    let bound_nodes = hub.table.read().unwrap().bound_nodes();
+    let bound_nodes = hub.table.read().bound_nodes();
     if bound_nodes != n {
         bail!("only {bound_nodes} of {n} nodes are bound after the bind phase");
     }
@@ -667,7 +666,7 @@ struct Hub {
     addr: SocketAddr,
     /// The hub socket's inode, to find its drops in `/proc/net/udp`.
     inode: u64,
-    table: Arc<RwLock<RelayTable>>,
+    table: SharedRelayTable,
     stats: Arc<RelayStats>,
     relay_tid: libc::pid_t,
 }
@@ -678,7 +677,7 @@ impl Hub {
         crate::util::set_socket_buffers(&socket, socket_buffer);
         let addr = socket.local_addr()?;
         let inode = socket_inode(socket.as_raw_fd())?;
-        let table = Arc::new(RwLock::new(RelayTable::default()));
+        let table = RelayTable::shared();
         let stats = Arc::new(RelayStats::default());
         let relay_tid = spawn_hub(socket, table.clone(), stats.clone())?;
         Ok(Hub {
@@ -918,7 +917,7 @@ impl Traffic {
 /// Starts the hub's relay loop on a thread named `relay`, as `hub::run` does, and
 /// returns that thread's kernel task id. The one place that knows `udp::run`'s
 /// signature.
-fn spawn_hub(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelayStats>) -> Result<libc::pid_t> {
+fn spawn_hub(socket: UdpSocket, table: SharedRelayTable, stats: Arc<RelayStats>) -> Result<libc::pid_t> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new().name("relay".into()).spawn(move || {
         let _ = tx.send(gettid());

@@ -2,19 +2,26 @@
 //! node's peer list current. The relay table is updated here, under the same lock, so
 //! the control plane and the data plane never disagree for longer than one call.
 //!
-//! Lock order: registry, then store, then relay table.
+//! Every change runs as one call on the store's blocking pool ([`StoreHandle::run`]):
+//! what it reads (peers, account states) and what it writes (session records, audit)
+//! stay consistent with the sessions it changes, as when this was one lock.
+//!
+//! Lock order: store, then registry, then relay table.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use rand::RngCore;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::auth::{state_refusal, Refusal, SharedStore};
-use super::relay::RelayTable;
+use super::auth::state_refusal;
+use super::relay::SharedRelayTable;
+use super::reply::Refusal;
+use super::store_handle::StoreHandle;
 use crate::proto::control::{Event, Key32, LoginOk, PeerInfo, RefuseReason};
 use crate::proto::relay::NodeId;
-use crate::store::{AccountRecord, AuditEntry, DeviceRecord, OverlayNet};
+use crate::store::{AccountRecord, AuditEntry, DeviceRecord, OverlayNet, Store};
 
 struct Session {
     device: DeviceRecord,
@@ -28,9 +35,15 @@ struct Session {
 }
 
 pub struct Registry {
+    store: StoreHandle,
+    live: Arc<Live>,
+}
+
+/// The live sessions and the relay table they are mirrored into. Its methods run
+/// inside a store call and are given the store.
+struct Live {
     sessions: Mutex<HashMap<NodeId, Session>>,
-    store: Arc<SharedStore>,
-    relay: Arc<RwLock<RelayTable>>,
+    relay: SharedRelayTable,
     overlay: OverlayNet,
 }
 
@@ -66,19 +79,20 @@ fn peer_info(d: &DeviceRecord, sessions: &HashMap<NodeId, Session>) -> PeerInfo 
 }
 
 impl Registry {
-    pub fn new(store: Arc<SharedStore>, relay: Arc<RwLock<RelayTable>>, overlay: OverlayNet) -> Registry {
+    pub fn new(store: StoreHandle, relay: SharedRelayTable, overlay: OverlayNet) -> Registry {
         Registry {
-            sessions: Mutex::new(HashMap::new()),
             store,
-            relay,
-            overlay,
+            live: Arc::new(Live {
+                sessions: Mutex::new(HashMap::new()),
+                relay,
+                overlay,
+            }),
         }
     }
 
     /// Puts a device online: admits it to the relay, tells its online peers, and
     /// returns what the node needs to know.
-    #[allow(clippy::too_many_arguments)]
-    pub fn join(
+    pub async fn join(
         &self,
         device: DeviceRecord,
         account: &AccountRecord,
@@ -87,32 +101,71 @@ impl Registry {
         resume_token: Option<String>,
         tx: UnboundedSender<Event>,
     ) -> Result<(LoginOk, Ticket), Refusal> {
+        let (live, account) = (self.live.clone(), account.clone());
+        self.store
+            .run(move |store| live.join(store, device, &account, boot_id, db_session, resume_token, tx))
+            .await
+            .map_err(|e| Refusal::new(RefuseReason::Internal, format!("store: {e}")))?
+    }
+
+    /// Takes a session offline (connection closed) if it is still the current one.
+    pub async fn leave(&self, ticket: Ticket, reason: &str) {
+        let (live, reason) = (self.live.clone(), reason.to_string());
+        let _ = self.store.run(move |store| live.leave(store, ticket, &reason)).await;
+    }
+
+    /// Re-reads every live session's account, contract and peers from the store after
+    /// a change: cuts sessions that may no longer run, pushes peer additions and removals.
+    pub async fn refresh(&self) {
+        let live = self.live.clone();
+        let _ = self.store.run(move |store| live.refresh(store)).await;
+    }
+
+    /// Ends every session (hub shutting down), recording why.
+    pub async fn close_all(&self, reason: &str) {
+        let (live, reason) = (self.live.clone(), reason.to_string());
+        let _ = self.store.run(move |store| live.close_all(store, &reason)).await;
+    }
+
+    pub fn summaries(&self) -> Vec<SessionSummary> {
+        self.live.summaries()
+    }
+}
+
+impl Live {
+    #[allow(clippy::too_many_arguments)]
+    fn join(
+        &self,
+        store: &mut dyn Store,
+        device: DeviceRecord,
+        account: &AccountRecord,
+        boot_id: u64,
+        db_session: i64,
+        resume_token: Option<String>,
+        tx: UnboundedSender<Event>,
+    ) -> Result<(LoginOk, Ticket), Refusal> {
         let node = device.node_id();
-        let peers: HashMap<NodeId, DeviceRecord> = self
-            .store
-            .lock()
-            .unwrap()
+        let peers: HashMap<NodeId, DeviceRecord> = store
             .authorised_peers(&device)
             .map_err(|e| Refusal::new(RefuseReason::Internal, format!("store: {e}")))?
             .into_iter()
             .map(|d| (d.node_id(), d))
             .collect();
 
-        let mut sessions = self.sessions.lock().unwrap();
+        let mut sessions = self.sessions.lock();
         if let Some(old) = sessions.remove(&node) {
             let _ = old.tx.send(Event::Kick {
                 reason: RefuseReason::Internal,
                 message: "replaced by a newer login of this device".into(),
             });
-            let bytes = self.relay.write().unwrap().remove(node, old.relay_session);
-            self.end_in_store(&old, "replaced by a newer login", bytes.unwrap_or_default());
+            let bytes = self.relay.write().remove(node, old.relay_session);
+            end_in_store(store, &old, "replaced by a newer login", bytes.unwrap_or_default());
         }
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
         let relay_session = rand::rngs::OsRng.next_u64();
         self.relay
             .write()
-            .unwrap()
             .admit(node, relay_session, key, peers.keys().copied().collect());
 
         let session = Session {
@@ -125,7 +178,7 @@ impl Registry {
             peers,
         };
         sessions.insert(node, session);
-        let _ = self.store.lock().unwrap().audit(&AuditEntry {
+        let _ = store.audit(&AuditEntry {
             actor: &account.username,
             action: "session.start",
             contract_id: Some(account.contract_id),
@@ -139,7 +192,7 @@ impl Registry {
         for p in peer_ids {
             if let Some(ps) = sessions.get_mut(&p) {
                 ps.peers.entry(node).or_insert_with(|| device.clone());
-                self.relay.write().unwrap().add_peer(p, node);
+                self.relay.write().add_peer(p, node);
                 let _ = ps.tx.send(Event::Peer(me.clone()));
             }
         }
@@ -158,89 +211,62 @@ impl Registry {
         Ok((login, Ticket { node, relay_session }))
     }
 
-    /// Takes a session offline (connection closed) if it is still the current one.
-    pub fn leave(&self, ticket: Ticket, reason: &str) {
-        let mut sessions = self.sessions.lock().unwrap();
+    fn leave(&self, store: &mut dyn Store, ticket: Ticket, reason: &str) {
+        let mut sessions = self.sessions.lock();
         if sessions
             .get(&ticket.node)
             .is_some_and(|s| s.relay_session == ticket.relay_session)
         {
             let s = sessions.remove(&ticket.node).expect("checked");
-            self.drop_session(&mut sessions, s, reason);
+            self.drop_session(store, &mut sessions, s, reason);
         }
     }
 
     /// Removes a session from the relay, tells its peers it is offline, and records the end.
-    fn drop_session(&self, sessions: &mut HashMap<NodeId, Session>, s: Session, reason: &str) {
+    fn drop_session(&self, store: &mut dyn Store, sessions: &mut HashMap<NodeId, Session>, s: Session, reason: &str) {
         let node = s.device.node_id();
-        let bytes = self.relay.write().unwrap().remove(node, s.relay_session);
+        let bytes = self.relay.write().remove(node, s.relay_session);
         let gone = peer_info(&s.device, sessions);
         for p in s.peers.keys() {
             if let Some(ps) = sessions.get(p) {
                 let _ = ps.tx.send(Event::Peer(gone.clone()));
             }
         }
-        self.end_in_store(&s, reason, bytes.unwrap_or_default());
+        end_in_store(store, &s, reason, bytes.unwrap_or_default());
         tracing::info!(node, name = %s.device.name, reason, "session ended");
     }
 
-    /// Records the end of a session, with the bytes relayed, in the sessions table and
-    /// the audit log.
-    fn end_in_store(&self, s: &Session, reason: &str, (bytes_in, bytes_out): (u64, u64)) {
-        let mut store = self.store.lock().unwrap();
-        if let Err(e) = store.session_end(s.db_session, reason, bytes_in, bytes_out) {
-            tracing::warn!(error = %e, "could not record the end of a session");
-        }
-        let _ = store.audit(&AuditEntry {
-            actor: "hub",
-            action: "session.end",
-            contract_id: Some(s.contract_id),
-            account: Some(&s.device.account),
-            source: None,
-            detail: &format!(
-                "{} {}: {reason}; {bytes_in} bytes in, {bytes_out} bytes out",
-                s.device.role.as_str(),
-                s.device.name
-            ),
-        });
-    }
-
     /// Ends a session from the hub's side with a reason the node is told.
-    fn kick(&self, sessions: &mut HashMap<NodeId, Session>, node: NodeId, refusal: &Refusal) {
+    fn kick(&self, store: &mut dyn Store, sessions: &mut HashMap<NodeId, Session>, node: NodeId, refusal: &Refusal) {
         if let Some(s) = sessions.remove(&node) {
             let _ = s.tx.send(Event::Kick {
                 reason: refusal.reason,
                 message: refusal.message.clone(),
             });
-            self.drop_session(sessions, s, &format!("kicked: {}", refusal.message));
+            self.drop_session(store, sessions, s, &format!("kicked: {}", refusal.message));
         }
     }
 
-    /// Re-reads every live session's account, contract and peers from the store after
-    /// a change: cuts sessions that may no longer run, pushes peer additions and removals.
-    pub fn refresh(&self) {
-        let mut sessions = self.sessions.lock().unwrap();
+    fn refresh(&self, store: &mut dyn Store) {
+        let mut sessions = self.sessions.lock();
         let nodes: Vec<NodeId> = sessions.keys().copied().collect();
         for node in nodes {
             let Some(s) = sessions.get(&node) else { continue };
             let (account_id, device_id) = (s.device.account_id, s.device.id);
-            let looked_up = {
-                let store = self.store.lock().unwrap();
-                store
-                    .account_by_id(account_id)
-                    .and_then(|a| store.device_by_id(device_id).map(|d| (a, d)))
-                    .and_then(|(a, d)| store.authorised_peers(&d).map(|p| (a, d, p)))
-            };
+            let looked_up = store
+                .account_by_id(account_id)
+                .and_then(|a| store.device_by_id(device_id).map(|d| (a, d)))
+                .and_then(|(a, d)| store.authorised_peers(&d).map(|p| (a, d, p)));
             let (account, device, peers) = match looked_up {
                 Ok(x) => x,
                 Err(e) => {
                     let r = Refusal::new(RefuseReason::DeviceNotAllowed, format!("this device was removed ({e})"));
-                    self.kick(&mut sessions, node, &r);
+                    self.kick(store, &mut sessions, node, &r);
                     continue;
                 }
             };
             if let Some(r) = state_refusal(&account) {
-                self.kick(&mut sessions, node, &r);
+                self.kick(store, &mut sessions, node, &r);
                 continue;
             }
             let new: HashMap<NodeId, DeviceRecord> = peers.into_iter().map(|d| (d.node_id(), d)).collect();
@@ -255,10 +281,7 @@ impl Registry {
                         .map(|d| Event::Peer(peer_info(d, &sessions))),
                 )
                 .collect();
-            self.relay
-                .write()
-                .unwrap()
-                .set_peers(node, new.keys().copied().collect());
+            self.relay.write().set_peers(node, new.keys().copied().collect());
             let s = sessions.get_mut(&node).expect("present");
             s.device = device;
             s.peers = new;
@@ -268,17 +291,16 @@ impl Registry {
         }
     }
 
-    /// Ends every session (hub shutting down), recording why.
-    pub fn close_all(&self, reason: &str) {
-        let mut sessions = self.sessions.lock().unwrap();
+    fn close_all(&self, store: &mut dyn Store, reason: &str) {
+        let mut sessions = self.sessions.lock();
         for (_, s) in sessions.drain() {
-            let bytes = self.relay.write().unwrap().remove(s.device.node_id(), s.relay_session);
-            self.end_in_store(&s, reason, bytes.unwrap_or_default());
+            let bytes = self.relay.write().remove(s.device.node_id(), s.relay_session);
+            end_in_store(store, &s, reason, bytes.unwrap_or_default());
         }
     }
 
-    pub fn summaries(&self) -> Vec<SessionSummary> {
-        let sessions = self.sessions.lock().unwrap();
+    fn summaries(&self) -> Vec<SessionSummary> {
+        let sessions = self.sessions.lock();
         let mut out: Vec<SessionSummary> = sessions
             .values()
             .map(|s| SessionSummary {
@@ -295,9 +317,30 @@ impl Registry {
     }
 }
 
+/// Records the end of a session, with the bytes relayed, in the sessions table and
+/// the audit log.
+fn end_in_store(store: &mut dyn Store, s: &Session, reason: &str, (bytes_in, bytes_out): (u64, u64)) {
+    if let Err(e) = store.session_end(s.db_session, reason, bytes_in, bytes_out) {
+        tracing::warn!(error = %e, "could not record the end of a session");
+    }
+    let _ = store.audit(&AuditEntry {
+        actor: "hub",
+        action: "session.end",
+        contract_id: Some(s.contract_id),
+        account: Some(&s.device.account),
+        source: None,
+        detail: &format!(
+            "{} {}: {reason}; {bytes_in} bytes in, {bytes_out} bytes out",
+            s.device.role.as_str(),
+            s.device.name
+        ),
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::relay::RelayTable;
     use crate::password;
     use crate::proto::control::Role;
     use crate::store::prelude::*;
@@ -306,8 +349,8 @@ mod tests {
 
     struct Fixture {
         reg: Registry,
-        store: Arc<SharedStore>,
-        relay: Arc<RwLock<RelayTable>>,
+        store: StoreHandle,
+        relay: SharedRelayTable,
         target: DeviceRecord,
         client: DeviceRecord,
         alice: AccountRecord,
@@ -324,8 +367,8 @@ mod tests {
         let client = s
             .device_register(alice.id, Role::Client, &Key32([2; 32]), "laptop", net)
             .unwrap();
-        let store: Arc<SharedStore> = Arc::new(Mutex::new(Box::new(s)));
-        let relay = Arc::new(RwLock::new(RelayTable::default()));
+        let store = StoreHandle::new(s);
+        let relay = RelayTable::shared();
         Fixture {
             reg: Registry::new(store.clone(), relay.clone(), net),
             store,
@@ -336,20 +379,26 @@ mod tests {
         }
     }
 
-    fn join(f: &Fixture, d: &DeviceRecord, boot: u64) -> (LoginOk, Ticket, UnboundedReceiver<Event>) {
+    async fn join(f: &Fixture, d: &DeviceRecord, boot: u64) -> (LoginOk, Ticket, UnboundedReceiver<Event>) {
         let (tx, rx) = unbounded_channel();
-        let db = f.store.lock().unwrap().session_start(d.id, "test").unwrap();
-        let (ok, t) = f.reg.join(d.clone(), &f.alice, boot, db, None, tx).unwrap();
+        let id = d.id;
+        let db = f
+            .store
+            .run(move |s| s.session_start(id, "test"))
+            .await
+            .unwrap()
+            .unwrap();
+        let (ok, t) = f.reg.join(d.clone(), &f.alice, boot, db, None, tx).await.unwrap();
         (ok, t, rx)
     }
 
-    #[test]
-    fn peers_learn_of_each_other_and_of_departures() {
+    #[tokio::test]
+    async fn peers_learn_of_each_other_and_of_departures() {
         let f = fixture();
-        let (ok_t, t_ticket, mut t_rx) = join(&f, &f.target, 11);
+        let (ok_t, t_ticket, mut t_rx) = join(&f, &f.target, 11).await;
         assert_eq!(ok_t.peers.len(), 1);
         assert!(!ok_t.peers[0].online);
-        let (ok_c, c_ticket, _c_rx) = join(&f, &f.client, 22);
+        let (ok_c, c_ticket, _c_rx) = join(&f, &f.client, 22).await;
         assert!(ok_c.peers[0].online);
         assert_eq!(ok_c.peers[0].boot_id, 11);
         match t_rx.try_recv().unwrap() {
@@ -359,30 +408,30 @@ mod tests {
         assert!(f
             .relay
             .read()
-            .unwrap()
             .node(t_ticket.node)
             .unwrap()
             .peers
             .contains(&c_ticket.node));
-        f.reg.leave(c_ticket, "logout");
+        f.reg.leave(c_ticket, "logout").await;
         match t_rx.try_recv().unwrap() {
             Event::Peer(p) => assert!(!p.online),
             e => panic!("unexpected {e:?}"),
         }
-        assert!(f.relay.read().unwrap().node(c_ticket.node).is_none());
-        assert_eq!(f.store.lock().unwrap().sessions(true, None).unwrap().len(), 1);
+        assert!(f.relay.read().node(c_ticket.node).is_none());
+        assert_eq!(f.store.run(|s| s.sessions(true, None)).await.unwrap().unwrap().len(), 1);
     }
 
-    #[test]
-    fn refresh_kicks_locked_accounts() {
+    #[tokio::test]
+    async fn refresh_kicks_locked_accounts() {
         let f = fixture();
-        let (_ok, ticket, mut rx) = join(&f, &f.client, 1);
+        let (_ok, ticket, mut rx) = join(&f, &f.client, 1).await;
+        let alice = f.alice.id;
         f.store
-            .lock()
+            .run(move |s| s.account_set_state(alice, AccountState::Locked))
+            .await
             .unwrap()
-            .account_set_state(f.alice.id, AccountState::Locked)
             .unwrap();
-        f.reg.refresh();
+        f.reg.refresh().await;
         assert!(matches!(
             rx.try_recv().unwrap(),
             Event::Kick {
@@ -390,22 +439,19 @@ mod tests {
                 ..
             }
         ));
-        assert!(f.relay.read().unwrap().node(ticket.node).is_none());
+        assert!(f.relay.read().node(ticket.node).is_none());
         // The connection task's own leave afterwards changes nothing.
-        f.reg.leave(ticket, "closed");
+        f.reg.leave(ticket, "closed").await;
         assert!(f.reg.summaries().is_empty());
     }
 
-    #[test]
-    fn a_second_login_replaces_the_first() {
+    #[tokio::test]
+    async fn a_second_login_replaces_the_first() {
         let f = fixture();
-        let (_ok, first, mut rx1) = join(&f, &f.client, 1);
-        let (_ok, second, _rx2) = join(&f, &f.client, 2);
+        let (_ok, first, mut rx1) = join(&f, &f.client, 1).await;
+        let (_ok, second, _rx2) = join(&f, &f.client, 2).await;
         assert!(matches!(rx1.try_recv().unwrap(), Event::Kick { .. }));
-        f.reg.leave(first, "closed");
-        assert_eq!(
-            f.relay.read().unwrap().node(second.node).unwrap().session,
-            second.relay_session
-        );
+        f.reg.leave(first, "closed").await;
+        assert_eq!(f.relay.read().node(second.node).unwrap().session, second.relay_session);
     }
 }
