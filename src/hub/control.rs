@@ -10,9 +10,10 @@ use anyhow::{anyhow, bail, Result};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use super::admin;
+use super::context::HubContext;
 use super::login::{self, NodeLogin};
 use super::reply::{refuse, Refusal};
-use super::{admin, HubContext};
 use crate::channel::{self, ChannelReader, ChannelWriter};
 use crate::keys::KeyPair;
 use crate::proto::control::{Key32, RefuseReason, Request, PROTOCOL_VERSION};

@@ -9,9 +9,10 @@ use anyhow::Result;
 use tokio::sync::mpsc;
 
 use super::auth::{self, LoginRequest, Outcome};
+use super::context::HubContext;
 use super::registry::Ticket;
 use super::reply::{refuse, Refusal};
-use super::{session, HubContext};
+use super::session;
 use crate::channel::{ChannelReader, ChannelWriter};
 use crate::proto::control::{Credential, Event, Key32, LoginOk, RefuseReason, Role};
 use crate::store::{AccountRecord, DeviceRecord};

@@ -127,12 +127,7 @@ pub async fn run(settings: HubSettings) -> Result<()> {
 
     let table = RelayTable::shared();
     let stats = Arc::new(RelayStats::default());
-    {
-        let (table, stats, offloads) = (table.clone(), stats.clone(), settings.offloads);
-        std::thread::Builder::new()
-            .name("relay".into())
-            .spawn(move || udp::run(udp, table, stats, offloads))?;
-    }
+    udp::spawn(udp, table.clone(), stats.clone(), settings.offloads)?;
 
     let ctx = Arc::new(HubContext {
         keys,

@@ -2,9 +2,11 @@
 //! node's peer list current. The relay table is updated here, under the same lock, so
 //! the control plane and the data plane never disagree for longer than one call.
 //!
-//! Every change runs as one call on the store's blocking pool ([`StoreHandle::run`]):
-//! what it reads (peers, account states) and what it writes (session records, audit)
-//! stay consistent with the sessions it changes, as when this was one lock.
+//! Every change runs inside one call on the store ([`StoreHandle::run`]), so changes
+//! are serialised by the store and what one reads (peers, account states) is still
+//! true when it applies it. The registry's own lock is held only for in-memory work:
+//! store reads happen before it is taken and session records are written after it is
+//! released, so `mcvpn hub stats` never waits on SQLite.
 //!
 //! Lock order: store, then registry, then relay table.
 
@@ -132,6 +134,13 @@ impl Registry {
     }
 }
 
+/// A session taken offline, to record in the store once the registry's lock is released.
+struct Ended {
+    session: Session,
+    reason: String,
+    bytes: (u64, u64),
+}
+
 impl Live {
     #[allow(clippy::too_many_arguments)]
     fn join(
@@ -151,16 +160,52 @@ impl Live {
             .into_iter()
             .map(|d| (d.node_id(), d))
             .collect();
+        let (login, replaced) = self.admit(device.clone(), account, boot_id, db_session, resume_token, tx, peers);
+        let ticket = Ticket {
+            node,
+            relay_session: login.session_id,
+        };
+        if let Some(ended) = replaced {
+            end_in_store(store, &ended);
+        }
+        let _ = store.audit(&AuditEntry {
+            actor: &account.username,
+            action: "session.start",
+            contract_id: Some(account.contract_id),
+            account: Some(&account.username),
+            source: None,
+            detail: &format!("{} {} at {}", device.role.as_str(), device.name, device.overlay_ip),
+        });
+        Ok((login, ticket))
+    }
 
+    /// The in-memory half of [`join`](Self::join): replaces any older session of the
+    /// device, admits it to the relay and tells its online peers.
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        &self,
+        device: DeviceRecord,
+        account: &AccountRecord,
+        boot_id: u64,
+        db_session: i64,
+        resume_token: Option<String>,
+        tx: UnboundedSender<Event>,
+        peers: HashMap<NodeId, DeviceRecord>,
+    ) -> (LoginOk, Option<Ended>) {
+        let node = device.node_id();
         let mut sessions = self.sessions.lock();
-        if let Some(old) = sessions.remove(&node) {
+        let replaced = sessions.remove(&node).map(|old| {
             let _ = old.tx.send(Event::Kick {
                 reason: RefuseReason::Internal,
                 message: "replaced by a newer login of this device".into(),
             });
             let bytes = self.relay.write().remove(node, old.relay_session);
-            end_in_store(store, &old, "replaced by a newer login", bytes.unwrap_or_default());
-        }
+            Ended {
+                session: old,
+                reason: "replaced by a newer login".into(),
+                bytes: bytes.unwrap_or_default(),
+            }
+        });
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
         let relay_session = rand::rngs::OsRng.next_u64();
@@ -178,14 +223,6 @@ impl Live {
             peers,
         };
         sessions.insert(node, session);
-        let _ = store.audit(&AuditEntry {
-            actor: &account.username,
-            action: "session.start",
-            contract_id: Some(account.contract_id),
-            account: Some(&account.username),
-            source: None,
-            detail: &format!("{} {} at {}", device.role.as_str(), device.name, device.overlay_ip),
-        });
         // Tell online peers; a brand-new device was not in their lists yet.
         let me = peer_info(&device, &sessions);
         let peer_ids: Vec<NodeId> = sessions[&node].peers.keys().copied().collect();
@@ -208,22 +245,29 @@ impl Live {
             resume_token,
             peers: s.peers.values().map(|d| peer_info(d, &sessions)).collect(),
         };
-        Ok((login, Ticket { node, relay_session }))
+        (login, replaced)
     }
 
     fn leave(&self, store: &mut dyn Store, ticket: Ticket, reason: &str) {
-        let mut sessions = self.sessions.lock();
-        if sessions
-            .get(&ticket.node)
-            .is_some_and(|s| s.relay_session == ticket.relay_session)
-        {
-            let s = sessions.remove(&ticket.node).expect("checked");
-            self.drop_session(store, &mut sessions, s, reason);
+        let ended = {
+            let mut sessions = self.sessions.lock();
+            if sessions
+                .get(&ticket.node)
+                .is_some_and(|s| s.relay_session == ticket.relay_session)
+            {
+                let s = sessions.remove(&ticket.node).expect("checked");
+                Some(self.drop_session(&mut sessions, s, reason.to_string()))
+            } else {
+                None
+            }
+        };
+        if let Some(ended) = ended {
+            end_in_store(store, &ended);
         }
     }
 
-    /// Removes a session from the relay, tells its peers it is offline, and records the end.
-    fn drop_session(&self, store: &mut dyn Store, sessions: &mut HashMap<NodeId, Session>, s: Session, reason: &str) {
+    /// Removes a session from the relay and tells its peers it is offline.
+    fn drop_session(&self, sessions: &mut HashMap<NodeId, Session>, s: Session, reason: String) -> Ended {
         let node = s.device.node_id();
         let bytes = self.relay.write().remove(node, s.relay_session);
         let gone = peer_info(&s.device, sessions);
@@ -232,70 +276,117 @@ impl Live {
                 let _ = ps.tx.send(Event::Peer(gone.clone()));
             }
         }
-        end_in_store(store, &s, reason, bytes.unwrap_or_default());
         tracing::info!(node, name = %s.device.name, reason, "session ended");
-    }
-
-    /// Ends a session from the hub's side with a reason the node is told.
-    fn kick(&self, store: &mut dyn Store, sessions: &mut HashMap<NodeId, Session>, node: NodeId, refusal: &Refusal) {
-        if let Some(s) = sessions.remove(&node) {
-            let _ = s.tx.send(Event::Kick {
-                reason: refusal.reason,
-                message: refusal.message.clone(),
-            });
-            self.drop_session(store, sessions, s, &format!("kicked: {}", refusal.message));
+        Ended {
+            session: s,
+            reason,
+            bytes: bytes.unwrap_or_default(),
         }
     }
 
+    /// Ends a session from the hub's side with a reason the node is told.
+    fn kick(&self, sessions: &mut HashMap<NodeId, Session>, node: NodeId, refusal: &Refusal) -> Option<Ended> {
+        let s = sessions.remove(&node)?;
+        let _ = s.tx.send(Event::Kick {
+            reason: refusal.reason,
+            message: refusal.message.clone(),
+        });
+        Some(self.drop_session(sessions, s, format!("kicked: {}", refusal.message)))
+    }
+
+    /// Reads every live session's account, device and peers, then applies them. The
+    /// store call this runs in keeps other registry changes out until it returns, so
+    /// the sessions read are still the sessions changed.
     fn refresh(&self, store: &mut dyn Store) {
-        let mut sessions = self.sessions.lock();
-        let nodes: Vec<NodeId> = sessions.keys().copied().collect();
-        for node in nodes {
-            let Some(s) = sessions.get(&node) else { continue };
-            let (account_id, device_id) = (s.device.account_id, s.device.id);
-            let looked_up = store
-                .account_by_id(account_id)
-                .and_then(|a| store.device_by_id(device_id).map(|d| (a, d)))
-                .and_then(|(a, d)| store.authorised_peers(&d).map(|p| (a, d, p)));
-            let (account, device, peers) = match looked_up {
-                Ok(x) => x,
-                Err(e) => {
-                    let r = Refusal::new(RefuseReason::DeviceNotAllowed, format!("this device was removed ({e})"));
-                    self.kick(store, &mut sessions, node, &r);
+        let live: Vec<(NodeId, i64, i64)> = {
+            let sessions = self.sessions.lock();
+            sessions
+                .iter()
+                .map(|(&node, s)| (node, s.device.account_id, s.device.id))
+                .collect()
+        };
+        let looked_up: Vec<_> = live
+            .into_iter()
+            .map(|(node, account_id, device_id)| {
+                let found = store
+                    .account_by_id(account_id)
+                    .and_then(|a| store.device_by_id(device_id).map(|d| (a, d)))
+                    .and_then(|(a, d)| store.authorised_peers(&d).map(|p| (a, d, p)));
+                (node, found)
+            })
+            .collect();
+        let mut ended = Vec::new();
+        {
+            let mut sessions = self.sessions.lock();
+            for (node, found) in looked_up {
+                let (account, device, peers) = match found {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let r = Refusal::new(RefuseReason::DeviceNotAllowed, format!("this device was removed ({e})"));
+                        ended.extend(self.kick(&mut sessions, node, &r));
+                        continue;
+                    }
+                };
+                if let Some(r) = state_refusal(&account) {
+                    ended.extend(self.kick(&mut sessions, node, &r));
                     continue;
                 }
-            };
-            if let Some(r) = state_refusal(&account) {
-                self.kick(store, &mut sessions, node, &r);
-                continue;
+                self.update_peers(&mut sessions, node, device, peers);
             }
-            let new: HashMap<NodeId, DeviceRecord> = peers.into_iter().map(|d| (d.node_id(), d)).collect();
-            let old: HashSet<NodeId> = sessions[&node].peers.keys().copied().collect();
-            let events: Vec<Event> = old
-                .iter()
-                .filter(|id| !new.contains_key(id))
-                .map(|&id| Event::PeerGone { node_id: id })
-                .chain(
-                    new.values()
-                        .filter(|d| !old.contains(&d.node_id()))
-                        .map(|d| Event::Peer(peer_info(d, &sessions))),
-                )
-                .collect();
-            self.relay.write().set_peers(node, new.keys().copied().collect());
-            let s = sessions.get_mut(&node).expect("present");
-            s.device = device;
-            s.peers = new;
-            for e in events {
-                let _ = s.tx.send(e);
-            }
+        }
+        for e in &ended {
+            end_in_store(store, e);
+        }
+    }
+
+    /// Replaces a live session's device record and peers, pushing the differences.
+    fn update_peers(
+        &self,
+        sessions: &mut HashMap<NodeId, Session>,
+        node: NodeId,
+        device: DeviceRecord,
+        peers: Vec<DeviceRecord>,
+    ) {
+        // Kicked meanwhile, as a peer of a session kicked before it in this refresh.
+        let Some(s) = sessions.get(&node) else { return };
+        let new: HashMap<NodeId, DeviceRecord> = peers.into_iter().map(|d| (d.node_id(), d)).collect();
+        let old: HashSet<NodeId> = s.peers.keys().copied().collect();
+        let events: Vec<Event> = old
+            .iter()
+            .filter(|id| !new.contains_key(id))
+            .map(|&id| Event::PeerGone { node_id: id })
+            .chain(
+                new.values()
+                    .filter(|d| !old.contains(&d.node_id()))
+                    .map(|d| Event::Peer(peer_info(d, sessions))),
+            )
+            .collect();
+        self.relay.write().set_peers(node, new.keys().copied().collect());
+        let s = sessions.get_mut(&node).expect("present");
+        s.device = device;
+        s.peers = new;
+        for e in events {
+            let _ = s.tx.send(e);
         }
     }
 
     fn close_all(&self, store: &mut dyn Store, reason: &str) {
-        let mut sessions = self.sessions.lock();
-        for (_, s) in sessions.drain() {
-            let bytes = self.relay.write().remove(s.device.node_id(), s.relay_session);
-            end_in_store(store, &s, reason, bytes.unwrap_or_default());
+        let ended: Vec<Ended> = {
+            let mut sessions = self.sessions.lock();
+            sessions
+                .drain()
+                .map(|(node, s)| {
+                    let bytes = self.relay.write().remove(node, s.relay_session);
+                    Ended {
+                        session: s,
+                        reason: reason.to_string(),
+                        bytes: bytes.unwrap_or_default(),
+                    }
+                })
+                .collect()
+        };
+        for e in &ended {
+            end_in_store(store, e);
         }
     }
 
@@ -319,7 +410,8 @@ impl Live {
 
 /// Records the end of a session, with the bytes relayed, in the sessions table and
 /// the audit log.
-fn end_in_store(store: &mut dyn Store, s: &Session, reason: &str, (bytes_in, bytes_out): (u64, u64)) {
+fn end_in_store(store: &mut dyn Store, e: &Ended) {
+    let (s, reason, (bytes_in, bytes_out)) = (&e.session, &e.reason, e.bytes);
     if let Err(e) = store.session_end(s.db_session, reason, bytes_in, bytes_out) {
         tracing::warn!(error = %e, "could not record the end of a session");
     }

@@ -96,7 +96,7 @@ impl RelayStats {
 }
 
 impl RelayTable {
-    /// An empty table, ready to share between the control plane and [`super::udp::run`].
+    /// An empty table, ready to share between the control plane and the relay loop.
     pub fn shared() -> SharedRelayTable {
         Arc::new(RwLock::new(RelayTable::default()))
     }

@@ -60,6 +60,18 @@ impl Forward {
     }
 }
 
+/// Starts [`run`] on a thread named `relay`, as `mcvpn hub` does.
+pub fn spawn(
+    socket: UdpSocket,
+    table: SharedRelayTable,
+    stats: Arc<RelayStats>,
+    offloads: Offloads,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("relay".into())
+        .spawn(move || run(socket, table, stats, offloads))
+}
+
 /// Receives, decides, forwards; forever. Runs on its own thread.
 pub fn run(socket: UdpSocket, table: SharedRelayTable, stats: Arc<RelayStats>, offloads: Offloads) {
     let sock = match BatchUdp::new(socket, offloads) {
