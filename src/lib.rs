@@ -27,6 +27,6 @@ pub mod util;
 /// else; it changes with the hub.
 #[doc(hidden)]
 pub mod relay_harness {
-    pub use crate::hub::relay::{RelayNode, RelayStats, RelayStatsSnapshot, RelayTable};
+    pub use crate::hub::relay::{RelayNode, RelayStats, RelayStatsSnapshot, RelayTable, SharedRelayTable};
     pub use crate::hub::udp::run as run_relay;
 }

@@ -96,26 +96,44 @@ struct HubCmd {
     sub: Option<HubSub>,
 }
 
+/// The hub's address and keys: `mcvpn hub` and `mcvpn hub url` take the same flags.
 #[derive(Args, Clone)]
-struct HubArgs {
+struct HubIdentityArgs {
     /// Address for both the TCP control server and the UDP relay
     #[arg(long, default_value = "0.0.0.0:51820")]
     listen: SocketAddr,
-    /// The SQLite store of contracts, accounts and the audit log
-    #[arg(long, default_value = "/var/lib/mcvpn/hub.db", env = "MCVPN_HUB_DB")]
-    db: PathBuf,
     /// The hub's private key (created on first start, mode 0600)
     #[arg(long, default_value = "/var/lib/mcvpn/hub.key")]
     key: PathBuf,
     /// An additional key nodes may have pinned (during a key rotation); repeatable
     #[arg(long = "extra-key")]
     extra_keys: Vec<PathBuf>,
-    /// The overlay network node addresses come from
-    #[arg(long, default_value = "100.64.0.0/10", value_parser = parse_overlay)]
-    overlay: OverlayNet,
     /// Host[:port] users reach the hub at, for the printed server URL
     #[arg(long)]
     public_addr: Option<String>,
+}
+
+impl HubIdentityArgs {
+    fn identity(self) -> hub::HubIdentity {
+        hub::HubIdentity {
+            listen: self.listen,
+            key: self.key,
+            extra_keys: self.extra_keys,
+            public_addr: self.public_addr,
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+struct HubArgs {
+    #[command(flatten)]
+    identity: HubIdentityArgs,
+    /// The SQLite store of contracts, accounts and the audit log
+    #[arg(long, default_value = "/var/lib/mcvpn/hub.db", env = "MCVPN_HUB_DB")]
+    db: PathBuf,
+    /// The overlay network node addresses come from
+    #[arg(long, default_value = "100.64.0.0/10", value_parser = parse_overlay)]
+    overlay: OverlayNet,
     /// Local socket answering `mcvpn hub stats`
     #[arg(long, default_value = "/run/mcvpn/hub.sock")]
     status_socket: PathBuf,
@@ -139,16 +157,7 @@ struct HubArgs {
 #[derive(Subcommand)]
 enum HubSub {
     /// Print the server URL (creating the key if it does not exist yet)
-    Url {
-        #[arg(long, default_value = "/var/lib/mcvpn/hub.key")]
-        key: PathBuf,
-        #[arg(long = "extra-key")]
-        extra_keys: Vec<PathBuf>,
-        #[arg(long, default_value = "0.0.0.0:51820")]
-        listen: SocketAddr,
-        #[arg(long)]
-        public_addr: Option<String>,
-    },
+    Url(HubIdentityArgs),
     /// Relay counters and live sessions of the running hub
     Stats {
         #[arg(long, default_value = "/run/mcvpn/hub.sock")]
@@ -326,28 +335,16 @@ fn main() -> ExitCode {
 fn dispatch(command: Command) -> Result<Exit> {
     match command {
         Command::Hub(HubCmd { run, sub: None }) => {
-            tokio::runtime::Runtime::new()?.block_on(hub::run(hub_options(run)))?;
+            tokio::runtime::Runtime::new()?.block_on(hub::run(hub_settings(run)))?;
             Ok(Exit::ok())
         }
         Command::Hub(HubCmd {
-            sub:
-                Some(HubSub::Url {
-                    key,
-                    extra_keys,
-                    listen,
-                    public_addr,
-                }),
-            run,
+            sub: Some(HubSub::Url(identity)),
+            ..
         }) => {
-            let opts = hub::HubOptions {
-                listen,
-                key,
-                extra_keys,
-                public_addr,
-                ..hub_options(run)
-            };
-            let keys = hub::load_keys(&opts)?;
-            println!("{}", hub::server_url(&opts, &keys));
+            let identity = identity.identity();
+            let keys = identity.load_keys()?;
+            println!("{}", identity.server_url(&keys));
             Ok(Exit::ok())
         }
         Command::Hub(HubCmd {
@@ -426,19 +423,17 @@ fn dispatch(command: Command) -> Result<Exit> {
     }
 }
 
-fn hub_options(run: HubArgs) -> hub::HubOptions {
-    hub::HubOptions {
-        listen: run.listen,
+fn hub_settings(run: HubArgs) -> hub::HubSettings {
+    hub::HubSettings {
+        identity: run.identity.identity(),
         db: run.db,
-        key: run.key,
-        extra_keys: run.extra_keys,
         overlay: run.overlay,
-        public_addr: run.public_addr,
         status_socket: run.status_socket,
         socket_buffer: run.socket_buffer,
         min_accounts: run.min_accounts,
         smtp: run.smtp,
         smtp_from: run.smtp_from,
+        offloads: mcvpn::udp_batch::Offloads::from_env(),
     }
 }
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use super::auth::{self, Refusal};
-use super::control::refuse;
-use super::HubContext;
+use super::auth;
+use super::context::HubContext;
+use super::reply::{refuse, Refusal};
 use crate::admin::{self, AdminCommand, AdminError, ExecCtx, Scope};
 use crate::channel::ChannelWriter;
 use crate::proto::control::{Event, RefuseReason};
@@ -59,11 +59,7 @@ pub async fn serve(
             .await;
         }
     };
-    let (ctx2, account2, password2) = (ctx.clone(), account.to_string(), password.to_string());
-    let authed = tokio::task::spawn_blocking(move || {
-        auth::authenticate_admin(&ctx2.store, &account2, &password2, &source.to_string())
-    })
-    .await?;
+    let authed = auth::authenticate_admin(&ctx.store, account, password, &source.to_string()).await;
     let (admin_account, contract) = match authed {
         Ok(x) => x,
         Err(r) => {
@@ -82,20 +78,15 @@ pub async fn serve(
         today: chrono::Utc::now().date_naive(),
         overlay: ctx.overlay,
     };
-    let ctx2 = ctx.clone();
     let changes = command.changes_state();
-    let result = tokio::task::spawn_blocking(move || {
-        let result = {
-            let mut store = ctx2.store.lock().unwrap();
-            admin::execute(&mut **store, &exec, &command)
-        };
-        // Our own writes do not move the store's change marker: apply them here.
-        if result.is_ok() && changes {
-            ctx2.registry.refresh();
-        }
-        result
-    })
-    .await?;
+    let result = ctx
+        .store
+        .run(move |store| admin::execute(store, &exec, &command))
+        .await?;
+    // Our own writes do not move the store's change marker: apply them here.
+    if result.is_ok() && changes {
+        ctx.registry.refresh().await;
+    }
     answer(wr, result).await
 }
 
@@ -108,10 +99,7 @@ pub async fn serve_passwd(
     old: &str,
     new: &str,
 ) -> Result<()> {
-    let (ctx2, a, o, n) = (ctx.clone(), account.to_string(), old.to_string(), new.to_string());
-    let result =
-        tokio::task::spawn_blocking(move || auth::change_password(&ctx2.store, &a, &o, &n, &source.to_string()))
-            .await?;
+    let result = auth::change_password(&ctx.store, account, old, new, &source.to_string()).await;
     match result {
         Ok(_) => {
             ctx.limiter.record_success(source.ip(), Some(account));

@@ -1,14 +1,16 @@
 //! Login decisions: who is this node, may it start a session, and as which device.
 //!
-//! Runs on a blocking thread (argon2 is deliberately slow) and takes the store lock
-//! only around store calls, never around password verification.
+//! Every store call goes through [`StoreHandle::run`]. Password hashing and checking
+//! (argon2, deliberately slow) run on the blocking pool after the store call that read
+//! the hash has returned: never while the store, or any other lock, is held.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
 
 use blake2::{Blake2s256, Digest};
 use rand::RngCore;
 
+use super::reply::Refusal;
+use super::store_handle::StoreHandle;
 use crate::password;
 use crate::proto::control::{Credential, Key32, RefuseReason, Role};
 use crate::store::{
@@ -20,32 +22,34 @@ use crate::store::{
 /// extends it, so a laptop that stays up keeps its session across hub restarts.
 pub const RESUME_LIFETIME_S: i64 = 7 * 24 * 3600;
 
-pub type SharedStore = Mutex<Box<dyn Store>>;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub reason: RefuseReason,
-    pub message: String,
-    pub retry_after_s: Option<u64>,
+fn wrong_credentials() -> Refusal {
+    Refusal::new(RefuseReason::WrongCredentials, "account or password is wrong")
 }
 
-impl Refusal {
-    pub fn new(reason: RefuseReason, message: impl Into<String>) -> Refusal {
-        Refusal {
-            reason,
-            message: message.into(),
-            retry_after_s: None,
-        }
-    }
+fn store_failure(e: StoreError) -> Refusal {
+    tracing::error!(error = %e, "store failure during login");
+    store_unreadable()
+}
 
-    fn wrong_credentials() -> Refusal {
-        Refusal::new(RefuseReason::WrongCredentials, "account or password is wrong")
-    }
+fn store_unreadable() -> Refusal {
+    Refusal::new(RefuseReason::Internal, "the hub could not read its account store")
+}
 
-    fn internal(e: StoreError) -> Refusal {
-        tracing::error!(error = %e, "store failure during login");
-        Refusal::new(RefuseReason::Internal, "the hub could not read its account store")
-    }
+/// One store call of a login decision; the store not answering is the hub's fault.
+async fn store_call<T: Send + 'static>(
+    store: &StoreHandle,
+    f: impl FnOnce(&mut dyn Store) -> Result<T, Refusal> + Send + 'static,
+) -> Result<T, Refusal> {
+    store.run(f).await.map_err(|_| store_unreadable())?
+}
+
+/// Argon2 work, on the blocking pool (it takes tens of milliseconds on purpose) and
+/// with no lock held.
+async fn hashing<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Refusal> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(error = %e, "password hashing did not complete");
+        Refusal::new(RefuseReason::Internal, "the hub could not check the password")
+    })
 }
 
 /// What a login asked for, as the hub received it.
@@ -110,8 +114,12 @@ fn new_token() -> String {
 }
 
 /// Decides a login. Audits every refusal and acceptance.
-pub fn authenticate(store: &SharedStore, req: &LoginRequest, overlay: OverlayNet) -> Result<Outcome, Refusal> {
-    let result = decide(store, req, overlay);
+pub async fn authenticate(
+    store: &StoreHandle,
+    req: &LoginRequest<'_>,
+    overlay: OverlayNet,
+) -> Result<Outcome, Refusal> {
+    let result = decide(store, req, overlay).await;
     let source = req.source.to_string();
     let (action, detail, contract_id, account) = match &result {
         Ok(Outcome::Session { account, device, .. }) => (
@@ -139,38 +147,42 @@ pub fn authenticate(store: &SharedStore, req: &LoginRequest, overlay: OverlayNet
             req.account.map(str::to_string),
         ),
     };
-    let mut s = store.lock().unwrap();
-    let contract_id = contract_id.or_else(|| {
-        account
-            .as_deref()
-            .and_then(|a| s.account_by_name(a).ok().flatten())
-            .map(|a| a.contract_id)
-    });
-    let _ = s.audit(&AuditEntry {
-        actor: account.as_deref().unwrap_or("unknown"),
-        action,
-        contract_id,
-        account: account.as_deref(),
-        source: Some(&source),
-        detail: &detail,
-    });
+    let _ = store
+        .run(move |s| {
+            let contract_id = contract_id.or_else(|| {
+                account
+                    .as_deref()
+                    .and_then(|a| s.account_by_name(a).ok().flatten())
+                    .map(|a| a.contract_id)
+            });
+            let _ = s.audit(&AuditEntry {
+                actor: account.as_deref().unwrap_or("unknown"),
+                action,
+                contract_id,
+                account: account.as_deref(),
+                source: Some(&source),
+                detail: &detail,
+            });
+        })
+        .await;
     result
 }
 
-fn decide(store: &SharedStore, req: &LoginRequest, overlay: OverlayNet) -> Result<Outcome, Refusal> {
+async fn decide(store: &StoreHandle, req: &LoginRequest<'_>, overlay: OverlayNet) -> Result<Outcome, Refusal> {
+    let key = *req.remote_key;
     match (req.role, req.credential) {
         (Role::Target, Credential::DeviceKey) => {
-            let device = store
-                .lock()
-                .unwrap()
-                .device_by_key(req.remote_key, Role::Target, None)
-                .map_err(Refusal::internal)?
-                .ok_or_else(|| Refusal::new(RefuseReason::NotEnrolled, "this machine is not enrolled as a target"))?;
-            let account = store
-                .lock()
-                .unwrap()
-                .account_by_id(device.account_id)
-                .map_err(Refusal::internal)?;
+            let (device, account) = store_call(store, move |s| {
+                let device = s
+                    .device_by_key(&key, Role::Target, None)
+                    .map_err(store_failure)?
+                    .ok_or_else(|| {
+                        Refusal::new(RefuseReason::NotEnrolled, "this machine is not enrolled as a target")
+                    })?;
+                let account = s.account_by_id(device.account_id).map_err(store_failure)?;
+                Ok((device, account))
+            })
+            .await?;
             if let Some(r) = state_refusal(&account) {
                 return Err(r);
             }
@@ -181,65 +193,40 @@ fn decide(store: &SharedStore, req: &LoginRequest, overlay: OverlayNet) -> Resul
             })
         }
         (role, Credential::Password { password }) => {
-            let account = verify_password(store, req.account, password)?;
+            let account = verify_password(store, req.account, password).await?;
             if let Some(r) = state_refusal(&account) {
                 return Err(r);
             }
+            let (source, hostname) = (req.source.to_string(), req.hostname.to_string());
             match role {
-                Role::Target if req.enroll => enroll_target(store, req, &account, overlay),
+                Role::Target if req.enroll => {
+                    store_call(store, move |s| enroll_target(s, &key, &hostname, &account, overlay)).await
+                }
                 Role::Target => Err(Refusal::new(
                     RefuseReason::BadRequest,
                     "a target logs in with its device key; enrol it first",
                 )),
                 Role::Client => {
-                    let device = client_device(store, req, &account, overlay)?;
                     let token = new_token();
-                    store
-                        .lock()
-                        .unwrap()
-                        .device_set_resume(device.id, Some(&token_hash(&token)), Some(now() + RESUME_LIFETIME_S))
-                        .map_err(Refusal::internal)?;
-                    Ok(Outcome::Session {
-                        device,
-                        account,
-                        resume_token: Some(token),
+                    let hash = token_hash(&token);
+                    store_call(store, move |s| {
+                        let device = client_device(s, &key, &hostname, &source, &account, overlay)?;
+                        s.device_set_resume(device.id, Some(&hash), Some(now() + RESUME_LIFETIME_S))
+                            .map_err(store_failure)?;
+                        Ok(Outcome::Session {
+                            device,
+                            account,
+                            resume_token: Some(token),
+                        })
                     })
+                    .await
                 }
             }
         }
         (Role::Client, Credential::Resume { token }) => {
-            let name = req.account.ok_or_else(Refusal::wrong_credentials)?;
-            let mut s = store.lock().unwrap();
-            let account = s
-                .account_by_name(name)
-                .map_err(Refusal::internal)?
-                .ok_or_else(Refusal::wrong_credentials)?;
-            let device = s
-                .device_by_key(req.remote_key, Role::Client, Some(account.id))
-                .map_err(Refusal::internal)?
-                .ok_or_else(|| Refusal::new(RefuseReason::ResumeExpired, "this device has no session to resume"))?;
-            let valid = device.resume_hash.as_deref() == Some(&token_hash(token)[..])
-                && device.resume_expires.is_some_and(|e| e > now());
-            if !valid {
-                return Err(Refusal::new(
-                    RefuseReason::ResumeExpired,
-                    "the remembered login has expired",
-                ));
-            }
-            if let Some(r) = state_refusal(&account) {
-                return Err(r);
-            }
-            s.device_set_resume(
-                device.id,
-                device.resume_hash.as_deref(),
-                Some(now() + RESUME_LIFETIME_S),
-            )
-            .map_err(Refusal::internal)?;
-            Ok(Outcome::Session {
-                device,
-                account,
-                resume_token: Some(token.clone()),
-            })
+            let name = req.account.ok_or_else(wrong_credentials)?.to_string();
+            let token = token.clone();
+            store_call(store, move |s| resume(s, &name, &key, token)).await
         }
         (role, cred) => Err(Refusal::new(
             RefuseReason::BadRequest,
@@ -248,101 +235,152 @@ fn decide(store: &SharedStore, req: &LoginRequest, overlay: OverlayNet) -> Resul
     }
 }
 
+/// A client's login with the token of its last password login (no argon2: the token is
+/// random, a hash comparison suffices).
+fn resume(s: &mut dyn Store, name: &str, key: &Key32, token: String) -> Result<Outcome, Refusal> {
+    let account = s
+        .account_by_name(name)
+        .map_err(store_failure)?
+        .ok_or_else(wrong_credentials)?;
+    let device = s
+        .device_by_key(key, Role::Client, Some(account.id))
+        .map_err(store_failure)?
+        .ok_or_else(|| Refusal::new(RefuseReason::ResumeExpired, "this device has no session to resume"))?;
+    let valid = device.resume_hash.as_deref() == Some(&token_hash(&token)[..])
+        && device.resume_expires.is_some_and(|e| e > now());
+    if !valid {
+        return Err(Refusal::new(
+            RefuseReason::ResumeExpired,
+            "the remembered login has expired",
+        ));
+    }
+    if let Some(r) = state_refusal(&account) {
+        return Err(r);
+    }
+    s.device_set_resume(
+        device.id,
+        device.resume_hash.as_deref(),
+        Some(now() + RESUME_LIFETIME_S),
+    )
+    .map_err(store_failure)?;
+    Ok(Outcome::Session {
+        device,
+        account,
+        resume_token: Some(token),
+    })
+}
+
 /// Authenticates a contract's account administrator (`mcvpn admin --hub --as`).
-pub fn authenticate_admin(
-    store: &SharedStore,
+pub async fn authenticate_admin(
+    store: &StoreHandle,
     account: &str,
     password: &str,
     source: &str,
 ) -> Result<(AccountRecord, ContractRecord), Refusal> {
-    let result = verify_password(store, Some(account), password).and_then(|a| {
-        if let Some(r) = state_refusal(&a) {
-            return Err(r);
-        }
-        let c = store
-            .lock()
-            .unwrap()
-            .contract_by_id(a.contract_id)
-            .map_err(Refusal::internal)?;
-        if c.admin_account_id != Some(a.id) {
-            return Err(Refusal::new(
-                RefuseReason::NotAdministrator,
-                format!("account {account} is not the administrator of contract {}", c.name),
-            ));
-        }
-        Ok((a, c))
-    });
+    let result = match verify_password(store, Some(account), password).await {
+        Ok(a) => match state_refusal(&a) {
+            Some(r) => Err(r),
+            None => {
+                let name = account.to_string();
+                store_call(store, move |s| {
+                    let c = s.contract_by_id(a.contract_id).map_err(store_failure)?;
+                    if c.admin_account_id != Some(a.id) {
+                        return Err(Refusal::new(
+                            RefuseReason::NotAdministrator,
+                            format!("account {name} is not the administrator of contract {}", c.name),
+                        ));
+                    }
+                    Ok((a, c))
+                })
+                .await
+            }
+        },
+        Err(r) => Err(r),
+    };
     let (action, detail) = match &result {
         Ok((_, c)) => ("admin.login", format!("administrator of {}", c.name)),
         Err(r) => ("admin.login-refused", r.message.clone()),
     };
-    let mut s = store.lock().unwrap();
-    let contract_id = s.account_by_name(account).ok().flatten().map(|a| a.contract_id);
-    let _ = s.audit(&AuditEntry {
-        actor: account,
-        action,
-        contract_id,
-        account: Some(account),
-        source: Some(source),
-        detail: &detail,
-    });
+    let (account, source) = (account.to_string(), source.to_string());
+    let _ = store
+        .run(move |s| {
+            let contract_id = s.account_by_name(&account).ok().flatten().map(|a| a.contract_id);
+            let _ = s.audit(&AuditEntry {
+                actor: &account,
+                action,
+                contract_id,
+                account: Some(&account),
+                source: Some(&source),
+                detail: &detail,
+            });
+        })
+        .await;
     result
 }
 
 /// A user's own password change (art. 10): the old password, then the policy.
-pub fn change_password(
-    store: &SharedStore,
+pub async fn change_password(
+    store: &StoreHandle,
     account: &str,
     old: &str,
     new: &str,
     source: &str,
 ) -> Result<AccountRecord, Refusal> {
-    let a = verify_password(store, Some(account), old)?;
+    let a = verify_password(store, Some(account), old).await?;
     password::check_policy(account, new).map_err(|m| Refusal::new(RefuseReason::BadRequest, m))?;
-    let mut s = store.lock().unwrap();
-    s.account_set_password(a.id, &password::hash(new))
-        .map_err(Refusal::internal)?;
-    let _ = s.audit(&AuditEntry {
-        actor: account,
-        action: "account.password-change",
-        contract_id: Some(a.contract_id),
-        account: Some(account),
-        source: Some(source),
-        detail: "changed by the user",
-    });
-    Ok(a)
+    let new = new.to_string();
+    let hash = hashing(move || password::hash(&new)).await?;
+    let (account, source) = (account.to_string(), source.to_string());
+    store_call(store, move |s| {
+        s.account_set_password(a.id, &hash).map_err(store_failure)?;
+        let _ = s.audit(&AuditEntry {
+            actor: &account,
+            action: "account.password-change",
+            contract_id: Some(a.contract_id),
+            account: Some(&account),
+            source: Some(&source),
+            detail: "changed by the user",
+        });
+        Ok(a)
+    })
+    .await
 }
 
 /// Verifies an account password. Unknown accounts cost the same argon2 work and get
-/// the same answer as wrong passwords.
-fn verify_password(store: &SharedStore, account: Option<&str>, password: &str) -> Result<AccountRecord, Refusal> {
+/// the same answer as wrong passwords. The hash is read in one store call and checked
+/// after it returned, so argon2 never runs under the store's lock.
+async fn verify_password(store: &StoreHandle, account: Option<&str>, password: &str) -> Result<AccountRecord, Refusal> {
     let record = match account {
-        Some(name) => store.lock().unwrap().account_by_name(name).map_err(Refusal::internal)?,
+        Some(name) => {
+            let name = name.to_string();
+            store_call(store, move |s| s.account_by_name(&name).map_err(store_failure)).await?
+        }
         None => None,
     };
     let hash = record
         .as_ref()
-        .map(|a| a.password_hash.as_str())
-        .unwrap_or(password::dummy_hash());
-    let ok = password::verify(password, hash);
+        .map_or_else(|| password::dummy_hash().to_string(), |a| a.password_hash.clone());
+    let password = password.to_string();
+    let ok = hashing(move || password::verify(&password, &hash)).await?;
     match record {
         Some(a) if ok => Ok(a),
-        _ => Err(Refusal::wrong_credentials()),
+        _ => Err(wrong_credentials()),
     }
 }
 
 /// The client device of this login: the registered one, or a new registration unless
 /// the account only allows registered devices.
 fn client_device(
-    store: &SharedStore,
-    req: &LoginRequest,
+    s: &mut dyn Store,
+    key: &Key32,
+    hostname: &str,
+    source: &str,
     account: &AccountRecord,
     overlay: OverlayNet,
 ) -> Result<DeviceRecord, Refusal> {
-    let mut s = store.lock().unwrap();
     if let Some(d) = s
-        .device_by_key(req.remote_key, Role::Client, Some(account.id))
-        .map_err(Refusal::internal)?
+        .device_by_key(key, Role::Client, Some(account.id))
+        .map_err(store_failure)?
     {
         return Ok(d);
     }
@@ -354,33 +392,30 @@ fn client_device(
         ));
     }
     let device = s
-        .device_register(account.id, Role::Client, req.remote_key, req.hostname, overlay)
+        .device_register(account.id, Role::Client, key, hostname, overlay)
         .map_err(|e| match e {
             StoreError::Refused(m) => Refusal::new(RefuseReason::Internal, m),
-            e => Refusal::internal(e),
+            e => store_failure(e),
         })?;
     let _ = s.audit(&AuditEntry {
         actor: &account.username,
         action: "device.registered",
         contract_id: Some(account.contract_id),
         account: Some(&account.username),
-        source: Some(&req.source.to_string()),
+        source: Some(source),
         detail: &format!("client {} at {}", device.name, device.overlay_ip),
     });
     Ok(device)
 }
 
 fn enroll_target(
-    store: &SharedStore,
-    req: &LoginRequest,
+    s: &mut dyn Store,
+    key: &Key32,
+    hostname: &str,
     account: &AccountRecord,
     overlay: OverlayNet,
 ) -> Result<Outcome, Refusal> {
-    let mut s = store.lock().unwrap();
-    if let Some(existing) = s
-        .device_by_key(req.remote_key, Role::Target, None)
-        .map_err(Refusal::internal)?
-    {
+    if let Some(existing) = s.device_by_key(key, Role::Target, None).map_err(store_failure)? {
         if existing.account_id == account.id {
             return Ok(Outcome::Enrolled { device: existing });
         }
@@ -390,10 +425,10 @@ fn enroll_target(
         ));
     }
     let device = s
-        .device_register(account.id, Role::Target, req.remote_key, req.hostname, overlay)
+        .device_register(account.id, Role::Target, key, hostname, overlay)
         .map_err(|e| match e {
             StoreError::Refused(m) | StoreError::Conflict(m) => Refusal::new(RefuseReason::AlreadyEnrolled, m),
-            e => Refusal::internal(e),
+            e => store_failure(e),
         })?;
     Ok(Outcome::Enrolled { device })
 }
@@ -404,12 +439,17 @@ mod tests {
     use crate::store::prelude::*;
     use crate::store::SqliteStore;
 
-    fn store() -> SharedStore {
+    fn store() -> StoreHandle {
         let mut s = SqliteStore::open_in_memory().unwrap();
         s.contract_add(&crate::store::NewContract::simple("acme", 10)).unwrap();
         s.account_add("acme", "alice", &password::hash("alice-password"))
             .unwrap();
-        Mutex::new(Box::new(s))
+        StoreHandle::new(s)
+    }
+
+    /// One call on the store, as the test's own direct access.
+    async fn db<T: Send + 'static>(s: &StoreHandle, f: impl FnOnce(&mut dyn Store) -> T + Send + 'static) -> T {
+        s.run(f).await.unwrap()
     }
 
     fn req<'a>(
@@ -434,8 +474,8 @@ mod tests {
         Credential::Password { password: p.into() }
     }
 
-    #[test]
-    fn unknown_account_and_wrong_password_look_the_same() {
+    #[tokio::test]
+    async fn unknown_account_and_wrong_password_look_the_same() {
         let s = store();
         let k = Key32([1; 32]);
         let a = authenticate(
@@ -443,21 +483,23 @@ mod tests {
             &req(&k, Role::Client, Some("alice"), &pw("nope"), false),
             OverlayNet::default(),
         )
+        .await
         .unwrap_err();
         let b = authenticate(
             &s,
             &req(&k, Role::Client, Some("mallory"), &pw("nope"), false),
             OverlayNet::default(),
         )
+        .await
         .unwrap_err();
         assert_eq!(a, b);
         assert_eq!(a.reason, RefuseReason::WrongCredentials);
-        let log = s.lock().unwrap().audit_log(None, 10).unwrap();
+        let log = db(&s, move |st| st.audit_log(None, 10)).await.unwrap();
         assert_eq!(log.iter().filter(|e| e.action == "login.refused").count(), 2);
     }
 
-    #[test]
-    fn client_login_then_resume_keeps_the_device() {
+    #[tokio::test]
+    async fn client_login_then_resume_keeps_the_device() {
         let s = store();
         let k = Key32([1; 32]);
         let Outcome::Session {
@@ -467,6 +509,7 @@ mod tests {
             &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false),
             OverlayNet::default(),
         )
+        .await
         .unwrap()
         else {
             panic!("expected a session")
@@ -478,6 +521,7 @@ mod tests {
             &req(&k, Role::Client, Some("alice"), &cred, false),
             OverlayNet::default(),
         )
+        .await
         .unwrap() else {
             panic!("expected a session")
         };
@@ -488,6 +532,7 @@ mod tests {
             &req(&k, Role::Client, Some("alice"), &bad, false),
             OverlayNet::default(),
         )
+        .await
         .unwrap_err();
         assert_eq!(r.reason, RefuseReason::ResumeExpired);
         // Another device key cannot use alice's token.
@@ -497,11 +542,12 @@ mod tests {
             &req(&other, Role::Client, Some("alice"), &cred, false),
             OverlayNet::default()
         )
+        .await
         .is_err());
     }
 
-    #[test]
-    fn target_enrols_once_then_logs_in_by_key_only() {
+    #[tokio::test]
+    async fn target_enrols_once_then_logs_in_by_key_only() {
         let s = store();
         let k = Key32([5; 32]);
         let r = authenticate(
@@ -509,6 +555,7 @@ mod tests {
             &req(&k, Role::Target, None, &Credential::DeviceKey, false),
             OverlayNet::default(),
         )
+        .await
         .unwrap_err();
         assert_eq!(r.reason, RefuseReason::NotEnrolled);
         let Outcome::Enrolled { device } = authenticate(
@@ -516,102 +563,113 @@ mod tests {
             &req(&k, Role::Target, Some("alice"), &pw("alice-password"), true),
             OverlayNet::default(),
         )
+        .await
         .unwrap() else {
             panic!("expected enrolment")
         };
         assert!(matches!(
-            authenticate(&s, &req(&k, Role::Target, None, &Credential::DeviceKey, false), OverlayNet::default()).unwrap(),
+            authenticate(&s, &req(&k, Role::Target, None, &Credential::DeviceKey, false), OverlayNet::default()).await.unwrap(),
             Outcome::Session { device: d, .. } if d.id == device.id
         ));
     }
 
-    #[test]
-    fn bound_accounts_refuse_unregistered_devices() {
+    #[tokio::test]
+    async fn bound_accounts_refuse_unregistered_devices() {
         let s = store();
-        let alice = s.lock().unwrap().account_by_name("alice").unwrap().unwrap();
-        s.lock().unwrap().account_set_binding(alice.id, true).unwrap();
+        let alice = db(&s, move |st| st.account_by_name("alice")).await.unwrap().unwrap();
+        db(&s, move |st| st.account_set_binding(alice.id, true)).await.unwrap();
         let k = Key32([9; 32]);
         let r = authenticate(
             &s,
             &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false),
             OverlayNet::default(),
         )
+        .await
         .unwrap_err();
         assert_eq!(r.reason, RefuseReason::DeviceNotAllowed);
         assert!(
-            s.lock()
-                .unwrap()
-                .device_by_key(&k, Role::Client, None)
+            db(&s, move |st| st.device_by_key(&k, Role::Client, None))
+                .await
                 .unwrap()
                 .is_none(),
             "nothing registered"
         );
-        s.lock()
-            .unwrap()
-            .device_register(alice.id, Role::Client, &k, "usb", OverlayNet::default())
-            .unwrap();
+        db(&s, move |st| {
+            st.device_register(alice.id, Role::Client, &k, "usb", OverlayNet::default())
+        })
+        .await
+        .unwrap();
         assert!(authenticate(
             &s,
             &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false),
             OverlayNet::default()
         )
+        .await
         .is_ok());
     }
 
-    #[test]
-    fn only_the_named_administrator_gets_in() {
+    #[tokio::test]
+    async fn only_the_named_administrator_gets_in() {
         let s = store();
-        let r = authenticate_admin(&s, "alice", "alice-password", "x").unwrap_err();
+        let r = authenticate_admin(&s, "alice", "alice-password", "x")
+            .await
+            .unwrap_err();
         assert_eq!(r.reason, RefuseReason::NotAdministrator);
-        let alice = s.lock().unwrap().account_by_name("alice").unwrap().unwrap();
-        s.lock()
-            .unwrap()
-            .contract_set_admin_account(alice.contract_id, Some(alice.id))
-            .unwrap();
-        assert!(authenticate_admin(&s, "alice", "alice-password", "x").is_ok());
+        let alice = db(&s, move |st| st.account_by_name("alice")).await.unwrap().unwrap();
+        db(&s, move |st| {
+            st.contract_set_admin_account(alice.contract_id, Some(alice.id))
+        })
+        .await
+        .unwrap();
+        assert!(authenticate_admin(&s, "alice", "alice-password", "x").await.is_ok());
         assert_eq!(
-            authenticate_admin(&s, "alice", "wrong", "x").unwrap_err().reason,
+            authenticate_admin(&s, "alice", "wrong", "x").await.unwrap_err().reason,
             RefuseReason::WrongCredentials
         );
     }
 
-    #[test]
-    fn password_change_needs_the_old_one_and_the_policy() {
+    #[tokio::test]
+    async fn password_change_needs_the_old_one_and_the_policy() {
         let s = store();
         assert_eq!(
             change_password(&s, "alice", "nope", "a fine new passphrase", "x")
+                .await
                 .unwrap_err()
                 .reason,
             RefuseReason::WrongCredentials
         );
         assert!(change_password(&s, "alice", "alice-password", "short", "x")
+            .await
             .unwrap_err()
             .message
             .contains("12"));
-        change_password(&s, "alice", "alice-password", "a fine new passphrase", "x").unwrap();
+        change_password(&s, "alice", "alice-password", "a fine new passphrase", "x")
+            .await
+            .unwrap();
         let k = Key32([1; 32]);
         assert!(authenticate(
             &s,
             &req(&k, Role::Client, Some("alice"), &pw("a fine new passphrase"), false),
             OverlayNet::default()
         )
+        .await
         .is_ok());
     }
 
-    #[test]
-    fn locked_and_suspended_are_told_after_the_password() {
+    #[tokio::test]
+    async fn locked_and_suspended_are_told_after_the_password() {
         let s = store();
         let k = Key32([1; 32]);
-        let alice = s.lock().unwrap().account_by_name("alice").unwrap().unwrap();
-        s.lock()
-            .unwrap()
-            .account_set_state(alice.id, AccountState::Locked)
+        let alice = db(&s, move |st| st.account_by_name("alice")).await.unwrap().unwrap();
+        db(&s, move |st| st.account_set_state(alice.id, AccountState::Locked))
+            .await
             .unwrap();
         let r = authenticate(
             &s,
             &req(&k, Role::Client, Some("alice"), &pw("wrong"), false),
             OverlayNet::default(),
         )
+        .await
         .unwrap_err();
         assert_eq!(
             r.reason,
@@ -623,21 +681,23 @@ mod tests {
             &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false),
             OverlayNet::default(),
         )
+        .await
         .unwrap_err();
         assert_eq!(r.reason, RefuseReason::AccountLocked);
-        s.lock()
-            .unwrap()
-            .account_set_state(alice.id, AccountState::Active)
+        db(&s, move |st| st.account_set_state(alice.id, AccountState::Active))
+            .await
             .unwrap();
-        s.lock()
-            .unwrap()
-            .contract_set_state(alice.contract_id, ContractState::Suspended, Some("unpaid"))
-            .unwrap();
+        db(&s, move |st| {
+            st.contract_set_state(alice.contract_id, ContractState::Suspended, Some("unpaid"))
+        })
+        .await
+        .unwrap();
         let r = authenticate(
             &s,
             &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false),
             OverlayNet::default(),
         )
+        .await
         .unwrap_err();
         assert_eq!(r.reason, RefuseReason::ContractSuspended);
     }

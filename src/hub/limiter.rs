@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 /// Failures allowed before any waiting.
 pub const FREE_FAILURES: u32 = 5;
@@ -64,12 +65,12 @@ impl LoginLimiter {
     /// account must not launder guesses at others from the same address).
     pub fn record_success(&self, _ip: IpAddr, account: Option<&str>) {
         if let Some(a) = account {
-            self.entries.lock().unwrap().remove(&Key::Account(a.to_string()));
+            self.entries.lock().remove(&Key::Account(a.to_string()));
         }
     }
 
     fn check_at(&self, ip: IpAddr, account: Option<&str>, now: Instant) -> Option<u64> {
-        let entries = self.entries.lock().unwrap();
+        let entries = self.entries.lock();
         keys(ip, account)
             .iter()
             .filter_map(|k| entries.get(k)?.blocked_until())
@@ -79,7 +80,7 @@ impl LoginLimiter {
     }
 
     fn record_failure_at(&self, ip: IpAddr, account: Option<&str>, now: Instant) {
-        let mut entries = self.entries.lock().unwrap();
+        let mut entries = self.entries.lock();
         entries.retain(|_, e| now.duration_since(e.last_failure) < FORGET_AFTER);
         for k in keys(ip, account) {
             let e = entries.entry(k).or_insert(Entry {

@@ -1,18 +1,38 @@
 //! `mcvpn hub`: the control server (TCP), the packet relay (UDP) on the same port,
 //! and the account store.
+//!
+//! The modules, each using only those listed after it (no cycles):
+//!
+//! - this one: [`HubSettings`], start-up, the background jobs, the accept loop;
+//! - [`control`]: one connection's handshake and first request, dispatched to
+//!   [`login`] (a node), or [`admin`] (an administrator's command, a password change);
+//! - [`login`]: authentication, then enrolment or a session, run by [`session`];
+//! - [`admin`]: administrative requests over the control channel;
+//! - [`context`]: [`HubContext`], what every connection shares;
+//! - [`registry`]: live sessions, mirrored into the relay table;
+//! - [`auth`]: login decisions on the store;
+//! - [`notices`]: delivery of the notice outbox by e-mail;
+//! - [`udp`]: the relay's UDP loop, around [`relay`]'s table;
+//! - leaves, using nothing else of the hub: [`reply`] (refusals), [`store_handle`]
+//!   (the one way into the store), [`limiter`], [`session`], [`relay`].
 
 pub mod admin;
 pub mod auth;
+pub mod context;
 pub mod control;
 pub mod limiter;
+mod login;
 pub mod notices;
 pub mod registry;
 pub mod relay;
+pub mod reply;
+mod session;
+pub mod store_handle;
 pub mod udp;
 
 use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -21,25 +41,40 @@ use tokio::net::TcpListener;
 use crate::keys::KeyPair;
 use crate::local_api;
 use crate::proto::url::HubUrl;
-use crate::store::{OverlayNet, RecordStore, SessionStore, SqliteStore};
+use crate::store::{OverlayNet, SqliteStore};
+use crate::udp_batch::Offloads;
 
-use self::auth::SharedStore;
+use self::context::HubContext;
 use self::limiter::LoginLimiter;
 use self::registry::Registry;
-use self::relay::{RelayStats, RelayTable};
+use self::relay::{RelayStats, RelayTable, SharedRelayTable};
+use self::store_handle::StoreHandle;
 
 /// How often the hub looks for changes other processes made to the store.
 const STORE_POLL: Duration = Duration::from_millis(200);
 
+/// How often the hub applies the contract calendar (cancellations and scheduled
+/// terminations taking effect, renewal reminders).
+const CONTRACT_JOBS: Duration = Duration::from_secs(30);
+
+/// Where users reach the hub and the keys that prove it is the hub: all that
+/// `mcvpn hub url` needs.
 #[derive(Debug, Clone)]
-pub struct HubOptions {
+pub struct HubIdentity {
     pub listen: SocketAddr,
-    pub db: PathBuf,
     /// The hub's key; with `extra_keys`, the keys nodes may have pinned.
     pub key: PathBuf,
     pub extra_keys: Vec<PathBuf>,
-    pub overlay: OverlayNet,
     pub public_addr: Option<String>,
+}
+
+/// Everything `mcvpn hub` runs with. Built from the command line (flags and their
+/// environment variables) in `main.rs`; nothing under `hub` reads either.
+#[derive(Debug, Clone)]
+pub struct HubSettings {
+    pub identity: HubIdentity,
+    pub db: PathBuf,
+    pub overlay: OverlayNet,
     pub status_socket: PathBuf,
     pub socket_buffer: usize,
     /// The fewest accounts a basic contract may have (art. 12).
@@ -48,178 +83,187 @@ pub struct HubOptions {
     pub smtp: Option<notices::SmtpConfig>,
     /// The notices' sender (default: `mcvpn@<hostname>`).
     pub smtp_from: Option<String>,
+    /// UDP offloads of the relay socket.
+    pub offloads: Offloads,
 }
 
-/// Shared by every connection task.
-pub struct HubContext {
-    pub keys: Vec<KeyPair>,
-    pub store: Arc<SharedStore>,
-    pub registry: Registry,
-    pub limiter: LoginLimiter,
-    pub overlay: OverlayNet,
-}
-
-/// The URL users need: host from `public_addr`, else the listen address, else the hostname.
-pub fn server_url(opts: &HubOptions, keys: &[KeyPair]) -> HubUrl {
-    let (host, port) = match &opts.public_addr {
-        Some(a) => match a.rsplit_once(':') {
-            Some((h, p)) if p.parse::<u16>().is_ok() && !h.ends_with(':') => {
-                (h.trim_matches(['[', ']']).to_string(), p.parse().unwrap())
-            }
-            _ => (a.trim_matches(['[', ']']).to_string(), opts.listen.port()),
-        },
-        None if opts.listen.ip().is_unspecified() => (crate::util::hostname(), opts.listen.port()),
-        None => (opts.listen.ip().to_string(), opts.listen.port()),
-    };
-    HubUrl {
-        host,
-        port,
-        keys: keys.iter().map(|k| k.public_key32()).collect(),
-    }
-}
-
-pub fn load_keys(opts: &HubOptions) -> Result<Vec<KeyPair>> {
-    let mut keys = vec![KeyPair::load_or_create(&opts.key)?];
-    for p in &opts.extra_keys {
-        keys.push(KeyPair::load(p)?);
-    }
-    Ok(keys)
-}
-
-pub async fn run(opts: HubOptions) -> Result<()> {
-    let keys = load_keys(&opts)?;
-    let url = server_url(&opts, &keys);
-    let mailer = match &opts.smtp {
-        Some(smtp) => {
-            let from = opts.smtp_from.clone().unwrap_or_else(notices::default_from);
-            let from = notices::parse_from(&from).map_err(|e| anyhow::anyhow!("--smtp-from: {e}"))?;
-            Some(notices::Mailer::new(smtp, from).map_err(|e| anyhow::anyhow!("--smtp: {e}"))?)
+impl HubIdentity {
+    /// The URL users need: host from `public_addr`, else the listen address, else the hostname.
+    pub fn server_url(&self, keys: &[KeyPair]) -> HubUrl {
+        let (host, port) = match &self.public_addr {
+            Some(a) => match a.rsplit_once(':') {
+                Some((h, p)) if p.parse::<u16>().is_ok() && !h.ends_with(':') => {
+                    (h.trim_matches(['[', ']']).to_string(), p.parse().unwrap())
+                }
+                _ => (a.trim_matches(['[', ']']).to_string(), self.listen.port()),
+            },
+            None if self.listen.ip().is_unspecified() => (crate::util::hostname(), self.listen.port()),
+            None => (self.listen.ip().to_string(), self.listen.port()),
+        };
+        HubUrl {
+            host,
+            port,
+            keys: keys.iter().map(|k| k.public_key32()).collect(),
         }
-        None => None,
-    };
-    let mut store =
-        SqliteStore::open(&opts.db).with_context(|| format!("cannot open the store {}", opts.db.display()))?;
-    store.set_setting(crate::admin::MIN_ACCOUNTS_SETTING, &opts.min_accounts.to_string())?;
-    let stale = store.sessions_close_stale("hub restarted")?;
-    if stale > 0 {
-        tracing::info!(stale, "closed sessions left open by the previous hub process");
     }
-    let store: Arc<SharedStore> = Arc::new(Mutex::new(Box::new(store)));
 
-    let udp = UdpSocket::bind(opts.listen)
-        .with_context(|| format!("cannot bind UDP {} (is another hub running?)", opts.listen))?;
-    crate::util::set_socket_buffers(&udp, opts.socket_buffer);
-    let tcp = StdTcpListener::bind(opts.listen)
-        .with_context(|| format!("cannot listen on TCP {} (is another hub running?)", opts.listen))?;
-    tcp.set_nonblocking(true)?;
-    let tcp = TcpListener::from_std(tcp)?;
+    /// The hub's key (created on first start), then the extra keys.
+    pub fn load_keys(&self) -> Result<Vec<KeyPair>> {
+        let mut keys = vec![KeyPair::load_or_create(&self.key)?];
+        for p in &self.extra_keys {
+            keys.push(KeyPair::load(p)?);
+        }
+        Ok(keys)
+    }
+}
 
-    let table = Arc::new(RwLock::new(RelayTable::default()));
+pub async fn run(settings: HubSettings) -> Result<()> {
+    let keys = settings.identity.load_keys()?;
+    let url = settings.identity.server_url(&keys);
+    let mailer = mailer(&settings)?;
+    let store = open_store(&settings).await?;
+    let listen = settings.identity.listen;
+    let (udp, tcp) = bind(listen, settings.socket_buffer)?;
+
+    let table = RelayTable::shared();
     let stats = Arc::new(RelayStats::default());
-    {
-        let (table, stats) = (table.clone(), stats.clone());
-        std::thread::Builder::new()
-            .name("relay".into())
-            .spawn(move || udp::run(udp, table, stats, crate::udp_batch::Offloads::from_env()))?;
-    }
+    udp::spawn(udp, table.clone(), stats.clone(), settings.offloads)?;
 
     let ctx = Arc::new(HubContext {
         keys,
         store: store.clone(),
-        registry: Registry::new(store.clone(), table.clone(), opts.overlay),
+        registry: Registry::new(store.clone(), table.clone(), settings.overlay),
         limiter: LoginLimiter::default(),
-        overlay: opts.overlay,
+        overlay: settings.overlay,
     });
-
-    let _status = {
-        let (ctx, stats, table) = (ctx.clone(), stats.clone(), table.clone());
-        let url = url.to_string();
-        local_api::serve(
-            &opts.status_socket,
-            Arc::new(move |req, _caller| match req.cmd.as_str() {
-                "stats" | "status" => serde_json::json!({
-                    "url": url,
-                    "relay": stats.snapshot(),
-                    "bound_endpoints": table.read().unwrap().bound_nodes(),
-                    "sessions": ctx.registry.summaries(),
-                }),
-                other => serde_json::json!({"error": format!("unknown command {other:?}")}),
-            }),
-        )?
-    };
-
+    let _status = serve_status(&settings.status_socket, url.to_string(), &ctx, &stats, &table)?;
     tokio::spawn(watch_store(ctx.clone()));
     tokio::spawn(contract_jobs(ctx.clone()));
-    tokio::spawn(notices::run(store.clone(), mailer));
+    tokio::spawn(notices::run(store, mailer));
 
-    tracing::info!(listen = %opts.listen, db = %opts.db.display(), overlay = %opts.overlay, "hub running");
-    println!("mcvpn hub listening on {} (TCP control, UDP relay)", opts.listen);
+    tracing::info!(%listen, db = %settings.db.display(), overlay = %settings.overlay, "hub running");
+    println!("mcvpn hub listening on {listen} (TCP control, UDP relay)");
     println!("server URL for users: {url}");
-
-    let accept = async {
-        loop {
-            match tcp.accept().await {
-                Ok((stream, source)) => {
-                    tokio::spawn(control::handle(stream, source, ctx.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    };
     tokio::select! {
-        _ = accept => {}
+        _ = accept(tcp, &ctx) => {}
         _ = crate::util::shutdown_signal() => {
             tracing::info!("hub stopping");
         }
     }
-    ctx.registry.close_all("hub stopped");
+    ctx.registry.close_all("hub stopped").await;
     Ok(())
 }
 
-/// How often the hub applies the contract calendar (cancellations and scheduled
-/// terminations taking effect, renewal reminders).
-const CONTRACT_JOBS: Duration = Duration::from_secs(30);
+fn mailer(settings: &HubSettings) -> Result<Option<notices::Mailer>> {
+    let Some(smtp) = &settings.smtp else { return Ok(None) };
+    let from = settings.smtp_from.clone().unwrap_or_else(notices::default_from);
+    let from = notices::parse_from(&from).map_err(|e| anyhow::anyhow!("--smtp-from: {e}"))?;
+    Ok(Some(
+        notices::Mailer::new(smtp, from).map_err(|e| anyhow::anyhow!("--smtp: {e}"))?,
+    ))
+}
+
+/// Opens the store, records the hub's settings in it and closes the sessions a
+/// previous hub process left open.
+async fn open_store(settings: &HubSettings) -> Result<StoreHandle> {
+    let db = &settings.db;
+    let store = SqliteStore::open(db).with_context(|| format!("cannot open the store {}", db.display()))?;
+    let store = StoreHandle::new(store);
+    let min_accounts = settings.min_accounts.to_string();
+    let stale = store
+        .run(move |s| {
+            s.set_setting(crate::admin::MIN_ACCOUNTS_SETTING, &min_accounts)?;
+            s.sessions_close_stale("hub restarted")
+        })
+        .await??;
+    if stale > 0 {
+        tracing::info!(stale, "closed sessions left open by the previous hub process");
+    }
+    Ok(store)
+}
+
+/// The relay's UDP socket and the control server's TCP listener, on one address.
+fn bind(listen: SocketAddr, socket_buffer: usize) -> Result<(UdpSocket, TcpListener)> {
+    let udp = UdpSocket::bind(listen).with_context(|| format!("cannot bind UDP {listen} (is another hub running?)"))?;
+    crate::util::set_socket_buffers(&udp, socket_buffer);
+    let tcp = StdTcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on TCP {listen} (is another hub running?)"))?;
+    tcp.set_nonblocking(true)?;
+    Ok((udp, TcpListener::from_std(tcp)?))
+}
+
+/// The local socket `mcvpn hub stats` reads.
+fn serve_status(
+    path: &Path,
+    url: String,
+    ctx: &Arc<HubContext>,
+    stats: &Arc<RelayStats>,
+    table: &SharedRelayTable,
+) -> Result<local_api::SocketGuard> {
+    let (ctx, stats, table) = (ctx.clone(), stats.clone(), table.clone());
+    local_api::serve(
+        path,
+        Arc::new(move |req, _caller| match req.cmd.as_str() {
+            "stats" | "status" => serde_json::json!({
+                "url": url,
+                "relay": stats.snapshot(),
+                "bound_endpoints": table.read().bound_nodes(),
+                "sessions": ctx.registry.summaries(),
+            }),
+            other => serde_json::json!({"error": format!("unknown command {other:?}")}),
+        }),
+    )
+}
+
+/// Accepts control connections, each served by its own task, until the process stops.
+async fn accept(tcp: TcpListener, ctx: &Arc<HubContext>) {
+    loop {
+        match tcp.accept().await {
+            Ok((stream, source)) => {
+                tokio::spawn(control::handle(stream, source, ctx.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
 
 async fn contract_jobs(ctx: Arc<HubContext>) {
     let mut tick = tokio::time::interval(CONTRACT_JOBS);
     loop {
         tick.tick().await;
-        let ctx = ctx.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let done = {
-                let mut store = ctx.store.lock().unwrap();
-                crate::admin::apply_due(&mut **store, crate::store::now(), chrono::Utc::now().date_naive())
-            };
-            match done {
-                Ok(done) if !done.is_empty() => {
-                    for d in &done {
-                        tracing::info!("{d}");
-                    }
-                    ctx.registry.refresh();
+        let done = ctx
+            .store
+            .run(|s| crate::admin::apply_due(s, crate::store::now(), chrono::Utc::now().date_naive()))
+            .await;
+        match done {
+            Ok(Ok(done)) if !done.is_empty() => {
+                for d in &done {
+                    tracing::info!("{d}");
                 }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "contract jobs failed"),
+                ctx.registry.refresh().await;
             }
-        })
-        .await;
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "contract jobs failed"),
+            Err(_) => {} // logged by the store handle
+        }
     }
 }
 
 /// Notices store changes made by other processes (`mcvpn admin` suspending a contract,
 /// locking an account) and applies them to live sessions within [`STORE_POLL`].
 async fn watch_store(ctx: Arc<HubContext>) {
-    let mut last = ctx.store.lock().unwrap().external_change_marker().ok();
+    let marker = || ctx.store.run(|s| s.external_change_marker().ok());
+    let mut last = marker().await.ok().flatten();
     let mut tick = tokio::time::interval(STORE_POLL);
     loop {
         tick.tick().await;
-        let now = ctx.store.lock().unwrap().external_change_marker().ok();
+        let now = marker().await.ok().flatten();
         if now != last {
             last = now;
-            let ctx = ctx.clone();
-            let _ = tokio::task::spawn_blocking(move || ctx.registry.refresh()).await;
+            ctx.registry.refresh().await;
         }
     }
 }

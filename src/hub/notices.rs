@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
@@ -27,7 +26,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::store::{NoticeRecord, UnixTime};
 
-use super::auth::SharedStore;
+use super::store_handle::StoreHandle;
 
 /// How often the outbox is looked at.
 pub const POLL: Duration = Duration::from_secs(2);
@@ -418,7 +417,7 @@ pub fn message(n: &NoticeRecord, from: &Mailbox, to: Mailbox) -> Result<Message,
 // --- the job -----------------------------------------------------------------
 
 /// The hub's delivery job. With no mailer it says once that delivery is off and returns.
-pub async fn run(store: Arc<SharedStore>, mailer: Option<Mailer>) {
+pub async fn run(store: StoreHandle, mailer: Option<Mailer>) {
     let Some(mailer) = mailer else {
         tracing::info!("notice delivery off (no --smtp): notices stay in the outbox, see `mcvpn admin notice list`");
         return;
@@ -480,7 +479,7 @@ pub async fn run(store: Arc<SharedStore>, mailer: Option<Mailer>) {
 }
 
 /// Records an attempt in the store; false if that failed (logged).
-async fn mark(store: &Arc<SharedStore>, id: i64, sent: bool, error: Option<String>) -> bool {
+async fn mark(store: &StoreHandle, id: i64, sent: bool, error: Option<String>) -> bool {
     match blocking(store, move |s| s.notice_mark(id, sent, error.as_deref())).await {
         Ok(()) => true,
         Err(e) => {
@@ -492,16 +491,10 @@ async fn mark(store: &Arc<SharedStore>, id: i64, sent: bool, error: Option<Strin
 
 /// Runs a store call on the blocking pool (SQLite and the store mutex may wait).
 async fn blocking<T: Send + 'static>(
-    store: &Arc<SharedStore>,
+    store: &StoreHandle,
     f: impl FnOnce(&mut dyn crate::store::Store) -> crate::store::StoreResult<T> + Send + 'static,
 ) -> anyhow::Result<T> {
-    let store = store.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        let mut guard = store.lock().unwrap();
-        f(&mut **guard)
-    })
-    .await?;
-    Ok(r?)
+    Ok(store.run(f).await??)
 }
 
 #[cfg(test)]

@@ -2,19 +2,28 @@
 //! node's peer list current. The relay table is updated here, under the same lock, so
 //! the control plane and the data plane never disagree for longer than one call.
 //!
-//! Lock order: registry, then store, then relay table.
+//! Every change runs inside one call on the store ([`StoreHandle::run`]), so changes
+//! are serialised by the store and what one reads (peers, account states) is still
+//! true when it applies it. The registry's own lock is held only for in-memory work:
+//! store reads happen before it is taken and session records are written after it is
+//! released, so `mcvpn hub stats` never waits on SQLite.
+//!
+//! Lock order: store, then registry, then relay table.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use rand::RngCore;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::auth::{state_refusal, Refusal, SharedStore};
-use super::relay::RelayTable;
+use super::auth::state_refusal;
+use super::relay::SharedRelayTable;
+use super::reply::Refusal;
+use super::store_handle::StoreHandle;
 use crate::proto::control::{Event, Key32, LoginOk, PeerInfo, RefuseReason};
 use crate::proto::relay::NodeId;
-use crate::store::{AccountRecord, AuditEntry, DeviceRecord, OverlayNet};
+use crate::store::{AccountRecord, AuditEntry, DeviceRecord, OverlayNet, Store};
 
 struct Session {
     device: DeviceRecord,
@@ -28,9 +37,15 @@ struct Session {
 }
 
 pub struct Registry {
+    store: StoreHandle,
+    live: Arc<Live>,
+}
+
+/// The live sessions and the relay table they are mirrored into. Its methods run
+/// inside a store call and are given the store.
+struct Live {
     sessions: Mutex<HashMap<NodeId, Session>>,
-    store: Arc<SharedStore>,
-    relay: Arc<RwLock<RelayTable>>,
+    relay: SharedRelayTable,
     overlay: OverlayNet,
 }
 
@@ -66,19 +81,20 @@ fn peer_info(d: &DeviceRecord, sessions: &HashMap<NodeId, Session>) -> PeerInfo 
 }
 
 impl Registry {
-    pub fn new(store: Arc<SharedStore>, relay: Arc<RwLock<RelayTable>>, overlay: OverlayNet) -> Registry {
+    pub fn new(store: StoreHandle, relay: SharedRelayTable, overlay: OverlayNet) -> Registry {
         Registry {
-            sessions: Mutex::new(HashMap::new()),
             store,
-            relay,
-            overlay,
+            live: Arc::new(Live {
+                sessions: Mutex::new(HashMap::new()),
+                relay,
+                overlay,
+            }),
         }
     }
 
     /// Puts a device online: admits it to the relay, tells its online peers, and
     /// returns what the node needs to know.
-    #[allow(clippy::too_many_arguments)]
-    pub fn join(
+    pub async fn join(
         &self,
         device: DeviceRecord,
         account: &AccountRecord,
@@ -87,32 +103,114 @@ impl Registry {
         resume_token: Option<String>,
         tx: UnboundedSender<Event>,
     ) -> Result<(LoginOk, Ticket), Refusal> {
+        let (live, account) = (self.live.clone(), account.clone());
+        self.store
+            .run(move |store| live.join(store, device, &account, boot_id, db_session, resume_token, tx))
+            .await
+            .map_err(|e| Refusal::new(RefuseReason::Internal, format!("store: {e}")))?
+    }
+
+    /// Takes a session offline (connection closed) if it is still the current one.
+    pub async fn leave(&self, ticket: Ticket, reason: &str) {
+        let (live, reason) = (self.live.clone(), reason.to_string());
+        let _ = self.store.run(move |store| live.leave(store, ticket, &reason)).await;
+    }
+
+    /// Re-reads every live session's account, contract and peers from the store after
+    /// a change: cuts sessions that may no longer run, pushes peer additions and removals.
+    pub async fn refresh(&self) {
+        let live = self.live.clone();
+        let _ = self.store.run(move |store| live.refresh(store)).await;
+    }
+
+    /// Ends every session (hub shutting down), recording why.
+    pub async fn close_all(&self, reason: &str) {
+        let (live, reason) = (self.live.clone(), reason.to_string());
+        let _ = self.store.run(move |store| live.close_all(store, &reason)).await;
+    }
+
+    pub fn summaries(&self) -> Vec<SessionSummary> {
+        self.live.summaries()
+    }
+}
+
+/// A session taken offline, to record in the store once the registry's lock is released.
+struct Ended {
+    session: Session,
+    reason: String,
+    bytes: (u64, u64),
+}
+
+impl Live {
+    #[allow(clippy::too_many_arguments)]
+    fn join(
+        &self,
+        store: &mut dyn Store,
+        device: DeviceRecord,
+        account: &AccountRecord,
+        boot_id: u64,
+        db_session: i64,
+        resume_token: Option<String>,
+        tx: UnboundedSender<Event>,
+    ) -> Result<(LoginOk, Ticket), Refusal> {
         let node = device.node_id();
-        let peers: HashMap<NodeId, DeviceRecord> = self
-            .store
-            .lock()
-            .unwrap()
+        let peers: HashMap<NodeId, DeviceRecord> = store
             .authorised_peers(&device)
             .map_err(|e| Refusal::new(RefuseReason::Internal, format!("store: {e}")))?
             .into_iter()
             .map(|d| (d.node_id(), d))
             .collect();
+        let (login, replaced) = self.admit(device.clone(), account, boot_id, db_session, resume_token, tx, peers);
+        let ticket = Ticket {
+            node,
+            relay_session: login.session_id,
+        };
+        if let Some(ended) = replaced {
+            end_in_store(store, &ended);
+        }
+        let _ = store.audit(&AuditEntry {
+            actor: &account.username,
+            action: "session.start",
+            contract_id: Some(account.contract_id),
+            account: Some(&account.username),
+            source: None,
+            detail: &format!("{} {} at {}", device.role.as_str(), device.name, device.overlay_ip),
+        });
+        Ok((login, ticket))
+    }
 
-        let mut sessions = self.sessions.lock().unwrap();
-        if let Some(old) = sessions.remove(&node) {
+    /// The in-memory half of [`join`](Self::join): replaces any older session of the
+    /// device, admits it to the relay and tells its online peers.
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        &self,
+        device: DeviceRecord,
+        account: &AccountRecord,
+        boot_id: u64,
+        db_session: i64,
+        resume_token: Option<String>,
+        tx: UnboundedSender<Event>,
+        peers: HashMap<NodeId, DeviceRecord>,
+    ) -> (LoginOk, Option<Ended>) {
+        let node = device.node_id();
+        let mut sessions = self.sessions.lock();
+        let replaced = sessions.remove(&node).map(|old| {
             let _ = old.tx.send(Event::Kick {
                 reason: RefuseReason::Internal,
                 message: "replaced by a newer login of this device".into(),
             });
-            let bytes = self.relay.write().unwrap().remove(node, old.relay_session);
-            self.end_in_store(&old, "replaced by a newer login", bytes.unwrap_or_default());
-        }
+            let bytes = self.relay.write().remove(node, old.relay_session);
+            Ended {
+                session: old,
+                reason: "replaced by a newer login".into(),
+                bytes: bytes.unwrap_or_default(),
+            }
+        });
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
         let relay_session = rand::rngs::OsRng.next_u64();
         self.relay
             .write()
-            .unwrap()
             .admit(node, relay_session, key, peers.keys().copied().collect());
 
         let session = Session {
@@ -125,21 +223,13 @@ impl Registry {
             peers,
         };
         sessions.insert(node, session);
-        let _ = self.store.lock().unwrap().audit(&AuditEntry {
-            actor: &account.username,
-            action: "session.start",
-            contract_id: Some(account.contract_id),
-            account: Some(&account.username),
-            source: None,
-            detail: &format!("{} {} at {}", device.role.as_str(), device.name, device.overlay_ip),
-        });
         // Tell online peers; a brand-new device was not in their lists yet.
         let me = peer_info(&device, &sessions);
         let peer_ids: Vec<NodeId> = sessions[&node].peers.keys().copied().collect();
         for p in peer_ids {
             if let Some(ps) = sessions.get_mut(&p) {
                 ps.peers.entry(node).or_insert_with(|| device.clone());
-                self.relay.write().unwrap().add_peer(p, node);
+                self.relay.write().add_peer(p, node);
                 let _ = ps.tx.send(Event::Peer(me.clone()));
             }
         }
@@ -155,130 +245,153 @@ impl Registry {
             resume_token,
             peers: s.peers.values().map(|d| peer_info(d, &sessions)).collect(),
         };
-        Ok((login, Ticket { node, relay_session }))
+        (login, replaced)
     }
 
-    /// Takes a session offline (connection closed) if it is still the current one.
-    pub fn leave(&self, ticket: Ticket, reason: &str) {
-        let mut sessions = self.sessions.lock().unwrap();
-        if sessions
-            .get(&ticket.node)
-            .is_some_and(|s| s.relay_session == ticket.relay_session)
-        {
-            let s = sessions.remove(&ticket.node).expect("checked");
-            self.drop_session(&mut sessions, s, reason);
+    fn leave(&self, store: &mut dyn Store, ticket: Ticket, reason: &str) {
+        let ended = {
+            let mut sessions = self.sessions.lock();
+            if sessions
+                .get(&ticket.node)
+                .is_some_and(|s| s.relay_session == ticket.relay_session)
+            {
+                let s = sessions.remove(&ticket.node).expect("checked");
+                Some(self.drop_session(&mut sessions, s, reason.to_string()))
+            } else {
+                None
+            }
+        };
+        if let Some(ended) = ended {
+            end_in_store(store, &ended);
         }
     }
 
-    /// Removes a session from the relay, tells its peers it is offline, and records the end.
-    fn drop_session(&self, sessions: &mut HashMap<NodeId, Session>, s: Session, reason: &str) {
+    /// Removes a session from the relay and tells its peers it is offline.
+    fn drop_session(&self, sessions: &mut HashMap<NodeId, Session>, s: Session, reason: String) -> Ended {
         let node = s.device.node_id();
-        let bytes = self.relay.write().unwrap().remove(node, s.relay_session);
+        let bytes = self.relay.write().remove(node, s.relay_session);
         let gone = peer_info(&s.device, sessions);
         for p in s.peers.keys() {
             if let Some(ps) = sessions.get(p) {
                 let _ = ps.tx.send(Event::Peer(gone.clone()));
             }
         }
-        self.end_in_store(&s, reason, bytes.unwrap_or_default());
         tracing::info!(node, name = %s.device.name, reason, "session ended");
-    }
-
-    /// Records the end of a session, with the bytes relayed, in the sessions table and
-    /// the audit log.
-    fn end_in_store(&self, s: &Session, reason: &str, (bytes_in, bytes_out): (u64, u64)) {
-        let mut store = self.store.lock().unwrap();
-        if let Err(e) = store.session_end(s.db_session, reason, bytes_in, bytes_out) {
-            tracing::warn!(error = %e, "could not record the end of a session");
+        Ended {
+            session: s,
+            reason,
+            bytes: bytes.unwrap_or_default(),
         }
-        let _ = store.audit(&AuditEntry {
-            actor: "hub",
-            action: "session.end",
-            contract_id: Some(s.contract_id),
-            account: Some(&s.device.account),
-            source: None,
-            detail: &format!(
-                "{} {}: {reason}; {bytes_in} bytes in, {bytes_out} bytes out",
-                s.device.role.as_str(),
-                s.device.name
-            ),
-        });
     }
 
     /// Ends a session from the hub's side with a reason the node is told.
-    fn kick(&self, sessions: &mut HashMap<NodeId, Session>, node: NodeId, refusal: &Refusal) {
-        if let Some(s) = sessions.remove(&node) {
-            let _ = s.tx.send(Event::Kick {
-                reason: refusal.reason,
-                message: refusal.message.clone(),
-            });
-            self.drop_session(sessions, s, &format!("kicked: {}", refusal.message));
-        }
+    fn kick(&self, sessions: &mut HashMap<NodeId, Session>, node: NodeId, refusal: &Refusal) -> Option<Ended> {
+        let s = sessions.remove(&node)?;
+        let _ = s.tx.send(Event::Kick {
+            reason: refusal.reason,
+            message: refusal.message.clone(),
+        });
+        Some(self.drop_session(sessions, s, format!("kicked: {}", refusal.message)))
     }
 
-    /// Re-reads every live session's account, contract and peers from the store after
-    /// a change: cuts sessions that may no longer run, pushes peer additions and removals.
-    pub fn refresh(&self) {
-        let mut sessions = self.sessions.lock().unwrap();
-        let nodes: Vec<NodeId> = sessions.keys().copied().collect();
-        for node in nodes {
-            let Some(s) = sessions.get(&node) else { continue };
-            let (account_id, device_id) = (s.device.account_id, s.device.id);
-            let looked_up = {
-                let store = self.store.lock().unwrap();
-                store
+    /// Reads every live session's account, device and peers, then applies them. The
+    /// store call this runs in keeps other registry changes out until it returns, so
+    /// the sessions read are still the sessions changed.
+    fn refresh(&self, store: &mut dyn Store) {
+        let live: Vec<(NodeId, i64, i64)> = {
+            let sessions = self.sessions.lock();
+            sessions
+                .iter()
+                .map(|(&node, s)| (node, s.device.account_id, s.device.id))
+                .collect()
+        };
+        let looked_up: Vec<_> = live
+            .into_iter()
+            .map(|(node, account_id, device_id)| {
+                let found = store
                     .account_by_id(account_id)
                     .and_then(|a| store.device_by_id(device_id).map(|d| (a, d)))
-                    .and_then(|(a, d)| store.authorised_peers(&d).map(|p| (a, d, p)))
-            };
-            let (account, device, peers) = match looked_up {
-                Ok(x) => x,
-                Err(e) => {
-                    let r = Refusal::new(RefuseReason::DeviceNotAllowed, format!("this device was removed ({e})"));
-                    self.kick(&mut sessions, node, &r);
+                    .and_then(|(a, d)| store.authorised_peers(&d).map(|p| (a, d, p)));
+                (node, found)
+            })
+            .collect();
+        let mut ended = Vec::new();
+        {
+            let mut sessions = self.sessions.lock();
+            for (node, found) in looked_up {
+                let (account, device, peers) = match found {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let r = Refusal::new(RefuseReason::DeviceNotAllowed, format!("this device was removed ({e})"));
+                        ended.extend(self.kick(&mut sessions, node, &r));
+                        continue;
+                    }
+                };
+                if let Some(r) = state_refusal(&account) {
+                    ended.extend(self.kick(&mut sessions, node, &r));
                     continue;
                 }
-            };
-            if let Some(r) = state_refusal(&account) {
-                self.kick(&mut sessions, node, &r);
-                continue;
+                self.update_peers(&mut sessions, node, device, peers);
             }
-            let new: HashMap<NodeId, DeviceRecord> = peers.into_iter().map(|d| (d.node_id(), d)).collect();
-            let old: HashSet<NodeId> = sessions[&node].peers.keys().copied().collect();
-            let events: Vec<Event> = old
-                .iter()
-                .filter(|id| !new.contains_key(id))
-                .map(|&id| Event::PeerGone { node_id: id })
-                .chain(
-                    new.values()
-                        .filter(|d| !old.contains(&d.node_id()))
-                        .map(|d| Event::Peer(peer_info(d, &sessions))),
-                )
-                .collect();
-            self.relay
-                .write()
-                .unwrap()
-                .set_peers(node, new.keys().copied().collect());
-            let s = sessions.get_mut(&node).expect("present");
-            s.device = device;
-            s.peers = new;
-            for e in events {
-                let _ = s.tx.send(e);
-            }
+        }
+        for e in &ended {
+            end_in_store(store, e);
         }
     }
 
-    /// Ends every session (hub shutting down), recording why.
-    pub fn close_all(&self, reason: &str) {
-        let mut sessions = self.sessions.lock().unwrap();
-        for (_, s) in sessions.drain() {
-            let bytes = self.relay.write().unwrap().remove(s.device.node_id(), s.relay_session);
-            self.end_in_store(&s, reason, bytes.unwrap_or_default());
+    /// Replaces a live session's device record and peers, pushing the differences.
+    fn update_peers(
+        &self,
+        sessions: &mut HashMap<NodeId, Session>,
+        node: NodeId,
+        device: DeviceRecord,
+        peers: Vec<DeviceRecord>,
+    ) {
+        // Kicked meanwhile, as a peer of a session kicked before it in this refresh.
+        let Some(s) = sessions.get(&node) else { return };
+        let new: HashMap<NodeId, DeviceRecord> = peers.into_iter().map(|d| (d.node_id(), d)).collect();
+        let old: HashSet<NodeId> = s.peers.keys().copied().collect();
+        let events: Vec<Event> = old
+            .iter()
+            .filter(|id| !new.contains_key(id))
+            .map(|&id| Event::PeerGone { node_id: id })
+            .chain(
+                new.values()
+                    .filter(|d| !old.contains(&d.node_id()))
+                    .map(|d| Event::Peer(peer_info(d, sessions))),
+            )
+            .collect();
+        self.relay.write().set_peers(node, new.keys().copied().collect());
+        let s = sessions.get_mut(&node).expect("present");
+        s.device = device;
+        s.peers = new;
+        for e in events {
+            let _ = s.tx.send(e);
         }
     }
 
-    pub fn summaries(&self) -> Vec<SessionSummary> {
-        let sessions = self.sessions.lock().unwrap();
+    fn close_all(&self, store: &mut dyn Store, reason: &str) {
+        let ended: Vec<Ended> = {
+            let mut sessions = self.sessions.lock();
+            sessions
+                .drain()
+                .map(|(node, s)| {
+                    let bytes = self.relay.write().remove(node, s.relay_session);
+                    Ended {
+                        session: s,
+                        reason: reason.to_string(),
+                        bytes: bytes.unwrap_or_default(),
+                    }
+                })
+                .collect()
+        };
+        for e in &ended {
+            end_in_store(store, e);
+        }
+    }
+
+    fn summaries(&self) -> Vec<SessionSummary> {
+        let sessions = self.sessions.lock();
         let mut out: Vec<SessionSummary> = sessions
             .values()
             .map(|s| SessionSummary {
@@ -295,9 +408,31 @@ impl Registry {
     }
 }
 
+/// Records the end of a session, with the bytes relayed, in the sessions table and
+/// the audit log.
+fn end_in_store(store: &mut dyn Store, e: &Ended) {
+    let (s, reason, (bytes_in, bytes_out)) = (&e.session, &e.reason, e.bytes);
+    if let Err(e) = store.session_end(s.db_session, reason, bytes_in, bytes_out) {
+        tracing::warn!(error = %e, "could not record the end of a session");
+    }
+    let _ = store.audit(&AuditEntry {
+        actor: "hub",
+        action: "session.end",
+        contract_id: Some(s.contract_id),
+        account: Some(&s.device.account),
+        source: None,
+        detail: &format!(
+            "{} {}: {reason}; {bytes_in} bytes in, {bytes_out} bytes out",
+            s.device.role.as_str(),
+            s.device.name
+        ),
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::relay::RelayTable;
     use crate::password;
     use crate::proto::control::Role;
     use crate::store::prelude::*;
@@ -306,8 +441,8 @@ mod tests {
 
     struct Fixture {
         reg: Registry,
-        store: Arc<SharedStore>,
-        relay: Arc<RwLock<RelayTable>>,
+        store: StoreHandle,
+        relay: SharedRelayTable,
         target: DeviceRecord,
         client: DeviceRecord,
         alice: AccountRecord,
@@ -324,8 +459,8 @@ mod tests {
         let client = s
             .device_register(alice.id, Role::Client, &Key32([2; 32]), "laptop", net)
             .unwrap();
-        let store: Arc<SharedStore> = Arc::new(Mutex::new(Box::new(s)));
-        let relay = Arc::new(RwLock::new(RelayTable::default()));
+        let store = StoreHandle::new(s);
+        let relay = RelayTable::shared();
         Fixture {
             reg: Registry::new(store.clone(), relay.clone(), net),
             store,
@@ -336,20 +471,26 @@ mod tests {
         }
     }
 
-    fn join(f: &Fixture, d: &DeviceRecord, boot: u64) -> (LoginOk, Ticket, UnboundedReceiver<Event>) {
+    async fn join(f: &Fixture, d: &DeviceRecord, boot: u64) -> (LoginOk, Ticket, UnboundedReceiver<Event>) {
         let (tx, rx) = unbounded_channel();
-        let db = f.store.lock().unwrap().session_start(d.id, "test").unwrap();
-        let (ok, t) = f.reg.join(d.clone(), &f.alice, boot, db, None, tx).unwrap();
+        let id = d.id;
+        let db = f
+            .store
+            .run(move |s| s.session_start(id, "test"))
+            .await
+            .unwrap()
+            .unwrap();
+        let (ok, t) = f.reg.join(d.clone(), &f.alice, boot, db, None, tx).await.unwrap();
         (ok, t, rx)
     }
 
-    #[test]
-    fn peers_learn_of_each_other_and_of_departures() {
+    #[tokio::test]
+    async fn peers_learn_of_each_other_and_of_departures() {
         let f = fixture();
-        let (ok_t, t_ticket, mut t_rx) = join(&f, &f.target, 11);
+        let (ok_t, t_ticket, mut t_rx) = join(&f, &f.target, 11).await;
         assert_eq!(ok_t.peers.len(), 1);
         assert!(!ok_t.peers[0].online);
-        let (ok_c, c_ticket, _c_rx) = join(&f, &f.client, 22);
+        let (ok_c, c_ticket, _c_rx) = join(&f, &f.client, 22).await;
         assert!(ok_c.peers[0].online);
         assert_eq!(ok_c.peers[0].boot_id, 11);
         match t_rx.try_recv().unwrap() {
@@ -359,30 +500,30 @@ mod tests {
         assert!(f
             .relay
             .read()
-            .unwrap()
             .node(t_ticket.node)
             .unwrap()
             .peers
             .contains(&c_ticket.node));
-        f.reg.leave(c_ticket, "logout");
+        f.reg.leave(c_ticket, "logout").await;
         match t_rx.try_recv().unwrap() {
             Event::Peer(p) => assert!(!p.online),
             e => panic!("unexpected {e:?}"),
         }
-        assert!(f.relay.read().unwrap().node(c_ticket.node).is_none());
-        assert_eq!(f.store.lock().unwrap().sessions(true, None).unwrap().len(), 1);
+        assert!(f.relay.read().node(c_ticket.node).is_none());
+        assert_eq!(f.store.run(|s| s.sessions(true, None)).await.unwrap().unwrap().len(), 1);
     }
 
-    #[test]
-    fn refresh_kicks_locked_accounts() {
+    #[tokio::test]
+    async fn refresh_kicks_locked_accounts() {
         let f = fixture();
-        let (_ok, ticket, mut rx) = join(&f, &f.client, 1);
+        let (_ok, ticket, mut rx) = join(&f, &f.client, 1).await;
+        let alice = f.alice.id;
         f.store
-            .lock()
+            .run(move |s| s.account_set_state(alice, AccountState::Locked))
+            .await
             .unwrap()
-            .account_set_state(f.alice.id, AccountState::Locked)
             .unwrap();
-        f.reg.refresh();
+        f.reg.refresh().await;
         assert!(matches!(
             rx.try_recv().unwrap(),
             Event::Kick {
@@ -390,22 +531,19 @@ mod tests {
                 ..
             }
         ));
-        assert!(f.relay.read().unwrap().node(ticket.node).is_none());
+        assert!(f.relay.read().node(ticket.node).is_none());
         // The connection task's own leave afterwards changes nothing.
-        f.reg.leave(ticket, "closed");
+        f.reg.leave(ticket, "closed").await;
         assert!(f.reg.summaries().is_empty());
     }
 
-    #[test]
-    fn a_second_login_replaces_the_first() {
+    #[tokio::test]
+    async fn a_second_login_replaces_the_first() {
         let f = fixture();
-        let (_ok, first, mut rx1) = join(&f, &f.client, 1);
-        let (_ok, second, _rx2) = join(&f, &f.client, 2);
+        let (_ok, first, mut rx1) = join(&f, &f.client, 1).await;
+        let (_ok, second, _rx2) = join(&f, &f.client, 2).await;
         assert!(matches!(rx1.try_recv().unwrap(), Event::Kick { .. }));
-        f.reg.leave(first, "closed");
-        assert_eq!(
-            f.relay.read().unwrap().node(second.node).unwrap().session,
-            second.relay_session
-        );
+        f.reg.leave(first, "closed").await;
+        assert_eq!(f.relay.read().node(second.node).unwrap().session, second.relay_session);
     }
 }

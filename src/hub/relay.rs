@@ -5,7 +5,9 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use parking_lot::RwLock;
 use serde::Serialize;
 
 use crate::proto::relay::{self, BindMsg, Header, Kind, NodeId, RelayKey, BIND_LEN};
@@ -31,9 +33,13 @@ pub struct RelayTable {
     nodes: HashMap<NodeId, RelayNode>,
 }
 
+/// The relay table as the control plane (writes: logins, binds) and the relay loop
+/// (one read lock per received batch) share it.
+pub type SharedRelayTable = Arc<RwLock<RelayTable>>;
+
 /// Why a datagram was not forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drop {
+pub enum DropReason {
     /// Not a relay datagram we understand.
     Malformed,
     /// Unbound sender, bad bind MAC or replayed counter, or a pair not allowed to talk.
@@ -66,11 +72,11 @@ pub struct RelayStatsSnapshot {
 }
 
 impl RelayStats {
-    pub fn count_drop(&self, d: Drop) {
+    pub fn count_drop(&self, d: DropReason) {
         let c = match d {
-            Drop::Malformed => &self.dropped_malformed,
-            Drop::Unauthorised => &self.dropped_unauthorised,
-            Drop::NoRoute => &self.dropped_no_route,
+            DropReason::Malformed => &self.dropped_malformed,
+            DropReason::Unauthorised => &self.dropped_unauthorised,
+            DropReason::NoRoute => &self.dropped_no_route,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
@@ -90,6 +96,11 @@ impl RelayStats {
 }
 
 impl RelayTable {
+    /// An empty table, ready to share between the control plane and the relay loop.
+    pub fn shared() -> SharedRelayTable {
+        Arc::new(RwLock::new(RelayTable::default()))
+    }
+
     /// Admits `node` for a new control session, replacing any older one.
     pub fn admit(&mut self, node: NodeId, session: u64, key: RelayKey, peers: HashSet<NodeId>) {
         if let Some(old) = self.nodes.remove(&node) {
@@ -146,15 +157,15 @@ impl RelayTable {
 
     /// Handles a `Bind` from `src`: checks the MAC and counter, binds the endpoint and
     /// returns the `Bound` answer to send back.
-    pub fn handle_bind(&mut self, src: SocketAddr, datagram: &[u8]) -> Result<[u8; BIND_LEN], Drop> {
-        let msg = BindMsg::parse(datagram).map_err(|_| Drop::Malformed)?;
+    pub fn handle_bind(&mut self, src: SocketAddr, datagram: &[u8]) -> Result<[u8; BIND_LEN], DropReason> {
+        let msg = BindMsg::parse(datagram).map_err(|_| DropReason::Malformed)?;
         if msg.kind != Kind::Bind {
-            return Err(Drop::Malformed);
+            return Err(DropReason::Malformed);
         }
-        let node = self.nodes.get_mut(&msg.node).ok_or(Drop::Unauthorised)?;
-        BindMsg::verify(datagram, &node.key).map_err(|_| Drop::Unauthorised)?;
+        let node = self.nodes.get_mut(&msg.node).ok_or(DropReason::Unauthorised)?;
+        BindMsg::verify(datagram, &node.key).map_err(|_| DropReason::Unauthorised)?;
         if msg.session != node.session || msg.counter <= node.last_counter {
-            return Err(Drop::Unauthorised);
+            return Err(DropReason::Unauthorised);
         }
         node.last_counter = msg.counter;
         if node.endpoint != Some(src) {
@@ -183,15 +194,15 @@ impl RelayTable {
     /// Decides where `Data` from `src` naming `dst_node` goes: returns the destination
     /// endpoint and the sender's node id, and counts `bytes` for both nodes. The caller
     /// rewrites the header(s) to name the sender.
-    pub fn route(&self, src: SocketAddr, dst_node: NodeId, bytes: u64) -> Result<(SocketAddr, NodeId), Drop> {
-        let sender = *self.by_endpoint.get(&src).ok_or(Drop::Unauthorised)?;
+    pub fn route(&self, src: SocketAddr, dst_node: NodeId, bytes: u64) -> Result<(SocketAddr, NodeId), DropReason> {
+        let sender = *self.by_endpoint.get(&src).ok_or(DropReason::Unauthorised)?;
         let from = self
             .nodes
             .get(&sender)
             .filter(|n| n.peers.contains(&dst_node))
-            .ok_or(Drop::Unauthorised)?;
-        let to = self.nodes.get(&dst_node).ok_or(Drop::NoRoute)?;
-        let dst = to.endpoint.ok_or(Drop::NoRoute)?;
+            .ok_or(DropReason::Unauthorised)?;
+        let to = self.nodes.get(&dst_node).ok_or(DropReason::NoRoute)?;
+        let dst = to.endpoint.ok_or(DropReason::NoRoute)?;
         from.bytes_in.fetch_add(bytes, Ordering::Relaxed);
         to.bytes_out.fetch_add(bytes, Ordering::Relaxed);
         Ok((dst, sender))
@@ -199,10 +210,10 @@ impl RelayTable {
 
     /// [`route`](Self::route) for one whole `Data` datagram: parses its header and
     /// rewrites it to name the source. Returns the destination endpoint.
-    pub fn route_data(&self, src: SocketAddr, datagram: &mut [u8]) -> Result<SocketAddr, Drop> {
-        let (header, _) = Header::parse(datagram).map_err(|_| Drop::Malformed)?;
+    pub fn route_data(&self, src: SocketAddr, datagram: &mut [u8]) -> Result<SocketAddr, DropReason> {
+        let (header, _) = Header::parse(datagram).map_err(|_| DropReason::Malformed)?;
         if header.kind != Kind::Data {
-            return Err(Drop::Malformed);
+            return Err(DropReason::Malformed);
         }
         let (dst, sender) = self.route(src, header.node, datagram.len() as u64)?;
         relay::rewrite_node(datagram, sender);
@@ -226,7 +237,7 @@ mod tests {
         counter: u64,
         key: RelayKey,
         from: &str,
-    ) -> Result<(), Drop> {
+    ) -> Result<(), DropReason> {
         let msg = BindMsg {
             kind: Kind::Bind,
             node,
@@ -266,39 +277,48 @@ mod tests {
     #[test]
     fn refuses_unbound_sender_and_unallowed_pair() {
         let mut t = two_peers();
-        assert_eq!(t.route_data(addr("192.0.2.9:1"), &mut data(2)), Err(Drop::Unauthorised));
+        assert_eq!(
+            t.route_data(addr("192.0.2.9:1"), &mut data(2)),
+            Err(DropReason::Unauthorised)
+        );
         t.admit(3, 30, [3; 32], HashSet::new());
         bind(&mut t, 3, 30, 1, [3; 32], "192.0.2.3:3000").unwrap();
         assert_eq!(
             t.route_data(addr("192.0.2.3:3000"), &mut data(1)),
-            Err(Drop::Unauthorised)
+            Err(DropReason::Unauthorised)
         );
         assert_eq!(
             t.route_data(addr("192.0.2.1:1000"), &mut data(3)),
-            Err(Drop::Unauthorised)
+            Err(DropReason::Unauthorised)
         );
     }
 
     #[test]
     fn binds_need_the_right_key_session_and_a_fresh_counter() {
         let mut t = two_peers();
-        assert_eq!(bind(&mut t, 1, 10, 5, [9; 32], "192.0.2.7:1"), Err(Drop::Unauthorised));
-        assert_eq!(bind(&mut t, 1, 11, 5, [1; 32], "192.0.2.7:1"), Err(Drop::Unauthorised));
+        assert_eq!(
+            bind(&mut t, 1, 10, 5, [9; 32], "192.0.2.7:1"),
+            Err(DropReason::Unauthorised)
+        );
+        assert_eq!(
+            bind(&mut t, 1, 11, 5, [1; 32], "192.0.2.7:1"),
+            Err(DropReason::Unauthorised)
+        );
         assert_eq!(
             bind(&mut t, 1, 10, 1, [1; 32], "192.0.2.7:1"),
-            Err(Drop::Unauthorised),
+            Err(DropReason::Unauthorised),
             "replay"
         );
         assert_eq!(
             bind(&mut t, 9, 10, 5, [1; 32], "192.0.2.7:1"),
-            Err(Drop::Unauthorised),
+            Err(DropReason::Unauthorised),
             "unknown node"
         );
         // A fresh bind moves the endpoint (NAT rebinding); the old one stops working.
         bind(&mut t, 1, 10, 2, [1; 32], "192.0.2.7:1").unwrap();
         assert_eq!(
             t.route_data(addr("192.0.2.1:1000"), &mut data(2)),
-            Err(Drop::Unauthorised)
+            Err(DropReason::Unauthorised)
         );
         assert_eq!(
             t.route_data(addr("192.0.2.7:1"), &mut data(2)),
@@ -320,9 +340,15 @@ mod tests {
     fn removed_or_unbound_destination_has_no_route() {
         let mut t = two_peers();
         t.remove(2, 20);
-        assert_eq!(t.route_data(addr("192.0.2.1:1000"), &mut data(2)), Err(Drop::NoRoute));
+        assert_eq!(
+            t.route_data(addr("192.0.2.1:1000"), &mut data(2)),
+            Err(DropReason::NoRoute)
+        );
         t.admit(2, 21, [2; 32], HashSet::from([1]));
-        assert_eq!(t.route_data(addr("192.0.2.1:1000"), &mut data(2)), Err(Drop::NoRoute));
+        assert_eq!(
+            t.route_data(addr("192.0.2.1:1000"), &mut data(2)),
+            Err(DropReason::NoRoute)
+        );
         // A stale session's removal does not remove the new one.
         t.remove(2, 20);
         assert!(t.node(2).is_some());
@@ -333,7 +359,7 @@ mod tests {
         let t = two_peers();
         for bad in [&[][..], &[1, 1, 0], &[9; 8], &[1, 2, 0, 0, 0, 0, 0, 1]] {
             let mut b = bad.to_vec();
-            assert_eq!(t.route_data(addr("192.0.2.1:1000"), &mut b), Err(Drop::Malformed));
+            assert_eq!(t.route_data(addr("192.0.2.1:1000"), &mut b), Err(DropReason::Malformed));
         }
     }
 }

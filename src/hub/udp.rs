@@ -12,16 +12,22 @@
 use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use quinn_udp::RecvMeta;
 
-use super::relay::{Drop, RelayStats, RelayTable};
+use super::relay::{DropReason, RelayStats, RelayTable, SharedRelayTable};
 use crate::proto::relay::{self, Header, Kind, HEADER_LEN};
 use crate::udp_batch::{gso_runs, BatchUdp, Offloads, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, RECV_BATCH, RECV_BUF};
 
-/// A `Bind` to apply after the read lock is released: source, buffer, start, end.
-type PendingBind = (SocketAddr, usize, usize, usize);
+/// A `Bind` to apply after the read lock is released: from `src`, in `storage[buf][start..end]`.
+#[derive(Debug, Clone, Copy)]
+struct PendingBind {
+    src: SocketAddr,
+    buf: usize,
+    start: usize,
+    end: usize,
+}
 
 /// What to send once the received batch has been decided.
 enum Forward {
@@ -54,8 +60,20 @@ impl Forward {
     }
 }
 
+/// Starts [`run`] on a thread named `relay`, as `mcvpn hub` does.
+pub fn spawn(
+    socket: UdpSocket,
+    table: SharedRelayTable,
+    stats: Arc<RelayStats>,
+    offloads: Offloads,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("relay".into())
+        .spawn(move || run(socket, table, stats, offloads))
+}
+
 /// Receives, decides, forwards; forever. Runs on its own thread.
-pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelayStats>, offloads: Offloads) {
+pub fn run(socket: UdpSocket, table: SharedRelayTable, stats: Arc<RelayStats>, offloads: Offloads) {
     let sock = match BatchUdp::new(socket, offloads) {
         Ok(s) => s,
         Err(e) => {
@@ -85,14 +103,14 @@ pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelaySt
         sends.clear();
         binds.clear();
         {
-            let table = table.read().unwrap();
+            let table = table.read();
             for (i, meta) in metas[..n].iter().enumerate() {
                 let buf = &mut storage[i][..meta.len];
                 decide(&table, &stats, meta.addr, i, buf, meta.stride, &mut sends, &mut binds);
             }
         }
-        for &(src, i, start, end) in &binds {
-            let reply = table.write().unwrap().handle_bind(src, &storage[i][start..end]);
+        for &PendingBind { src, buf, start, end } in &binds {
+            let reply = table.write().handle_bind(src, &storage[buf][start..end]);
             match reply {
                 Ok(reply) => {
                     stats.binds.fetch_add(1, Ordering::Relaxed);
@@ -246,7 +264,7 @@ fn decide(
 ) {
     let len = buf.len();
     if len == 0 {
-        stats.count_drop(Drop::Malformed); // an empty datagram: nothing to parse
+        stats.count_drop(DropReason::Malformed); // an empty datagram: nothing to parse
         return;
     }
     let stride = if stride == 0 || stride > len { len } else { stride };
@@ -290,8 +308,13 @@ fn decide(
                 }),
                 Err(d) => stats.count_drop(d),
             },
-            Ok(Kind::Bind) => binds.push((src, index, start, end)),
-            Ok(Kind::Bound) | Err(_) => stats.count_drop(Drop::Malformed),
+            Ok(Kind::Bind) => binds.push(PendingBind {
+                src,
+                buf: index,
+                start,
+                end,
+            }),
+            Ok(Kind::Bound) | Err(_) => stats.count_drop(DropReason::Malformed),
         }
     }
 }

@@ -50,7 +50,7 @@
 //! # Depends on
 //!
 //! From the `mcvpn` library, through [`mcvpn::relay_harness`]:
-//! `hub::udp::run(UdpSocket, Arc<RwLock<RelayTable>>, Arc<RelayStats>, Offloads)` (called in
+//! `hub::udp::run(UdpSocket, SharedRelayTable, Arc<RelayStats>, Offloads)` (called in
 //! [`spawn_hub`] only), `RelayTable::{default, admit, bound_nodes}`, the public
 //! `RelayStats` counters and `snapshot`, `size_of::<RelayNode>()`; and directly
 //! `proto::relay::{BindMsg, write_data_header}`, `udp_batch::{BatchUdp, sendmmsg,
@@ -62,14 +62,14 @@ use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use mcvpn::proto::relay::{write_data_header, BindMsg, Kind, NodeId, RelayKey, BIND_LEN, HEADER_LEN};
-use mcvpn::relay_harness::{RelayNode, RelayStats, RelayStatsSnapshot, RelayTable};
+use mcvpn::relay_harness::{RelayNode, RelayStats, RelayStatsSnapshot, RelayTable, SharedRelayTable};
 use mcvpn::udp_batch::{self, BatchUdp, Offloads, MAX_GSO_SEGMENTS, RECV_BATCH, RECV_BUF};
 use quinn_udp::RecvMeta;
 use rand::RngCore;
@@ -548,7 +548,6 @@ pub fn run(args: &RelayBenchArgs) -> Result<RelayBenchReport> {
     for s in nodes.sims.iter() {
         hub.table
             .write()
-            .unwrap()
             .admit(s.id, s.session, s.key, [s.peer].into_iter().collect());
     }
     let rss1 = read_rss_kib()?;
@@ -556,7 +555,7 @@ pub fn run(args: &RelayBenchArgs) -> Result<RelayBenchReport> {
     let bind_started = Instant::now();
     bind_all(&nodes.sims, &nodes.sockets, &mut bind_state)?;
     let bind_seconds = bind_started.elapsed().as_secs_f64();
-    let bound_nodes = hub.table.read().unwrap().bound_nodes();
+    let bound_nodes = hub.table.read().bound_nodes();
     if bound_nodes != n {
         bail!("only {bound_nodes} of {n} nodes are bound after the bind phase");
     }
@@ -683,7 +682,7 @@ struct Hub {
     addr: SocketAddr,
     /// The hub socket's inode, to find its drops in `/proc/net/udp`.
     inode: u64,
-    table: Arc<RwLock<RelayTable>>,
+    table: SharedRelayTable,
     stats: Arc<RelayStats>,
     relay_tid: libc::pid_t,
     /// Datagrams per drop the kernel counts at the hub socket (see
@@ -699,7 +698,7 @@ impl Hub {
         mcvpn::util::set_socket_buffers(&socket, socket_buffer);
         let addr = socket.local_addr()?;
         let inode = socket_inode(socket.as_raw_fd())?;
-        let table = Arc::new(RwLock::new(RelayTable::default()));
+        let table = RelayTable::shared();
         let stats = Arc::new(RelayStats::default());
         let relay_tid = spawn_hub(socket, table.clone(), stats.clone(), offloads)?;
         Ok(Hub {
@@ -950,7 +949,7 @@ impl Traffic {
 /// signature.
 fn spawn_hub(
     socket: UdpSocket,
-    table: Arc<RwLock<RelayTable>>,
+    table: SharedRelayTable,
     stats: Arc<RelayStats>,
     offloads: Offloads,
 ) -> Result<libc::pid_t> {

@@ -1,0 +1,16 @@
+//! What every connection task of the hub shares.
+
+use super::limiter::LoginLimiter;
+use super::registry::Registry;
+use super::store_handle::StoreHandle;
+use crate::keys::KeyPair;
+use crate::store::OverlayNet;
+
+pub struct HubContext {
+    /// The hub's keys: the current one first, then those nodes may still have pinned.
+    pub keys: Vec<KeyPair>,
+    pub store: StoreHandle,
+    pub registry: Registry,
+    pub limiter: LoginLimiter,
+    pub overlay: OverlayNet,
+}

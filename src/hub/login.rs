@@ -1,0 +1,139 @@
+//! A node's login: authentication, then either the answer to an enrolment or the start
+//! of a session (recorded in the store, put online in the registry), which then runs
+//! until the connection closes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Result;
+use tokio::sync::mpsc;
+
+use super::auth::{self, LoginRequest, Outcome};
+use super::context::HubContext;
+use super::registry::Ticket;
+use super::reply::{refuse, Refusal};
+use super::session;
+use crate::channel::{ChannelReader, ChannelWriter};
+use crate::proto::control::{Credential, Event, Key32, LoginOk, RefuseReason, Role};
+use crate::store::{AccountRecord, DeviceRecord};
+
+/// A `Request::Login`, as the node sent it.
+pub(super) struct NodeLogin {
+    pub account: Option<String>,
+    pub credential: Credential,
+    pub role: Role,
+    pub hostname: String,
+    pub boot_id: u64,
+    pub enroll: bool,
+}
+
+/// Serves a node's login to its end: the refusal, the enrolment, or the whole session.
+pub(super) async fn serve(
+    ctx: &Arc<HubContext>,
+    source: SocketAddr,
+    remote_key: Key32,
+    login: NodeLogin,
+    rd: ChannelReader,
+    wr: &mut ChannelWriter,
+) -> Result<()> {
+    let (device, account, resume_token) = match authenticate(ctx, source, &remote_key, &login).await {
+        Err(r) => {
+            if r.reason == RefuseReason::WrongCredentials {
+                ctx.limiter.record_failure(source.ip(), login.account.as_deref());
+            }
+            tracing::info!(%source, account = ?login.account, reason = ?r.reason, "login refused");
+            return refuse(wr, &r).await;
+        }
+        Ok(Outcome::Enrolled { device }) => return enrolled(wr, source, &device).await,
+        Ok(Outcome::Session {
+            device,
+            account,
+            resume_token,
+        }) => (device, account, resume_token),
+    };
+    ctx.limiter.record_success(source.ip(), Some(&account.username));
+
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let name = device.name.clone();
+    let (login_ok, ticket) = match start_session(ctx, source, device, &account, login.boot_id, resume_token, tx).await {
+        Ok(x) => x,
+        Err(r) => return refuse(wr, &r).await,
+    };
+    tracing::info!(%source, node = ticket.node, %name, role = login.role.as_str(), ip = %login_ok.overlay_ip,
+        peers = login_ok.peers.len(), "session started");
+    wr.send(&Event::LoginOk(login_ok)).await?;
+
+    let reason = session::run(rd, wr, &mut events).await;
+    ctx.registry.leave(ticket, &reason).await;
+    wr.shutdown().await;
+    Ok(())
+}
+
+async fn authenticate(
+    ctx: &HubContext,
+    source: SocketAddr,
+    remote_key: &Key32,
+    login: &NodeLogin,
+) -> Result<Outcome, Refusal> {
+    let hostname: String = login.hostname.chars().filter(|c| !c.is_control()).take(64).collect();
+    let req = LoginRequest {
+        remote_key,
+        source,
+        role: login.role,
+        account: login.account.as_deref(),
+        credential: &login.credential,
+        hostname: if hostname.is_empty() { "unnamed" } else { &hostname },
+        enroll: login.enroll,
+    };
+    auth::authenticate(&ctx.store, &req, ctx.overlay).await
+}
+
+/// Tells a target it is enrolled; it logs in again with its device key.
+async fn enrolled(wr: &mut ChannelWriter, source: SocketAddr, device: &DeviceRecord) -> Result<()> {
+    tracing::info!(%source, name = %device.name, ip = %device.overlay_ip, "target enrolled");
+    wr.send(&Event::Enrolled {
+        node_id: device.node_id(),
+        overlay_ip: device.overlay_ip,
+        name: device.name.clone(),
+    })
+    .await?;
+    wr.shutdown().await;
+    Ok(())
+}
+
+/// Records the session in the store and puts the device online.
+async fn start_session(
+    ctx: &HubContext,
+    source: SocketAddr,
+    device: DeviceRecord,
+    account: &AccountRecord,
+    boot_id: u64,
+    resume_token: Option<String>,
+    tx: mpsc::UnboundedSender<Event>,
+) -> Result<(LoginOk, Ticket), Refusal> {
+    let (device_id, from) = (device.id, source.to_string());
+    let store_error = |e: &dyn std::fmt::Display| Refusal::new(RefuseReason::Internal, format!("store: {e}"));
+    let db_session = ctx
+        .store
+        .run(move |s| {
+            let _ = s.device_touch(device_id);
+            s.session_start(device_id, &from)
+        })
+        .await
+        .map_err(|e| store_error(&e))?
+        .map_err(|e| store_error(&e))?;
+    match ctx
+        .registry
+        .join(device, account, boot_id, db_session, resume_token, tx)
+        .await
+    {
+        Ok(x) => Ok(x),
+        Err(r) => {
+            let _ = ctx
+                .store
+                .run(move |s| s.session_end(db_session, "join failed", 0, 0))
+                .await;
+            Err(r)
+        }
+    }
+}
