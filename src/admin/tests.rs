@@ -1,5 +1,7 @@
 use chrono::NaiveDate;
 
+use super::api::{AccountName, NewAccount, TargetCmd, TariffCmd};
+use super::render::{self, Text};
 use super::*;
 use crate::proto::control::{Key32, Role};
 use crate::store::prelude::*;
@@ -14,7 +16,18 @@ fn op() -> ExecCtx {
 }
 
 fn run(store: &mut SqliteStore, ctx: &ExecCtx, cmd: AdminCommand) -> AdminResult {
-    execute(store, ctx, &cmd)
+    execute(store, ctx, &prepare(cmd))
+}
+
+fn new_account(contract: Option<&str>, user: &str, password: &str) -> AdminCommand {
+    AdminCommand::Account(AccountCmd::Add(NewAccount {
+        name: AccountName {
+            contract: contract.map(str::to_string),
+            user: user.into(),
+        },
+        password_file: None,
+        password: NewPassword(password.into()),
+    }))
 }
 
 /// A contract with only the name, kind and size given.
@@ -37,12 +50,12 @@ fn add_contract(store: &mut SqliteStore, name: &str, accounts: u32) {
     run(
         store,
         &op(),
-        AdminCommand::ContractAdd(ContractSpec {
+        AdminCommand::Contract(ContractCmd::Add(ContractSpec {
             start: Some(d(2026, 11, 24)),
             admin_name: "Sato".into(),
             admin_email: format!("it@{name}.example"),
             ..spec(name, "corporation", accounts)
-        }),
+        })),
     )
     .unwrap();
 }
@@ -51,11 +64,7 @@ fn add_account(store: &mut SqliteStore, ctx: &ExecCtx, contract: Option<&str>, u
     run(
         store,
         ctx,
-        AdminCommand::AccountAdd {
-            contract: contract.map(str::to_string),
-            user: user.into(),
-            password: format!("{user} has a long password"),
-        },
+        new_account(contract, user, &format!("{user} has a long password")),
     )
 }
 
@@ -64,10 +73,10 @@ fn admin_of(store: &mut SqliteStore, contract: &str, user: &str) -> ExecCtx {
     run(
         store,
         &op(),
-        AdminCommand::ContractAdmin {
+        AdminCommand::Contract(ContractCmd::Admin {
             name: contract.into(),
             account: user.into(),
-        },
+        }),
     )
     .unwrap();
     let c = store.contract_by_name(contract).unwrap();
@@ -78,9 +87,10 @@ fn admin_of(store: &mut SqliteStore, contract: &str, user: &str) -> ExecCtx {
     }
 }
 
+/// The rows of the table people see for this answer.
 fn rows(out: Output) -> Vec<Vec<String>> {
-    match out {
-        Output::Table { rows, .. } => rows,
+    match render::text(&out) {
+        Text::Table { rows, .. } => rows,
         o => panic!("expected a table, got {o:?}"),
     }
 }
@@ -88,7 +98,11 @@ fn rows(out: Output) -> Vec<Vec<String>> {
 #[test]
 fn only_corporations_and_public_bodies() {
     let mut s = SqliteStore::open_in_memory().unwrap();
-    let r = run(&mut s, &op(), AdminCommand::ContractAdd(spec("joe", "individual", 5)));
+    let r = run(
+        &mut s,
+        &op(),
+        AdminCommand::Contract(ContractCmd::Add(spec("joe", "individual", 5))),
+    );
     assert!(matches!(r, Err(AdminError::Refused(m)) if m.contains("art. 11")));
 }
 
@@ -96,7 +110,11 @@ fn only_corporations_and_public_bodies() {
 fn basic_contract_minimum_comes_from_the_hub_setting() {
     let mut s = SqliteStore::open_in_memory().unwrap();
     s.set_setting(MIN_ACCOUNTS_SETTING, "5").unwrap();
-    let r = run(&mut s, &op(), AdminCommand::ContractAdd(spec("tiny", "public-body", 3)));
+    let r = run(
+        &mut s,
+        &op(),
+        AdminCommand::Contract(ContractCmd::Add(spec("tiny", "public-body", 3))),
+    );
     assert!(matches!(r, Err(AdminError::Refused(m)) if m.contains("at least 5")));
 }
 
@@ -114,11 +132,11 @@ fn quota_is_basic_plus_additional() {
     run(
         &mut s,
         &op(),
-        AdminCommand::ContractAddAccounts {
+        AdminCommand::Contract(ContractCmd::AddAccounts {
             name: "acme".into(),
             accounts: 1,
             start: Some(d(2027, 1, 10)),
-        },
+        }),
     )
     .unwrap();
     add_account(&mut s, &op(), Some("acme"), "carol").unwrap();
@@ -128,16 +146,8 @@ fn quota_is_basic_plus_additional() {
 fn password_policy_applies_to_new_accounts() {
     let mut s = SqliteStore::open_in_memory().unwrap();
     add_contract(&mut s, "acme", 5);
-    let r = run(
-        &mut s,
-        &op(),
-        AdminCommand::AccountAdd {
-            contract: Some("acme".into()),
-            user: "alice".into(),
-            password: "short".into(),
-        },
-    );
-    assert!(matches!(r, Err(AdminError::Refused(m)) if m.contains("12")));
+    let r = run(&mut s, &op(), new_account(Some("acme"), "alice", "short"));
+    assert!(matches!(r, Err(AdminError::PasswordPolicy(m)) if m.contains("12")));
 }
 
 #[test]
@@ -150,34 +160,38 @@ fn an_administrator_sees_and_changes_only_their_contract() {
 
     // Own contract: allowed, with or without naming it.
     add_account(&mut s, &alice, None, "bob").unwrap();
-    let listed: Vec<String> = rows(run(&mut s, &alice, AdminCommand::AccountList { contract: None }).unwrap())
-        .into_iter()
-        .map(|r| r[0].clone())
-        .collect();
+    let listed: Vec<String> = rows(
+        run(
+            &mut s,
+            &alice,
+            AdminCommand::Account(AccountCmd::List { contract: None }),
+        )
+        .unwrap(),
+    )
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect();
     assert_eq!(listed, vec!["alice", "bob"]);
 
     // Another contract: refused, whatever the command.
     let denied = [
-        AdminCommand::AccountList {
+        AdminCommand::Account(AccountCmd::List {
             contract: Some("globex".into()),
-        },
-        AdminCommand::AccountLock { user: "gus".into() },
-        AdminCommand::AccountPassword {
+        }),
+        AdminCommand::Account(AccountCmd::Lock { user: "gus".into() }),
+        AdminCommand::Account(AccountCmd::Password {
             user: "gus".into(),
-            password: "a long new password".into(),
-        },
-        AdminCommand::AccountAdd {
-            contract: Some("globex".into()),
-            user: "eve".into(),
-            password: "eve's long password".into(),
-        },
-        AdminCommand::ContractShow { name: "globex".into() },
-        AdminCommand::ContractSuspend {
+            password_file: None,
+            password: NewPassword("a long new password".into()),
+        }),
+        new_account(Some("globex"), "eve", "eve's long password"),
+        AdminCommand::Contract(ContractCmd::Show { name: "globex".into() }),
+        AdminCommand::Contract(ContractCmd::Suspend {
             name: "acme".into(),
             reason: "x".into(),
-        },
-        AdminCommand::ContractList,
-        AdminCommand::TariffShow,
+        }),
+        AdminCommand::Contract(ContractCmd::List),
+        AdminCommand::Tariff(TariffCmd::Show),
     ];
     for cmd in denied {
         let r = run(&mut s, &alice, cmd.clone());
@@ -221,32 +235,35 @@ fn grants_stay_within_a_contract() {
     run(
         &mut s,
         &alice,
-        AdminCommand::TargetGrant {
+        AdminCommand::Target(TargetCmd::Grant {
             target: "office-pc".into(),
             account: "bob".into(),
-        },
+        }),
     )
     .unwrap();
-    assert_eq!(rows(run(&mut s, &alice, AdminCommand::GrantList).unwrap()).len(), 1);
+    assert_eq!(
+        rows(run(&mut s, &alice, AdminCommand::Target(TargetCmd::Grants)).unwrap()).len(),
+        1
+    );
     let r = run(
         &mut s,
         &alice,
-        AdminCommand::TargetGrant {
+        AdminCommand::Target(TargetCmd::Grant {
             target: "globex-pc".into(),
             account: "bob".into(),
-        },
+        }),
     );
     assert!(matches!(r, Err(AdminError::Forbidden(_))), "{r:?}");
     let r = run(
         &mut s,
         &op(),
-        AdminCommand::TargetGrant {
+        AdminCommand::Target(TargetCmd::Grant {
             target: "office-pc".into(),
             account: "gus".into(),
-        },
+        }),
     );
     assert!(matches!(r, Err(AdminError::Refused(m)) if m.contains("different contracts")));
-    let targets = rows(run(&mut s, &alice, AdminCommand::TargetList).unwrap());
+    let targets = rows(run(&mut s, &alice, AdminCommand::Target(TargetCmd::List)).unwrap());
     assert_eq!(targets.len(), 1, "globex's target is not listed");
 }
 
@@ -257,10 +274,10 @@ fn suspension_notifies_the_administrator() {
     run(
         &mut s,
         &op(),
-        AdminCommand::ContractSuspend {
+        AdminCommand::Contract(ContractCmd::Suspend {
             name: "acme".into(),
             reason: "unpaid invoice".into(),
-        },
+        }),
     )
     .unwrap();
     let c = s.contract_by_name("acme").unwrap();
@@ -272,13 +289,18 @@ fn suspension_notifies_the_administrator() {
     assert!(run(
         &mut s,
         &op(),
-        AdminCommand::ContractSuspend {
+        AdminCommand::Contract(ContractCmd::Suspend {
             name: "acme".into(),
             reason: "x".into()
-        }
+        })
     )
     .is_err());
-    run(&mut s, &op(), AdminCommand::ContractResume { name: "acme".into() }).unwrap();
+    run(
+        &mut s,
+        &op(),
+        AdminCommand::Contract(ContractCmd::Resume { name: "acme".into() }),
+    )
+    .unwrap();
     assert_eq!(s.contract_by_name("acme").unwrap().state, ContractState::Active);
 }
 
@@ -289,16 +311,16 @@ fn cancellation_takes_effect_after_its_last_day() {
     let out = run(
         &mut s,
         &op(),
-        AdminCommand::ContractCancel {
+        AdminCommand::Contract(ContractCmd::Cancel {
             name: "acme".into(),
             received: Some(d(2027, 3, 15)),
             end: Some(d(2027, 3, 31)),
-        },
+        }),
     )
     .unwrap();
     // Received mid-March: the March deadline (end of February) has passed, so April's end.
     assert!(
-        matches!(&out, Output::Message { text } if text.contains("2027-04-30") && text.contains("too late")),
+        matches!(&out, Output::Message(text) if text.contains("2027-04-30") && text.contains("too late")),
         "{out:?}"
     );
     assert!(apply_due(&mut s, 0, d(2027, 4, 30)).unwrap().is_empty());
@@ -313,11 +335,11 @@ fn undeliverable_termination_waits_five_days() {
     run(
         &mut s,
         &op(),
-        AdminCommand::ContractTerminate {
+        AdminCommand::Contract(ContractCmd::Terminate {
             name: "acme".into(),
             reason: "breach".into(),
             notice_undeliverable: true,
-        },
+        }),
     )
     .unwrap();
     let c = s.contract_by_name("acme").unwrap();
@@ -348,20 +370,25 @@ fn contract_changes_are_shown_with_history() {
     run(
         &mut s,
         &op(),
-        AdminCommand::ContractSet {
+        AdminCommand::Contract(ContractCmd::Set {
             name: "acme".into(),
             field: crate::store::ContractField::AdminEmail,
             value: "new@acme.example".into(),
-        },
+        }),
     )
     .unwrap();
-    let Output::Sections { parts } = run(&mut s, &op(), AdminCommand::ContractShow { name: "acme".into() }).unwrap()
-    else {
+    let shown = run(
+        &mut s,
+        &op(),
+        AdminCommand::Contract(ContractCmd::Show { name: "acme".into() }),
+    )
+    .unwrap();
+    let Text::Sections(parts) = render::text(&shown) else {
         panic!("sections expected")
     };
     let history = parts.iter().find(|(t, _)| t.starts_with("changes")).unwrap();
     assert!(
-        matches!(&history.1, Output::Table { rows, .. } if rows[0][4] == "new@acme.example" && rows[0][1] == "operator")
+        matches!(&history.1, Text::Table { rows, .. } if rows[0][4] == "new@acme.example" && rows[0][1] == "operator")
     );
 }
 
@@ -372,26 +399,28 @@ fn invoice_lists_the_first_term_at_delivery() {
     run(
         &mut s,
         &op(),
-        AdminCommand::TariffSet {
+        AdminCommand::Tariff(TariffCmd::Set {
             initial_fee: Some(50_000),
             annual_fee: Some(12_000),
             tax_rate_bp: None,
-        },
+        }),
     )
     .unwrap();
     let out = run(
         &mut s,
         &op(),
         AdminCommand::Invoice {
-            name: "acme".into(),
-            at: d(2026, 11, 24),
+            contract: "acme".into(),
+            at: Some(d(2026, 11, 24)),
         },
     )
     .unwrap();
-    let Output::Sections { parts } = out else { panic!() };
+    let Text::Sections(parts) = render::text(&out) else {
+        panic!()
+    };
     // Initial 50,000 + 2 accounts x 12,000 x 13/12 (start month free) = 76,000; tax 7,600.
     assert!(
-        matches!(&parts[1].1, Output::Message { text } if text == "¥83,600"),
+        matches!(&parts[1].1, Text::Message(text) if text == "¥83,600"),
         "{:?}",
         parts[1]
     );

@@ -1,5 +1,8 @@
 //! Administrative requests over the control channel: an account administrator's
 //! commands (scoped to their contract) and users' own password changes.
+//!
+//! Store access happens only inside `spawn_blocking` closures, and Argon2 (verifying
+//! the administrator's password, hashing a new one) never runs while the store is locked.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,26 +12,12 @@ use anyhow::Result;
 use super::auth::{self, Refusal};
 use super::control::refuse;
 use super::HubContext;
-use crate::admin::{self, AdminCommand, AdminError, ExecCtx, Scope};
+use crate::admin::{self, AdminCommand, AdminError, AdminResult, ExecCtx, Output, Scope};
 use crate::channel::ChannelWriter;
 use crate::proto::control::{Event, RefuseReason};
 
-async fn answer(wr: &mut ChannelWriter, result: Result<admin::Output, AdminError>) -> Result<()> {
-    let event = match result {
-        Ok(output) => Event::AdminResult {
-            ok: true,
-            output: Some(serde_json::to_value(output)?),
-            error: None,
-            forbidden: false,
-        },
-        Err(e) => Event::AdminResult {
-            ok: false,
-            output: None,
-            forbidden: matches!(e, AdminError::Forbidden(_)),
-            error: Some(e.to_string()),
-        },
-    };
-    wr.send(&event).await?;
+async fn answer(wr: &mut ChannelWriter, result: AdminResult) -> Result<()> {
+    wr.send(&Event::AdminResult(result)).await?;
     wr.shutdown().await;
     Ok(())
 }
@@ -47,18 +36,8 @@ pub async fn serve(
     source: SocketAddr,
     account: &str,
     password: &str,
-    command: serde_json::Value,
+    command: AdminCommand,
 ) -> Result<()> {
-    let command: AdminCommand = match serde_json::from_value(command) {
-        Ok(c) => c,
-        Err(e) => {
-            return refuse(
-                wr,
-                &Refusal::new(RefuseReason::BadRequest, format!("unknown admin command: {e}")),
-            )
-            .await;
-        }
-    };
     let (ctx2, account2, password2) = (ctx.clone(), account.to_string(), password.to_string());
     let authed = tokio::task::spawn_blocking(move || {
         auth::authenticate_admin(&ctx2.store, &account2, &password2, &source.to_string())
@@ -82,12 +61,15 @@ pub async fn serve(
         today: chrono::Utc::now().date_naive(),
         overlay: ctx.overlay,
     };
-    let ctx2 = ctx.clone();
+    tracing::debug!(admin = %admin_account.username, command = command.name(), "admin command");
     let changes = command.changes_state();
+    // Only for an authenticated administrator: hash a new password, without the store lock.
+    let prepared = tokio::task::spawn_blocking(move || admin::prepare(command)).await?;
+    let ctx2 = ctx.clone();
     let result = tokio::task::spawn_blocking(move || {
         let result = {
             let mut store = ctx2.store.lock().unwrap();
-            admin::execute(&mut **store, &exec, &command)
+            admin::execute(&mut **store, &exec, &prepared)
         };
         // Our own writes do not move the store's change marker: apply them here.
         if result.is_ok() && changes {
@@ -99,7 +81,7 @@ pub async fn serve(
     answer(wr, result).await
 }
 
-/// `mcvpn passwd`: the user proves the old password; the hub checks the policy.
+/// `mcvpn passwd`: the hub checks the policy, then the user proves the old password.
 pub async fn serve_passwd(
     wr: &mut ChannelWriter,
     ctx: &Arc<HubContext>,
@@ -108,6 +90,10 @@ pub async fn serve_passwd(
     old: &str,
     new: &str,
 ) -> Result<()> {
+    // The policy is public and costs nothing to check: an answer the user can act on.
+    if let Err(why) = crate::password::check_policy(account, new) {
+        return answer(wr, Err(AdminError::PasswordPolicy(why))).await;
+    }
     let (ctx2, a, o, n) = (ctx.clone(), account.to_string(), old.to_string(), new.to_string());
     let result =
         tokio::task::spawn_blocking(move || auth::change_password(&ctx2.store, &a, &o, &n, &source.to_string()))
@@ -115,14 +101,10 @@ pub async fn serve_passwd(
     match result {
         Ok(_) => {
             ctx.limiter.record_success(source.ip(), Some(account));
-            answer(wr, Ok(admin::Output::message(format!("password of {account} changed")))).await
+            answer(wr, Ok(Output::message(format!("password of {account} changed")))).await
         }
         Err(r) => {
             note_failure(ctx, source, account, &r);
-            if r.reason == RefuseReason::BadRequest {
-                // The policy said no: an answer the user can act on, not a protocol error.
-                return answer(wr, Err(AdminError::Refused(r.message))).await;
-            }
             refuse(wr, &r).await
         }
     }

@@ -299,9 +299,10 @@ pub fn change_password(
 ) -> Result<AccountRecord, Refusal> {
     let a = verify_password(store, Some(account), old)?;
     password::check_policy(account, new).map_err(|m| Refusal::new(RefuseReason::BadRequest, m))?;
+    // Argon2 before the lock: other logins must not wait on it.
+    let hash = password::hash(new);
     let mut s = store.lock().unwrap();
-    s.account_set_password(a.id, &password::hash(new))
-        .map_err(Refusal::internal)?;
+    s.account_set_password(a.id, &hash).map_err(Refusal::internal)?;
     let _ = s.audit(&AuditEntry {
         actor: account,
         action: "account.password-change",
