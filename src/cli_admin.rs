@@ -5,11 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
+use chrono::NaiveDate;
 use clap::Args;
 
 use crate::admin::{self, render, AdminCommand, ExecCtx, NewPassword};
 use crate::exit::{self, Exit};
-use crate::store::SqliteStore;
+use crate::store::{SqliteStore, Store};
 
 #[derive(Args)]
 #[command(after_help = "Operator, on the hub host (straight on the store):\n  \
@@ -54,6 +55,20 @@ fn new_password(file: Option<&Path>, user: &str) -> Result<String> {
     Ok(p)
 }
 
+/// Runs `command` as the operator straight on the store (`mcvpn admin --db`).
+pub fn run_local(store: &mut dyn Store, command: AdminCommand, today: NaiveDate) -> admin::AdminResult {
+    let ctx = ExecCtx::operator(today);
+    let changes = command.changes_state();
+    // Argon2 for a new password runs before the store is touched (as on the hub).
+    let prepared = admin::prepare(command);
+    let result = admin::execute(store, &ctx, &prepared);
+    if result.is_ok() && changes {
+        // What just took effect by date (a cancellation entered after its last day).
+        admin::apply_due(store, crate::store::now(), today).ok();
+    }
+    result
+}
+
 pub fn run(args: AdminArgs) -> Result<Exit> {
     let today = chrono::Utc::now().date_naive();
     let mut command = args.what;
@@ -75,16 +90,7 @@ pub fn run(args: AdminArgs) -> Result<Exit> {
             }
             let mut store =
                 SqliteStore::open(&args.db).map_err(|e| anyhow!("cannot open the store {}: {e}", args.db.display()))?;
-            let ctx = ExecCtx::operator(today);
-            let changes = command.changes_state();
-            // Argon2 for a new password runs before the store is touched (as on the hub).
-            let prepared = admin::prepare(command);
-            let result = admin::execute(&mut store, &ctx, &prepared);
-            if result.is_ok() && changes {
-                // What just took effect by date (a cancellation entered after its last day).
-                admin::apply_due(&mut store, crate::store::now(), today).ok();
-            }
-            result
+            run_local(&mut store, command, today)
         }
         _ => return Ok(Exit::fail(exit::USAGE, "--as ACCOUNT goes with --hub URL")),
     };

@@ -425,3 +425,281 @@ fn invoice_lists_the_first_term_at_delivery() {
         parts[1]
     );
 }
+
+/// Parses `mcvpn admin ARGS` with the command line's own definitions.
+fn parse_cli(args: &[&str]) -> Result<crate::cli_admin::AdminArgs, clap::Error> {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        admin: crate::cli_admin::AdminArgs,
+    }
+    use clap::Parser as _;
+    Cli::try_parse_from(std::iter::once("admin").chain(args.iter().copied())).map(|c| c.admin)
+}
+
+/// Every object key in a JSON document is snake_case.
+fn assert_snake_case_keys(v: &serde_json::Value, path: &str) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                assert!(
+                    !k.is_empty()
+                        && k.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                    "key {k:?} at {path} is not snake_case"
+                );
+                assert_snake_case_keys(v, &format!("{path}.{k}"));
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| assert_snake_case_keys(v, &format!("{path}[]"))),
+        _ => {}
+    }
+}
+
+fn date(v: &serde_json::Value) -> NaiveDate {
+    let s = v.as_str().unwrap_or_else(|| panic!("{v} is not a string"));
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or_else(|e| panic!("{s:?} is not an ISO date: {e}"))
+}
+
+/// `mcvpn admin --json contract show acme` as the command line runs it: parsed by clap
+/// into the API's command, executed on a real store, printed as JSON. The document is
+/// versioned, and its numbers, booleans and dates are typed.
+#[test]
+fn contract_show_json_is_typed_and_versioned() {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    add_contract(&mut s, "acme", 5);
+    admin_of(&mut s, "acme", "alice");
+    add_account(&mut s, &op(), Some("acme"), "bob").unwrap();
+    for cmd in [
+        AdminCommand::Contract(ContractCmd::AddAccounts {
+            name: "acme".into(),
+            accounts: 2,
+            start: Some(d(2027, 2, 10)),
+        }),
+        AdminCommand::Contract(ContractCmd::Set {
+            name: "acme".into(),
+            field: crate::store::ContractField::Phone,
+            value: "03-1234-5678".into(),
+        }),
+        AdminCommand::Contract(ContractCmd::Cancel {
+            name: "acme".into(),
+            received: Some(d(2027, 10, 15)),
+            end: Some(d(2027, 12, 31)),
+        }),
+    ] {
+        run(&mut s, &op(), cmd).unwrap();
+    }
+
+    let args = parse_cli(&["--json", "contract", "show", "acme"]).unwrap();
+    assert!(args.json);
+    let out = crate::cli_admin::run_local(&mut s, args.what, d(2026, 11, 24)).unwrap();
+    let text = render::to_json_string(&out);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_snake_case_keys(&v, "$");
+
+    assert_eq!(v["version"].as_u64(), Some(1), "{text}");
+    assert_eq!(v["name"], "acme");
+    assert_eq!(v["kind"], "corporation");
+    assert_eq!(v["state"], "active");
+    assert_eq!(v["admin_login"], "alice");
+    assert_eq!(v["accounts_used"].as_u64(), Some(2), "{text}");
+    assert_eq!(v["account_quota"].as_u64(), Some(7), "{text}");
+    assert!(v["termination_scheduled_at"].is_null());
+
+    let term = &v["current_term"];
+    assert_eq!(term["status"], "active");
+    assert_eq!(date(&term["start"]), d(2026, 11, 24));
+    assert_eq!(date(&term["end"]), d(2027, 12, 31));
+    assert_eq!(term["renewal"].as_u64(), Some(0));
+    assert_eq!(date(&term["cancellation_deadline"]), d(2027, 11, 30));
+    assert_eq!(term["renews"].as_bool(), Some(false), "cancelled: {text}");
+    assert_eq!(date(&term["last_day"]), d(2027, 12, 31));
+
+    let contracts = v["contracts"].as_array().unwrap();
+    assert_eq!(contracts.len(), 2);
+    assert_eq!(contracts[0]["kind"], "basic");
+    assert_eq!(contracts[0]["accounts"].as_u64(), Some(5));
+    assert_eq!(date(&contracts[0]["start"]), d(2026, 11, 24));
+    assert_eq!(contracts[1]["kind"], "additional");
+    assert_eq!(contracts[1]["accounts"].as_u64(), Some(2));
+    date(&contracts[1]["first_term_end"]);
+
+    let history = v["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["field"], "phone");
+    assert_eq!(history[0]["now"], "03-1234-5678");
+    assert_eq!(history[0]["by"], "operator");
+    let at = history[0]["at"].as_str().unwrap();
+    chrono::DateTime::parse_from_rfc3339(at).unwrap_or_else(|e| panic!("{at:?} is not RFC 3339: {e}"));
+
+    let cancel = &v["cancellation"];
+    assert_eq!(date(&cancel["received"]), d(2027, 10, 15));
+    assert_eq!(date(&cancel["requested_end"]), d(2027, 12, 31));
+    assert_eq!(date(&cancel["effective"]), d(2027, 12, 31));
+    assert_eq!(cancel["recorded_by"], "operator");
+
+    // The same answer for people still reads as before.
+    let Text::Sections(parts) = render::text(&out) else {
+        panic!()
+    };
+    let titles: Vec<&str> = parts.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        titles,
+        [
+            "contract",
+            "basic and additional contracts (art. 12, 13)",
+            "changes (art. 16, 17)",
+            "cancellation (art. 18)"
+        ]
+    );
+    let Text::Table { rows, .. } = &parts[0].1 else {
+        panic!()
+    };
+    assert!(
+        rows.contains(&vec!["accounts".to_string(), "2 of 7".to_string()]),
+        "{rows:?}"
+    );
+}
+
+/// Listings stay JSON arrays of objects (scripts index them), with typed fields.
+#[test]
+fn list_json_is_an_array_of_typed_rows() {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    add_contract(&mut s, "acme", 5);
+    add_account(&mut s, &op(), Some("acme"), "alice").unwrap();
+    run(
+        &mut s,
+        &op(),
+        AdminCommand::Account(AccountCmd::Lock { user: "alice".into() }),
+    )
+    .unwrap();
+    let args = parse_cli(&["account", "list", "--json"]).unwrap();
+    let out = crate::cli_admin::run_local(&mut s, args.what, d(2026, 11, 24)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&render::to_json_string(&out)).unwrap();
+    assert_snake_case_keys(&v, "$");
+    let rows = v.as_array().expect("an array");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["account"], "alice");
+    assert_eq!(rows[0]["state"], "locked");
+    assert_eq!(rows[0]["device_binding"].as_bool(), Some(false));
+    chrono::DateTime::parse_from_rfc3339(rows[0]["created_at"].as_str().unwrap()).unwrap();
+
+    let targets = run(&mut s, &op(), AdminCommand::Target(TargetCmd::List)).unwrap();
+    assert_eq!(render::to_json_string(&targets), "[]");
+
+    let notices = run(&mut s, &op(), AdminCommand::Notice(api::NoticeCmd::List { all: true })).unwrap();
+    let v = render::json(&notices);
+    assert_eq!(v[0]["kind"], "account-locked");
+    assert_eq!(v[0]["to"], "it@acme.example");
+    assert_eq!(v[0]["attempts"].as_i64(), Some(0));
+    assert!(v[0]["sent_at"].is_null());
+    assert_eq!(v[0]["sent"], "in the outbox");
+}
+
+/// The command line parses into the API's types; what only the command line needs
+/// (where to read a password from) never reaches the wire.
+#[test]
+fn the_command_line_parses_into_the_api_types() {
+    let a = parse_cli(&["account", "add", "acme", "alice", "--password-file", "/tmp/pw"]).unwrap();
+    let AdminCommand::Account(AccountCmd::Add(new)) = &a.what else {
+        panic!("{:?}", a.what)
+    };
+    assert_eq!(new.name.contract.as_deref(), Some("acme"));
+    assert_eq!(new.name.user, "alice");
+    assert_eq!(new.password_file.as_deref(), Some(std::path::Path::new("/tmp/pw")));
+
+    let mut b = parse_cli(&["--hub", "mcvpn://h:1/?key=k", "--as", "alice", "account", "add", "bob"])
+        .unwrap()
+        .what;
+    let slot = b.new_password_mut().expect("account add carries a password");
+    assert_eq!(slot.user, "bob");
+    assert!(slot.file.is_none());
+    *slot.password = NewPassword("bob's long password".into());
+    assert_eq!(b, new_account(None, "bob", "bob's long password"));
+
+    assert!(parse_cli(&["account", "add", "a", "b", "c"]).is_err());
+    assert!(parse_cli(&["account", "binding", "bob", "maybe"]).is_err());
+    let on = parse_cli(&["account", "binding", "bob", "on"]).unwrap().what;
+    assert_eq!(
+        on,
+        AdminCommand::Account(AccountCmd::Binding {
+            user: "bob".into(),
+            state: api::OnOff::On
+        })
+    );
+    let inv = parse_cli(&["invoice", "acme", "--at", "2027-12-01"]).unwrap().what;
+    assert_eq!(
+        inv,
+        AdminCommand::Invoice {
+            contract: "acme".into(),
+            at: Some(d(2027, 12, 1))
+        }
+    );
+
+    // On the wire: the password goes (inside Noise), the file name does not.
+    let wire = serde_json::to_value(&a.what).unwrap();
+    assert_eq!(
+        wire,
+        serde_json::json!({"account": {"add": {"contract": "acme", "user": "alice", "password": ""}}})
+    );
+    let back: AdminCommand = serde_json::from_value(wire).unwrap();
+    assert!(matches!(back, AdminCommand::Account(AccountCmd::Add(n)) if n.password_file.is_none()));
+    assert!(!format!("{b:?}").contains("long password"), "Debug shows the password");
+}
+
+/// An account administrator may run exactly the commands of their own contract's
+/// accounts, targets, sessions, log and notices, and look at their contract.
+#[test]
+fn authorize_separates_operator_and_administrator() {
+    let admin = Scope::Contract {
+        id: 1,
+        name: "acme".into(),
+    };
+    let allowed = [
+        "account list",
+        "account lock bob",
+        "account add bob",
+        "account password bob",
+        "account bind bob --key k",
+        "account binding bob on",
+        "target list",
+        "target add bob --key k --name pc",
+        "target grant pc bob",
+        "target revoke pc bob",
+        "target grants",
+        "session list",
+        "log",
+        "notice list",
+        "contract show acme",
+    ];
+    let operator_only = [
+        "contract add acme",
+        "contract list",
+        "contract set acme phone 1",
+        "contract admin acme alice",
+        "contract add-accounts acme 5",
+        "contract suspend acme --reason x",
+        "contract resume acme",
+        "contract terminate acme --reason x",
+        "contract cancel acme",
+        "invoice acme",
+        "compensation acme",
+        "outage add --start 2027-03-01T00:00:00 --end 2027-03-06T12:00:00",
+        "outage list",
+        "tariff show",
+        "tariff set --annual-fee 1",
+    ];
+    for line in allowed.iter().chain(&operator_only) {
+        let cmd = parse_cli(&line.split(' ').collect::<Vec<_>>()).unwrap().what;
+        assert_eq!(authorize(&Scope::Operator, &cmd), Ok(()), "{line}");
+        let r = authorize(&admin, &cmd);
+        if allowed.contains(line) {
+            assert_eq!(r, Ok(()), "{line}");
+        } else {
+            assert!(
+                matches!(&r, Err(AdminError::Forbidden(m)) if m.contains(cmd.name())),
+                "{line}: {r:?}"
+            );
+        }
+    }
+}
