@@ -181,7 +181,7 @@ pub enum AccountCmd {
     /// Set a new password for an account. Example: mcvpn admin account password bob
     Password {
         user: String,
-        /// Read the new password from this file (command line only; never sent)
+        // Where the command line reads the new password from; never sent.
         #[arg(long)]
         #[serde(skip)]
         password_file: Option<PathBuf>,

@@ -41,12 +41,19 @@ pub fn print(output: &Output, json: bool) {
 
 /// The JSON document `mcvpn admin --json` prints.
 pub fn to_json_string(output: &Output) -> String {
-    serde_json::to_string_pretty(&self::json(output)).unwrap_or_else(|e| {
+    serde_json::to_string_pretty(&JsonDoc(output)).unwrap_or_else(|e| {
         tracing::error!(error = %e, "could not serialise an admin answer");
-        String::from("null")
+        serde_json::json!({ "version": JSON_VERSION, "error": e.to_string() }).to_string()
     })
 }
 
+/// The same document as a value.
+pub fn json(output: &Output) -> serde_json::Value {
+    serde_json::to_value(JsonDoc(output))
+        .unwrap_or_else(|e| serde_json::json!({ "version": JSON_VERSION, "error": e.to_string() }))
+}
+
+/// `version` first, then the answer's own fields in their declared order.
 #[derive(Serialize)]
 struct Versioned<'a, T: Serialize> {
     version: u32,
@@ -59,31 +66,34 @@ struct MessageDoc<'a> {
     message: &'a str,
 }
 
-fn versioned<T: Serialize>(body: &T) -> serde_json::Result<serde_json::Value> {
-    serde_json::to_value(Versioned {
-        version: JSON_VERSION,
-        body,
-    })
-}
-
 /// Listings become arrays of row objects; everything else an object with `version`.
-pub fn json(output: &Output) -> serde_json::Value {
-    let value = match output {
-        Output::Message(text) => versioned(&MessageDoc { message: text }),
-        Output::Contract(c) => versioned(c.as_ref()),
-        Output::Invoices(r) => versioned(r),
-        Output::Compensation(r) => versioned(r),
-        Output::Tariff(t) => versioned(t),
-        Output::Contracts(rows) => serde_json::to_value(rows),
-        Output::Accounts(rows) => serde_json::to_value(rows),
-        Output::Targets(rows) => serde_json::to_value(rows),
-        Output::Grants(rows) => serde_json::to_value(rows),
-        Output::Sessions(rows) => serde_json::to_value(rows),
-        Output::Log(rows) => serde_json::to_value(rows),
-        Output::Notices(rows) => serde_json::to_value(rows),
-        Output::Outages(rows) => serde_json::to_value(rows),
-    };
-    value.unwrap_or_else(|e| serde_json::json!({ "version": JSON_VERSION, "error": e.to_string() }))
+struct JsonDoc<'a>(&'a Output);
+
+impl Serialize for JsonDoc<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        fn versioned<T: Serialize, S: serde::Serializer>(body: &T, s: S) -> Result<S::Ok, S::Error> {
+            Versioned {
+                version: JSON_VERSION,
+                body,
+            }
+            .serialize(s)
+        }
+        match self.0 {
+            Output::Message(text) => versioned(&MessageDoc { message: text }, s),
+            Output::Contract(c) => versioned(c.as_ref(), s),
+            Output::Invoices(r) => versioned(r, s),
+            Output::Compensation(r) => versioned(r, s),
+            Output::Tariff(t) => versioned(t, s),
+            Output::Contracts(rows) => rows.serialize(s),
+            Output::Accounts(rows) => rows.serialize(s),
+            Output::Targets(rows) => rows.serialize(s),
+            Output::Grants(rows) => rows.serialize(s),
+            Output::Sessions(rows) => rows.serialize(s),
+            Output::Log(rows) => rows.serialize(s),
+            Output::Notices(rows) => rows.serialize(s),
+            Output::Outages(rows) => rows.serialize(s),
+        }
+    }
 }
 
 /// As `store::format_time` writes store times.

@@ -494,6 +494,10 @@ fn contract_show_json_is_typed_and_versioned() {
     assert!(args.json);
     let out = crate::cli_admin::run_local(&mut s, args.what, d(2026, 11, 24)).unwrap();
     let text = render::to_json_string(&out);
+    assert!(
+        text.starts_with("{\n  \"version\": 1,\n  \"name\": \"acme\","),
+        "{text}"
+    );
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_snake_case_keys(&v, "$");
 
