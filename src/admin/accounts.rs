@@ -2,7 +2,8 @@
 //! administrator's within their own contract.
 
 use super::api::{
-    time, AccountName, AccountRow, AuditRow, GrantRow, NewAccount, NoticeRow, OnOff, SessionRow, TargetRow,
+    time, AccountAdded, AccountName, AccountRow, AuditRow, GrantRow, NewAccount, NoticeRow, OnOff, SessionRow,
+    TargetRow,
 };
 use super::contracts::unit_of;
 use super::{
@@ -44,12 +45,12 @@ pub(super) fn add(store: &mut dyn Store, ctx: &ExecCtx, new: &NewAccount, hash: 
         Some(&a.username),
         &format!("in contract {}", a.contract),
     );
-    Ok(Output::message(format!(
-        "account {} added to contract {} ({} of {quota} accounts used)",
-        a.username,
-        a.contract,
-        used + 1
-    )))
+    Ok(Output::AccountAdded(AccountAdded {
+        account: a.username,
+        contract: a.contract,
+        accounts_used: used + 1,
+        account_quota: quota,
+    }))
 }
 
 /// The hash `admin::prepare` made before the store was locked.

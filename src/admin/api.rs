@@ -597,12 +597,20 @@ pub type AdminResult = Result<Output, AdminError>;
 // Answers
 // ---------------------------------------------------------------------------------------
 
-/// What a command answers: one typed document per kind of command. Changes answer with a
-/// sentence for people ([`Output::Message`]); listings and reports answer with data.
+/// What a command answers: one typed document per kind of command. Listings, reports and
+/// changes whose outcome is computed (dates, quotas) answer with data; other changes
+/// answer with a sentence for people ([`Output::Message`]), and a caller that wants the
+/// new state reads it back. A new variant here is a new kind of answer, not a breaking
+/// change for callers that match the ones they know.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "data", rename_all = "snake_case")]
 pub enum Output {
+    /// A change done; the sentence says what it did.
     Message(String),
+    ContractAdded(ContractAdded),
+    AccountsAdded(AccountsAdded),
+    CancellationAccepted(CancellationAccepted),
+    AccountAdded(AccountAdded),
     Contracts(Vec<ContractSummary>),
     Contract(Box<ContractDetails>),
     Accounts(Vec<AccountRow>),
@@ -621,6 +629,47 @@ impl Output {
     pub fn message(text: impl Into<String>) -> Output {
         Output::Message(text.into())
     }
+}
+
+/// `contract add`: the new contract's first term.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractAdded {
+    pub contract: String,
+    pub accounts: u32,
+    pub start: NaiveDate,
+    pub first_term_end: NaiveDate,
+    pub cancellation_deadline: NaiveDate,
+}
+
+/// `contract add-accounts`: an additional contract (art. 13).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountsAdded {
+    pub contract: String,
+    pub accounts: u32,
+    pub start: NaiveDate,
+    pub account_quota: u64,
+    pub first_term_end: NaiveDate,
+}
+
+/// `contract cancel`: when the service ends (art. 18).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancellationAccepted {
+    pub contract: String,
+    pub received: NaiveDate,
+    pub requested_end: Option<NaiveDate>,
+    /// The last day of service.
+    pub effective: NaiveDate,
+    /// The requested month end was too late for its deadline; `effective` is later.
+    pub late: bool,
+}
+
+/// `account add`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountAdded {
+    pub account: String,
+    pub contract: String,
+    pub accounts_used: u64,
+    pub account_quota: u64,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -3,7 +3,10 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::api::{time, CancellationInfo, ContractDetails, ContractSummary, CurrentTerm, HistoryRow, TermRow};
+use super::api::{
+    time, AccountsAdded, CancellationAccepted, CancellationInfo, ContractAdded, ContractDetails, ContractSummary,
+    CurrentTerm, HistoryRow, TermRow,
+};
 use super::{audit, visible_contract, AdminError, AdminResult, ContractSpec, ExecCtx, Output};
 use crate::contract::{
     additional_first_end, cancellation_deadline, cancellation_effective, first_term_end, term_at,
@@ -125,12 +128,13 @@ pub(super) fn add(store: &mut dyn Store, ctx: &ExecCtx, spec: &ContractSpec) -> 
             kind.as_str()
         ),
     );
-    Ok(Output::message(format!(
-        "contract {} added: {} accounts from {start}, first term ends {end}, cancellation deadline {}",
-        c.name,
-        accounts,
-        cancellation_deadline(end)?
-    )))
+    Ok(Output::ContractAdded(ContractAdded {
+        contract: c.name,
+        accounts: *accounts,
+        start,
+        first_term_end: end,
+        cancellation_deadline: cancellation_deadline(end)?,
+    }))
 }
 
 pub(super) fn list(store: &mut dyn Store) -> AdminResult {
@@ -217,11 +221,13 @@ pub(super) fn add_accounts(
         None,
         &format!("additional contract of {accounts} accounts from {start}, first term ends {end}"),
     );
-    Ok(Output::message(format!(
-        "contract {}: {accounts} more accounts from {start} (quota now {}), this additional contract's first term ends {end}",
-        c.name,
-        unit.quota()
-    )))
+    Ok(Output::AccountsAdded(AccountsAdded {
+        contract: c.name,
+        accounts,
+        start,
+        account_quota: unit.quota(),
+        first_term_end: end,
+    }))
 }
 
 pub(super) fn suspend(store: &mut dyn Store, ctx: &ExecCtx, name: &str, reason: &str) -> AdminResult {
@@ -377,15 +383,13 @@ pub(super) fn cancel(
             }
         ),
     );
-    Ok(Output::message(format!(
-        "cancellation of {} accepted: service ends at the end of {effective}{}",
-        c.name,
-        if late {
-            " (the requested month end was too late to meet its deadline)"
-        } else {
-            ""
-        }
-    )))
+    Ok(Output::CancellationAccepted(CancellationAccepted {
+        contract: c.name,
+        received,
+        requested_end: end,
+        effective,
+        late,
+    }))
 }
 
 pub(super) fn show(store: &mut dyn Store, ctx: &ExecCtx, name: &str) -> AdminResult {

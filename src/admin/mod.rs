@@ -1,11 +1,12 @@
 //! Administration: contracts, accounts, targets, grants, logs, notices, billing.
 //!
-//! Every administrative action is an [`AdminCommand`] (the typed API in [`api`]), prepared
-//! by [`prepare`] and executed by [`execute`] against the store within a [`Scope`]. The operator runs them on the hub host straight on the
-//! store (`mcvpn admin --db`, scope [`Scope::Operator`]); an account administrator runs
-//! them from anywhere through the hub's Noise control channel (`mcvpn admin --hub --as`),
-//! and the hub executes them in [`Scope::Contract`] of the administrator's contract.
-//! One code path for both, so the scope check cannot be forgotten on one of them.
+//! Every administrative action is an [`AdminCommand`] (the typed API in [`api`]),
+//! prepared by [`prepare`] and executed by [`execute`] against the store within a
+//! [`Scope`]. The operator runs them on the hub host straight on the store
+//! (`mcvpn admin --db`, scope [`Scope::Operator`]); an account administrator runs them
+//! from anywhere through the hub's Noise control channel (`mcvpn admin --hub --as`), and
+//! the hub executes them in [`Scope::Contract`] of the administrator's contract. One code
+//! path for both, so the scope check cannot be forgotten on one of them.
 
 mod accounts;
 pub mod api;

@@ -80,6 +80,10 @@ impl Serialize for JsonDoc<'_> {
         }
         match self.0 {
             Output::Message(text) => versioned(&MessageDoc { message: text }, s),
+            Output::ContractAdded(a) => versioned(a, s),
+            Output::AccountsAdded(a) => versioned(a, s),
+            Output::CancellationAccepted(c) => versioned(c, s),
+            Output::AccountAdded(a) => versioned(a, s),
             Output::Contract(c) => versioned(c.as_ref(), s),
             Output::Invoices(r) => versioned(r, s),
             Output::Compensation(r) => versioned(r, s),
@@ -110,6 +114,28 @@ fn minute(t: &DateTime<Utc>) -> String {
 pub fn text(output: &Output) -> Text {
     match output {
         Output::Message(text) => Text::Message(text.clone()),
+        Output::ContractAdded(a) => Text::Message(format!(
+            "contract {} added: {} accounts from {}, first term ends {}, cancellation deadline {}",
+            a.contract, a.accounts, a.start, a.first_term_end, a.cancellation_deadline
+        )),
+        Output::AccountsAdded(a) => Text::Message(format!(
+            "contract {}: {} more accounts from {} (quota now {}), this additional contract's first term ends {}",
+            a.contract, a.accounts, a.start, a.account_quota, a.first_term_end
+        )),
+        Output::CancellationAccepted(c) => Text::Message(format!(
+            "cancellation of {} accepted: service ends at the end of {}{}",
+            c.contract,
+            c.effective,
+            if c.late {
+                " (the requested month end was too late to meet its deadline)"
+            } else {
+                ""
+            }
+        )),
+        Output::AccountAdded(a) => Text::Message(format!(
+            "account {} added to contract {} ({} of {} accounts used)",
+            a.account, a.contract, a.accounts_used, a.account_quota
+        )),
         Output::Contracts(rows) => Text::table(
             &["contract", "kind", "state", "accounts", "start", "administrator"],
             rows.iter()

@@ -320,8 +320,19 @@ fn cancellation_takes_effect_after_its_last_day() {
     .unwrap();
     // Received mid-March: the March deadline (end of February) has passed, so April's end.
     assert!(
-        matches!(&out, Output::Message(text) if text.contains("2027-04-30") && text.contains("too late")),
+        matches!(render::text(&out), Text::Message(text) if text.contains("2027-04-30") && text.contains("too late")),
         "{out:?}"
+    );
+    let Output::CancellationAccepted(accepted) = &out else {
+        panic!("{out:?}")
+    };
+    assert!(accepted.late);
+    assert_eq!(accepted.effective, d(2027, 4, 30));
+    let v = render::json(&out);
+    assert_eq!(
+        (v["version"].as_u64(), v["late"].as_bool()),
+        (Some(1), Some(true)),
+        "{v}"
     );
     assert!(apply_due(&mut s, 0, d(2027, 4, 30)).unwrap().is_empty());
     assert_eq!(apply_due(&mut s, 0, d(2027, 5, 1)).unwrap().len(), 1);
