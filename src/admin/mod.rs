@@ -1,32 +1,27 @@
 //! Administration: contracts, accounts, targets, grants, logs, notices, billing.
 //!
-//! Every administrative action is an [`AdminCommand`], executed by [`execute`] against
-//! the store within a [`Scope`]. The operator runs them on the hub host straight on the
-//! store (`mcvpn admin --db`, scope [`Scope::Operator`]); an account administrator runs
-//! them from anywhere through the hub's Noise control channel (`mcvpn admin --hub --as`),
-//! and the hub executes them in [`Scope::Contract`] of the administrator's contract.
-//! One code path for both, so the scope check cannot be forgotten on one of them.
+//! Every administrative action is an [`AdminCommand`] (the typed API in [`api`]),
+//! prepared by [`prepare`] and executed by [`execute`] against the store within a
+//! [`Scope`]. The operator runs them on the hub host straight on the store
+//! (`mcvpn admin --db`, scope [`Scope::Operator`]); an account administrator runs them
+//! from anywhere through the hub's Noise control channel (`mcvpn admin --hub --as`), and
+//! the hub executes them in [`Scope::Contract`] of the administrator's contract. One code
+//! path for both, so the scope check cannot be forgotten on one of them.
 
 mod accounts;
+pub mod api;
 mod billing;
 mod contracts;
 pub mod render;
 
+pub use api::{
+    authorize, AccountCmd, AdminCommand, AdminError, AdminResult, ContractCmd, ContractSpec, NewPassword, Output, Scope,
+};
 pub use contracts::{apply_due, min_accounts, MIN_ACCOUNTS_SETTING};
 
-use chrono::{NaiveDate, NaiveDateTime};
-use serde::{Deserialize, Serialize};
+use chrono::NaiveDate;
 
-use crate::store::{AccountRecord, AuditEntry, ContractField, ContractRecord, OverlayNet, Store, StoreError};
-
-/// Who the command runs for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    /// The service operator on the hub host: everything.
-    Operator,
-    /// An account administrator: their own contract only.
-    Contract { id: i64, name: String },
-}
+use crate::store::{AccountRecord, AuditEntry, ContractRecord, OverlayNet, Store, StoreError};
 
 /// The circumstances of one execution.
 #[derive(Debug, Clone)]
@@ -51,250 +46,6 @@ impl ExecCtx {
     }
 }
 
-/// A new contract with its basic contract, as `contract add` takes it (the same
-/// struct is the command line's arguments and the command sent to the hub).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
-pub struct ContractSpec {
-    /// The contract's name (a company or public body)
-    pub name: String,
-    /// corporation or public-body (art. 11: nothing else)
-    #[arg(long, default_value = "corporation")]
-    pub kind: String,
-    /// Accounts in the basic contract (at least the hub's --min-accounts)
-    #[arg(long, default_value_t = 10)]
-    pub accounts: u32,
-    /// Service start date (YYYY-MM-DD); default today
-    #[arg(long)]
-    pub start: Option<NaiveDate>,
-    #[arg(long, default_value = "")]
-    pub admin_name: String,
-    #[arg(long, default_value = "")]
-    pub admin_email: String,
-    #[arg(long, default_value = "")]
-    pub address: String,
-    #[arg(long, default_value = "")]
-    pub phone: String,
-    #[arg(long, default_value = "")]
-    pub department: String,
-    #[arg(long)]
-    pub sales_agent: Option<String>,
-}
-
-/// An administrative action. Serialised as JSON inside the control channel when an
-/// account administrator sends it to the hub.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "kebab-case")]
-pub enum AdminCommand {
-    // Operator only: contracts and money.
-    ContractAdd(ContractSpec),
-    ContractList,
-    ContractShow {
-        name: String,
-    },
-    ContractSet {
-        name: String,
-        field: ContractField,
-        value: String,
-    },
-    ContractAdmin {
-        name: String,
-        account: String,
-    },
-    ContractAddAccounts {
-        name: String,
-        accounts: u32,
-        start: Option<NaiveDate>,
-    },
-    ContractSuspend {
-        name: String,
-        reason: String,
-    },
-    ContractResume {
-        name: String,
-    },
-    ContractTerminate {
-        name: String,
-        reason: String,
-        notice_undeliverable: bool,
-    },
-    ContractCancel {
-        name: String,
-        received: Option<NaiveDate>,
-        end: Option<NaiveDate>,
-    },
-    Invoice {
-        name: String,
-        at: NaiveDate,
-    },
-    Compensation {
-        name: String,
-    },
-    OutageAdd {
-        start: NaiveDateTime,
-        end: NaiveDateTime,
-        note: String,
-    },
-    OutageList,
-    TariffShow,
-    TariffSet {
-        initial_fee: Option<u64>,
-        annual_fee: Option<u64>,
-        tax_rate_bp: Option<u32>,
-    },
-    // Operator, and account administrators within their contract.
-    AccountAdd {
-        contract: Option<String>,
-        user: String,
-        password: String,
-    },
-    AccountList {
-        contract: Option<String>,
-    },
-    AccountLock {
-        user: String,
-    },
-    AccountUnlock {
-        user: String,
-    },
-    AccountPassword {
-        user: String,
-        password: String,
-    },
-    AccountBind {
-        user: String,
-        key: String,
-        name: Option<String>,
-    },
-    AccountBinding {
-        user: String,
-        on: bool,
-    },
-    TargetList,
-    TargetAdd {
-        account: String,
-        key: String,
-        name: String,
-    },
-    TargetGrant {
-        target: String,
-        account: String,
-    },
-    TargetRevoke {
-        target: String,
-        account: String,
-    },
-    GrantList,
-    SessionList {
-        all: bool,
-    },
-    Log {
-        limit: usize,
-    },
-    NoticeList {
-        all: bool,
-    },
-}
-
-impl AdminCommand {
-    /// Which part of the admin module carries the command out.
-    fn area(&self) -> Area {
-        use AdminCommand::*;
-        match self {
-            ContractAdd(_)
-            | ContractList
-            | ContractShow { .. }
-            | ContractSet { .. }
-            | ContractAdmin { .. }
-            | ContractAddAccounts { .. }
-            | ContractSuspend { .. }
-            | ContractResume { .. }
-            | ContractTerminate { .. }
-            | ContractCancel { .. } => Area::Contracts,
-            Invoice { .. } | Compensation { .. } | OutageAdd { .. } | OutageList | TariffShow | TariffSet { .. } => {
-                Area::Billing
-            }
-            _ => Area::Accounts,
-        }
-    }
-
-    /// Commands an account administrator may not run at all: contracts and money,
-    /// except looking at their own contract.
-    pub fn operator_only(&self) -> bool {
-        self.area() != Area::Accounts && !matches!(self, AdminCommand::ContractShow { .. })
-    }
-
-    /// Whether it changes the store (the hub re-reads live sessions after those).
-    pub fn changes_state(&self) -> bool {
-        use AdminCommand::*;
-        !matches!(
-            self,
-            ContractList
-                | ContractShow { .. }
-                | Invoice { .. }
-                | Compensation { .. }
-                | OutageList
-                | TariffShow
-                | AccountList { .. }
-                | TargetList
-                | GrantList
-                | SessionList { .. }
-                | Log { .. }
-                | NoticeList { .. }
-        )
-    }
-
-    /// A short name for logs and refusals.
-    pub fn name(&self) -> String {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.get("cmd").and_then(|c| c.as_str()).map(str::to_string))
-            .unwrap_or_else(|| "?".into())
-    }
-}
-
-/// What a command prints.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Output {
-    Message {
-        text: String,
-    },
-    Table {
-        headers: Vec<String>,
-        rows: Vec<Vec<String>>,
-    },
-    Sections {
-        parts: Vec<(String, Output)>,
-    },
-}
-
-impl Output {
-    pub fn message(text: impl Into<String>) -> Output {
-        Output::Message { text: text.into() }
-    }
-
-    pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> Output {
-        Output::Table {
-            headers: headers.iter().map(|h| h.to_string()).collect(),
-            rows,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-pub enum AdminError {
-    /// Outside the caller's contract, or operator-only.
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
-    /// Against the rules (quota, password policy, bad dates...).
-    #[error("{0}")]
-    Refused(String),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
 impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -311,20 +62,40 @@ impl From<crate::contract::ContractError> for AdminError {
     }
 }
 
-pub type AdminResult = Result<Output, AdminError>;
+/// A command ready to run: the new password it carries, if any, is already hashed.
+/// Argon2 is slow on purpose (about a second of CPU); doing it here, before the caller
+/// locks the store, keeps every other login and admin request from waiting on it.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    cmd: AdminCommand,
+    password_hash: Option<String>,
+}
 
-/// Runs `cmd` in `ctx`'s scope. Refusals outside the scope are audited as
-/// `admin.denied`; every change is audited by the command itself.
-pub fn execute(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) -> AdminResult {
-    if cmd.operator_only() && ctx.scope != Scope::Operator {
-        return deny(
-            store,
-            ctx,
-            cmd,
-            format!("`{}` is for the service operator only", cmd.name()),
-        );
+impl Prepared {
+    pub fn command(&self) -> &AdminCommand {
+        &self.cmd
     }
-    let result = dispatch(store, ctx, cmd);
+}
+
+/// Hashes the command's new password, if the policy accepts it (if not, [`execute`]
+/// refuses the command at the point it always has, and no hashing is wasted). Touches no
+/// store: call it before taking the store's lock.
+pub fn prepare(cmd: AdminCommand) -> Prepared {
+    let password_hash = cmd
+        .new_password()
+        .filter(|(user, pw)| crate::password::check_policy(user, &pw.0).is_ok())
+        .map(|(_, pw)| crate::password::hash(&pw.0));
+    Prepared { cmd, password_hash }
+}
+
+/// Runs a prepared command in `ctx`'s scope. Refusals outside the scope are audited as
+/// `admin.denied`; every change is audited by the command itself.
+pub fn execute(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> AdminResult {
+    let cmd = &prepared.cmd;
+    if let Err(AdminError::Forbidden(why)) = authorize(&ctx.scope, cmd) {
+        return deny(store, ctx, cmd, why);
+    }
+    let result = dispatch(store, ctx, prepared);
     if let Err(AdminError::Forbidden(why)) = &result {
         let why = why.clone();
         return deny(store, ctx, cmd, why);
@@ -348,19 +119,63 @@ fn deny(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand, why: String) -
     Err(AdminError::Forbidden(why))
 }
 
-/// The parts of the admin module, one file each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Area {
-    Contracts,
-    Billing,
-    Accounts,
-}
-
-fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand) -> AdminResult {
-    match cmd.area() {
-        Area::Contracts => contracts::execute(store, ctx, cmd),
-        Area::Billing => billing::execute(store, ctx, cmd),
-        Area::Accounts => accounts::execute(store, ctx, cmd),
+/// One function per command.
+fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> AdminResult {
+    use api::{NoticeCmd, OutageCmd, SessionCmd, TargetCmd, TariffCmd};
+    use AdminCommand as C;
+    let hash = prepared.password_hash.as_deref();
+    match &prepared.cmd {
+        C::Contract(c) => match c {
+            ContractCmd::Add(spec) => contracts::add(store, ctx, spec),
+            ContractCmd::List => contracts::list(store),
+            ContractCmd::Show { name } => contracts::show(store, ctx, name),
+            ContractCmd::Set { name, field, value } => contracts::set(store, ctx, name, *field, value),
+            ContractCmd::Admin { name, account } => contracts::set_admin(store, ctx, name, account),
+            ContractCmd::AddAccounts { name, accounts, start } => {
+                contracts::add_accounts(store, ctx, name, *accounts, *start)
+            }
+            ContractCmd::Suspend { name, reason } => contracts::suspend(store, ctx, name, reason),
+            ContractCmd::Resume { name } => contracts::resume(store, ctx, name),
+            ContractCmd::Terminate {
+                name,
+                reason,
+                notice_undeliverable,
+            } => contracts::terminate(store, ctx, name, reason, *notice_undeliverable),
+            ContractCmd::Cancel { name, received, end } => contracts::cancel(store, ctx, name, *received, *end),
+        },
+        C::Account(a) => match a {
+            AccountCmd::Add(new) => accounts::add(store, ctx, new, hash),
+            AccountCmd::List { contract } => accounts::list(store, ctx, contract.as_deref()),
+            AccountCmd::Lock { user } => accounts::lock(store, ctx, user),
+            AccountCmd::Unlock { user } => accounts::unlock(store, ctx, user),
+            AccountCmd::Password { user, password, .. } => accounts::set_password(store, ctx, user, password, hash),
+            AccountCmd::Bind { user, key, name } => accounts::bind(store, ctx, user, key, name.as_deref()),
+            AccountCmd::Binding { user, state } => accounts::binding(store, ctx, user, *state),
+        },
+        C::Target(t) => match t {
+            TargetCmd::List => accounts::target_list(store, ctx),
+            TargetCmd::Add { account, key, name } => accounts::target_add(store, ctx, account, key, name),
+            TargetCmd::Grant { target, account } => accounts::target_grant(store, ctx, target, account),
+            TargetCmd::Revoke { target, account } => accounts::target_revoke(store, ctx, target, account),
+            TargetCmd::Grants => accounts::grant_list(store, ctx),
+        },
+        C::Session(SessionCmd::List { all }) => accounts::session_list(store, ctx, *all),
+        C::Log { limit } => accounts::log(store, ctx, *limit),
+        C::Notice(NoticeCmd::List { all }) => accounts::notice_list(store, ctx, *all),
+        C::Invoice { contract, at } => billing::invoice(store, ctx, contract, at.unwrap_or(ctx.today)),
+        C::Compensation { contract } => billing::compensation(store, ctx, contract),
+        C::Outage(o) => match o {
+            OutageCmd::Add { start, end, note } => billing::outage_add(store, ctx, *start, *end, note),
+            OutageCmd::List => billing::outage_list(store),
+        },
+        C::Tariff(t) => match t {
+            TariffCmd::Show => billing::tariff_show(store),
+            TariffCmd::Set {
+                initial_fee,
+                annual_fee,
+                tax_rate_bp,
+            } => billing::tariff_set(store, ctx, *initial_fee, *annual_fee, *tax_rate_bp),
+        },
     }
 }
 

@@ -1,49 +1,442 @@
-//! Printing admin output: aligned columns for people, JSON for scripts.
+//! Printing admin answers: aligned columns for people, versioned JSON for scripts.
+//!
+//! [`text`] lays an [`Output`] out as the tables and sections people read (the same
+//! text `mcvpn admin` always printed); [`json`] turns it into the document scripts read.
+//! Listings print as a JSON array of objects (scripts index them as arrays); every
+//! other answer is an object whose `version` is [`JSON_VERSION`].
 
-use super::Output;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
-pub fn print(output: &Output, json: bool) {
-    if json {
-        println!("{}", serde_json::to_string_pretty(&to_json(output)).unwrap_or_default());
-    } else {
-        print_text(output);
-    }
+use super::api::{ContractDetails, CurrentTerm, Output, JSON_VERSION};
+use super::billing::yen;
+
+/// Text laid out for a terminal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Text {
+    Message(String),
+    Table {
+        headers: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
+    Sections(Vec<(String, Text)>),
 }
 
-/// Tables become arrays of objects keyed by column name; sections an object of parts.
-pub fn to_json(output: &Output) -> serde_json::Value {
-    match output {
-        Output::Message { text } => serde_json::json!({ "message": text }),
-        Output::Table { headers, rows } => serde_json::Value::Array(
-            rows.iter()
-                .map(|r| {
-                    serde_json::Value::Object(
-                        headers
-                            .iter()
-                            .zip(r)
-                            .map(|(h, v)| (h.clone(), serde_json::Value::String(v.clone())))
-                            .collect(),
-                    )
-                })
-                .collect(),
-        ),
-        Output::Sections { parts } => {
-            serde_json::Value::Object(parts.iter().map(|(title, o)| (title.clone(), to_json(o))).collect())
+impl Text {
+    fn table(headers: &[&str], rows: Vec<Vec<String>>) -> Text {
+        Text::Table {
+            headers: headers.iter().map(|h| h.to_string()).collect(),
+            rows,
         }
     }
 }
 
-fn print_text(output: &Output) {
+pub fn print(output: &Output, json: bool) {
+    if json {
+        println!("{}", to_json_string(output));
+    } else {
+        print_text(&text(output));
+    }
+}
+
+/// The JSON document `mcvpn admin --json` prints.
+pub fn to_json_string(output: &Output) -> String {
+    serde_json::to_string_pretty(&JsonDoc(output)).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "could not serialise an admin answer");
+        serde_json::json!({ "version": JSON_VERSION, "error": e.to_string() }).to_string()
+    })
+}
+
+/// The same document as a value.
+pub fn json(output: &Output) -> serde_json::Value {
+    serde_json::to_value(JsonDoc(output))
+        .unwrap_or_else(|e| serde_json::json!({ "version": JSON_VERSION, "error": e.to_string() }))
+}
+
+/// `version` first, then the answer's own fields in their declared order.
+#[derive(Serialize)]
+struct Versioned<'a, T: Serialize> {
+    version: u32,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+#[derive(Serialize)]
+struct MessageDoc<'a> {
+    message: &'a str,
+}
+
+/// Listings become arrays of row objects; everything else an object with `version`.
+struct JsonDoc<'a>(&'a Output);
+
+impl Serialize for JsonDoc<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        fn versioned<T: Serialize, S: serde::Serializer>(body: &T, s: S) -> Result<S::Ok, S::Error> {
+            Versioned {
+                version: JSON_VERSION,
+                body,
+            }
+            .serialize(s)
+        }
+        match self.0 {
+            Output::Message(text) => versioned(&MessageDoc { message: text }, s),
+            Output::ContractAdded(a) => versioned(a, s),
+            Output::AccountsAdded(a) => versioned(a, s),
+            Output::CancellationAccepted(c) => versioned(c, s),
+            Output::AccountAdded(a) => versioned(a, s),
+            Output::Contract(c) => versioned(c.as_ref(), s),
+            Output::Invoices(r) => versioned(r, s),
+            Output::Compensation(r) => versioned(r, s),
+            Output::Tariff(t) => versioned(t, s),
+            Output::Contracts(rows) => rows.serialize(s),
+            Output::Accounts(rows) => rows.serialize(s),
+            Output::Targets(rows) => rows.serialize(s),
+            Output::Grants(rows) => rows.serialize(s),
+            Output::Sessions(rows) => rows.serialize(s),
+            Output::Log(rows) => rows.serialize(s),
+            Output::Notices(rows) => rows.serialize(s),
+            Output::Outages(rows) => rows.serialize(s),
+        }
+    }
+}
+
+/// As `store::format_time` writes store times.
+fn time(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// A moment to the minute, as notices and `contract show` give it.
+fn minute(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// Lays an answer out for people.
+pub fn text(output: &Output) -> Text {
     match output {
-        Output::Message { text } => println!("{text}"),
-        Output::Table { headers, rows } => print_table(headers, rows),
-        Output::Sections { parts } => {
-            for (i, (title, o)) in parts.iter().enumerate() {
+        Output::Message(text) => Text::Message(text.clone()),
+        Output::ContractAdded(a) => Text::Message(format!(
+            "contract {} added: {} accounts from {}, first term ends {}, cancellation deadline {}",
+            a.contract, a.accounts, a.start, a.first_term_end, a.cancellation_deadline
+        )),
+        Output::AccountsAdded(a) => Text::Message(format!(
+            "contract {}: {} more accounts from {} (quota now {}), this additional contract's first term ends {}",
+            a.contract, a.accounts, a.start, a.account_quota, a.first_term_end
+        )),
+        Output::CancellationAccepted(c) => Text::Message(format!(
+            "cancellation of {} accepted: service ends at the end of {}{}",
+            c.contract,
+            c.effective,
+            if c.late {
+                " (the requested month end was too late to meet its deadline)"
+            } else {
+                ""
+            }
+        )),
+        Output::AccountAdded(a) => Text::Message(format!(
+            "account {} added to contract {} ({} of {} accounts used)",
+            a.account, a.contract, a.accounts_used, a.account_quota
+        )),
+        Output::Contracts(rows) => Text::table(
+            &["contract", "kind", "state", "accounts", "start", "administrator"],
+            rows.iter()
+                .map(|c| {
+                    vec![
+                        c.contract.clone(),
+                        c.kind.as_str().into(),
+                        c.state.as_str().into(),
+                        format!("{}/{}", c.accounts_used, c.account_quota),
+                        c.start.to_string(),
+                        c.admin_email.clone(),
+                    ]
+                })
+                .collect(),
+        ),
+        Output::Contract(c) => contract_text(c),
+        Output::Accounts(rows) => Text::table(
+            &["account", "contract", "state", "devices", "created"],
+            rows.iter()
+                .map(|a| {
+                    vec![
+                        a.account.clone(),
+                        a.contract.clone(),
+                        a.state.as_str().into(),
+                        if a.device_binding { "bound" } else { "any" }.into(),
+                        time(&a.created_at),
+                    ]
+                })
+                .collect(),
+        ),
+        Output::Targets(rows) => Text::table(
+            &["node", "name", "account", "overlay_ip", "public_key", "last_seen"],
+            rows.iter()
+                .map(|d| {
+                    vec![
+                        d.node.to_string(),
+                        d.name.clone(),
+                        d.account.clone(),
+                        d.overlay_ip.to_string(),
+                        d.public_key.to_base64(),
+                        d.last_seen.as_ref().map(time).unwrap_or_else(|| "never".into()),
+                    ]
+                })
+                .collect(),
+        ),
+        Output::Grants(rows) => Text::table(
+            &["target", "target's account", "granted to", "since"],
+            rows.iter()
+                .map(|g| {
+                    vec![
+                        g.target.clone(),
+                        g.target_account.clone(),
+                        g.granted_to.clone(),
+                        time(&g.since),
+                    ]
+                })
+                .collect(),
+        ),
+        Output::Sessions(rows) => Text::table(
+            &[
+                "session",
+                "account",
+                "device",
+                "role",
+                "overlay_ip",
+                "source",
+                "started",
+                "ended",
+                "reason",
+                "bytes_in",
+                "bytes_out",
+            ],
+            rows.iter()
+                .map(|s| {
+                    vec![
+                        s.session.to_string(),
+                        s.account.clone(),
+                        s.device.clone(),
+                        s.role.as_str().into(),
+                        s.overlay_ip.to_string(),
+                        s.source.clone(),
+                        time(&s.started_at),
+                        s.ended_at.as_ref().map(time).unwrap_or_else(|| "-".into()),
+                        s.end_reason.clone().unwrap_or_default(),
+                        s.bytes_in.to_string(),
+                        s.bytes_out.to_string(),
+                    ]
+                })
+                .collect(),
+        ),
+        Output::Log(rows) => Text::table(
+            &["time", "actor", "action", "account", "source", "detail"],
+            rows.iter()
+                .map(|e| {
+                    vec![
+                        time(&e.at),
+                        e.actor.clone(),
+                        e.action.clone(),
+                        e.account.clone().unwrap_or_default(),
+                        e.source.clone().unwrap_or_default(),
+                        e.detail.clone(),
+                    ]
+                })
+                .collect(),
+        ),
+        Output::Notices(rows) => Text::table(
+            &["id", "created", "contract", "to", "kind", "subject", "sent"],
+            rows.iter()
+                .map(|n| {
+                    vec![
+                        n.id.to_string(),
+                        time(&n.created_at),
+                        n.contract.clone(),
+                        n.to.clone().unwrap_or_else(|| "(no administrator e-mail)".into()),
+                        n.kind.clone(),
+                        n.subject.clone(),
+                        n.sent.clone(),
+                    ]
+                })
+                .collect(),
+        ),
+        Output::Invoices(r) => {
+            let mut rows = Vec::new();
+            for inv in &r.invoices {
+                let label = &inv.contract_part;
+                for line in &inv.lines {
+                    rows.push(vec![
+                        inv.issued.to_string(),
+                        label.clone(),
+                        format!("{} .. {}", inv.term_start, inv.term_end),
+                        line.item.clone(),
+                        yen(line.amount),
+                    ]);
+                }
+                rows.push(vec![
+                    inv.issued.to_string(),
+                    label.clone(),
+                    String::new(),
+                    format!(
+                        "consumption tax {}.{}%",
+                        inv.tax_rate_bp / 100,
+                        inv.tax_rate_bp % 100 / 10
+                    ),
+                    yen(inv.tax),
+                ]);
+                rows.push(vec![
+                    inv.issued.to_string(),
+                    label.clone(),
+                    String::new(),
+                    "total".into(),
+                    yen(inv.total),
+                ]);
+            }
+            Text::Sections(vec![
+                (
+                    format!("invoices of {} raised up to {}", r.contract, r.up_to),
+                    Text::table(&["issued", "contract", "term", "item", "amount"], rows),
+                ),
+                ("total invoiced".into(), Text::Message(yen(r.total))),
+            ])
+        }
+        Output::Compensation(r) => Text::Message(format!(
+            "{}: {} recorded outage(s), {} compensable day(s) (outages of 120 h or more, whole 24 h days), \
+             annual usage fee {} for {} accounts -> compensation {}",
+            r.contract,
+            r.outages,
+            r.compensable_days,
+            yen(r.annual_fee),
+            r.accounts,
+            yen(r.compensation)
+        )),
+        Output::Outages(rows) => Text::table(
+            &["id", "start (UTC)", "end (UTC)", "hours", "note"],
+            rows.iter()
+                .map(|o| {
+                    let hours = o.duration_s as f64 / 3600.0;
+                    vec![
+                        o.id.to_string(),
+                        time(&o.start),
+                        time(&o.end),
+                        format!("{hours:.1}"),
+                        o.note.clone(),
+                    ]
+                })
+                .collect(),
+        ),
+        Output::Tariff(t) => Text::table(
+            &["item", "value"],
+            vec![
+                vec!["initial fee per contract".into(), yen(t.initial_fee)],
+                vec!["annual usage fee per account".into(), yen(t.annual_fee_per_account)],
+                vec![
+                    "consumption tax".into(),
+                    format!("{}.{:02}%", t.tax_rate_bp / 100, t.tax_rate_bp % 100),
+                ],
+                vec!["start month free".into(), t.start_month_free.to_string()],
+            ],
+        ),
+    }
+}
+
+fn current_term(t: &CurrentTerm) -> String {
+    match t {
+        CurrentTerm::NotStarted { starts } => format!("starts {starts}"),
+        CurrentTerm::Active {
+            start,
+            end,
+            renewal,
+            cancellation_deadline,
+            renews,
+            last_day,
+        } => format!(
+            "{start} .. {end} (renewal {renewal}), cancellation deadline {cancellation_deadline}{}{}",
+            if *renews {
+                ", renews automatically"
+            } else {
+                ", does not renew"
+            },
+            last_day.map(|d| format!(", ends {d}")).unwrap_or_default()
+        ),
+        CurrentTerm::Ended { last_day } => format!("ended {last_day}"),
+    }
+}
+
+fn contract_text(c: &ContractDetails) -> Text {
+    let kv = |k: &str, v: String| vec![k.to_string(), v];
+    let details = vec![
+        kv("name", c.name.clone()),
+        kv("kind", c.kind.as_str().into()),
+        kv("state", c.state.as_str().into()),
+        kv("state reason", c.state_reason.clone().unwrap_or_default()),
+        kv("address", c.address.clone()),
+        kv("phone", c.phone.clone()),
+        kv("department", c.department.clone()),
+        kv("sales agent", c.sales_agent.clone().unwrap_or_default()),
+        kv("administrator", format!("{} <{}>", c.admin_name, c.admin_email)),
+        kv(
+            "administrator login",
+            c.admin_login.clone().unwrap_or_else(|| "-".into()),
+        ),
+        kv("accounts", format!("{} of {}", c.accounts_used, c.account_quota)),
+        kv("current term", current_term(&c.current_term)),
+        kv(
+            "termination scheduled",
+            c.termination_scheduled_at
+                .as_ref()
+                .map(minute)
+                .unwrap_or_else(|| "-".into()),
+        ),
+    ];
+    let terms = c
+        .contracts
+        .iter()
+        .map(|t| {
+            vec![
+                t.kind.as_str().into(),
+                t.start.to_string(),
+                t.accounts.to_string(),
+                t.first_term_end.to_string(),
+            ]
+        })
+        .collect();
+    let history = c
+        .history
+        .iter()
+        .map(|h| vec![time(&h.at), h.by.clone(), h.field.clone(), h.was.clone(), h.now.clone()])
+        .collect();
+    let mut parts = vec![
+        ("contract".to_string(), Text::table(&["field", "value"], details)),
+        (
+            "basic and additional contracts (art. 12, 13)".to_string(),
+            Text::table(&["contract", "start", "accounts", "first term ends"], terms),
+        ),
+        (
+            "changes (art. 16, 17)".to_string(),
+            Text::table(&["time", "by", "field", "was", "now"], history),
+        ),
+    ];
+    if let Some(cancel) = &c.cancellation {
+        parts.push((
+            "cancellation (art. 18)".to_string(),
+            Text::Message(format!(
+                "received {}, effective at the end of {}, recorded by {}",
+                cancel.received, cancel.effective, cancel.recorded_by
+            )),
+        ));
+    }
+    Text::Sections(parts)
+}
+
+fn print_text(text: &Text) {
+    match text {
+        Text::Message(text) => println!("{text}"),
+        Text::Table { headers, rows } => print_table(headers, rows),
+        Text::Sections(parts) => {
+            for (i, (title, t)) in parts.iter().enumerate() {
                 if i > 0 {
                     println!();
                 }
                 println!("{title}:");
-                print_text(o);
+                print_text(t);
             }
         }
     }

@@ -1,5 +1,7 @@
 use chrono::NaiveDate;
 
+use super::api::{AccountName, NewAccount, TargetCmd, TariffCmd};
+use super::render::{self, Text};
 use super::*;
 use crate::proto::control::{Key32, Role};
 use crate::store::prelude::*;
@@ -14,7 +16,18 @@ fn op() -> ExecCtx {
 }
 
 fn run(store: &mut SqliteStore, ctx: &ExecCtx, cmd: AdminCommand) -> AdminResult {
-    execute(store, ctx, &cmd)
+    execute(store, ctx, &prepare(cmd))
+}
+
+fn new_account(contract: Option<&str>, user: &str, password: &str) -> AdminCommand {
+    AdminCommand::Account(AccountCmd::Add(NewAccount {
+        name: AccountName {
+            contract: contract.map(str::to_string),
+            user: user.into(),
+        },
+        password_file: None,
+        password: NewPassword(password.into()),
+    }))
 }
 
 /// A contract with only the name, kind and size given.
@@ -37,12 +50,12 @@ fn add_contract(store: &mut SqliteStore, name: &str, accounts: u32) {
     run(
         store,
         &op(),
-        AdminCommand::ContractAdd(ContractSpec {
+        AdminCommand::Contract(ContractCmd::Add(ContractSpec {
             start: Some(d(2026, 11, 24)),
             admin_name: "Sato".into(),
             admin_email: format!("it@{name}.example"),
             ..spec(name, "corporation", accounts)
-        }),
+        })),
     )
     .unwrap();
 }
@@ -51,11 +64,7 @@ fn add_account(store: &mut SqliteStore, ctx: &ExecCtx, contract: Option<&str>, u
     run(
         store,
         ctx,
-        AdminCommand::AccountAdd {
-            contract: contract.map(str::to_string),
-            user: user.into(),
-            password: format!("{user} has a long password"),
-        },
+        new_account(contract, user, &format!("{user} has a long password")),
     )
 }
 
@@ -64,10 +73,10 @@ fn admin_of(store: &mut SqliteStore, contract: &str, user: &str) -> ExecCtx {
     run(
         store,
         &op(),
-        AdminCommand::ContractAdmin {
+        AdminCommand::Contract(ContractCmd::Admin {
             name: contract.into(),
             account: user.into(),
-        },
+        }),
     )
     .unwrap();
     let c = store.contract_by_name(contract).unwrap();
@@ -78,9 +87,10 @@ fn admin_of(store: &mut SqliteStore, contract: &str, user: &str) -> ExecCtx {
     }
 }
 
+/// The rows of the table people see for this answer.
 fn rows(out: Output) -> Vec<Vec<String>> {
-    match out {
-        Output::Table { rows, .. } => rows,
+    match render::text(&out) {
+        Text::Table { rows, .. } => rows,
         o => panic!("expected a table, got {o:?}"),
     }
 }
@@ -88,7 +98,11 @@ fn rows(out: Output) -> Vec<Vec<String>> {
 #[test]
 fn only_corporations_and_public_bodies() {
     let mut s = SqliteStore::open_in_memory().unwrap();
-    let r = run(&mut s, &op(), AdminCommand::ContractAdd(spec("joe", "individual", 5)));
+    let r = run(
+        &mut s,
+        &op(),
+        AdminCommand::Contract(ContractCmd::Add(spec("joe", "individual", 5))),
+    );
     assert!(matches!(r, Err(AdminError::Refused(m)) if m.contains("art. 11")));
 }
 
@@ -96,7 +110,11 @@ fn only_corporations_and_public_bodies() {
 fn basic_contract_minimum_comes_from_the_hub_setting() {
     let mut s = SqliteStore::open_in_memory().unwrap();
     s.set_setting(MIN_ACCOUNTS_SETTING, "5").unwrap();
-    let r = run(&mut s, &op(), AdminCommand::ContractAdd(spec("tiny", "public-body", 3)));
+    let r = run(
+        &mut s,
+        &op(),
+        AdminCommand::Contract(ContractCmd::Add(spec("tiny", "public-body", 3))),
+    );
     assert!(matches!(r, Err(AdminError::Refused(m)) if m.contains("at least 5")));
 }
 
@@ -114,11 +132,11 @@ fn quota_is_basic_plus_additional() {
     run(
         &mut s,
         &op(),
-        AdminCommand::ContractAddAccounts {
+        AdminCommand::Contract(ContractCmd::AddAccounts {
             name: "acme".into(),
             accounts: 1,
             start: Some(d(2027, 1, 10)),
-        },
+        }),
     )
     .unwrap();
     add_account(&mut s, &op(), Some("acme"), "carol").unwrap();
@@ -128,16 +146,8 @@ fn quota_is_basic_plus_additional() {
 fn password_policy_applies_to_new_accounts() {
     let mut s = SqliteStore::open_in_memory().unwrap();
     add_contract(&mut s, "acme", 5);
-    let r = run(
-        &mut s,
-        &op(),
-        AdminCommand::AccountAdd {
-            contract: Some("acme".into()),
-            user: "alice".into(),
-            password: "short".into(),
-        },
-    );
-    assert!(matches!(r, Err(AdminError::Refused(m)) if m.contains("12")));
+    let r = run(&mut s, &op(), new_account(Some("acme"), "alice", "short"));
+    assert!(matches!(r, Err(AdminError::PasswordPolicy(m)) if m.contains("12")));
 }
 
 #[test]
@@ -150,34 +160,38 @@ fn an_administrator_sees_and_changes_only_their_contract() {
 
     // Own contract: allowed, with or without naming it.
     add_account(&mut s, &alice, None, "bob").unwrap();
-    let listed: Vec<String> = rows(run(&mut s, &alice, AdminCommand::AccountList { contract: None }).unwrap())
-        .into_iter()
-        .map(|r| r[0].clone())
-        .collect();
+    let listed: Vec<String> = rows(
+        run(
+            &mut s,
+            &alice,
+            AdminCommand::Account(AccountCmd::List { contract: None }),
+        )
+        .unwrap(),
+    )
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect();
     assert_eq!(listed, vec!["alice", "bob"]);
 
     // Another contract: refused, whatever the command.
     let denied = [
-        AdminCommand::AccountList {
+        AdminCommand::Account(AccountCmd::List {
             contract: Some("globex".into()),
-        },
-        AdminCommand::AccountLock { user: "gus".into() },
-        AdminCommand::AccountPassword {
+        }),
+        AdminCommand::Account(AccountCmd::Lock { user: "gus".into() }),
+        AdminCommand::Account(AccountCmd::Password {
             user: "gus".into(),
-            password: "a long new password".into(),
-        },
-        AdminCommand::AccountAdd {
-            contract: Some("globex".into()),
-            user: "eve".into(),
-            password: "eve's long password".into(),
-        },
-        AdminCommand::ContractShow { name: "globex".into() },
-        AdminCommand::ContractSuspend {
+            password_file: None,
+            password: NewPassword("a long new password".into()),
+        }),
+        new_account(Some("globex"), "eve", "eve's long password"),
+        AdminCommand::Contract(ContractCmd::Show { name: "globex".into() }),
+        AdminCommand::Contract(ContractCmd::Suspend {
             name: "acme".into(),
             reason: "x".into(),
-        },
-        AdminCommand::ContractList,
-        AdminCommand::TariffShow,
+        }),
+        AdminCommand::Contract(ContractCmd::List),
+        AdminCommand::Tariff(TariffCmd::Show),
     ];
     for cmd in denied {
         let r = run(&mut s, &alice, cmd.clone());
@@ -221,32 +235,35 @@ fn grants_stay_within_a_contract() {
     run(
         &mut s,
         &alice,
-        AdminCommand::TargetGrant {
+        AdminCommand::Target(TargetCmd::Grant {
             target: "office-pc".into(),
             account: "bob".into(),
-        },
+        }),
     )
     .unwrap();
-    assert_eq!(rows(run(&mut s, &alice, AdminCommand::GrantList).unwrap()).len(), 1);
+    assert_eq!(
+        rows(run(&mut s, &alice, AdminCommand::Target(TargetCmd::Grants)).unwrap()).len(),
+        1
+    );
     let r = run(
         &mut s,
         &alice,
-        AdminCommand::TargetGrant {
+        AdminCommand::Target(TargetCmd::Grant {
             target: "globex-pc".into(),
             account: "bob".into(),
-        },
+        }),
     );
     assert!(matches!(r, Err(AdminError::Forbidden(_))), "{r:?}");
     let r = run(
         &mut s,
         &op(),
-        AdminCommand::TargetGrant {
+        AdminCommand::Target(TargetCmd::Grant {
             target: "office-pc".into(),
             account: "gus".into(),
-        },
+        }),
     );
     assert!(matches!(r, Err(AdminError::Refused(m)) if m.contains("different contracts")));
-    let targets = rows(run(&mut s, &alice, AdminCommand::TargetList).unwrap());
+    let targets = rows(run(&mut s, &alice, AdminCommand::Target(TargetCmd::List)).unwrap());
     assert_eq!(targets.len(), 1, "globex's target is not listed");
 }
 
@@ -257,10 +274,10 @@ fn suspension_notifies_the_administrator() {
     run(
         &mut s,
         &op(),
-        AdminCommand::ContractSuspend {
+        AdminCommand::Contract(ContractCmd::Suspend {
             name: "acme".into(),
             reason: "unpaid invoice".into(),
-        },
+        }),
     )
     .unwrap();
     let c = s.contract_by_name("acme").unwrap();
@@ -272,13 +289,18 @@ fn suspension_notifies_the_administrator() {
     assert!(run(
         &mut s,
         &op(),
-        AdminCommand::ContractSuspend {
+        AdminCommand::Contract(ContractCmd::Suspend {
             name: "acme".into(),
             reason: "x".into()
-        }
+        })
     )
     .is_err());
-    run(&mut s, &op(), AdminCommand::ContractResume { name: "acme".into() }).unwrap();
+    run(
+        &mut s,
+        &op(),
+        AdminCommand::Contract(ContractCmd::Resume { name: "acme".into() }),
+    )
+    .unwrap();
     assert_eq!(s.contract_by_name("acme").unwrap().state, ContractState::Active);
 }
 
@@ -289,17 +311,28 @@ fn cancellation_takes_effect_after_its_last_day() {
     let out = run(
         &mut s,
         &op(),
-        AdminCommand::ContractCancel {
+        AdminCommand::Contract(ContractCmd::Cancel {
             name: "acme".into(),
             received: Some(d(2027, 3, 15)),
             end: Some(d(2027, 3, 31)),
-        },
+        }),
     )
     .unwrap();
     // Received mid-March: the March deadline (end of February) has passed, so April's end.
     assert!(
-        matches!(&out, Output::Message { text } if text.contains("2027-04-30") && text.contains("too late")),
+        matches!(render::text(&out), Text::Message(text) if text.contains("2027-04-30") && text.contains("too late")),
         "{out:?}"
+    );
+    let Output::CancellationAccepted(accepted) = &out else {
+        panic!("{out:?}")
+    };
+    assert!(accepted.late);
+    assert_eq!(accepted.effective, d(2027, 4, 30));
+    let v = render::json(&out);
+    assert_eq!(
+        (v["version"].as_u64(), v["late"].as_bool()),
+        (Some(1), Some(true)),
+        "{v}"
     );
     assert!(apply_due(&mut s, 0, d(2027, 4, 30)).unwrap().is_empty());
     assert_eq!(apply_due(&mut s, 0, d(2027, 5, 1)).unwrap().len(), 1);
@@ -313,11 +346,11 @@ fn undeliverable_termination_waits_five_days() {
     run(
         &mut s,
         &op(),
-        AdminCommand::ContractTerminate {
+        AdminCommand::Contract(ContractCmd::Terminate {
             name: "acme".into(),
             reason: "breach".into(),
             notice_undeliverable: true,
-        },
+        }),
     )
     .unwrap();
     let c = s.contract_by_name("acme").unwrap();
@@ -348,20 +381,25 @@ fn contract_changes_are_shown_with_history() {
     run(
         &mut s,
         &op(),
-        AdminCommand::ContractSet {
+        AdminCommand::Contract(ContractCmd::Set {
             name: "acme".into(),
             field: crate::store::ContractField::AdminEmail,
             value: "new@acme.example".into(),
-        },
+        }),
     )
     .unwrap();
-    let Output::Sections { parts } = run(&mut s, &op(), AdminCommand::ContractShow { name: "acme".into() }).unwrap()
-    else {
+    let shown = run(
+        &mut s,
+        &op(),
+        AdminCommand::Contract(ContractCmd::Show { name: "acme".into() }),
+    )
+    .unwrap();
+    let Text::Sections(parts) = render::text(&shown) else {
         panic!("sections expected")
     };
     let history = parts.iter().find(|(t, _)| t.starts_with("changes")).unwrap();
     assert!(
-        matches!(&history.1, Output::Table { rows, .. } if rows[0][4] == "new@acme.example" && rows[0][1] == "operator")
+        matches!(&history.1, Text::Table { rows, .. } if rows[0][4] == "new@acme.example" && rows[0][1] == "operator")
     );
 }
 
@@ -372,27 +410,311 @@ fn invoice_lists_the_first_term_at_delivery() {
     run(
         &mut s,
         &op(),
-        AdminCommand::TariffSet {
+        AdminCommand::Tariff(TariffCmd::Set {
             initial_fee: Some(50_000),
             annual_fee: Some(12_000),
             tax_rate_bp: None,
-        },
+        }),
     )
     .unwrap();
     let out = run(
         &mut s,
         &op(),
         AdminCommand::Invoice {
-            name: "acme".into(),
-            at: d(2026, 11, 24),
+            contract: "acme".into(),
+            at: Some(d(2026, 11, 24)),
         },
     )
     .unwrap();
-    let Output::Sections { parts } = out else { panic!() };
+    let Text::Sections(parts) = render::text(&out) else {
+        panic!()
+    };
     // Initial 50,000 + 2 accounts x 12,000 x 13/12 (start month free) = 76,000; tax 7,600.
     assert!(
-        matches!(&parts[1].1, Output::Message { text } if text == "¥83,600"),
+        matches!(&parts[1].1, Text::Message(text) if text == "¥83,600"),
         "{:?}",
         parts[1]
     );
+}
+
+/// Parses `mcvpn admin ARGS` with the command line's own definitions.
+fn parse_cli(args: &[&str]) -> Result<crate::cli_admin::AdminArgs, clap::Error> {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        admin: crate::cli_admin::AdminArgs,
+    }
+    use clap::Parser as _;
+    Cli::try_parse_from(std::iter::once("admin").chain(args.iter().copied())).map(|c| c.admin)
+}
+
+/// Every object key in a JSON document is snake_case.
+fn assert_snake_case_keys(v: &serde_json::Value, path: &str) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                assert!(
+                    !k.is_empty()
+                        && k.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                    "key {k:?} at {path} is not snake_case"
+                );
+                assert_snake_case_keys(v, &format!("{path}.{k}"));
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| assert_snake_case_keys(v, &format!("{path}[]"))),
+        _ => {}
+    }
+}
+
+fn date(v: &serde_json::Value) -> NaiveDate {
+    let s = v.as_str().unwrap_or_else(|| panic!("{v} is not a string"));
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or_else(|e| panic!("{s:?} is not an ISO date: {e}"))
+}
+
+/// `mcvpn admin --json contract show acme` as the command line runs it: parsed by clap
+/// into the API's command, executed on a real store, printed as JSON. The document is
+/// versioned, and its numbers, booleans and dates are typed.
+#[test]
+fn contract_show_json_is_typed_and_versioned() {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    add_contract(&mut s, "acme", 5);
+    admin_of(&mut s, "acme", "alice");
+    add_account(&mut s, &op(), Some("acme"), "bob").unwrap();
+    for cmd in [
+        AdminCommand::Contract(ContractCmd::AddAccounts {
+            name: "acme".into(),
+            accounts: 2,
+            start: Some(d(2027, 2, 10)),
+        }),
+        AdminCommand::Contract(ContractCmd::Set {
+            name: "acme".into(),
+            field: crate::store::ContractField::Phone,
+            value: "03-1234-5678".into(),
+        }),
+        AdminCommand::Contract(ContractCmd::Cancel {
+            name: "acme".into(),
+            received: Some(d(2027, 10, 15)),
+            end: Some(d(2027, 12, 31)),
+        }),
+    ] {
+        run(&mut s, &op(), cmd).unwrap();
+    }
+
+    let args = parse_cli(&["--json", "contract", "show", "acme"]).unwrap();
+    assert!(args.json);
+    let out = crate::cli_admin::run_local(&mut s, args.what, d(2026, 11, 24)).unwrap();
+    let text = render::to_json_string(&out);
+    assert!(
+        text.starts_with("{\n  \"version\": 1,\n  \"name\": \"acme\","),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_snake_case_keys(&v, "$");
+
+    assert_eq!(v["version"].as_u64(), Some(1), "{text}");
+    assert_eq!(v["name"], "acme");
+    assert_eq!(v["kind"], "corporation");
+    assert_eq!(v["state"], "active");
+    assert_eq!(v["admin_login"], "alice");
+    assert_eq!(v["accounts_used"].as_u64(), Some(2), "{text}");
+    assert_eq!(v["account_quota"].as_u64(), Some(7), "{text}");
+    assert!(v["termination_scheduled_at"].is_null());
+
+    let term = &v["current_term"];
+    assert_eq!(term["status"], "active");
+    assert_eq!(date(&term["start"]), d(2026, 11, 24));
+    assert_eq!(date(&term["end"]), d(2027, 12, 31));
+    assert_eq!(term["renewal"].as_u64(), Some(0));
+    assert_eq!(date(&term["cancellation_deadline"]), d(2027, 11, 30));
+    assert_eq!(term["renews"].as_bool(), Some(false), "cancelled: {text}");
+    assert_eq!(date(&term["last_day"]), d(2027, 12, 31));
+
+    let contracts = v["contracts"].as_array().unwrap();
+    assert_eq!(contracts.len(), 2);
+    assert_eq!(contracts[0]["kind"], "basic");
+    assert_eq!(contracts[0]["accounts"].as_u64(), Some(5));
+    assert_eq!(date(&contracts[0]["start"]), d(2026, 11, 24));
+    assert_eq!(contracts[1]["kind"], "additional");
+    assert_eq!(contracts[1]["accounts"].as_u64(), Some(2));
+    date(&contracts[1]["first_term_end"]);
+
+    let history = v["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["field"], "phone");
+    assert_eq!(history[0]["now"], "03-1234-5678");
+    assert_eq!(history[0]["by"], "operator");
+    let at = history[0]["at"].as_str().unwrap();
+    chrono::DateTime::parse_from_rfc3339(at).unwrap_or_else(|e| panic!("{at:?} is not RFC 3339: {e}"));
+
+    let cancel = &v["cancellation"];
+    assert_eq!(date(&cancel["received"]), d(2027, 10, 15));
+    assert_eq!(date(&cancel["requested_end"]), d(2027, 12, 31));
+    assert_eq!(date(&cancel["effective"]), d(2027, 12, 31));
+    assert_eq!(cancel["recorded_by"], "operator");
+
+    // The same answer for people still reads as before.
+    let Text::Sections(parts) = render::text(&out) else {
+        panic!()
+    };
+    let titles: Vec<&str> = parts.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        titles,
+        [
+            "contract",
+            "basic and additional contracts (art. 12, 13)",
+            "changes (art. 16, 17)",
+            "cancellation (art. 18)"
+        ]
+    );
+    let Text::Table { rows, .. } = &parts[0].1 else {
+        panic!()
+    };
+    assert!(
+        rows.contains(&vec!["accounts".to_string(), "2 of 7".to_string()]),
+        "{rows:?}"
+    );
+}
+
+/// Listings stay JSON arrays of objects (scripts index them), with typed fields.
+#[test]
+fn list_json_is_an_array_of_typed_rows() {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    add_contract(&mut s, "acme", 5);
+    add_account(&mut s, &op(), Some("acme"), "alice").unwrap();
+    run(
+        &mut s,
+        &op(),
+        AdminCommand::Account(AccountCmd::Lock { user: "alice".into() }),
+    )
+    .unwrap();
+    let args = parse_cli(&["account", "list", "--json"]).unwrap();
+    let out = crate::cli_admin::run_local(&mut s, args.what, d(2026, 11, 24)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&render::to_json_string(&out)).unwrap();
+    assert_snake_case_keys(&v, "$");
+    let rows = v.as_array().expect("an array");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["account"], "alice");
+    assert_eq!(rows[0]["state"], "locked");
+    assert_eq!(rows[0]["device_binding"].as_bool(), Some(false));
+    chrono::DateTime::parse_from_rfc3339(rows[0]["created_at"].as_str().unwrap()).unwrap();
+
+    let targets = run(&mut s, &op(), AdminCommand::Target(TargetCmd::List)).unwrap();
+    assert_eq!(render::to_json_string(&targets), "[]");
+
+    let notices = run(&mut s, &op(), AdminCommand::Notice(api::NoticeCmd::List { all: true })).unwrap();
+    let v = render::json(&notices);
+    assert_eq!(v[0]["kind"], "account-locked");
+    assert_eq!(v[0]["to"], "it@acme.example");
+    assert_eq!(v[0]["attempts"].as_i64(), Some(0));
+    assert!(v[0]["sent_at"].is_null());
+    assert_eq!(v[0]["sent"], "in the outbox");
+}
+
+/// The command line parses into the API's types; what only the command line needs
+/// (where to read a password from) never reaches the wire.
+#[test]
+fn the_command_line_parses_into_the_api_types() {
+    let a = parse_cli(&["account", "add", "acme", "alice", "--password-file", "/tmp/pw"]).unwrap();
+    let AdminCommand::Account(AccountCmd::Add(new)) = &a.what else {
+        panic!("{:?}", a.what)
+    };
+    assert_eq!(new.name.contract.as_deref(), Some("acme"));
+    assert_eq!(new.name.user, "alice");
+    assert_eq!(new.password_file.as_deref(), Some(std::path::Path::new("/tmp/pw")));
+
+    let mut b = parse_cli(&["--hub", "mcvpn://h:1/?key=k", "--as", "alice", "account", "add", "bob"])
+        .unwrap()
+        .what;
+    let slot = b.new_password_mut().expect("account add carries a password");
+    assert_eq!(slot.user, "bob");
+    assert!(slot.file.is_none());
+    *slot.password = NewPassword("bob's long password".into());
+    assert_eq!(b, new_account(None, "bob", "bob's long password"));
+
+    assert!(parse_cli(&["account", "add", "a", "b", "c"]).is_err());
+    assert!(parse_cli(&["account", "binding", "bob", "maybe"]).is_err());
+    let on = parse_cli(&["account", "binding", "bob", "on"]).unwrap().what;
+    assert_eq!(
+        on,
+        AdminCommand::Account(AccountCmd::Binding {
+            user: "bob".into(),
+            state: api::OnOff::On
+        })
+    );
+    let inv = parse_cli(&["invoice", "acme", "--at", "2027-12-01"]).unwrap().what;
+    assert_eq!(
+        inv,
+        AdminCommand::Invoice {
+            contract: "acme".into(),
+            at: Some(d(2027, 12, 1))
+        }
+    );
+
+    // On the wire: the password goes (inside Noise), the file name does not.
+    let wire = serde_json::to_value(&a.what).unwrap();
+    assert_eq!(
+        wire,
+        serde_json::json!({"account": {"add": {"contract": "acme", "user": "alice", "password": ""}}})
+    );
+    let back: AdminCommand = serde_json::from_value(wire).unwrap();
+    assert!(matches!(back, AdminCommand::Account(AccountCmd::Add(n)) if n.password_file.is_none()));
+    assert!(!format!("{b:?}").contains("long password"), "Debug shows the password");
+}
+
+/// An account administrator may run exactly the commands of their own contract's
+/// accounts, targets, sessions, log and notices, and look at their contract.
+#[test]
+fn authorize_separates_operator_and_administrator() {
+    let admin = Scope::Contract {
+        id: 1,
+        name: "acme".into(),
+    };
+    let allowed = [
+        "account list",
+        "account lock bob",
+        "account add bob",
+        "account password bob",
+        "account bind bob --key k",
+        "account binding bob on",
+        "target list",
+        "target add bob --key k --name pc",
+        "target grant pc bob",
+        "target revoke pc bob",
+        "target grants",
+        "session list",
+        "log",
+        "notice list",
+        "contract show acme",
+    ];
+    let operator_only = [
+        "contract add acme",
+        "contract list",
+        "contract set acme phone 1",
+        "contract admin acme alice",
+        "contract add-accounts acme 5",
+        "contract suspend acme --reason x",
+        "contract resume acme",
+        "contract terminate acme --reason x",
+        "contract cancel acme",
+        "invoice acme",
+        "compensation acme",
+        "outage add --start 2027-03-01T00:00:00 --end 2027-03-06T12:00:00",
+        "outage list",
+        "tariff show",
+        "tariff set --annual-fee 1",
+    ];
+    for line in allowed.iter().chain(&operator_only) {
+        let cmd = parse_cli(&line.split(' ').collect::<Vec<_>>()).unwrap().what;
+        assert_eq!(authorize(&Scope::Operator, &cmd), Ok(()), "{line}");
+        let r = authorize(&admin, &cmd);
+        if allowed.contains(line) {
+            assert_eq!(r, Ok(()), "{line}");
+        } else {
+            assert!(
+                matches!(&r, Err(AdminError::Forbidden(m)) if m.contains(cmd.name())),
+                "{line}: {r:?}"
+            );
+        }
+    }
 }

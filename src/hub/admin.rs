@@ -1,5 +1,9 @@
 //! Administrative requests over the control channel: an account administrator's
 //! commands (scoped to their contract) and users' own password changes.
+//!
+//! Store access goes through the hub's `StoreHandle` (the blocking pool), and Argon2
+//! (verifying the administrator's password, hashing a new one) never runs while the store
+//! is locked.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,26 +13,12 @@ use anyhow::Result;
 use super::auth;
 use super::context::HubContext;
 use super::reply::{refuse, Refusal};
-use crate::admin::{self, AdminCommand, AdminError, ExecCtx, Scope};
+use crate::admin::{self, AdminCommand, AdminError, AdminResult, ExecCtx, Output, Scope};
 use crate::channel::ChannelWriter;
 use crate::proto::control::{Event, RefuseReason};
 
-async fn answer(wr: &mut ChannelWriter, result: Result<admin::Output, AdminError>) -> Result<()> {
-    let event = match result {
-        Ok(output) => Event::AdminResult {
-            ok: true,
-            output: Some(serde_json::to_value(output)?),
-            error: None,
-            forbidden: false,
-        },
-        Err(e) => Event::AdminResult {
-            ok: false,
-            output: None,
-            forbidden: matches!(e, AdminError::Forbidden(_)),
-            error: Some(e.to_string()),
-        },
-    };
-    wr.send(&event).await?;
+async fn answer(wr: &mut ChannelWriter, result: AdminResult) -> Result<()> {
+    wr.send(&Event::AdminResult(result)).await?;
     wr.shutdown().await;
     Ok(())
 }
@@ -47,18 +37,8 @@ pub async fn serve(
     source: SocketAddr,
     account: &str,
     password: &str,
-    command: serde_json::Value,
+    command: AdminCommand,
 ) -> Result<()> {
-    let command: AdminCommand = match serde_json::from_value(command) {
-        Ok(c) => c,
-        Err(e) => {
-            return refuse(
-                wr,
-                &Refusal::new(RefuseReason::BadRequest, format!("unknown admin command: {e}")),
-            )
-            .await;
-        }
-    };
     let authed = auth::authenticate_admin(&ctx.store, account, password, &source.to_string()).await;
     let (admin_account, contract) = match authed {
         Ok(x) => x,
@@ -78,10 +58,13 @@ pub async fn serve(
         today: chrono::Utc::now().date_naive(),
         overlay: ctx.overlay,
     };
+    tracing::debug!(admin = %admin_account.username, command = command.name(), "admin command");
     let changes = command.changes_state();
+    // Only for an authenticated administrator: hash a new password, without the store lock.
+    let prepared = tokio::task::spawn_blocking(move || admin::prepare(command)).await?;
     let result = ctx
         .store
-        .run(move |store| admin::execute(store, &exec, &command))
+        .run(move |store| admin::execute(store, &exec, &prepared))
         .await?;
     // Our own writes do not move the store's change marker: apply them here.
     if result.is_ok() && changes {
@@ -90,7 +73,7 @@ pub async fn serve(
     answer(wr, result).await
 }
 
-/// `mcvpn passwd`: the user proves the old password; the hub checks the policy.
+/// `mcvpn passwd`: the hub checks the policy, then the user proves the old password.
 pub async fn serve_passwd(
     wr: &mut ChannelWriter,
     ctx: &Arc<HubContext>,
@@ -99,18 +82,17 @@ pub async fn serve_passwd(
     old: &str,
     new: &str,
 ) -> Result<()> {
-    let result = auth::change_password(&ctx.store, account, old, new, &source.to_string()).await;
-    match result {
+    // The policy is public and costs nothing to check: an answer the user can act on.
+    if let Err(why) = crate::password::check_policy(account, new) {
+        return answer(wr, Err(AdminError::PasswordPolicy(why))).await;
+    }
+    match auth::change_password(&ctx.store, account, old, new, &source.to_string()).await {
         Ok(_) => {
             ctx.limiter.record_success(source.ip(), Some(account));
-            answer(wr, Ok(admin::Output::message(format!("password of {account} changed")))).await
+            answer(wr, Ok(Output::message(format!("password of {account} changed")))).await
         }
         Err(r) => {
             note_failure(ctx, source, account, &r);
-            if r.reason == RefuseReason::BadRequest {
-                // The policy said no: an answer the user can act on, not a protocol error.
-                return answer(wr, Err(AdminError::Refused(r.message))).await;
-            }
             refuse(wr, &r).await
         }
     }

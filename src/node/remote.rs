@@ -6,7 +6,7 @@ use anyhow::{anyhow, Result};
 
 use super::session;
 use super::NodeSettings;
-use crate::admin::{AdminCommand, AdminError, AdminResult, Output};
+use crate::admin::{AdminCommand, AdminError, AdminResult};
 use crate::keys::KeyPair;
 use crate::proto::control::{Event, Request, Role};
 use crate::proto::url::HubUrl;
@@ -29,19 +29,7 @@ fn exchange(hub: &str, account: &str, req: Request) -> Result<AdminResult> {
     let rt = tokio::runtime::Runtime::new()?;
     let (answer, _rd, _wr) = rt.block_on(session::request(&settings, &req))?;
     match answer {
-        Event::AdminResult { ok: true, output, .. } => {
-            let output: Output = serde_json::from_value(output.unwrap_or(serde_json::Value::Null))
-                .map_err(|e| anyhow!("unreadable answer from the hub: {e}"))?;
-            Ok(Ok(output))
-        }
-        Event::AdminResult { error, forbidden, .. } => {
-            let msg = error.unwrap_or_else(|| "refused".into());
-            Ok(Err(if forbidden {
-                AdminError::Forbidden(msg)
-            } else {
-                AdminError::Refused(msg)
-            }))
-        }
+        Event::AdminResult(result) => Ok(result),
         Event::Refused {
             message,
             reason,
@@ -60,7 +48,7 @@ pub fn admin(hub: &str, account: &str, password: &str, command: &AdminCommand) -
     let req = Request::Admin {
         account: account.to_string(),
         password: password.to_string(),
-        command: serde_json::to_value(command)?,
+        command: command.clone(),
     };
     exchange(hub, account, req)
 }

@@ -13,6 +13,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::relay::NodeId;
+use crate::admin::api::{AdminCommand, AdminError, Output as AdminOutput};
 
 /// The control protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -139,12 +140,13 @@ pub enum Request {
     /// Liveness; the hub answers `Pong` and ends sessions that stay silent.
     Ping { seq: u64 },
     /// One administrative command from a contract's account administrator, on a
-    /// connection of its own. `command` is an `admin::AdminCommand` (kept opaque here so
-    /// that the wire format does not depend on the admin module).
+    /// connection of its own. The command is the typed admin API's (`admin::api`), the
+    /// same the command line parses; a hub of another build may not know it and drops
+    /// the connection, so `admin --hub` needs hub and command line of one release.
     Admin {
         account: String,
         password: String,
-        command: serde_json::Value,
+        command: AdminCommand,
     },
     /// A user changes their own password (art. 10).
     ChangePassword {
@@ -271,17 +273,9 @@ pub enum Event {
     Pong {
         seq: u64,
     },
-    /// Answer to `Admin` or `ChangePassword`: an `admin::Output` or a refusal.
-    AdminResult {
-        ok: bool,
-        #[serde(default)]
-        output: Option<serde_json::Value>,
-        #[serde(default)]
-        error: Option<String>,
-        /// The refusal was a scope violation (another contract, operator-only command).
-        #[serde(default)]
-        forbidden: bool,
-    },
+    /// Answer to `Admin` or `ChangePassword`: the command's typed answer, or why not
+    /// (`AdminError::Forbidden` is a scope violation: another contract, operator-only).
+    AdminResult(Result<AdminOutput, AdminError>),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -395,7 +389,7 @@ mod tests {
             Request::Admin {
                 account: "alice".into(),
                 password: "pw".into(),
-                command: serde_json::json!({"cmd": "account-list", "contract": null}),
+                command: AdminCommand::Account(crate::admin::AccountCmd::List { contract: None }),
             },
             Request::ChangePassword {
                 account: "alice".into(),
@@ -435,12 +429,16 @@ mod tests {
                 message: "suspended".into(),
             },
             Event::Pong { seq: 4 },
-            Event::AdminResult {
-                ok: false,
-                output: None,
-                error: Some("no".into()),
-                forbidden: true,
-            },
+            Event::AdminResult(Err(AdminError::Forbidden("no".into()))),
+            Event::AdminResult(Err(AdminError::PasswordPolicy("at least 12 characters".into()))),
+            Event::AdminResult(Ok(AdminOutput::message("done"))),
+            Event::AdminResult(Ok(AdminOutput::Accounts(vec![crate::admin::api::AccountRow {
+                account: "alice".into(),
+                contract: "acme".into(),
+                state: crate::store::AccountState::Locked,
+                device_binding: true,
+                created_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            }]))),
         ];
         for e in events {
             let bytes = encode(&e).unwrap();

@@ -1,0 +1,921 @@
+//! The typed admin API: every administrative command, who may run it, and what it answers.
+//!
+//! One set of types for three callers: the `mcvpn admin` command line (the enums derive
+//! `clap::Subcommand`, so the CLI parses straight into them), the hub's control channel
+//! (they derive `serde`, and travel inside `Request::Admin` / `Event::AdminResult`), and
+//! the web console to come, which will send the same JSON. Answers ([`Output`]) are data,
+//! not text: `render.rs` turns them into the tables people read and the versioned JSON
+//! scripts read.
+//!
+//! Adding a command means adding a variant here; [`authorize`], [`AdminCommand::name`]
+//! and [`AdminCommand::changes_state`] are exhaustive matches, so the build fails until
+//! someone has decided who may run it.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::contract::{ContractKind, Tariff, Yen};
+use crate::proto::control::{Key32, Role};
+use crate::store::{AccountState, ContractField, ContractState, TermKind};
+
+/// The version of the JSON documents `mcvpn admin --json` prints. Raise it when a field
+/// changes meaning or disappears; adding a field does not need a new version.
+pub const JSON_VERSION: u32 = 1;
+
+/// Who the command runs for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The service operator on the hub host: everything.
+    Operator,
+    /// An account administrator: their own contract only.
+    Contract { id: i64, name: String },
+}
+
+// ---------------------------------------------------------------------------------------
+// Commands
+// ---------------------------------------------------------------------------------------
+
+/// An administrative action, as the command line parses it and the hub receives it.
+///
+/// JSON: `{"contract": {"show": {"name": "acme"}}}`, `{"contract": "list"}`,
+/// `{"log": {"limit": 50}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminCommand {
+    /// Contracts (契約者): add, show, change, suspend, terminate, cancel (operator)
+    #[command(subcommand)]
+    Contract(ContractCmd),
+    /// Accounts of a contract: add, list, lock, unlock, reset password, bind devices
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Targets: list, register by key, grant to other accounts of the contract
+    #[command(subcommand)]
+    Target(TargetCmd),
+    /// Sessions (live, or all with --all)
+    #[command(subcommand)]
+    Session(SessionCmd),
+    /// The audit log: logins, refusals, sessions, administrative changes. Example: mcvpn admin log --limit 50
+    Log {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Notices to account administrators (suspension, termination, renewal, cancellation, locks)
+    #[command(subcommand)]
+    Notice(NoticeCmd),
+    /// Invoices raised for a contract up to a date (operator). Example: mcvpn admin invoice acme --at 2027-12-01
+    Invoice {
+        contract: String,
+        /// Date (YYYY-MM-DD); default today
+        #[arg(long)]
+        at: Option<NaiveDate>,
+    },
+    /// Outage compensation due to a contract from recorded outages (operator, art. 35)
+    Compensation { contract: String },
+    /// Recorded total outages (operator)
+    #[command(subcommand)]
+    Outage(OutageCmd),
+    /// Fees and tax (operator)
+    #[command(subcommand)]
+    Tariff(TariffCmd),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
+#[serde(rename_all = "snake_case")]
+pub enum ContractCmd {
+    /// Add a contract with its basic contract. Example: mcvpn admin contract add acme --accounts 10 --admin-email it@acme.example
+    Add(ContractSpec),
+    /// List contracts with state and accounts used. Example: mcvpn admin contract list
+    List,
+    /// Everything about one contract: terms, quota, history. Example: mcvpn admin contract show acme
+    Show { name: String },
+    /// Change name, address, phone, department, sales-agent, admin-name or admin-email (recorded). Example: mcvpn admin contract set acme address '1-1 Chiyoda'
+    Set {
+        name: String,
+        #[arg(value_enum)]
+        field: ContractField,
+        value: String,
+    },
+    /// Name the account its administrator logs in with. Example: mcvpn admin contract admin acme alice
+    Admin { name: String, account: String },
+    /// Add an additional contract (more accounts). Example: mcvpn admin contract add-accounts acme 5
+    AddAccounts {
+        name: String,
+        accounts: u32,
+        #[arg(long)]
+        start: Option<NaiveDate>,
+    },
+    /// Suspend (art. 23): cuts sessions at once, refuses logins, notifies. Example: mcvpn admin contract suspend acme --reason 'unpaid'
+    Suspend {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a suspension. Example: mcvpn admin contract resume acme
+    Resume { name: String },
+    /// Terminate (art. 24). Example: mcvpn admin contract terminate acme --reason 'breach of art. 21'
+    Terminate {
+        name: String,
+        #[arg(long)]
+        reason: String,
+        /// The notice could not be delivered: terminate five days after sending (art. 24-3)
+        #[arg(long)]
+        notice_undeliverable: bool,
+    },
+    /// Record a cancellation (art. 18). Example: mcvpn admin contract cancel acme --received 2027-10-15 --end 2027-12-31
+    Cancel {
+        name: String,
+        /// Day the form arrived (default today)
+        #[arg(long)]
+        received: Option<NaiveDate>,
+        /// Requested month end (default: the earliest possible)
+        #[arg(long)]
+        end: Option<NaiveDate>,
+    },
+}
+
+/// A new contract with its basic contract, as `contract add` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct ContractSpec {
+    /// The contract's name (a company or public body)
+    pub name: String,
+    /// corporation or public-body (art. 11: nothing else)
+    #[arg(long, default_value = "corporation")]
+    pub kind: String,
+    /// Accounts in the basic contract (at least the hub's --min-accounts)
+    #[arg(long, default_value_t = 10)]
+    pub accounts: u32,
+    /// Service start date (YYYY-MM-DD); default today
+    #[arg(long)]
+    pub start: Option<NaiveDate>,
+    #[arg(long, default_value = "")]
+    pub admin_name: String,
+    #[arg(long, default_value = "")]
+    pub admin_email: String,
+    #[arg(long, default_value = "")]
+    pub address: String,
+    #[arg(long, default_value = "")]
+    pub phone: String,
+    #[arg(long, default_value = "")]
+    pub department: String,
+    #[arg(long)]
+    pub sales_agent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountCmd {
+    /// Add an account (asks for its password). Operator: mcvpn admin account add acme alice; administrator: … --as alice account add bob
+    Add(NewAccount),
+    /// List accounts. Example: mcvpn admin account list --contract acme
+    List {
+        #[arg(long)]
+        contract: Option<String>,
+    },
+    /// Lock an account at once (art. 9-3): its sessions are cut. Example: mcvpn admin account lock bob
+    Lock { user: String },
+    /// Unlock an account. Example: mcvpn admin account unlock bob
+    Unlock { user: String },
+    /// Set a new password for an account. Example: mcvpn admin account password bob
+    Password {
+        user: String,
+        // Where the command line reads the new password from; never sent.
+        #[arg(long)]
+        #[serde(skip)]
+        password_file: Option<PathBuf>,
+        /// Filled in by the caller: the command line asks for it or reads --password-file
+        #[arg(skip)]
+        password: NewPassword,
+    },
+    /// Register a device key for an account (USB-key mode). Example: mcvpn admin account bind bob --key BASE64
+    Bind {
+        user: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Allow only registered devices (on) or any (off). Example: mcvpn admin account binding bob on
+    Binding {
+        user: String,
+        #[arg(value_enum)]
+        state: OnOff,
+    },
+}
+
+/// `account add`: the account, its contract, and its first password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct NewAccount {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub name: AccountName,
+    /// Read the new account's password from this file
+    #[arg(long)]
+    #[serde(skip)]
+    pub password_file: Option<PathBuf>,
+    /// Filled in by the caller: the command line asks for it or reads --password-file
+    #[arg(skip)]
+    pub password: NewPassword,
+}
+
+/// `[CONTRACT] USER`: the operator names the contract, an account administrator may
+/// leave it out (their own). Clap does not allow an optional positional before a
+/// required one, so the pair is parsed by hand from one positional of 1 or 2 values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountName {
+    pub contract: Option<String>,
+    pub user: String,
+}
+
+const ACCOUNT_NAMES: &str = "names";
+
+impl clap::FromArgMatches for AccountName {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut names: Vec<String> = m
+            .get_many::<String>(ACCOUNT_NAMES)
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default();
+        let user = names.pop().ok_or_else(|| {
+            clap::Error::raw(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "name the new account: account add [CONTRACT] USER\n",
+            )
+        })?;
+        Ok(AccountName {
+            contract: names.pop(),
+            user,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for AccountName {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.arg(
+            clap::Arg::new(ACCOUNT_NAMES)
+                .num_args(1..=2)
+                .value_names(["CONTRACT", "USER"])
+                .required(true)
+                .value_parser(clap::value_parser!(String))
+                .help("The contract (operator); an administrator may leave it out"),
+        )
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+/// A new account password in clear, as the caller typed it. It travels only inside the
+/// encrypted control channel, is never printed (`Debug` hides it), and is hashed by
+/// `admin::prepare` before the store is locked.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NewPassword(pub String);
+
+impl std::fmt::Debug for NewPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NewPassword(…)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetCmd {
+    /// List targets. Example: mcvpn admin target list
+    List,
+    /// Register a target by its public key (instead of `mcvpn target enroll`). Example: mcvpn admin target add alice --key BASE64 --name pc-2
+    Add {
+        account: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Let another account of the contract reach a target. Example: mcvpn admin target grant office-pc bob
+    Grant { target: String, account: String },
+    /// Take a grant back. Example: mcvpn admin target revoke office-pc bob
+    Revoke { target: String, account: String },
+    /// List grants. Example: mcvpn admin target grants
+    Grants,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionCmd {
+    /// List live sessions (or all with --all). Example: mcvpn admin session list --all
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeCmd {
+    /// Notices not sent yet (all with --all). Example: mcvpn admin notice list --all
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
+#[serde(rename_all = "snake_case")]
+pub enum OutageCmd {
+    /// Record a total outage (UTC). Example: mcvpn admin outage add --start 2027-03-01T00:00:00 --end 2027-03-06T12:00:00
+    Add {
+        #[arg(long)]
+        start: NaiveDateTime,
+        #[arg(long)]
+        end: NaiveDateTime,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// List recorded outages. Example: mcvpn admin outage list
+    List,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
+#[serde(rename_all = "snake_case")]
+pub enum TariffCmd {
+    /// Show the fees. Example: mcvpn admin tariff show
+    Show,
+    /// Set fees in yen and the tax in basis points (1000 = 10 %). Example: mcvpn admin tariff set --annual-fee 12000
+    Set {
+        #[arg(long)]
+        initial_fee: Option<u64>,
+        #[arg(long)]
+        annual_fee: Option<u64>,
+        #[arg(long)]
+        tax_rate_bp: Option<u32>,
+    },
+}
+
+/// Where a caller fills in a command's new password (see [`AdminCommand::new_password_mut`]).
+pub struct PasswordSlot<'a> {
+    /// The account the password is for (the policy rejects passwords containing it).
+    pub user: &'a str,
+    /// `--password-file`, if the command line was given one.
+    pub file: Option<&'a Path>,
+    pub password: &'a mut NewPassword,
+}
+
+/// Who may run a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Allowed {
+    /// The service operator only: contracts and money.
+    Operator,
+    /// Also a contract's account administrator, within that contract (each command
+    /// then checks that what it names is in the caller's contract).
+    ContractAdmin,
+}
+
+/// Decides whether `scope` may run `cmd` at all. Exhaustive on purpose, without a
+/// wildcard arm: a new command does not compile until it is placed here.
+pub fn authorize(scope: &Scope, cmd: &AdminCommand) -> Result<(), AdminError> {
+    use AdminCommand as C;
+    let allowed = match cmd {
+        C::Contract(c) => match c {
+            // Looking at their own contract (the command checks it is theirs).
+            ContractCmd::Show { .. } => Allowed::ContractAdmin,
+            ContractCmd::Add(..)
+            | ContractCmd::List
+            | ContractCmd::Set { .. }
+            | ContractCmd::Admin { .. }
+            | ContractCmd::AddAccounts { .. }
+            | ContractCmd::Suspend { .. }
+            | ContractCmd::Resume { .. }
+            | ContractCmd::Terminate { .. }
+            | ContractCmd::Cancel { .. } => Allowed::Operator,
+        },
+        C::Account(a) => match a {
+            AccountCmd::Add(..)
+            | AccountCmd::List { .. }
+            | AccountCmd::Lock { .. }
+            | AccountCmd::Unlock { .. }
+            | AccountCmd::Password { .. }
+            | AccountCmd::Bind { .. }
+            | AccountCmd::Binding { .. } => Allowed::ContractAdmin,
+        },
+        C::Target(t) => match t {
+            TargetCmd::List
+            | TargetCmd::Add { .. }
+            | TargetCmd::Grant { .. }
+            | TargetCmd::Revoke { .. }
+            | TargetCmd::Grants => Allowed::ContractAdmin,
+        },
+        C::Session(SessionCmd::List { .. }) | C::Log { .. } | C::Notice(NoticeCmd::List { .. }) => {
+            Allowed::ContractAdmin
+        }
+        C::Invoice { .. } | C::Compensation { .. } => Allowed::Operator,
+        C::Outage(o) => match o {
+            OutageCmd::Add { .. } | OutageCmd::List => Allowed::Operator,
+        },
+        C::Tariff(t) => match t {
+            TariffCmd::Show | TariffCmd::Set { .. } => Allowed::Operator,
+        },
+    };
+    match scope {
+        Scope::Operator => Ok(()),
+        Scope::Contract { .. } => match allowed {
+            Allowed::ContractAdmin => Ok(()),
+            Allowed::Operator => Err(AdminError::Forbidden(format!(
+                "`{}` is for the service operator only",
+                cmd.name()
+            ))),
+        },
+    }
+}
+
+impl AdminCommand {
+    /// A short name for logs and refusals (as the audit log has always shown them).
+    pub fn name(&self) -> &'static str {
+        use AdminCommand as C;
+        match self {
+            C::Contract(c) => match c {
+                ContractCmd::Add(..) => "contract-add",
+                ContractCmd::List => "contract-list",
+                ContractCmd::Show { .. } => "contract-show",
+                ContractCmd::Set { .. } => "contract-set",
+                ContractCmd::Admin { .. } => "contract-admin",
+                ContractCmd::AddAccounts { .. } => "contract-add-accounts",
+                ContractCmd::Suspend { .. } => "contract-suspend",
+                ContractCmd::Resume { .. } => "contract-resume",
+                ContractCmd::Terminate { .. } => "contract-terminate",
+                ContractCmd::Cancel { .. } => "contract-cancel",
+            },
+            C::Account(a) => match a {
+                AccountCmd::Add(..) => "account-add",
+                AccountCmd::List { .. } => "account-list",
+                AccountCmd::Lock { .. } => "account-lock",
+                AccountCmd::Unlock { .. } => "account-unlock",
+                AccountCmd::Password { .. } => "account-password",
+                AccountCmd::Bind { .. } => "account-bind",
+                AccountCmd::Binding { .. } => "account-binding",
+            },
+            C::Target(t) => match t {
+                TargetCmd::List => "target-list",
+                TargetCmd::Add { .. } => "target-add",
+                TargetCmd::Grant { .. } => "target-grant",
+                TargetCmd::Revoke { .. } => "target-revoke",
+                TargetCmd::Grants => "grant-list",
+            },
+            C::Session(SessionCmd::List { .. }) => "session-list",
+            C::Log { .. } => "log",
+            C::Notice(NoticeCmd::List { .. }) => "notice-list",
+            C::Invoice { .. } => "invoice",
+            C::Compensation { .. } => "compensation",
+            C::Outage(o) => match o {
+                OutageCmd::Add { .. } => "outage-add",
+                OutageCmd::List => "outage-list",
+            },
+            C::Tariff(t) => match t {
+                TariffCmd::Show => "tariff-show",
+                TariffCmd::Set { .. } => "tariff-set",
+            },
+        }
+    }
+
+    /// Whether it changes the store (the hub re-reads live sessions after those).
+    pub fn changes_state(&self) -> bool {
+        use AdminCommand as C;
+        match self {
+            C::Contract(c) => match c {
+                ContractCmd::List | ContractCmd::Show { .. } => false,
+                ContractCmd::Add(..)
+                | ContractCmd::Set { .. }
+                | ContractCmd::Admin { .. }
+                | ContractCmd::AddAccounts { .. }
+                | ContractCmd::Suspend { .. }
+                | ContractCmd::Resume { .. }
+                | ContractCmd::Terminate { .. }
+                | ContractCmd::Cancel { .. } => true,
+            },
+            C::Account(a) => match a {
+                AccountCmd::List { .. } => false,
+                AccountCmd::Add(..)
+                | AccountCmd::Lock { .. }
+                | AccountCmd::Unlock { .. }
+                | AccountCmd::Password { .. }
+                | AccountCmd::Bind { .. }
+                | AccountCmd::Binding { .. } => true,
+            },
+            C::Target(t) => match t {
+                TargetCmd::List | TargetCmd::Grants => false,
+                TargetCmd::Add { .. } | TargetCmd::Grant { .. } | TargetCmd::Revoke { .. } => true,
+            },
+            C::Session(SessionCmd::List { .. })
+            | C::Log { .. }
+            | C::Notice(NoticeCmd::List { .. })
+            | C::Invoice { .. }
+            | C::Compensation { .. } => false,
+            C::Outage(o) => match o {
+                OutageCmd::Add { .. } => true,
+                OutageCmd::List => false,
+            },
+            C::Tariff(t) => match t {
+                TariffCmd::Show => false,
+                TariffCmd::Set { .. } => true,
+            },
+        }
+    }
+
+    /// The new password this command carries, if any, for the caller to fill in.
+    pub fn new_password_mut(&mut self) -> Option<PasswordSlot<'_>> {
+        match self {
+            AdminCommand::Account(AccountCmd::Add(NewAccount {
+                name,
+                password_file,
+                password,
+            })) => Some(PasswordSlot {
+                user: &name.user,
+                file: password_file.as_deref(),
+                password,
+            }),
+            AdminCommand::Account(AccountCmd::Password {
+                user,
+                password_file,
+                password,
+            }) => Some(PasswordSlot {
+                user,
+                file: password_file.as_deref(),
+                password,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The account and new password to hash before the command runs, if any.
+    pub fn new_password(&self) -> Option<(&str, &NewPassword)> {
+        match self {
+            AdminCommand::Account(AccountCmd::Add(a)) => Some((&a.name.user, &a.password)),
+            AdminCommand::Account(AccountCmd::Password { user, password, .. }) => Some((user, password)),
+            _ => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "error", content = "message", rename_all = "snake_case")]
+pub enum AdminError {
+    /// Outside the caller's contract, or operator-only.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// Against the rules (quota, bad dates...).
+    #[error("{0}")]
+    Refused(String),
+    /// A new password the policy does not accept (art. 10); the message says why.
+    #[error("{0}")]
+    PasswordPolicy(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type AdminResult = Result<Output, AdminError>;
+
+// ---------------------------------------------------------------------------------------
+// Answers
+// ---------------------------------------------------------------------------------------
+
+/// What a command answers: one typed document per kind of command. Listings, reports and
+/// changes whose outcome is computed (dates, quotas) answer with data; other changes
+/// answer with a sentence for people ([`Output::Message`]), and a caller that wants the
+/// new state reads it back. A new variant here is a new kind of answer, not a breaking
+/// change for callers that match the ones they know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+pub enum Output {
+    /// A change done; the sentence says what it did.
+    Message(String),
+    ContractAdded(ContractAdded),
+    AccountsAdded(AccountsAdded),
+    CancellationAccepted(CancellationAccepted),
+    AccountAdded(AccountAdded),
+    Contracts(Vec<ContractSummary>),
+    Contract(Box<ContractDetails>),
+    Accounts(Vec<AccountRow>),
+    Targets(Vec<TargetRow>),
+    Grants(Vec<GrantRow>),
+    Sessions(Vec<SessionRow>),
+    Log(Vec<AuditRow>),
+    Notices(Vec<NoticeRow>),
+    Invoices(InvoiceReport),
+    Compensation(CompensationReport),
+    Outages(Vec<OutageRow>),
+    Tariff(Tariff),
+}
+
+impl Output {
+    pub fn message(text: impl Into<String>) -> Output {
+        Output::Message(text.into())
+    }
+}
+
+/// `contract add`: the new contract's first term.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractAdded {
+    pub contract: String,
+    pub accounts: u32,
+    pub start: NaiveDate,
+    pub first_term_end: NaiveDate,
+    pub cancellation_deadline: NaiveDate,
+}
+
+/// `contract add-accounts`: an additional contract (art. 13).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountsAdded {
+    pub contract: String,
+    pub accounts: u32,
+    pub start: NaiveDate,
+    pub account_quota: u64,
+    pub first_term_end: NaiveDate,
+}
+
+/// `contract cancel`: when the service ends (art. 18).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancellationAccepted {
+    pub contract: String,
+    pub received: NaiveDate,
+    pub requested_end: Option<NaiveDate>,
+    /// The last day of service.
+    pub effective: NaiveDate,
+    /// The requested month end was too late for its deadline; `effective` is later.
+    pub late: bool,
+}
+
+/// `account add`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountAdded {
+    pub account: String,
+    pub contract: String,
+    pub accounts_used: u64,
+    pub account_quota: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "ContractState", rename_all = "snake_case")]
+enum ContractStateDef {
+    Active,
+    Suspended,
+    Terminated,
+    Cancelled,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "AccountState", rename_all = "snake_case")]
+enum AccountStateDef {
+    Active,
+    Locked,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "TermKind", rename_all = "snake_case")]
+enum TermKindDef {
+    Basic,
+    Additional,
+}
+
+/// One line of `contract list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractSummary {
+    pub contract: String,
+    pub kind: ContractKind,
+    #[serde(with = "ContractStateDef")]
+    pub state: ContractState,
+    pub accounts_used: u64,
+    pub account_quota: u64,
+    /// Service start of the basic contract.
+    pub start: NaiveDate,
+    pub admin_email: String,
+}
+
+/// `contract show`: everything about one contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractDetails {
+    pub name: String,
+    pub kind: ContractKind,
+    #[serde(with = "ContractStateDef")]
+    pub state: ContractState,
+    pub state_reason: Option<String>,
+    pub address: String,
+    pub phone: String,
+    pub department: String,
+    pub sales_agent: Option<String>,
+    pub admin_name: String,
+    pub admin_email: String,
+    /// The account the administrator logs in with (`contract admin`).
+    pub admin_login: Option<String>,
+    pub accounts_used: u64,
+    /// Basic plus additional contracts (art. 12).
+    pub account_quota: u64,
+    pub current_term: CurrentTerm,
+    /// A termination that takes effect later (art. 24-3).
+    pub termination_scheduled_at: Option<DateTime<Utc>>,
+    /// The basic contract first, then the additional ones (art. 12, 13).
+    pub contracts: Vec<TermRow>,
+    /// Recorded changes (art. 16, 17), oldest first.
+    pub history: Vec<HistoryRow>,
+    pub cancellation: Option<CancellationInfo>,
+}
+
+/// Where the contract stands today.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum CurrentTerm {
+    NotStarted {
+        starts: NaiveDate,
+    },
+    Active {
+        start: NaiveDate,
+        end: NaiveDate,
+        /// 0 in the first term, then 1, 2, ... (art. 14).
+        renewal: u32,
+        /// The last day a cancellation for this term's end may arrive.
+        cancellation_deadline: NaiveDate,
+        renews: bool,
+        /// The last day of service, if the contract ends within this term.
+        last_day: Option<NaiveDate>,
+    },
+    Ended {
+        last_day: NaiveDate,
+    },
+}
+
+/// A basic or additional contract (art. 12, 13).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TermRow {
+    #[serde(with = "TermKindDef")]
+    pub kind: TermKind,
+    pub start: NaiveDate,
+    pub accounts: u32,
+    pub first_term_end: NaiveDate,
+}
+
+/// One recorded change of a contract field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRow {
+    pub at: DateTime<Utc>,
+    pub by: String,
+    pub field: String,
+    pub was: String,
+    pub now: String,
+}
+
+/// A recorded cancellation (art. 18).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancellationInfo {
+    pub received: NaiveDate,
+    pub requested_end: Option<NaiveDate>,
+    /// The last day of service.
+    pub effective: NaiveDate,
+    pub recorded_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRow {
+    pub account: String,
+    pub contract: String,
+    #[serde(with = "AccountStateDef")]
+    pub state: AccountState,
+    /// Only registered devices may log in.
+    pub device_binding: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRow {
+    pub node: u32,
+    pub name: String,
+    pub account: String,
+    pub overlay_ip: Ipv4Addr,
+    pub public_key: Key32,
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRow {
+    pub target: String,
+    pub target_account: String,
+    pub granted_to: String,
+    pub since: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRow {
+    pub session: i64,
+    pub account: String,
+    pub device: String,
+    pub role: Role,
+    pub overlay_ip: Ipv4Addr,
+    pub source: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub end_reason: Option<String>,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRow {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub account: Option<String>,
+    pub source: Option<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeRow {
+    pub id: i64,
+    pub created_at: DateTime<Utc>,
+    pub contract: String,
+    /// The administrator's e-mail; `None` when the contract has none.
+    pub to: Option<String>,
+    pub kind: String,
+    pub subject: String,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    /// The delivery state as the table shows it: the time it was sent, `unsent: ERROR`,
+    /// or `in the outbox` (kept for scripts that read it; `sent_at` and `last_error`
+    /// carry the same, typed).
+    pub sent: String,
+}
+
+/// `invoice`: every invoice raised up to a day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceReport {
+    pub contract: String,
+    pub up_to: NaiveDate,
+    pub invoices: Vec<InvoiceInfo>,
+    /// Sum of the invoices' totals, in yen.
+    pub total: Yen,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceInfo {
+    /// `basic`, or `additional N`.
+    pub contract_part: String,
+    pub issued: NaiveDate,
+    pub term_start: NaiveDate,
+    pub term_end: NaiveDate,
+    pub lines: Vec<InvoiceLine>,
+    pub subtotal: Yen,
+    pub tax_rate_bp: u32,
+    pub tax: Yen,
+    pub total: Yen,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceLine {
+    pub item: String,
+    pub amount: Yen,
+}
+
+/// `compensation`: what recorded outages earn a contract (art. 35).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompensationReport {
+    pub contract: String,
+    pub outages: usize,
+    /// Whole 24 h days of outages of 120 h or more.
+    pub compensable_days: u64,
+    pub accounts: u32,
+    pub annual_fee: Yen,
+    pub compensation: Yen,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutageRow {
+    pub id: i64,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub duration_s: i64,
+    pub note: String,
+}
+
+/// A store time as a date-time; out-of-range values (never written by mcvpn) show as
+/// the epoch rather than failing a whole listing.
+pub fn time(t: crate::store::UnixTime) -> DateTime<Utc> {
+    DateTime::from_timestamp(t, 0).unwrap_or_default()
+}
