@@ -45,7 +45,7 @@
 //!
 //! # Depends on
 //!
-//! `hub::udp::run(UdpSocket, Arc<RwLock<RelayTable>>, Arc<RelayStats>, Offloads)` (called in
+//! `hub::udp::run(UdpSocket, Arc<RwLock<RelayTable>>, Arc<RelayStats>, UdpTuning)` (called in
 //! [`spawn_hub`] only), `RelayTable::{default, admit, bound_nodes}`, the public
 //! `RelayStats` counters and `snapshot`, `size_of::<RelayNode>()`, and
 //! `proto::relay::{BindMsg, write_data_header}`.
@@ -120,6 +120,9 @@ pub struct RelayBenchArgs {
     /// Also write the JSON report to this file
     #[arg(long, value_name = "FILE")]
     pub out: Option<std::path::PathBuf>,
+    /// The relay socket's knobs, as `mcvpn hub` takes them
+    #[command(flatten)]
+    pub relay_tuning: crate::udp_batch::UdpTuning,
 }
 
 pub fn run_cli(args: RelayBenchArgs) -> Result<Exit> {
@@ -519,7 +522,7 @@ pub fn run(args: &RelayBenchArgs) -> Result<RelayBenchReport> {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok());
     raise_nofile(n as u64 + 256)?;
-    let hub = Hub::start(args.socket_buffer)?;
+    let hub = Hub::start(args.socket_buffer, args.relay_tuning)?;
     let nodes = Nodes::new(n, hub.addr)?;
 
     // Memory: everything the generator needs is allocated by now, so what grows from
@@ -673,14 +676,14 @@ struct Hub {
 }
 
 impl Hub {
-    fn start(socket_buffer: usize) -> Result<Hub> {
+    fn start(socket_buffer: usize, tuning: crate::udp_batch::UdpTuning) -> Result<Hub> {
         let socket = UdpSocket::bind("127.0.0.1:0").context("cannot bind the hub's UDP socket")?;
         crate::util::set_socket_buffers(&socket, socket_buffer);
         let addr = socket.local_addr()?;
         let inode = socket_inode(socket.as_raw_fd())?;
         let table = Arc::new(RwLock::new(RelayTable::default()));
         let stats = Arc::new(RelayStats::default());
-        let relay_tid = spawn_hub(socket, table.clone(), stats.clone())?;
+        let relay_tid = spawn_hub(socket, table.clone(), stats.clone(), tuning)?;
         Ok(Hub {
             addr,
             inode,
@@ -918,11 +921,16 @@ impl Traffic {
 /// Starts the hub's relay loop on a thread named `relay`, as `hub::run` does, and
 /// returns that thread's kernel task id. The one place that knows `udp::run`'s
 /// signature.
-fn spawn_hub(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelayStats>) -> Result<libc::pid_t> {
+fn spawn_hub(
+    socket: UdpSocket,
+    table: Arc<RwLock<RelayTable>>,
+    stats: Arc<RelayStats>,
+    tuning: crate::udp_batch::UdpTuning,
+) -> Result<libc::pid_t> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new().name("relay".into()).spawn(move || {
         let _ = tx.send(gettid());
-        crate::hub::udp::run(socket, table, stats, crate::udp_batch::Offloads::from_env())
+        crate::hub::udp::run(socket, table, stats, tuning)
     })?;
     Ok(rx.recv()?)
 }
@@ -1688,6 +1696,7 @@ mod tests {
             socket_buffer: 8 << 20,
             json: false,
             out: None,
+            relay_tuning: Default::default(),
         })
         .unwrap();
         assert_eq!(report.memory.bound_nodes, 20);

@@ -48,6 +48,8 @@ pub struct HubOptions {
     pub smtp: Option<notices::SmtpConfig>,
     /// The notices' sender (default: `mcvpn@<hostname>`).
     pub smtp_from: Option<String>,
+    /// The relay socket's offload switches and spinning.
+    pub udp_tuning: crate::udp_batch::UdpTuning,
 }
 
 /// Shared by every connection task.
@@ -118,9 +120,10 @@ pub async fn run(opts: HubOptions) -> Result<()> {
     let stats = Arc::new(RelayStats::default());
     {
         let (table, stats) = (table.clone(), stats.clone());
+        let tuning = opts.udp_tuning;
         std::thread::Builder::new()
             .name("relay".into())
-            .spawn(move || udp::run(udp, table, stats, crate::udp_batch::Offloads::from_env()))?;
+            .spawn(move || udp::run(udp, table, stats, tuning))?;
     }
 
     let ctx = Arc::new(HubContext {
@@ -134,18 +137,15 @@ pub async fn run(opts: HubOptions) -> Result<()> {
     let _status = {
         let (ctx, stats, table) = (ctx.clone(), stats.clone(), table.clone());
         let url = url.to_string();
-        local_api::serve(
-            &opts.status_socket,
-            Arc::new(move |req, _caller| match req.cmd.as_str() {
-                "stats" | "status" => serde_json::json!({
-                    "url": url,
-                    "relay": stats.snapshot(),
-                    "bound_endpoints": table.read().unwrap().bound_nodes(),
-                    "sessions": ctx.registry.summaries(),
-                }),
-                other => serde_json::json!({"error": format!("unknown command {other:?}")}),
-            }),
-        )?
+        local_api::serve(&opts.status_socket, move |req, _caller| match req {
+            local_api::LocalRequest::Stats | local_api::LocalRequest::Status => Ok(serde_json::json!({
+                "url": url,
+                "relay": stats.snapshot(),
+                "bound_endpoints": table.read().unwrap().bound_nodes(),
+                "sessions": ctx.registry.summaries(),
+            })),
+            other => Err(format!("unknown command {:?}", other.name())),
+        })?
     };
 
     tokio::spawn(watch_store(ctx.clone()));

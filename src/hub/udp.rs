@@ -18,7 +18,7 @@ use quinn_udp::RecvMeta;
 
 use super::relay::{Drop, RelayStats, RelayTable};
 use crate::proto::relay::{self, Header, Kind, HEADER_LEN};
-use crate::udp_batch::{gso_runs, BatchUdp, Offloads, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, RECV_BATCH, RECV_BUF};
+use crate::udp_batch::{gso_runs, BatchUdp, UdpTuning, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, RECV_BATCH, RECV_BUF};
 
 /// A `Bind` to apply after the read lock is released: source, buffer, start, end.
 type PendingBind = (SocketAddr, usize, usize, usize);
@@ -55,15 +55,15 @@ impl Forward {
 }
 
 /// Receives, decides, forwards; forever. Runs on its own thread.
-pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelayStats>, offloads: Offloads) {
-    let sock = match BatchUdp::new(socket, offloads) {
+pub fn run(socket: UdpSocket, table: Arc<RwLock<RelayTable>>, stats: Arc<RelayStats>, tuning: UdpTuning) {
+    let sock = match BatchUdp::new(socket, &tuning) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot set up the relay socket");
             return;
         }
     };
-    tracing::info!(gso = sock.gso(), gro = offloads.udp_gro, "relay running");
+    tracing::info!(gso = sock.gso(), gro = tuning.udp_gro(), "relay running");
     let mut storage: Vec<Vec<u8>> = (0..RECV_BATCH).map(|_| vec![0u8; RECV_BUF]).collect();
     let mut metas = [RecvMeta::default(); RECV_BATCH];
     let mut sends: Vec<Forward> = Vec::with_capacity(RECV_BATCH * 4);
