@@ -140,3 +140,57 @@ pub fn call<T: DeserializeOwned>(path: &Path, req: LocalRequest) -> Result<Resul
         Answer::Refused { error } => Err(error),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire format scripts and older clients speak: one `{"cmd": …}` line.
+    #[test]
+    fn requests_keep_their_wire_names() {
+        for (req, line) in [
+            (LocalRequest::Status, r#"{"cmd":"status"}"#),
+            (LocalRequest::Stats, r#"{"cmd":"stats"}"#),
+            (LocalRequest::Down, r#"{"cmd":"down"}"#),
+        ] {
+            assert_eq!(serde_json::to_string(&req).unwrap(), line);
+            assert_eq!(serde_json::from_str::<LocalRequest>(line).unwrap(), req);
+            assert_eq!(line, format!(r#"{{"cmd":"{}"}}"#, req.name()));
+        }
+        assert!(serde_json::from_str::<LocalRequest>(r#"{"cmd":"reboot"}"#).is_err());
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Count {
+        n: u32,
+    }
+
+    /// A typed answer, a refusal and a request the server does not know, over a real
+    /// Unix socket.
+    #[test]
+    fn answers_and_refusals_over_a_real_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.sock");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _guard = rt
+            .block_on(async {
+                serve(&path, |req, _caller| match req {
+                    LocalRequest::Stats => Ok(Count { n: 7 }),
+                    other => Err(format!("unknown command {:?}", other.name())),
+                })
+            })
+            .unwrap();
+        assert_eq!(call::<Count>(&path, LocalRequest::Stats).unwrap(), Ok(Count { n: 7 }));
+        assert_eq!(
+            call::<Count>(&path, LocalRequest::Status).unwrap(),
+            Err("unknown command \"status\"".to_string())
+        );
+        let mut stream = StdUnixStream::connect(&path).unwrap();
+        stream.write_all(b"{\"cmd\":\"reboot\"}\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert!(v["error"].as_str().unwrap().starts_with("bad request"), "{line}");
+        assert!(call::<Count>(&dir.path().join("nobody.sock"), LocalRequest::Stats).is_err());
+    }
+}

@@ -297,3 +297,93 @@ fn change_name(c: &Change) -> &'static str {
         Change::Removed(_) => "removed",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `status --json` keeps the keys and value types that netns-tests/lib.sh,
+    /// bench/lib/mcvpn.sh and people's scripts read (the JSON before the typed status),
+    /// plus `tuning`.
+    #[test]
+    fn status_json_keeps_its_keys_and_types() {
+        let status = NodeStatus {
+            role: Role::Target,
+            pid: 42,
+            hub: "mcvpn://h:1/?key=k".into(),
+            hub_addr: "192.0.2.1:1".into(),
+            account: Some("alice".into()),
+            contract: None,
+            interface: "mcvpn0".into(),
+            overlay_ip: Some(Ipv4Addr::new(100, 64, 0, 1)),
+            node_id: Some(3),
+            connected: true,
+            connected_for_s: Some(5),
+            last_error: None,
+            relay_bound: true,
+            offloads: DataPathTuning::default().offloads(),
+            udp_gso: false,
+            tuning: DataPathTuning::default(),
+            public_key: "pk".into(),
+            peers: vec![PeerStatus {
+                name: "laptop".into(),
+                node_id: 4,
+                role: Role::Client,
+                overlay_ip: Ipv4Addr::new(100, 64, 0, 2),
+                online: true,
+                last_handshake_s: None,
+                tx_bytes: 1,
+                rx_bytes: 2,
+            }],
+            dropped: Counters::default().snapshot(),
+        };
+        let v = serde_json::to_value(&status).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "account",
+                "connected",
+                "connected_for_s",
+                "contract",
+                "dropped",
+                "hub",
+                "hub_addr",
+                "interface",
+                "last_error",
+                "node_id",
+                "offloads",
+                "overlay_ip",
+                "peers",
+                "pid",
+                "public_key",
+                "relay_bound",
+                "role",
+                "tuning",
+                "udp_gso"
+            ]
+        );
+        assert_eq!(v["role"], "target");
+        assert_eq!(v["overlay_ip"], "100.64.0.1");
+        assert_eq!(v["pid"], 42);
+        assert_eq!(v["connected"], true);
+        assert_eq!(v["contract"], serde_json::Value::Null);
+        assert_eq!(
+            v["offloads"],
+            serde_json::json!({"tun": true, "udp_gso": true, "udp_gro": true})
+        );
+        assert_eq!(
+            v["tuning"],
+            serde_json::json!({"offload": true, "udp_gso": true, "udp_gro": true, "spin_us": 0,
+                "tun_offload": true, "packet_threads": 1})
+        );
+        assert_eq!(
+            v["peers"][0],
+            serde_json::json!({"name": "laptop", "node_id": 4, "role": "client", "overlay_ip": "100.64.0.2",
+                "online": true, "last_handshake_s": null, "tx_bytes": 1, "rx_bytes": 2})
+        );
+        assert_eq!(v["dropped"]["wg_rejected"], 0);
+        let back: NodeStatus = serde_json::from_value(v).unwrap();
+        assert_eq!(back.peers[0].overlay_ip, Ipv4Addr::new(100, 64, 0, 2));
+    }
+}
