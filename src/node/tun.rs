@@ -10,7 +10,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
 use tun_rs::{GROTable, SyncDevice};
@@ -145,10 +145,7 @@ impl ChannelTunPeer {
 
     /// The next packet the data path wrote to the device, waiting up to `timeout`.
     pub fn delivered(&self, timeout: Duration) -> Option<Vec<u8>> {
-        match self.outbound.recv_timeout(timeout) {
-            Ok(p) => Some(p),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.outbound.recv_timeout(timeout).ok()
     }
 
     /// A packet already delivered, without waiting.
