@@ -10,13 +10,47 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as TokioBufReader};
 use tokio::net::UnixListener;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LocalRequest {
-    pub cmd: String,
+/// What a client asks, as one JSON line: `{"cmd":"status"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum LocalRequest {
+    /// A client's or target's status (`mcvpn status`); the hub answers it as `stats`.
+    Status,
+    /// The hub's relay counters and live sessions (`mcvpn hub stats`).
+    Stats,
+    /// Take the client down (`mcvpn down`; root only).
+    Down,
+}
+
+impl LocalRequest {
+    /// The name on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LocalRequest::Status => "status",
+            LocalRequest::Stats => "stats",
+            LocalRequest::Down => "down",
+        }
+    }
+}
+
+/// One answer line: the server's typed answer, or `{"error": "..."}` when it refused
+/// or did not understand. (Untagged: an answer type must not have an `error` key.)
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Answer<T> {
+    Refused { error: String },
+    Done(T),
+}
+
+/// The answer to a request that only has to be done: `{"ok": true}`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Ack {
+    pub ok: bool,
 }
 
 /// Who asked: `down` is for root only, `status` for anyone.
@@ -24,8 +58,6 @@ pub struct LocalRequest {
 pub struct Caller {
     pub uid: u32,
 }
-
-pub type Handler = Arc<dyn Fn(LocalRequest, Caller) -> serde_json::Value + Send + Sync>;
 
 /// Removes the socket file when the server goes away.
 pub struct SocketGuard(PathBuf);
@@ -36,8 +68,15 @@ impl Drop for SocketGuard {
     }
 }
 
-/// Binds `path` (replacing a stale socket file) and serves requests until the runtime stops.
-pub fn serve(path: &Path, handler: Handler) -> Result<SocketGuard> {
+/// Binds `path` (replacing a stale socket file) and serves requests until the runtime
+/// stops. `handler` answers each request with its typed answer, or refuses with a
+/// message for the caller.
+pub fn serve<R, F>(path: &Path, handler: F) -> Result<SocketGuard>
+where
+    R: Serialize,
+    F: Fn(LocalRequest, Caller) -> Result<R, String> + Send + Sync + 'static,
+{
+    let handler = Arc::new(handler);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -65,11 +104,17 @@ pub fn serve(path: &Path, handler: Handler) -> Result<SocketGuard> {
                 if rd.read_line(&mut line).await.is_err() {
                     return;
                 }
-                let reply = match serde_json::from_str::<LocalRequest>(&line) {
-                    Ok(req) => handler(req, caller),
-                    Err(e) => serde_json::json!({"error": format!("bad request: {e}")}),
-                };
-                let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+                // Serialised at once: only bytes cross the await below.
+                let mut out = match serde_json::from_str::<LocalRequest>(&line) {
+                    Ok(req) => match handler(req, caller) {
+                        Ok(answer) => serde_json::to_vec(&Answer::Done(answer)),
+                        Err(error) => serde_json::to_vec(&Answer::<()>::Refused { error }),
+                    },
+                    Err(e) => serde_json::to_vec(&Answer::<()>::Refused {
+                        error: format!("bad request: {e}"),
+                    }),
+                }
+                .unwrap_or_default();
                 out.push(b'\n');
                 let _ = wr.write_all(&out).await;
             });
@@ -78,14 +123,74 @@ pub fn serve(path: &Path, handler: Handler) -> Result<SocketGuard> {
     Ok(SocketGuard(path.to_path_buf()))
 }
 
-/// Sends `cmd` to the process serving `path` and returns its JSON answer.
-pub fn call(path: &Path, cmd: &str) -> Result<serde_json::Value> {
+/// Sends `req` to the process serving `path`. The outer error: nobody answered, or not
+/// readably; the inner one: the server refused, with its message.
+pub fn call<T: DeserializeOwned>(path: &Path, req: LocalRequest) -> Result<Result<T, String>> {
     let mut stream = StdUnixStream::connect(path)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut req = serde_json::to_vec(&LocalRequest { cmd: cmd.into() })?;
-    req.push(b'\n');
-    stream.write_all(&req)?;
+    let mut line = serde_json::to_vec(&req)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line)?;
-    serde_json::from_str(&line).with_context(|| format!("unreadable answer from {}", path.display()))
+    let answer: Answer<T> =
+        serde_json::from_str(&line).with_context(|| format!("unreadable answer from {}", path.display()))?;
+    Ok(match answer {
+        Answer::Done(t) => Ok(t),
+        Answer::Refused { error } => Err(error),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire format scripts and older clients speak: one `{"cmd": …}` line.
+    #[test]
+    fn requests_keep_their_wire_names() {
+        for (req, line) in [
+            (LocalRequest::Status, r#"{"cmd":"status"}"#),
+            (LocalRequest::Stats, r#"{"cmd":"stats"}"#),
+            (LocalRequest::Down, r#"{"cmd":"down"}"#),
+        ] {
+            assert_eq!(serde_json::to_string(&req).unwrap(), line);
+            assert_eq!(serde_json::from_str::<LocalRequest>(line).unwrap(), req);
+            assert_eq!(line, format!(r#"{{"cmd":"{}"}}"#, req.name()));
+        }
+        assert!(serde_json::from_str::<LocalRequest>(r#"{"cmd":"reboot"}"#).is_err());
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Count {
+        n: u32,
+    }
+
+    /// A typed answer, a refusal and a request the server does not know, over a real
+    /// Unix socket.
+    #[test]
+    fn answers_and_refusals_over_a_real_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.sock");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _guard = rt
+            .block_on(async {
+                serve(&path, |req, _caller| match req {
+                    LocalRequest::Stats => Ok(Count { n: 7 }),
+                    other => Err(format!("unknown command {:?}", other.name())),
+                })
+            })
+            .unwrap();
+        assert_eq!(call::<Count>(&path, LocalRequest::Stats).unwrap(), Ok(Count { n: 7 }));
+        assert_eq!(
+            call::<Count>(&path, LocalRequest::Status).unwrap(),
+            Err("unknown command \"status\"".to_string())
+        );
+        let mut stream = StdUnixStream::connect(&path).unwrap();
+        stream.write_all(b"{\"cmd\":\"reboot\"}\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert!(v["error"].as_str().unwrap().starts_with("bad request"), "{line}");
+        assert!(call::<Count>(&dir.path().join("nobody.sock"), LocalRequest::Stats).is_err());
+    }
 }

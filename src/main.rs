@@ -10,10 +10,12 @@ use clap::{Args, Parser, Subcommand};
 
 use mcvpn::cli_admin::AdminArgs;
 use mcvpn::exit::{self, Exit};
+use mcvpn::local_api::LocalRequest;
 use mcvpn::node::client::{self, ClientPaths, UpOptions};
-use mcvpn::node::netconf::DEFAULT_MTU;
 use mcvpn::node::target::{self, EnrollOptions, RunOptions, TargetPaths};
+use mcvpn::node::DataPathSettings;
 use mcvpn::store::OverlayNet;
+use mcvpn::udp_batch::UdpTuning;
 use mcvpn::{hub, local_api};
 
 #[derive(Parser)]
@@ -59,6 +61,9 @@ enum Command {
         /// Print JSON instead of text
         #[arg(long)]
         json: bool,
+        /// Also show the data path: its tuning knobs, offloads and drop counters
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// The office machine: enroll it once, then run it as a service
     #[command(subcommand)]
@@ -152,6 +157,8 @@ struct HubArgs {
     /// The notices' sender address [default: mcvpn@<hostname>]
     #[arg(long, env = "MCVPN_SMTP_FROM", value_name = "ADDRESS", value_parser = parse_smtp_from, requires = "smtp")]
     smtp_from: Option<String>,
+    #[command(flatten)]
+    udp_tuning: UdpTuning,
 }
 
 #[derive(Subcommand)]
@@ -217,12 +224,8 @@ struct UpCmd {
     /// Stay attached to the terminal instead of running in the background
     #[arg(long)]
     foreground: bool,
-    /// Name of the TUN interface
-    #[arg(long, default_value = "mcvpn0")]
-    iface: String,
-    /// MTU of the TUN interface (1420 fits a 1500-byte IPv4 path; use 1400 behind an IPv6 hub)
-    #[arg(long, default_value_t = DEFAULT_MTU)]
-    mtu: u16,
+    #[command(flatten)]
+    data: DataPathSettings,
     #[command(flatten)]
     paths: ClientPathArgs,
 }
@@ -270,11 +273,8 @@ enum TargetCmd {
     },
     /// Run the target: TUN up, accept tunnels from the account's clients, reconnect forever
     Run {
-        #[arg(long, default_value = "mcvpn0")]
-        iface: String,
-        /// MTU of the TUN interface (1420 fits a 1500-byte IPv4 path; use 1400 behind an IPv6 hub)
-        #[arg(long, default_value_t = DEFAULT_MTU)]
-        mtu: u16,
+        #[command(flatten)]
+        data: DataPathSettings,
         #[command(flatten)]
         paths: TargetPathArgs,
     },
@@ -284,6 +284,9 @@ enum TargetCmd {
         paths: TargetPathArgs,
         #[arg(long)]
         json: bool,
+        /// Also show the data path: its tuning knobs, offloads and drop counters
+        #[arg(long, short)]
+        verbose: bool,
     },
 }
 
@@ -351,12 +354,14 @@ fn dispatch(command: Command) -> Result<Exit> {
             sub: Some(HubSub::Stats { status_socket, json }),
             ..
         }) => {
-            let stats = local_api::call(&status_socket, "stats").map_err(|e| {
-                anyhow::anyhow!(
-                    "no hub answering at {} ({e}); is `mcvpn hub` running?",
-                    status_socket.display()
-                )
-            })?;
+            let stats = local_api::call::<serde_json::Value>(&status_socket, LocalRequest::Stats)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "no hub answering at {} ({e}); is `mcvpn hub` running?",
+                        status_socket.display()
+                    )
+                })?
+                .map_err(|e| anyhow::anyhow!("the hub refused: {e}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&stats)?);
             } else {
@@ -370,11 +375,10 @@ fn dispatch(command: Command) -> Result<Exit> {
             account: u.account,
             password_file: u.password_file,
             foreground: u.foreground,
-            iface: u.iface,
-            mtu: u.mtu,
+            data: u.data,
         }),
         Command::Down(paths) => client::down(&paths.paths()),
-        Command::Status { paths, json } => client::status(&paths.paths().socket(), json),
+        Command::Status { paths, json, verbose } => client::status(&paths.paths().socket(), json, verbose),
         Command::ClientDaemon => client::daemon_main(),
         Command::Target(TargetCmd::Enroll {
             hub,
@@ -389,12 +393,13 @@ fn dispatch(command: Command) -> Result<Exit> {
             password_file,
             name,
         }),
-        Command::Target(TargetCmd::Run { iface, mtu, paths }) => target::run(RunOptions {
+        Command::Target(TargetCmd::Run { data, paths }) => target::run(RunOptions {
             paths: paths.paths(),
-            iface,
-            mtu,
+            data,
         }),
-        Command::Target(TargetCmd::Status { paths, json }) => client::status(&paths.paths().socket(), json),
+        Command::Target(TargetCmd::Status { paths, json, verbose }) => {
+            client::status(&paths.paths().socket(), json, verbose)
+        }
         Command::Admin(a) => mcvpn::cli_admin::run(a),
         Command::Passwd {
             hub,
@@ -433,7 +438,7 @@ fn hub_settings(run: HubArgs) -> hub::HubSettings {
         min_accounts: run.min_accounts,
         smtp: run.smtp,
         smtp_from: run.smtp_from,
-        offloads: mcvpn::udp_batch::Offloads::from_env(),
+        udp_tuning: run.udp_tuning,
     }
 }
 

@@ -23,43 +23,84 @@ pub const MAX_GSO_SEGMENTS: usize = 64;
 /// Largest total payload of one GSO send.
 pub const MAX_GSO_BYTES: usize = 65000;
 
-/// Which offloads are on. Each has an environment switch, because kernels have
-/// shipped UDP-GSO corruption and TUN-GSO `EINVAL` bugs:
-/// `MCVPN_OFFLOAD=off` turns all off; `MCVPN_TUN_OFFLOAD=0`, `MCVPN_UDP_GSO=0` and
-/// `MCVPN_UDP_GRO=0` turn one off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// Which offloads are on (derived from the tuning knobs, see [`UdpTuning`] and
+/// `node::settings::DataPathTuning`): what `mcvpn status` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Offloads {
     pub tun: bool,
     pub udp_gso: bool,
     pub udp_gro: bool,
 }
 
-impl Offloads {
-    pub fn from_env() -> Offloads {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
+/// The knobs of a batched UDP socket, shared by the hub's relay and the nodes. Each
+/// offload has an off switch because kernels have shipped UDP-GSO corruption and
+/// TUN-GSO `EINVAL` bugs. Read from the environment only by the command line (clap's
+/// `env`), then passed down.
+#[derive(clap::Args, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UdpTuning {
+    /// Every offload (UDP GSO and GRO, and a node's TUN offload): `off` (or 0, no,
+    /// false) turns them all off, whatever the switches below say
+    #[arg(long = "offload", env = "MCVPN_OFFLOAD", value_name = "on|off", default_value = "on",
+        value_parser = parse_switch, action = clap::ArgAction::Set, help_heading = "Data path tuning")]
+    pub offload: bool,
+    /// UDP GSO: many datagrams per send (`off` sends them one by one)
+    #[arg(long = "udp-gso", env = "MCVPN_UDP_GSO", value_name = "on|off", default_value = "on",
+        value_parser = parse_switch, action = clap::ArgAction::Set, help_heading = "Data path tuning")]
+    pub udp_gso: bool,
+    /// UDP GRO: many datagrams per receive buffer (`off` receives them one by one)
+    #[arg(long = "udp-gro", env = "MCVPN_UDP_GRO", value_name = "on|off", default_value = "on",
+        value_parser = parse_switch, action = clap::ArgAction::Set, help_heading = "Data path tuning")]
+    pub udp_gro: bool,
+    /// How long a packet loop keeps polling without sleeping before it blocks, in µs. A
+    /// little spinning saves the wake-up latency of a sleeping vCPU on each hop of a
+    /// request/response exchange, at the cost of CPU while traffic flows (a value that
+    /// is not a number counts as 0)
+    #[arg(long = "spin-us", env = "MCVPN_SPIN_US", value_name = "MICROSECONDS", default_value = "0",
+        value_parser = parse_spin_us, help_heading = "Data path tuning")]
+    pub spin_us: u64,
+}
 
-    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Offloads {
-        let off = |v: Option<String>| v.is_some_and(|v| matches!(v.trim(), "0" | "off" | "no" | "false"));
-        let all_off = off(get("MCVPN_OFFLOAD"));
-        Offloads {
-            tun: !all_off && !off(get("MCVPN_TUN_OFFLOAD")),
-            udp_gso: !all_off && !off(get("MCVPN_UDP_GSO")),
-            udp_gro: !all_off && !off(get("MCVPN_UDP_GRO")),
+impl Default for UdpTuning {
+    /// The command line's defaults: every offload on, no spinning.
+    fn default() -> UdpTuning {
+        UdpTuning {
+            offload: true,
+            udp_gso: true,
+            udp_gro: true,
+            spin_us: 0,
         }
     }
 }
 
-/// How long a packet loop keeps polling without sleeping before it blocks, from
-/// `MCVPN_SPIN_US` (microseconds, default 0). A little spinning saves the wake-up
-/// latency of a sleeping vCPU on each hop of a request/response exchange, at the cost
-/// of CPU while traffic flows.
-pub fn spin_from_env() -> std::time::Duration {
-    let us = std::env::var("MCVPN_SPIN_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    std::time::Duration::from_micros(us)
+impl UdpTuning {
+    /// Whether UDP GSO may be used (the kernel may still refuse it).
+    pub fn udp_gso(&self) -> bool {
+        self.offload && self.udp_gso
+    }
+
+    pub fn udp_gro(&self) -> bool {
+        self.offload && self.udp_gro
+    }
+
+    /// How long a wait polls before it sleeps (`wait_readable`).
+    pub fn spin(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.spin_us)
+    }
+}
+
+/// An offload switch: `0`, `off`, `no` and `false` (around spaces) turn it off,
+/// anything else leaves it on, as the environment switches always did.
+pub fn parse_switch(value: &str) -> Result<bool, String> {
+    Ok(!matches!(value.trim(), "0" | "off" | "no" | "false"))
+}
+
+/// `MCVPN_SPIN_US`: microseconds; anything that is not a number counts as 0, as it
+/// always did (with a warning now, since logging is not set up yet when it is parsed).
+fn parse_spin_us(value: &str) -> Result<u64, String> {
+    Ok(value.parse().unwrap_or_else(|_| {
+        eprintln!("mcvpn: warning: MCVPN_SPIN_US / --spin-us {value:?} is not a number of microseconds; using 0");
+        0
+    }))
 }
 
 /// Waits until `fd` is readable: first by polling without sleeping for up to `spin`,
@@ -119,17 +160,17 @@ pub struct BatchUdp {
 }
 
 impl BatchUdp {
-    pub fn new(socket: UdpSocket, offloads: Offloads) -> io::Result<BatchUdp> {
+    pub fn new(socket: UdpSocket, tuning: &UdpTuning) -> io::Result<BatchUdp> {
         let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
-        if !offloads.udp_gro {
+        if !tuning.udp_gro() {
             set_udp_gro(&socket, false);
         }
-        let gso = offloads.udp_gso && state.max_gso_segments() > 1;
+        let gso = tuning.udp_gso() && state.max_gso_segments() > 1;
         Ok(BatchUdp {
             socket,
             state,
             gso,
-            spin: spin_from_env(),
+            spin: tuning.spin(),
         })
     }
 
@@ -245,11 +286,16 @@ fn set_udp_gro(socket: &UdpSocket, on: bool) {
 pub fn sendmmsg(fd: i32, datagrams: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
     const MAX: usize = 64;
     let n = datagrams.len().min(MAX);
-    // SAFETY: all-zero bytes are a valid sockaddr_storage (an AF_UNSPEC address).
+    // SAFETY: sockaddr_storage is plain old data (integers and byte arrays): all zeroes
+    // is a valid value of it (family AF_UNSPEC), and only the entries filled in below
+    // are handed to the kernel.
     let mut addrs: [libc::sockaddr_storage; MAX] = unsafe { std::mem::zeroed() };
-    // SAFETY: all-zero bytes are a valid iovec (a null pointer with length 0).
+    // SAFETY: iovec is a pointer and a length; the all-zero value (null, 0) is valid
+    // for the type, and every entry passed to the kernel is overwritten below.
     let mut iovs: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
-    // SAFETY: all-zero bytes are a valid mmsghdr (null pointers, zero lengths).
+    // SAFETY: mmsghdr is integers and raw pointers, for which all zeroes (null
+    // pointers, zero lengths and flags) is valid; it is the documented way to start a
+    // msghdr, and the kernel reads only the first `n`, whose fields are set below.
     let mut hdrs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
     for i in 0..n {
         let (dst, data) = datagrams[i];
@@ -339,45 +385,6 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn offload_switches() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
-        };
-        assert_eq!(
-            Offloads::from_lookup(env(&[])),
-            Offloads {
-                tun: true,
-                udp_gso: true,
-                udp_gro: true
-            }
-        );
-        assert_eq!(
-            Offloads::from_lookup(env(&[("MCVPN_OFFLOAD", "off")])),
-            Offloads {
-                tun: false,
-                udp_gso: false,
-                udp_gro: false
-            }
-        );
-        assert_eq!(
-            Offloads::from_lookup(env(&[("MCVPN_UDP_GSO", "0")])),
-            Offloads {
-                tun: true,
-                udp_gso: false,
-                udp_gro: true
-            }
-        );
-        assert_eq!(
-            Offloads::from_lookup(env(&[("MCVPN_TUN_OFFLOAD", "no"), ("MCVPN_UDP_GRO", "1")])),
-            Offloads {
-                tun: false,
-                udp_gso: true,
-                udp_gro: true
-            }
-        );
-    }
-
-    #[test]
     fn runs_break_on_bigger_after_shorter_and_limits() {
         assert_eq!(gso_runs(&[], 64, 65000), vec![]);
         assert_eq!(gso_runs(&[100, 100, 100, 40], 64, 65000), vec![(0, 4, 100)]);
@@ -399,7 +406,7 @@ mod tests {
         let (a, b) = (bind(), bind());
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
         let b_addr = b.local_addr().unwrap();
-        let b = BatchUdp::new(b, Offloads::from_lookup(|_| None)).unwrap();
+        let b = BatchUdp::new(b, &UdpTuning::default()).unwrap();
         let mut buf = vec![0u8; RECV_BUF];
         let mut meta = [RecvMeta::default(); 1];
 

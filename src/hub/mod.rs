@@ -42,7 +42,6 @@ use crate::keys::KeyPair;
 use crate::local_api;
 use crate::proto::url::HubUrl;
 use crate::store::{OverlayNet, SqliteStore};
-use crate::udp_batch::Offloads;
 
 use self::context::HubContext;
 use self::limiter::LoginLimiter;
@@ -83,8 +82,8 @@ pub struct HubSettings {
     pub smtp: Option<notices::SmtpConfig>,
     /// The notices' sender (default: `mcvpn@<hostname>`).
     pub smtp_from: Option<String>,
-    /// UDP offloads of the relay socket.
-    pub offloads: Offloads,
+    /// The relay socket's offload switches and spinning.
+    pub udp_tuning: crate::udp_batch::UdpTuning,
 }
 
 impl HubIdentity {
@@ -127,7 +126,7 @@ pub async fn run(settings: HubSettings) -> Result<()> {
 
     let table = RelayTable::shared();
     let stats = Arc::new(RelayStats::default());
-    udp::spawn(udp, table.clone(), stats.clone(), settings.offloads)?;
+    udp::spawn(udp, table.clone(), stats.clone(), settings.udp_tuning)?;
 
     let ctx = Arc::new(HubContext {
         keys,
@@ -201,18 +200,15 @@ fn serve_status(
     table: &SharedRelayTable,
 ) -> Result<local_api::SocketGuard> {
     let (ctx, stats, table) = (ctx.clone(), stats.clone(), table.clone());
-    local_api::serve(
-        path,
-        Arc::new(move |req, _caller| match req.cmd.as_str() {
-            "stats" | "status" => serde_json::json!({
-                "url": url,
-                "relay": stats.snapshot(),
-                "bound_endpoints": table.read().bound_nodes(),
-                "sessions": ctx.registry.summaries(),
-            }),
-            other => serde_json::json!({"error": format!("unknown command {other:?}")}),
-        }),
-    )
+    local_api::serve(path, move |req, _caller| match req {
+        local_api::LocalRequest::Stats | local_api::LocalRequest::Status => Ok(serde_json::json!({
+            "url": url,
+            "relay": stats.snapshot(),
+            "bound_endpoints": table.read().bound_nodes(),
+            "sessions": ctx.registry.summaries(),
+        })),
+        other => Err(format!("unknown command {:?}", other.name())),
+    })
 }
 
 /// Accepts control connections, each served by its own task, until the process stops.

@@ -18,7 +18,7 @@ use quinn_udp::RecvMeta;
 
 use super::relay::{DropReason, RelayStats, RelayTable, SharedRelayTable};
 use crate::proto::relay::{self, Header, Kind, HEADER_LEN};
-use crate::udp_batch::{gso_runs, BatchUdp, Offloads, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, RECV_BATCH, RECV_BUF};
+use crate::udp_batch::{gso_runs, BatchUdp, UdpTuning, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, RECV_BATCH, RECV_BUF};
 
 /// A `Bind` to apply after the read lock is released: from `src`, in `storage[buf][start..end]`.
 #[derive(Debug, Clone, Copy)]
@@ -65,23 +65,23 @@ pub fn spawn(
     socket: UdpSocket,
     table: SharedRelayTable,
     stats: Arc<RelayStats>,
-    offloads: Offloads,
+    tuning: UdpTuning,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("relay".into())
-        .spawn(move || run(socket, table, stats, offloads))
+        .spawn(move || run(socket, table, stats, tuning))
 }
 
 /// Receives, decides, forwards; forever. Runs on its own thread.
-pub fn run(socket: UdpSocket, table: SharedRelayTable, stats: Arc<RelayStats>, offloads: Offloads) {
-    let sock = match BatchUdp::new(socket, offloads) {
+pub fn run(socket: UdpSocket, table: SharedRelayTable, stats: Arc<RelayStats>, tuning: UdpTuning) {
+    let sock = match BatchUdp::new(socket, &tuning) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot set up the relay socket");
             return;
         }
     };
-    tracing::info!(gso = sock.gso(), gro = offloads.udp_gro, "relay running");
+    tracing::info!(gso = sock.gso(), gro = tuning.udp_gro(), "relay running");
     let mut storage: Vec<Vec<u8>> = (0..RECV_BATCH).map(|_| vec![0u8; RECV_BUF]).collect();
     let mut metas = [RecvMeta::default(); RECV_BATCH];
     let mut sends: Vec<Forward> = Vec::with_capacity(RECV_BATCH * 4);

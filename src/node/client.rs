@@ -17,10 +17,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::session::{self, LoginError, SessionEnd};
-use super::{Node, NodeSettings};
+use super::{ControlSettings, DataPathSettings, Node, NodeSettings, NodeStatus};
 use crate::exit::{self, Exit};
 use crate::keys::KeyPair;
-use crate::local_api;
+use crate::local_api::{self, Ack, LocalRequest};
 use crate::proto::control::{Credential, Event, Role};
 use crate::proto::url::HubUrl;
 
@@ -71,8 +71,9 @@ pub struct UpOptions {
     pub account: Option<String>,
     pub password_file: Option<PathBuf>,
     pub foreground: bool,
-    pub iface: String,
-    pub mtu: u16,
+    /// The TUN, the UDP socket and the data-path knobs (read from the environment by
+    /// `up`'s command line, not inherited by the daemon).
+    pub data: DataPathSettings,
 }
 
 /// Handed from `up` to the daemon on its stdin (never on the command line, where
@@ -83,8 +84,7 @@ struct DaemonRequest {
     hub: String,
     account: String,
     password: String,
-    iface: String,
-    mtu: u16,
+    data: DataPathSettings,
 }
 
 /// The daemon's one-line report to `up`.
@@ -93,7 +93,15 @@ struct Readiness {
     ok: bool,
     exit: u8,
     message: String,
-    status: Option<serde_json::Value>,
+    status: Option<Box<NodeStatus>>,
+}
+
+/// What the client daemon answers on its local socket.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum DaemonAnswer {
+    Status(Box<NodeStatus>),
+    Down(Ack),
 }
 
 pub fn up(opts: UpOptions) -> Result<Exit> {
@@ -114,7 +122,7 @@ pub fn up(opts: UpOptions) -> Result<Exit> {
         .clone()
         .or(config.account.clone())
         .ok_or_else(|| anyhow!("no account: pass --account NAME"))?;
-    if local_api::call(&opts.paths.socket(), "status").is_ok() {
+    if local_api::call::<NodeStatus>(&opts.paths.socket(), LocalRequest::Status).is_ok() {
         return Ok(Exit::fail(
             exit::FAILURE,
             "mcvpn is already up; run `sudo mcvpn down` first",
@@ -126,8 +134,7 @@ pub fn up(opts: UpOptions) -> Result<Exit> {
         hub: hub.clone(),
         account: account.clone(),
         password,
-        iface: opts.iface.clone(),
-        mtu: opts.mtu,
+        data: opts.data.clone(),
     };
     let config_path = opts.paths.config.clone();
     let log_path = opts.paths.log();
@@ -148,7 +155,7 @@ pub fn up(opts: UpOptions) -> Result<Exit> {
                 if r.ok {
                     remember();
                     if let Some(status) = &r.status {
-                        print_status(status);
+                        print_status(status, false);
                     }
                 }
             })),
@@ -160,7 +167,7 @@ pub fn up(opts: UpOptions) -> Result<Exit> {
     }
     remember();
     if let Some(status) = &readiness.status {
-        print_status(status);
+        print_status(status, false);
     }
     println!("log: {}", log_path.display());
     Ok(Exit::ok())
@@ -263,7 +270,7 @@ async fn client_main(req: DaemonRequest, report: Option<Report>) -> Result<Exit>
         Err(e) => return Ok(finish(fail(exit::FAILURE, format!("{e:#}")))),
     };
     let credential = Credential::Password { password: req.password };
-    let (login, rd, wr) = match session::login(&node.settings, node.boot_id, credential, false).await {
+    let (login, rd, wr) = match session::login(&node.settings.control, node.boot_id, credential, false).await {
         Ok((Event::LoginOk(ok), rd, wr)) => (ok, rd, wr),
         Ok(_) => return Ok(finish(fail(exit::FAILURE, "unexpected answer from the hub".into()))),
         Err(e @ LoginError::Refused { .. }) => return Ok(finish(fail(exit::REFUSED, e.to_string()))),
@@ -278,25 +285,22 @@ async fn client_main(req: DaemonRequest, report: Option<Report>) -> Result<Exit>
     let (down_tx, mut down_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let _socket = {
         let node = node.clone();
-        local_api::serve(
-            &req.paths.socket(),
-            Arc::new(move |r, caller| match r.cmd.as_str() {
-                "status" => node.status(),
-                "down" if caller.uid == 0 => {
-                    let _ = down_tx.send(());
-                    serde_json::json!({"ok": true})
-                }
-                "down" => serde_json::json!({"error": "only root may take mcvpn down: run `sudo mcvpn down`"}),
-                other => serde_json::json!({"error": format!("unknown command {other:?}")}),
-            }),
-        )?
+        local_api::serve(&req.paths.socket(), move |req, caller| match req {
+            LocalRequest::Status => Ok(DaemonAnswer::Status(Box::new(node.status()))),
+            LocalRequest::Down if caller.uid == 0 => {
+                let _ = down_tx.send(());
+                Ok(DaemonAnswer::Down(Ack { ok: true }))
+            }
+            LocalRequest::Down => Err("only root may take mcvpn down: run `sudo mcvpn down`".into()),
+            other => Err(format!("unknown command {:?}", other.name())),
+        })?
     };
     tracing::info!(ip = %login.overlay_ip, account = %login.account, peers = login.peers.len(), "mcvpn is up");
     let exit = finish(Readiness {
         ok: true,
         exit: 0,
         message: "up".into(),
-        status: Some(node.status()),
+        status: Some(Box::new(node.status())),
     });
 
     let resume_account = login.account.clone();
@@ -325,32 +329,32 @@ async fn client_main(req: DaemonRequest, report: Option<Report>) -> Result<Exit>
 
 fn client_settings(req: &DaemonRequest) -> Result<NodeSettings> {
     Ok(NodeSettings {
-        role: Role::Client,
-        hub: HubUrl::parse(&req.hub)?,
-        key: KeyPair::load_or_create(&req.paths.key)?,
-        account: Some(req.account.clone()),
-        hostname: crate::util::hostname(),
-        iface: req.iface.clone(),
-        mtu: req.mtu,
-        socket_buffer: super::DEFAULT_SOCKET_BUFFER,
+        control: ControlSettings {
+            role: Role::Client,
+            hub: HubUrl::parse(&req.hub)?,
+            key: KeyPair::load_or_create(&req.paths.key)?,
+            account: Some(req.account.clone()),
+            hostname: crate::util::hostname(),
+        },
+        data: req.data.clone(),
     })
 }
 
 /// `mcvpn down`: asks the daemon to stop and waits until it is gone.
 pub fn down(paths: &ClientPaths) -> Result<Exit> {
     let socket = paths.socket();
-    let status = match local_api::call(&socket, "status") {
-        Ok(s) => s,
+    let pid = match local_api::call::<NodeStatus>(&socket, LocalRequest::Status) {
+        Ok(Ok(s)) => i32::try_from(s.pid).unwrap_or(0),
+        // Something answers there, but not with a status: wait on the socket alone.
+        Ok(Err(_)) => 0,
         Err(_) => {
             println!("mcvpn is not running");
             return Ok(Exit::ok());
         }
     };
-    let answer = local_api::call(&socket, "down")?;
-    if let Some(err) = answer.get("error").and_then(|e| e.as_str()) {
-        return Ok(Exit::fail(exit::NOT_ROOT, err));
+    if let Err(err) = local_api::call::<Ack>(&socket, LocalRequest::Down)? {
+        return Ok(Exit::fail(exit::NOT_ROOT, &err));
     }
-    let pid = status.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32;
     for _ in 0..100 {
         let alive = pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
         if !alive && !socket.exists() {
@@ -365,17 +369,18 @@ pub fn down(paths: &ClientPaths) -> Result<Exit> {
     ))
 }
 
-/// `mcvpn status`.
-pub fn status(socket: &Path, as_json: bool) -> Result<Exit> {
-    match local_api::call(socket, "status") {
-        Ok(s) => {
+/// `mcvpn status`; `verbose` adds the data-path knobs, offloads and drop counters.
+pub fn status(socket: &Path, as_json: bool, verbose: bool) -> Result<Exit> {
+    match local_api::call::<NodeStatus>(socket, LocalRequest::Status) {
+        Ok(Ok(s)) => {
             if as_json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                print_status(&s);
+                print_status(&s, verbose);
             }
             Ok(Exit::ok())
         }
+        Ok(Err(e)) => Ok(Exit::fail(exit::FAILURE, &format!("the mcvpn daemon refused: {e}"))),
         Err(_) => {
             if as_json {
                 println!("{}", serde_json::json!({"running": false}));
@@ -402,47 +407,95 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-/// Prints a node status (client or target) for people.
-pub fn print_status(s: &serde_json::Value) {
-    let get = |k: &str| s.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_string();
-    let connected = s.get("connected").and_then(|v| v.as_bool()).unwrap_or(false);
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// Prints a node status (client or target) for people; `verbose` adds the data path.
+pub fn print_status(s: &NodeStatus, verbose: bool) {
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     println!(
         "mcvpn {}: {}",
-        get("role"),
-        if connected {
+        s.role.as_str(),
+        if s.connected {
             "connected"
         } else {
             "reconnecting to the hub"
         }
     );
-    println!("  hub:        {}", get("hub"));
-    println!("  account:    {} (contract {})", get("account"), get("contract"));
-    println!("  interface:  {}  {}", get("interface"), get("overlay_ip"));
-    if let Some(e) = s.get("last_error").and_then(|v| v.as_str()) {
+    println!("  hub:        {}", s.hub);
+    println!(
+        "  account:    {} (contract {})",
+        or_dash(&s.account),
+        or_dash(&s.contract)
+    );
+    println!(
+        "  interface:  {}  {}",
+        s.interface,
+        s.overlay_ip.map_or("-".to_string(), |ip| ip.to_string())
+    );
+    if let Some(e) = &s.last_error {
         println!("  last error: {e}");
     }
-    let peers = s.get("peers").and_then(|p| p.as_array()).cloned().unwrap_or_default();
-    if peers.is_empty() {
+    if verbose {
+        let t = &s.tuning;
+        println!("  data path:");
+        println!("    hub address      {} (relay bound: {})", s.hub_addr, s.relay_bound);
+        println!(
+            "    offload          {:<4} MCVPN_OFFLOAD          (off turns every offload off)",
+            on_off(t.udp.offload)
+        );
+        println!(
+            "    TUN offload      {:<4} MCVPN_TUN_OFFLOAD      allowed: {}",
+            on_off(t.tun_offload),
+            on_off(s.offloads.tun)
+        );
+        println!(
+            "    UDP GSO          {:<4} MCVPN_UDP_GSO          allowed: {}, in use: {}",
+            on_off(t.udp.udp_gso),
+            on_off(s.offloads.udp_gso),
+            on_off(s.udp_gso)
+        );
+        println!(
+            "    UDP GRO          {:<4} MCVPN_UDP_GRO          allowed: {}",
+            on_off(t.udp.udp_gro),
+            on_off(s.offloads.udp_gro)
+        );
+        println!("    spin             {:<4} MCVPN_SPIN_US          (µs)", t.udp.spin_us);
+        println!("    packet threads   {:<4} MCVPN_PACKET_THREADS", t.packet_threads);
+        let d = &s.dropped;
+        println!(
+            "  dropped:    TUN read errors {}, not IPv4 {}, no peer {}, malformed from hub {}, unknown peer {}, \
+             rejected by WireGuard {}, wrong source {}, send errors {}",
+            d.tun_read_errors,
+            d.tun_not_ipv4,
+            d.tun_no_peer,
+            d.hub_malformed,
+            d.hub_unknown_peer,
+            d.wg_rejected,
+            d.source_filtered,
+            d.send_errors
+        );
+    }
+    if s.peers.is_empty() {
         println!("  peers:      none (nothing reachable for this account yet)");
     } else {
         println!("  peers:");
     }
-    for p in peers {
-        let field = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_string();
-        let online = p.get("online").and_then(|v| v.as_bool()).unwrap_or(false);
-        let handshake = p
-            .get("last_handshake_s")
-            .and_then(|v| v.as_u64())
-            .map_or("never".to_string(), |s| format!("{s} s ago"));
-        let bytes = |k: &str| human_bytes(p.get(k).and_then(|v| v.as_u64()).unwrap_or(0));
+    for p in &s.peers {
+        let handshake = p.last_handshake_s.map_or("never".to_string(), |s| format!("{s} s ago"));
         println!(
             "    {:<20} {:<15} {:<8} handshake {:<10} sent {:<10} received {}",
-            field("name"),
-            field("overlay_ip"),
-            if online { "online" } else { "offline" },
+            p.name,
+            p.overlay_ip.to_string(),
+            if p.online { "online" } else { "offline" },
             handshake,
-            bytes("tx_bytes"),
-            bytes("rx_bytes"),
+            human_bytes(p.tx_bytes),
+            human_bytes(p.rx_bytes),
         );
     }
 }

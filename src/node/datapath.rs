@@ -3,6 +3,9 @@
 //! ways, waiting on the TUN and the socket at once; `MCVPN_PACKET_THREADS=2` gives each
 //! direction its own thread. The threads share only the peer table and the relay state.
 //!
+//! The loops are generic over the TUN ([`TunDevice`]): the real device in the product,
+//! an in-memory one in tests that need no root (`tests/relay_pair.rs`).
+//!
 //! Why one thread by default: on the 2-core machine of `scripts/bench.sh` a second
 //! thread per node cost more in wake-ups than it gained in parallel work. The receiving
 //! side's kernel answers (TCP acknowledgements, echo replies) woke the other thread
@@ -26,11 +29,13 @@ use std::time::{Duration, Instant};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::TunnResult;
 use quinn_udp::RecvMeta;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
 use super::peers::{Peer, PeerCache, PeerTable};
 use super::relay_state::RelayState;
+use super::settings::DataPathTuning;
+use super::tun::TunDevice;
 use crate::proto::relay::{write_data_header, Header, Kind, HEADER_LEN};
 use crate::udp_batch::{gso_runs, BatchUdp, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, RECV_BATCH, RECV_BUF};
 
@@ -50,7 +55,7 @@ pub struct Counters {
     pub send_errors: AtomicU64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CountersSnapshot {
     pub tun_read_errors: u64,
     pub tun_not_ipv4: u64,
@@ -89,8 +94,10 @@ pub fn ipv4_destination(packet: &[u8]) -> Option<Ipv4Addr> {
         .map(|h| h.destination_addr())
 }
 
-pub struct DataPath {
-    pub tun: Arc<SyncDevice>,
+/// One node's packet path. `T` is the TUN device: the real one unless a test says
+/// otherwise (generic rather than boxed, so the loops call the device directly).
+pub struct DataPath<T = SyncDevice> {
+    pub tun: Arc<T>,
     /// Connected to the hub: the kernel drops datagrams from anyone else.
     pub udp: Arc<BatchUdp>,
     pub hub: SocketAddr,
@@ -98,6 +105,8 @@ pub struct DataPath {
     pub peers: Arc<PeerTable>,
     pub relay: Arc<RelayState>,
     pub counters: Arc<Counters>,
+    /// The knobs the loops read: packet threads and spinning.
+    pub tuning: DataPathTuning,
     /// With two packet threads: held while reading the TUN and sending what was read,
     /// by whichever thread does it, so that a flow's packets leave in the order the
     /// kernel gave them.
@@ -143,7 +152,7 @@ impl TxBatch {
 
     /// Reads what the TUN has, up to a batch, without waiting (0: nothing there).
     /// Errors only when the TUN is gone.
-    fn read(&mut self, dp: &DataPath) -> std::io::Result<usize> {
+    fn read<T: TunDevice>(&mut self, dp: &DataPath<T>) -> std::io::Result<usize> {
         self.n = 0;
         while self.bufs.len() - self.n >= IDEAL_BATCH_SIZE {
             let n = self.n;
@@ -168,7 +177,7 @@ impl TxBatch {
 
     /// Reads what the TUN has and sends it to the hub. Returns how many packets were
     /// read (0: nothing there); errors only when the TUN is gone.
-    fn forward(&mut self, dp: &DataPath) -> std::io::Result<usize> {
+    fn forward<T: TunDevice>(&mut self, dp: &DataPath<T>) -> std::io::Result<usize> {
         let n = self.read(dp)?;
         if n > 0 {
             self.send(dp);
@@ -178,7 +187,7 @@ impl TxBatch {
 
     /// Encrypts what was read and sends it to the hub: one GSO send per run of
     /// equal-sized datagrams.
-    fn send(&mut self, dp: &DataPath) {
+    fn send<T: TunDevice>(&mut self, dp: &DataPath<T>) {
         self.lens.clear();
         let mut pos = 0;
         for (buf, &size) in self.bufs.iter().zip(&self.sizes).take(self.n) {
@@ -259,7 +268,7 @@ impl RxBatch {
     /// Receives one batch from the hub, decrypts it and writes the packets to the TUN.
     /// Returns how many packets went to the TUN (0 also when nothing was there and
     /// `wait` is [`Wait::No`]). Bad datagrams are counted and dropped.
-    fn receive(&mut self, dp: &DataPath, wait: Wait) -> std::io::Result<usize> {
+    fn receive<T: TunDevice>(&mut self, dp: &DataPath<T>, wait: Wait) -> std::io::Result<usize> {
         let n = {
             let mut it = self.storage.iter_mut();
             let mut iovs: [std::io::IoSliceMut; RECV_BATCH] =
@@ -311,42 +320,27 @@ impl RxBatch {
     }
 }
 
-/// Threads that move packets, from `MCVPN_PACKET_THREADS`: 1 (both directions on one
-/// thread, the default) or 2 (one per direction: encryption and decryption can then
-/// run on two cores at once, which pays only where cores are to spare).
-fn packet_threads_from_env() -> usize {
-    packet_threads(std::env::var("MCVPN_PACKET_THREADS").ok().as_deref())
-}
-
-fn packet_threads(setting: Option<&str>) -> usize {
-    match setting.map(str::trim) {
-        Some("2") => 2,
-        Some("1") | Some("") | None => 1,
-        Some(other) => {
-            tracing::warn!(value = other, "MCVPN_PACKET_THREADS must be 1 or 2; using 1");
-            1
-        }
-    }
-}
-
-impl DataPath {
+impl<T: TunDevice> DataPath<T> {
     /// Starts the packet loop(s) and the timers on their own threads. They run until
-    /// the process exits.
+    /// the process exits. Threads that move packets, from `MCVPN_PACKET_THREADS`: 1
+    /// (both directions on one thread, the default) or 2 (one per direction:
+    /// encryption and decryption can then run on two cores at once, which pays only
+    /// where cores are to spare).
     pub fn spawn(self: &Arc<Self>) -> std::io::Result<()> {
-        let spawn = |name: &str, f: fn(&DataPath)| {
+        let spawn = |name: &str, f: fn(&DataPath<T>)| {
             let dp = self.clone();
             std::thread::Builder::new()
                 .name(name.into())
                 .spawn(move || f(&dp))
                 .map(|_| ())
         };
-        if packet_threads_from_env() == 1 {
-            spawn("packets", DataPath::both_ways)?;
+        if self.tuning.packet_threads != 2 {
+            spawn("packets", Self::both_ways)?;
         } else {
-            spawn("tun-to-hub", DataPath::tun_to_hub)?;
-            spawn("hub-to-tun", DataPath::hub_to_tun)?;
+            spawn("tun-to-hub", Self::tun_to_hub)?;
+            spawn("hub-to-tun", Self::hub_to_tun)?;
         }
-        spawn("timers", DataPath::timers)?;
+        spawn("timers", Self::timers)?;
         Ok(())
     }
 
@@ -371,7 +365,7 @@ impl DataPath {
             tracing::warn!(error = %e, "cannot make the TUN non-blocking");
         }
         let mut tx = TxBatch::new(self.packet_room());
-        let spin = crate::udp_batch::spin_from_env();
+        let spin = self.tuning.udp.spin();
         loop {
             if let Err(e) = crate::udp_batch::wait_readable(self.tun.as_raw_fd(), spin) {
                 tracing::error!(error = %e, "TUN poll failed; stopping the sender");
@@ -521,16 +515,6 @@ impl DataPath {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn packet_threads_default_to_one_and_take_only_one_or_two() {
-        assert_eq!(packet_threads(None), 1);
-        assert_eq!(packet_threads(Some("")), 1);
-        assert_eq!(packet_threads(Some("1")), 1);
-        assert_eq!(packet_threads(Some(" 2 ")), 2);
-        assert_eq!(packet_threads(Some("3")), 1);
-        assert_eq!(packet_threads(Some("two")), 1);
-    }
 
     #[test]
     fn ipv4_destination_parses_and_rejects() {

@@ -10,38 +10,25 @@ pub mod probe;
 pub mod relay_state;
 pub mod remote;
 pub mod session;
+pub mod settings;
 pub mod target;
+pub mod tun;
 
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-use crate::keys::KeyPair;
 use crate::proto::control::{Event, LoginOk, Role};
-use crate::proto::url::HubUrl;
+use crate::proto::relay::NodeId;
 use crate::udp_batch::{BatchUdp, Offloads};
 
-use self::datapath::{Counters, DataPath};
+use self::datapath::{Counters, CountersSnapshot, DataPath};
 use self::peers::{Change, PeerTable};
 use self::relay_state::RelayState;
-
-/// Default UDP socket buffer asked for (see `util::set_socket_buffers`).
-pub const DEFAULT_SOCKET_BUFFER: usize = 8 << 20;
-
-/// What a node is told on the command line or by its config file.
-pub struct NodeSettings {
-    pub role: Role,
-    pub hub: HubUrl,
-    pub key: KeyPair,
-    pub account: Option<String>,
-    pub hostname: String,
-    pub iface: String,
-    pub mtu: u16,
-    pub socket_buffer: usize,
-}
+pub use self::settings::{ControlSettings, DataPathSettings, DataPathTuning, NodeSettings, DEFAULT_SOCKET_BUFFER};
 
 #[derive(Debug, Default)]
 struct Connection {
@@ -67,21 +54,21 @@ pub struct Node {
 
 impl Node {
     pub fn new(settings: NodeSettings) -> Result<Node> {
-        let hub_addr = settings
-            .hub
+        let hub = &settings.control.hub;
+        let hub_addr = hub
             .authority()
             .to_socket_addrs()
-            .with_context(|| format!("cannot resolve the hub address {}", settings.hub.authority()))?
+            .with_context(|| format!("cannot resolve the hub address {}", hub.authority()))?
             .next()
-            .ok_or_else(|| anyhow!("the hub address {} resolves to nothing", settings.hub.authority()))?;
+            .ok_or_else(|| anyhow!("the hub address {} resolves to nothing", hub.authority()))?;
         let bind: SocketAddr = if hub_addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().unwrap();
         let udp = UdpSocket::bind(bind).context("cannot open a UDP socket")?;
         udp.connect(hub_addr).context("cannot address the hub over UDP")?;
-        crate::util::set_socket_buffers(&udp, settings.socket_buffer);
-        let offloads = Offloads::from_env();
-        let udp = BatchUdp::new(udp, offloads).context("cannot set up the UDP socket")?;
+        crate::util::set_socket_buffers(&udp, settings.data.socket_buffer);
+        let offloads = settings.data.tuning.offloads();
+        let udp = BatchUdp::new(udp, &settings.data.tuning.udp).context("cannot set up the UDP socket")?;
         Ok(Node {
-            peers: Arc::new(PeerTable::new(settings.key.secret.clone())),
+            peers: Arc::new(PeerTable::new(settings.control.key.secret.clone())),
             settings,
             boot_id: rand::random::<u64>() | 1,
             relay: Arc::new(RelayState::default()),
@@ -95,7 +82,7 @@ impl Node {
     }
 
     fn prefix_for(&self, login: &LoginOk) -> u8 {
-        match self.settings.role {
+        match self.settings.control.role {
             // A client routes only the targets it may reach (/32 each): split tunnel.
             Role::Client => 32,
             // A target answers whichever client reaches it: route the whole overlay.
@@ -113,21 +100,17 @@ impl Node {
         let prefix = self.prefix_for(login);
         match self.datapath.get() {
             None => {
-                let tun = netconf::create_tun(
-                    &self.settings.iface,
-                    login.overlay_ip,
-                    prefix,
-                    self.settings.mtu,
-                    self.offloads.tun,
-                )?;
+                let data = &self.settings.data;
+                let tun = netconf::create_tun(&data.iface, login.overlay_ip, prefix, data.mtu, self.offloads.tun)?;
                 let dp = Arc::new(DataPath {
                     tun: Arc::new(tun),
                     udp: self.udp.clone(),
                     hub: self.hub_addr,
-                    mtu: self.settings.mtu,
+                    mtu: data.mtu,
                     peers: self.peers.clone(),
                     relay: self.relay.clone(),
                     counters: self.counters.clone(),
+                    tuning: data.tuning,
                     tx_turn: std::sync::Mutex::new(()),
                 });
                 dp.spawn().context("cannot start the packet threads")?;
@@ -185,16 +168,16 @@ impl Node {
             Change::Added(p) | Change::Reset(p) | Change::Updated(p) => {
                 tracing::info!(peer = %p.name, node = p.node_id, ip = %p.overlay_ip, online = p.online,
                     change = change_name(&change), "peer");
-                if self.settings.role == Role::Client && p.role == Role::Target {
-                    if let Err(e) = netconf::add_host_route(&self.settings.iface, p.overlay_ip) {
+                if self.settings.control.role == Role::Client && p.role == Role::Target {
+                    if let Err(e) = netconf::add_host_route(&self.settings.data.iface, p.overlay_ip) {
                         tracing::error!(error = %e, "cannot add the route to a target");
                     }
                 }
             }
             Change::Removed(p) => {
                 tracing::info!(peer = %p.name, node = p.node_id, "peer removed");
-                if self.settings.role == Role::Client && p.role == Role::Target {
-                    let _ = netconf::remove_host_route(&self.settings.iface, p.overlay_ip);
+                if self.settings.control.role == Role::Client && p.role == Role::Target {
+                    let _ = netconf::remove_host_route(&self.settings.data.iface, p.overlay_ip);
                 }
             }
         }
@@ -214,49 +197,96 @@ impl Node {
     }
 
     /// What `mcvpn status` shows.
-    pub fn status(&self) -> serde_json::Value {
+    pub fn status(&self) -> NodeStatus {
         let c = self.conn.lock().unwrap();
-        let peers: Vec<serde_json::Value> = self
+        let peers = self
             .peers
             .all()
             .iter()
             .map(|p| {
                 let info = p.info.lock().unwrap().clone();
                 let (handshake, tx, rx, _, _) = p.tunn.lock().unwrap().stats();
-                json!({
-                    "name": info.name,
-                    "node_id": info.node_id,
-                    "role": info.role.as_str(),
-                    "overlay_ip": info.overlay_ip.to_string(),
-                    "online": info.online,
-                    "last_handshake_s": handshake.map(|d| d.as_secs()),
-                    "tx_bytes": tx,
-                    "rx_bytes": rx,
-                })
+                PeerStatus {
+                    name: info.name,
+                    node_id: info.node_id,
+                    role: info.role,
+                    overlay_ip: info.overlay_ip,
+                    online: info.online,
+                    last_handshake_s: handshake.map(|d| d.as_secs()),
+                    tx_bytes: tx as u64,
+                    rx_bytes: rx as u64,
+                }
             })
             .collect();
         let login = c.login.as_ref();
-        json!({
-            "role": self.settings.role.as_str(),
-            "pid": std::process::id(),
-            "hub": self.settings.hub.to_string(),
-            "hub_addr": self.hub_addr.to_string(),
-            "account": login.map(|l| l.account.clone()).or_else(|| self.settings.account.clone()),
-            "contract": login.map(|l| l.contract.clone()),
-            "interface": self.settings.iface,
-            "overlay_ip": login.map(|l| l.overlay_ip.to_string()),
-            "node_id": login.map(|l| l.node_id),
-            "connected": c.connected,
-            "connected_for_s": c.since.map(|s| s.elapsed().as_secs()),
-            "last_error": c.last_error,
-            "relay_bound": self.relay.is_bound(Instant::now()),
-            "offloads": self.offloads,
-            "udp_gso": self.udp.gso(),
-            "public_key": self.settings.key.public_key32().to_base64(),
-            "peers": peers,
-            "dropped": self.counters.snapshot(),
-        })
+        let control = &self.settings.control;
+        NodeStatus {
+            role: control.role,
+            pid: std::process::id(),
+            hub: control.hub.to_string(),
+            hub_addr: self.hub_addr.to_string(),
+            account: login.map(|l| l.account.clone()).or_else(|| control.account.clone()),
+            contract: login.map(|l| l.contract.clone()),
+            interface: self.settings.data.iface.clone(),
+            overlay_ip: login.map(|l| l.overlay_ip),
+            node_id: login.map(|l| l.node_id),
+            connected: c.connected,
+            connected_for_s: c.since.map(|s| s.elapsed().as_secs()),
+            last_error: c.last_error.clone(),
+            relay_bound: self.relay.is_bound(Instant::now()),
+            offloads: self.offloads,
+            udp_gso: self.udp.gso(),
+            tuning: self.settings.data.tuning,
+            public_key: control.key.public_key32().to_base64(),
+            peers,
+            dropped: self.counters.snapshot(),
+        }
     }
+}
+
+/// What `mcvpn status` shows of a running client or target, and `--json` prints (the
+/// keys are what scripts read: keep them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub role: Role,
+    pub pid: u32,
+    /// The server URL.
+    pub hub: String,
+    /// What it resolved to.
+    pub hub_addr: String,
+    pub account: Option<String>,
+    pub contract: Option<String>,
+    pub interface: String,
+    pub overlay_ip: Option<Ipv4Addr>,
+    pub node_id: Option<NodeId>,
+    pub connected: bool,
+    pub connected_for_s: Option<u64>,
+    pub last_error: Option<String>,
+    pub relay_bound: bool,
+    /// The offloads the knobs allow.
+    pub offloads: Offloads,
+    /// Whether UDP GSO is in use (the kernel may have refused it).
+    pub udp_gso: bool,
+    /// The data-path knobs this process runs with.
+    pub tuning: DataPathTuning,
+    pub public_key: String,
+    pub peers: Vec<PeerStatus>,
+    /// Packets that went nowhere, by reason.
+    pub dropped: CountersSnapshot,
+}
+
+/// One peer in [`NodeStatus`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub name: String,
+    pub node_id: NodeId,
+    pub role: Role,
+    pub overlay_ip: Ipv4Addr,
+    pub online: bool,
+    /// Seconds since the last WireGuard handshake; None before the first.
+    pub last_handshake_s: Option<u64>,
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
 }
 
 fn change_name(c: &Change) -> &'static str {
@@ -265,5 +295,95 @@ fn change_name(c: &Change) -> &'static str {
         Change::Reset(_) => "reset",
         Change::Updated(_) => "updated",
         Change::Removed(_) => "removed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `status --json` keeps the keys and value types that netns-tests/lib.sh,
+    /// bench/lib/mcvpn.sh and people's scripts read (the JSON before the typed status),
+    /// plus `tuning`.
+    #[test]
+    fn status_json_keeps_its_keys_and_types() {
+        let status = NodeStatus {
+            role: Role::Target,
+            pid: 42,
+            hub: "mcvpn://h:1/?key=k".into(),
+            hub_addr: "192.0.2.1:1".into(),
+            account: Some("alice".into()),
+            contract: None,
+            interface: "mcvpn0".into(),
+            overlay_ip: Some(Ipv4Addr::new(100, 64, 0, 1)),
+            node_id: Some(3),
+            connected: true,
+            connected_for_s: Some(5),
+            last_error: None,
+            relay_bound: true,
+            offloads: DataPathTuning::default().offloads(),
+            udp_gso: false,
+            tuning: DataPathTuning::default(),
+            public_key: "pk".into(),
+            peers: vec![PeerStatus {
+                name: "laptop".into(),
+                node_id: 4,
+                role: Role::Client,
+                overlay_ip: Ipv4Addr::new(100, 64, 0, 2),
+                online: true,
+                last_handshake_s: None,
+                tx_bytes: 1,
+                rx_bytes: 2,
+            }],
+            dropped: Counters::default().snapshot(),
+        };
+        let v = serde_json::to_value(&status).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "account",
+                "connected",
+                "connected_for_s",
+                "contract",
+                "dropped",
+                "hub",
+                "hub_addr",
+                "interface",
+                "last_error",
+                "node_id",
+                "offloads",
+                "overlay_ip",
+                "peers",
+                "pid",
+                "public_key",
+                "relay_bound",
+                "role",
+                "tuning",
+                "udp_gso"
+            ]
+        );
+        assert_eq!(v["role"], "target");
+        assert_eq!(v["overlay_ip"], "100.64.0.1");
+        assert_eq!(v["pid"], 42);
+        assert_eq!(v["connected"], true);
+        assert_eq!(v["contract"], serde_json::Value::Null);
+        assert_eq!(
+            v["offloads"],
+            serde_json::json!({"tun": true, "udp_gso": true, "udp_gro": true})
+        );
+        assert_eq!(
+            v["tuning"],
+            serde_json::json!({"offload": true, "udp_gso": true, "udp_gro": true, "spin_us": 0,
+                "tun_offload": true, "packet_threads": 1})
+        );
+        assert_eq!(
+            v["peers"][0],
+            serde_json::json!({"name": "laptop", "node_id": 4, "role": "client", "overlay_ip": "100.64.0.2",
+                "online": true, "last_handshake_s": null, "tx_bytes": 1, "rx_bytes": 2})
+        );
+        assert_eq!(v["dropped"]["wg_rejected"], 0);
+        let back: NodeStatus = serde_json::from_value(v).unwrap();
+        assert_eq!(back.peers[0].overlay_ip, Ipv4Addr::new(100, 64, 0, 2));
     }
 }

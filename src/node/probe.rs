@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use super::relay_state::RelayState;
 use super::session;
-use super::NodeSettings;
+use super::ControlSettings;
 use crate::keys::KeyPair;
 use crate::proto::control::{Credential, Event, Role};
 use crate::proto::relay::{write_data_header, HEADER_LEN};
@@ -25,15 +25,12 @@ pub struct ProbeOptions {
 }
 
 pub fn run(opts: ProbeOptions) -> Result<serde_json::Value> {
-    let settings = NodeSettings {
+    let settings = ControlSettings {
         role: Role::Client,
         hub: HubUrl::parse(&opts.hub)?,
         key: KeyPair::generate(),
         account: Some(opts.account.clone()),
         hostname: "relay-probe".into(),
-        iface: String::new(),
-        mtu: 0,
-        socket_buffer: 0,
     };
     let rt = tokio::runtime::Runtime::new()?;
     let (login, _rd, _wr) = match rt.block_on(session::login(

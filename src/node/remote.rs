@@ -5,22 +5,19 @@
 use anyhow::{anyhow, Result};
 
 use super::session;
-use super::NodeSettings;
+use super::ControlSettings;
 use crate::admin::{AdminCommand, AdminError, AdminResult};
 use crate::keys::KeyPair;
 use crate::proto::control::{Event, Request, Role};
 use crate::proto::url::HubUrl;
 
-fn settings(hub: &str, account: &str) -> Result<NodeSettings> {
-    Ok(NodeSettings {
+fn settings(hub: &str, account: &str) -> Result<ControlSettings> {
+    Ok(ControlSettings {
         role: Role::Client,
         hub: HubUrl::parse(hub)?,
         key: KeyPair::generate(),
         account: Some(account.to_string()),
         hostname: crate::util::hostname(),
-        iface: String::new(),
-        mtu: 0,
-        socket_buffer: 0,
     })
 }
 

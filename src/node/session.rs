@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 
-use super::{Node, NodeSettings};
+use super::{ControlSettings, Node};
 use crate::channel::{self, ChannelReader, ChannelWriter};
 use crate::proto::control::{Credential, Event, Hello, LoginOk, RefuseReason, Request, PROTOCOL_VERSION};
 
@@ -68,7 +68,7 @@ async fn resolve(authority: &str) -> anyhow::Result<Vec<SocketAddr>> {
 
 /// Connects to the hub and runs the Noise handshake, trying each pinned hub key in
 /// turn (during a key rotation the URL carries two).
-pub async fn connect(settings: &NodeSettings) -> anyhow::Result<(ChannelReader, ChannelWriter)> {
+pub async fn connect(settings: &ControlSettings) -> anyhow::Result<(ChannelReader, ChannelWriter)> {
     let addrs = resolve(&settings.hub.authority()).await?;
     let hello = Hello {
         version: PROTOCOL_VERSION,
@@ -98,7 +98,10 @@ pub async fn connect(settings: &NodeSettings) -> anyhow::Result<(ChannelReader, 
 
 /// Sends the first request of a connection and returns the hub's answer with the
 /// still-open channel.
-pub async fn request(settings: &NodeSettings, req: &Request) -> anyhow::Result<(Event, ChannelReader, ChannelWriter)> {
+pub async fn request(
+    settings: &ControlSettings,
+    req: &Request,
+) -> anyhow::Result<(Event, ChannelReader, ChannelWriter)> {
     let (mut rd, mut wr) = connect(settings).await?;
     wr.send(req).await?;
     let answer: Event = timeout(ANSWER_TIMEOUT, rd.recv())
@@ -111,7 +114,7 @@ pub async fn request(settings: &NodeSettings, req: &Request) -> anyhow::Result<(
 /// Connects to the hub and logs in. Returns the hub's first answer (`LoginOk` or
 /// `Enrolled`) and the open channel.
 pub async fn login(
-    settings: &NodeSettings,
+    settings: &ControlSettings,
     boot_id: u64,
     credential: Credential,
     enroll: bool,
@@ -217,7 +220,7 @@ pub async fn supervise(
         let mut backoff = BACKOFF_MIN;
         loop {
             tokio::time::sleep(backoff).await;
-            match self::login(&node.settings, node.boot_id, credential_for(&login), false).await {
+            match self::login(&node.settings.control, node.boot_id, credential_for(&login), false).await {
                 Ok((Event::LoginOk(ok), r, w)) => {
                     if let Err(e) = node.apply_login(&ok) {
                         tracing::error!(error = %e, "cannot apply the new session");

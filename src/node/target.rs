@@ -11,10 +11,10 @@ use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::session::{self, LoginError, SessionEnd, BACKOFF_MAX, BACKOFF_MIN, REFUSED_RETRY};
-use super::{Node, NodeSettings};
+use super::{ControlSettings, DataPathSettings, Node, NodeSettings};
 use crate::exit::{self, Exit};
 use crate::keys::KeyPair;
-use crate::local_api;
+use crate::local_api::{self, LocalRequest};
 use crate::proto::control::{Credential, Event, RefuseReason, Role};
 use crate::proto::url::HubUrl;
 
@@ -67,15 +67,12 @@ pub fn enroll(opts: EnrollOptions) -> Result<Exit> {
         opts.password_file.as_deref(),
         &format!("Password for {}: ", opts.account),
     )?;
-    let settings = NodeSettings {
+    let settings = ControlSettings {
         role: Role::Target,
         hub,
         key,
         account: Some(opts.account.clone()),
         hostname: name,
-        iface: String::new(),
-        mtu: 0,
-        socket_buffer: 0,
     };
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(session::login(
@@ -118,8 +115,7 @@ pub fn enroll(opts: EnrollOptions) -> Result<Exit> {
 
 pub struct RunOptions {
     pub paths: TargetPaths,
-    pub iface: String,
-    pub mtu: u16,
+    pub data: DataPathSettings,
 }
 
 /// Refusals that no amount of waiting fixes on this machine.
@@ -142,27 +138,24 @@ pub fn run(opts: RunOptions) -> Result<Exit> {
     }
     let config = TargetConfig::load(&opts.paths.config)?;
     let settings = NodeSettings {
-        role: Role::Target,
-        hub: HubUrl::parse(&config.hub)?,
-        key: KeyPair::load(&opts.paths.key).map_err(|e| anyhow!("{e:#}; was this machine enrolled?"))?,
-        account: None,
-        hostname: config.name.clone(),
-        iface: opts.iface.clone(),
-        mtu: opts.mtu,
-        socket_buffer: super::DEFAULT_SOCKET_BUFFER,
+        control: ControlSettings {
+            role: Role::Target,
+            hub: HubUrl::parse(&config.hub)?,
+            key: KeyPair::load(&opts.paths.key).map_err(|e| anyhow!("{e:#}; was this machine enrolled?"))?,
+            account: None,
+            hostname: config.name.clone(),
+        },
+        data: opts.data,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let node = Arc::new(Node::new(settings)?);
         let _socket = {
             let node = node.clone();
-            local_api::serve(
-                &opts.paths.socket(),
-                Arc::new(move |r, _| match r.cmd.as_str() {
-                    "status" => node.status(),
-                    other => serde_json::json!({"error": format!("unknown command {other:?}")}),
-                }),
-            )?
+            local_api::serve(&opts.paths.socket(), move |req, _| match req {
+                LocalRequest::Status => Ok(node.status()),
+                other => Err(format!("unknown command {:?}", other.name())),
+            })?
         };
         tokio::select! {
             exit = serve(&node) => exit,
@@ -178,7 +171,7 @@ pub fn run(opts: RunOptions) -> Result<Exit> {
 async fn serve(node: &Node) -> Result<Exit> {
     let mut backoff = BACKOFF_MIN;
     let (login, rd, wr) = loop {
-        match session::login(&node.settings, node.boot_id, Credential::DeviceKey, false).await {
+        match session::login(&node.settings.control, node.boot_id, Credential::DeviceKey, false).await {
             Ok((Event::LoginOk(ok), rd, wr)) => break (ok, rd, wr),
             Ok(_) => return Ok(Exit::fail(exit::FAILURE, "unexpected answer from the hub")),
             Err(LoginError::Refused {

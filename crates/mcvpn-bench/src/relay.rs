@@ -50,11 +50,11 @@
 //! # Depends on
 //!
 //! From the `mcvpn` library, through [`mcvpn::relay_harness`]:
-//! `hub::udp::run(UdpSocket, SharedRelayTable, Arc<RelayStats>, Offloads)` (called in
+//! `hub::udp::run(UdpSocket, SharedRelayTable, Arc<RelayStats>, UdpTuning)` (called in
 //! [`spawn_hub`] only), `RelayTable::{default, admit, bound_nodes}`, the public
 //! `RelayStats` counters and `snapshot`, `size_of::<RelayNode>()`; and directly
 //! `proto::relay::{BindMsg, write_data_header}`, `udp_batch::{BatchUdp, sendmmsg,
-//! Offloads}` and `util::set_socket_buffers`.
+//! UdpTuning}` and `util::set_socket_buffers`.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -70,7 +70,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use mcvpn::proto::relay::{write_data_header, BindMsg, Kind, NodeId, RelayKey, BIND_LEN, HEADER_LEN};
 use mcvpn::relay_harness::{RelayNode, RelayStats, RelayStatsSnapshot, RelayTable, SharedRelayTable};
-use mcvpn::udp_batch::{self, BatchUdp, Offloads, MAX_GSO_SEGMENTS, RECV_BATCH, RECV_BUF};
+use mcvpn::udp_batch::{self, BatchUdp, UdpTuning, MAX_GSO_SEGMENTS, RECV_BATCH, RECV_BUF};
 use quinn_udp::RecvMeta;
 use rand::RngCore;
 use serde::Serialize;
@@ -128,6 +128,9 @@ pub struct RelayBenchArgs {
     /// Also write the JSON report to this file
     #[arg(long, value_name = "FILE")]
     pub out: Option<std::path::PathBuf>,
+    /// The relay socket's knobs, as `mcvpn hub` takes them
+    #[command(flatten)]
+    pub relay_tuning: UdpTuning,
 }
 
 pub fn run_cli(args: RelayBenchArgs) -> Result<()> {
@@ -532,7 +535,7 @@ pub fn run(args: &RelayBenchArgs) -> Result<RelayBenchReport> {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok());
     raise_nofile(n as u64 + 256)?;
-    let hub = Hub::start(args.socket_buffer, args.gso)?;
+    let hub = Hub::start(args.socket_buffer, args.gso, args.relay_tuning)?;
     let nodes = Nodes::new(n, hub.addr, !args.no_node_gro)?;
     if args.gso > 0 && !nodes.sockets[0].gso() {
         bail!("--gso: this kernel or socket has no UDP GSO (or MCVPN_OFFLOAD/MCVPN_UDP_GSO turned it off)");
@@ -692,22 +695,21 @@ struct Hub {
 
 impl Hub {
     /// `gso`: the generator's segments per send (0: none).
-    fn start(socket_buffer: usize, gso: usize) -> Result<Hub> {
-        let offloads = Offloads::from_env();
+    fn start(socket_buffer: usize, gso: usize, tuning: UdpTuning) -> Result<Hub> {
         let socket = UdpSocket::bind("127.0.0.1:0").context("cannot bind the hub's UDP socket")?;
         mcvpn::util::set_socket_buffers(&socket, socket_buffer);
         let addr = socket.local_addr()?;
         let inode = socket_inode(socket.as_raw_fd())?;
         let table = RelayTable::shared();
         let stats = Arc::new(RelayStats::default());
-        let relay_tid = spawn_hub(socket, table.clone(), stats.clone(), offloads)?;
+        let relay_tid = spawn_hub(socket, table.clone(), stats.clone(), tuning)?;
         Ok(Hub {
             addr,
             inode,
             table,
             stats,
             relay_tid,
-            datagrams_per_drop: if gso > 0 && offloads.udp_gro { gso as u64 } else { 1 },
+            datagrams_per_drop: if gso > 0 && tuning.udp_gro() { gso as u64 } else { 1 },
         })
     }
 }
@@ -737,11 +739,10 @@ impl Nodes {
                 }
             })
             .collect();
-        // The offloads a node's socket has; `tun` does not apply here.
-        let offloads = Offloads {
-            tun: false,
-            udp_gso: true,
+        // The offloads a node's socket has: GSO always, GRO unless `--no-node-gro`.
+        let tuning = UdpTuning {
             udp_gro: gro,
+            ..UdpTuning::default()
         };
         let mut sockets = Vec::with_capacity(n);
         let mut inodes = HashSet::with_capacity(n);
@@ -750,7 +751,7 @@ impl Nodes {
             mcvpn::util::set_socket_buffers(&s, NODE_SOCKET_BUFFER);
             s.connect(hub)?;
             inodes.insert(socket_inode(s.as_raw_fd())?);
-            sockets.push(BatchUdp::new(s, offloads).context("cannot set up a node socket")?);
+            sockets.push(BatchUdp::new(s, &tuning).context("cannot set up a node socket")?);
         }
         Ok(Nodes {
             sims: Arc::new(sims),
@@ -951,12 +952,12 @@ fn spawn_hub(
     socket: UdpSocket,
     table: SharedRelayTable,
     stats: Arc<RelayStats>,
-    offloads: Offloads,
+    tuning: UdpTuning,
 ) -> Result<libc::pid_t> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new().name("relay".into()).spawn(move || {
         let _ = tx.send(gettid());
-        mcvpn::relay_harness::run_relay(socket, table, stats, offloads)
+        mcvpn::relay_harness::run_relay(socket, table, stats, tuning)
     })?;
     Ok(rx.recv()?)
 }
@@ -1639,6 +1640,7 @@ mod tests {
             socket_buffer: 8 << 20,
             json: false,
             out: None,
+            relay_tuning: Default::default(),
         })
         .unwrap();
         assert_eq!(report.memory.bound_nodes, 20);
@@ -1669,6 +1671,7 @@ mod tests {
             socket_buffer: 8 << 20,
             json: false,
             out: None,
+            relay_tuning: Default::default(),
         })
         .unwrap();
         assert!(report.totals.offered > 500, "{report:?}");
