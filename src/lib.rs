@@ -21,12 +21,12 @@ pub mod store;
 pub mod udp_batch;
 pub mod util;
 
-/// What the relay load test (`crates/mcvpn-bench`) drives, named in one place: the
-/// hub's relay loop, its table and counters. The load test reaches the hub only
-/// through here, so the hub's modules can stay crate-private. Not an API for anything
-/// else; it changes with the hub.
+/// What the relay load test (`crates/mcvpn-bench`) and the relay-table fuzz target
+/// (`fuzz/`) drive, named in one place: the hub's relay loop, its table, drop reasons and
+/// counters. They reach the hub only through here, so the hub's modules can stay
+/// crate-private. Not an API for anything else; it changes with the hub.
 #[doc(hidden)]
 pub mod relay_harness {
-    pub use crate::hub::relay::{RelayNode, RelayStats, RelayStatsSnapshot, RelayTable, SharedRelayTable};
+    pub use crate::hub::relay::{DropReason, RelayNode, RelayStats, RelayStatsSnapshot, RelayTable, SharedRelayTable};
     pub use crate::hub::udp::run as run_relay;
 }

@@ -35,6 +35,8 @@ pub enum UrlError {
     BadKey(String),
     #[error("hub URL has an unclosed [ in the IPv6 host")]
     Bracket,
+    #[error("hub URL host {0:?} is not a host name, an IPv4 address or an IPv6 address in [brackets]")]
+    Host(String),
 }
 
 impl HubUrl {
@@ -51,12 +53,20 @@ impl HubUrl {
         if host.is_empty() {
             return Err(UrlError::NoHost);
         }
+        // Found by fuzzing: without this, `[{20::1]]` was a "host" that printed as a
+        // different URL than the one parsed.
+        if !valid_host(host) {
+            return Err(UrlError::Host(host.chars().take(80).collect()));
+        }
         let query = query.strip_prefix('?').unwrap_or(query);
         let mut keys = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             if name == "key" {
-                let value = percent_decode(value);
+                // A user's mail client may have escaped characters of the key.
+                let value = percent_encoding::percent_decode_str(value)
+                    .decode_utf8_lossy()
+                    .into_owned();
                 keys.push(Key32::from_base64(&value).ok_or(UrlError::BadKey(value))?);
             }
         }
@@ -114,24 +124,21 @@ fn split_host_port(authority: &str) -> Result<(&str, u16), UrlError> {
     Ok((host, port))
 }
 
-/// Decodes the `%XX` escapes a user's mail client may have added to a key.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
+/// An IPv6 literal (given in brackets, kept without them), an IPv4 address, or a DNS
+/// name: dot-separated labels of letters, digits, `-` and `_`, at most 63 bytes each and
+/// 253 in all (RFC 1123; `_` because internal names carry it).
+fn valid_host(host: &str) -> bool {
+    if host.contains(':') {
+        return host.parse::<std::net::Ipv6Addr>().is_ok();
     }
-    String::from_utf8_lossy(&out).into_owned()
+    host.len() <= 253
+        && host.trim_end_matches('.').split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 #[cfg(test)]
@@ -183,6 +190,33 @@ mod tests {
             Err(UrlError::BadKey(_))
         ));
         assert_eq!(HubUrl::parse("mcvpn://[::1/?key=x"), Err(UrlError::Bracket));
+    }
+
+    /// Inputs `scripts/fuzz.sh` (target server_url) found: hosts that are no host, which
+    /// printed as a URL that parsed to something else.
+    #[test]
+    fn a_host_must_be_a_name_or_an_address() {
+        let key = "?key=hVyxdfeN8d5Ic1bpL1levf-5g4LpEIoBM7lXlMt7T3I";
+        for bad in [
+            "[{20:1lXlMt7T3I0db8::1]]:443/",
+            "0[2:10db8::1]:44/",
+            "a b:1/",
+            "ex ample.com/",
+        ] {
+            assert!(
+                matches!(HubUrl::parse(&format!("mcvpn://{bad}{key}")), Err(UrlError::Host(_))),
+                "{bad} was accepted"
+            );
+        }
+        for good in [
+            "vpn.example.com:1/",
+            "192.0.2.1/",
+            "[2001:db8::1]:443/",
+            "hub_1.internal./",
+        ] {
+            let url = HubUrl::parse(&format!("mcvpn://{good}{key}")).unwrap();
+            assert_eq!(HubUrl::parse(&url.to_string()), Ok(url), "{good}");
+        }
     }
 
     proptest! {
