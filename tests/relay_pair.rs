@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
@@ -106,7 +106,7 @@ fn start_node(
         relay: relay.clone(),
         counters: counters.clone(),
         tuning,
-        tx_turn: Mutex::new(()),
+        tx_turn: parking_lot::Mutex::new(()),
     });
     dp.spawn().unwrap();
     // Bind at once, as `Node::apply_login` does; the timers thread retries.

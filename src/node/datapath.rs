@@ -110,7 +110,7 @@ pub struct DataPath<T = SyncDevice> {
     /// With two packet threads: held while reading the TUN and sending what was read,
     /// by whichever thread does it, so that a flow's packets leave in the order the
     /// kernel gave them.
-    pub tx_turn: std::sync::Mutex<()>,
+    pub tx_turn: parking_lot::Mutex<()>,
 }
 
 /// Room in front of each packet handed to the TUN: tun-rs writes the virtio-net header
@@ -200,11 +200,7 @@ impl TxBatch {
                 bump(&dp.counters.tun_no_peer);
                 continue;
             };
-            let result = peer
-                .tunn
-                .lock()
-                .unwrap()
-                .encapsulate(packet, &mut self.out[pos + HEADER_LEN..]);
+            let result = peer.tunn.lock().encapsulate(packet, &mut self.out[pos + HEADER_LEN..]);
             match result {
                 TunnResult::WriteToNetwork(b) => {
                     let len = HEADER_LEN + b.len();
@@ -371,7 +367,7 @@ impl<T: TunDevice> DataPath<T> {
                 tracing::error!(error = %e, "TUN poll failed; stopping the sender");
                 return;
             }
-            let _turn = self.tx_turn.lock().unwrap();
+            let _turn = self.tx_turn.lock();
             if let Err(e) = tx.forward(self) {
                 tracing::error!(error = %e, "the TUN is gone; stopping the sender");
                 return;
@@ -423,7 +419,7 @@ impl<T: TunDevice> DataPath<T> {
                 Ok(0) => {}
                 Ok(_) => {
                     // Only when the sender thread is not at it: two readers would reorder a flow.
-                    if let Ok(_turn) = self.tx_turn.try_lock() {
+                    if let Some(_turn) = self.tx_turn.try_lock() {
                         // A TUN that is gone is the sender thread's to report.
                         let _ = answers.forward(self);
                     }
@@ -450,7 +446,7 @@ impl<T: TunDevice> DataPath<T> {
         if packet.len() < room {
             packet.resize(room, 0);
         }
-        let mut tunn = peer.tunn.lock().unwrap();
+        let mut tunn = peer.tunn.lock();
         // The rate limiter keys cookies on the source address; every datagram comes
         // from the hub, so give it the peer's overlay address instead.
         let source = Some(IpAddr::V4(peer.overlay_ip));
@@ -497,7 +493,7 @@ impl<T: TunDevice> DataPath<T> {
                 let _ = self.udp.send(self.hub, &bind, None);
             }
             for peer in self.peers.all() {
-                let result = peer.tunn.lock().unwrap().update_timers(&mut out[HEADER_LEN..]);
+                let result = peer.tunn.lock().update_timers(&mut out[HEADER_LEN..]);
                 match result {
                     TunnResult::WriteToNetwork(b) => {
                         let len = b.len();

@@ -15,7 +15,9 @@ pub mod target;
 pub mod tun;
 
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
@@ -111,13 +113,13 @@ impl Node {
                     relay: self.relay.clone(),
                     counters: self.counters.clone(),
                     tuning: data.tuning,
-                    tx_turn: std::sync::Mutex::new(()),
+                    tx_turn: parking_lot::Mutex::new(()),
                 });
                 dp.spawn().context("cannot start the packet threads")?;
                 let _ = self.datapath.set(dp);
             }
             Some(dp) => {
-                let previous = self.conn.lock().unwrap().login.as_ref().map(|l| l.overlay_ip);
+                let previous = self.conn.lock().login.as_ref().map(|l| l.overlay_ip);
                 if previous != Some(login.overlay_ip) {
                     tracing::warn!(ip = %login.overlay_ip, "the hub gave a new overlay address");
                     netconf::set_address(&dp.tun, login.overlay_ip, prefix)?;
@@ -127,7 +129,7 @@ impl Node {
         for change in self.peers.replace_all(login.peers.clone()) {
             self.on_change(change);
         }
-        let mut c = self.conn.lock().unwrap();
+        let mut c = self.conn.lock();
         c.login = Some(login.clone());
         c.connected = true;
         c.since = Some(Instant::now());
@@ -136,7 +138,7 @@ impl Node {
     }
 
     pub fn set_connected(&self, connected: bool, error: Option<String>) {
-        let mut c = self.conn.lock().unwrap();
+        let mut c = self.conn.lock();
         if c.connected != connected {
             c.since = Some(Instant::now());
         }
@@ -198,14 +200,14 @@ impl Node {
 
     /// What `mcvpn status` shows.
     pub fn status(&self) -> NodeStatus {
-        let c = self.conn.lock().unwrap();
+        let c = self.conn.lock();
         let peers = self
             .peers
             .all()
             .iter()
             .map(|p| {
-                let info = p.info.lock().unwrap().clone();
-                let (handshake, tx, rx, _, _) = p.tunn.lock().unwrap().stats();
+                let info = p.info.lock().clone();
+                let (handshake, tx, rx, _, _) = p.tunn.lock().stats();
                 PeerStatus {
                     name: info.name,
                     node_id: info.node_id,

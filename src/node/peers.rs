@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use boringtun::noise::Tunn;
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -84,22 +86,22 @@ impl PeerTable {
     }
 
     pub fn by_id(&self, id: NodeId) -> Option<Arc<Peer>> {
-        self.tables.read().unwrap().by_id.get(&id).cloned()
+        self.tables.read().by_id.get(&id).cloned()
     }
 
     pub fn by_ip(&self, ip: Ipv4Addr) -> Option<Arc<Peer>> {
-        self.tables.read().unwrap().by_ip.get(&ip).cloned()
+        self.tables.read().by_ip.get(&ip).cloned()
     }
 
     pub fn all(&self) -> Vec<Arc<Peer>> {
-        let mut v: Vec<_> = self.tables.read().unwrap().by_id.values().cloned().collect();
+        let mut v: Vec<_> = self.tables.read().by_id.values().cloned().collect();
         v.sort_by_key(|p| p.node_id);
         v
     }
 
     /// Adds or updates a peer from the hub's announcement.
     pub fn upsert(&self, info: PeerInfo) -> Change {
-        let mut t = self.tables.write().unwrap();
+        let mut t = self.tables.write();
         self.generation.fetch_add(1, Ordering::AcqRel);
         let existing = t.by_id.get(&info.node_id).cloned();
         let restarted = info.boot_id != 0 && t.known_boot.get(&info.node_id).is_some_and(|&b| b != info.boot_id);
@@ -108,12 +110,10 @@ impl PeerTable {
         }
         match existing {
             Some(old)
-                if old.info.lock().unwrap().public_key == info.public_key
-                    && old.overlay_ip == info.overlay_ip
-                    && !restarted =>
+                if old.info.lock().public_key == info.public_key && old.overlay_ip == info.overlay_ip && !restarted =>
             {
                 // Same peer process: keep its WireGuard session.
-                *old.info.lock().unwrap() = info.clone();
+                *old.info.lock() = info.clone();
                 Change::Updated(info)
             }
             existing => {
@@ -138,12 +138,12 @@ impl PeerTable {
     }
 
     pub fn remove(&self, id: NodeId) -> Option<Change> {
-        let mut t = self.tables.write().unwrap();
+        let mut t = self.tables.write();
         let old = t.by_id.remove(&id)?;
         self.generation.fetch_add(1, Ordering::AcqRel);
         t.by_ip.remove(&old.overlay_ip);
         t.known_boot.remove(&id);
-        let info = old.info.lock().unwrap().clone();
+        let info = old.info.lock().clone();
         Some(Change::Removed(info))
     }
 
@@ -154,7 +154,6 @@ impl PeerTable {
         let stale: Vec<NodeId> = self
             .tables
             .read()
-            .unwrap()
             .by_id
             .keys()
             .filter(|id| !keep.contains(id))

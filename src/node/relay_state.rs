@@ -1,7 +1,7 @@
 //! The node's side of the relay bind: which session it binds for, when the next bind
 //! is due, and whether the hub acknowledged it.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::proto::relay::{BindMsg, Kind, NodeId, RelayKey, BIND_LEN};
@@ -31,7 +31,7 @@ pub struct RelayState {
 impl RelayState {
     /// A new control session started: bind for it from now on, at once.
     pub fn start(&self, node: NodeId, session: u64, key: RelayKey) {
-        *self.current.lock().unwrap() = Some(Session {
+        *self.current.lock() = Some(Session {
             node,
             session,
             key,
@@ -43,12 +43,12 @@ impl RelayState {
 
     /// The control session ended: stop binding until the next one.
     pub fn stop(&self) {
-        *self.current.lock().unwrap() = None;
+        *self.current.lock() = None;
     }
 
     /// The bind datagram to send now, if one is due.
     pub fn bind_due(&self, now: Instant) -> Option<[u8; BIND_LEN]> {
-        let mut cur = self.current.lock().unwrap();
+        let mut cur = self.current.lock();
         let s = cur.as_mut()?;
         let bound = s.last_ack.is_some_and(|a| now.duration_since(a) < BIND_LOST);
         let interval = if bound { BIND_REFRESH } else { BIND_RETRY };
@@ -73,7 +73,7 @@ impl RelayState {
         let Ok(msg) = BindMsg::parse(datagram) else {
             return false;
         };
-        let mut cur = self.current.lock().unwrap();
+        let mut cur = self.current.lock();
         let Some(s) = cur.as_mut() else { return false };
         let ours = msg.kind == Kind::Bound
             && msg.node == s.node
@@ -88,7 +88,6 @@ impl RelayState {
     pub fn is_bound(&self, now: Instant) -> bool {
         self.current
             .lock()
-            .unwrap()
             .as_ref()
             .and_then(|s| s.last_ack)
             .is_some_and(|a| now.duration_since(a) < BIND_LOST)
