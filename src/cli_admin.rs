@@ -38,6 +38,9 @@ pub struct AdminArgs {
     /// Print JSON instead of tables
     #[arg(long, global = true)]
     pub json: bool,
+    /// The operator's time zone: contract dates, "today" and the times shown are in it (use the hub's)
+    #[arg(long, global = true, env = "MCVPN_TIMEZONE", default_value = crate::contract::DEFAULT_TZ, value_parser = crate::contract::parse_tz)]
+    pub timezone: crate::contract::Tz,
     #[command(subcommand)]
     pub what: AdminWhat,
 }
@@ -113,22 +116,22 @@ pub enum ContractCmd {
     },
     /// Lift a suspension. Example: mcvpn admin contract resume acme
     Resume { name: String },
-    /// Terminate (art. 24). Example: mcvpn admin contract terminate acme --reason 'breach of art. 21'
+    /// Terminate (art. 24). Example: mcvpn admin contract terminate acme --reason 'breach of art. 22'
     Terminate {
         name: String,
         #[arg(long)]
         reason: String,
-        /// The notice could not be delivered: terminate five days after sending (art. 24-3)
+        /// The notice will not arrive: terminate five days after it is sent, or refused (art. 24-3)
         #[arg(long)]
         notice_undeliverable: bool,
     },
     /// Record a cancellation (art. 18). Example: mcvpn admin contract cancel acme --received 2027-10-15 --end 2027-12-31
     Cancel {
         name: String,
-        /// Day the form arrived (default today)
+        /// Day the form arrived (default today in --timezone)
         #[arg(long)]
         received: Option<NaiveDate>,
-        /// Requested month end (default: the earliest possible)
+        /// A month end the customer chose before the term end (art. 18-4); default: the term end (art. 18-1)
         #[arg(long)]
         end: Option<NaiveDate>,
     },
@@ -150,7 +153,7 @@ pub enum AccountCmd {
         #[arg(long)]
         contract: Option<String>,
     },
-    /// Lock an account at once (art. 9-3): its sessions are cut. Example: mcvpn admin account lock bob
+    /// Lock an account at once (the administrator's own tool; art. 9-3 asks them to report misuse to the operator): its sessions are cut. Example: mcvpn admin account lock bob
     Lock { user: String },
     /// Unlock an account. Example: mcvpn admin account unlock bob
     Unlock { user: String },
@@ -216,7 +219,7 @@ pub enum NoticeCmd {
 
 #[derive(Subcommand)]
 pub enum OutageCmd {
-    /// Record a total outage (UTC). Example: mcvpn admin outage add --start 2027-03-01T00:00:00 --end 2027-03-06T12:00:00
+    /// Record a total outage (local times in --timezone). Example: mcvpn admin outage add --start 2027-03-01T00:00:00 --end 2027-03-06T12:00:00
     Add {
         #[arg(long)]
         start: NaiveDateTime,
@@ -338,7 +341,8 @@ pub fn to_command(what: AdminWhat, today: NaiveDate) -> Result<AdminCommand> {
 }
 
 pub fn run(args: AdminArgs) -> Result<Exit> {
-    let today = chrono::Utc::now().date_naive();
+    crate::contract::set_operator_tz(args.timezone).map_err(|e| anyhow!(e))?;
+    let today = crate::contract::today_in(args.timezone, chrono::Utc::now());
     let command = to_command(args.what, today)?;
     let result = match (&args.hub, &args.as_account) {
         (Some(hub), Some(account)) => {

@@ -136,6 +136,10 @@ struct HubArgs {
     /// The notices' sender address [default: mcvpn@<hostname>]
     #[arg(long, env = "MCVPN_SMTP_FROM", value_name = "ADDRESS", value_parser = parse_smtp_from, requires = "smtp")]
     smtp_from: Option<String>,
+    /// The operator's time zone (IANA name): contract dates, deadlines, the daily
+    /// contract job and the times in notices are in it
+    #[arg(long, env = "MCVPN_TIMEZONE", default_value = mcvpn::contract::DEFAULT_TZ, value_parser = mcvpn::contract::parse_tz)]
+    timezone: mcvpn::contract::Tz,
 }
 
 #[derive(Subcommand)]
@@ -328,6 +332,8 @@ fn main() -> ExitCode {
 fn dispatch(command: Command) -> Result<Exit> {
     match command {
         Command::Hub(HubCmd { run, sub: None }) => {
+            mcvpn::contract::set_operator_tz(run.timezone).map_err(anyhow::Error::msg)?;
+            tracing::info!(timezone = %run.timezone, "contract dates are days in this time zone");
             tokio::runtime::Runtime::new()?.block_on(hub::run(hub_options(run)))?;
             Ok(Exit::ok())
         }

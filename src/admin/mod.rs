@@ -10,9 +10,11 @@
 mod accounts;
 mod billing;
 mod contracts;
+mod jobs;
 pub mod render;
 
-pub use contracts::{apply_due, min_accounts, MIN_ACCOUNTS_SETTING};
+pub use contracts::{min_accounts, MIN_ACCOUNTS_SETTING};
+pub use jobs::apply_due;
 
 use chrono::{NaiveDate, NaiveDateTime};
 use serde::{Deserialize, Serialize};

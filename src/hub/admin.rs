@@ -79,7 +79,7 @@ pub async fn serve(
         },
         actor: format!("admin:{}", admin_account.username),
         source: Some(source.to_string()),
-        today: chrono::Utc::now().date_naive(),
+        today: crate::store::today(),
         overlay: ctx.overlay,
     };
     let ctx2 = ctx.clone();

@@ -191,7 +191,7 @@ async fn contract_jobs(ctx: Arc<HubContext>) {
         let _ = tokio::task::spawn_blocking(move || {
             let done = {
                 let mut store = ctx.store.lock().unwrap();
-                crate::admin::apply_due(&mut **store, crate::store::now(), chrono::Utc::now().date_naive())
+                crate::admin::apply_due(&mut **store, crate::store::now(), crate::store::today())
             };
             match done {
                 Ok(done) if !done.is_empty() => {
