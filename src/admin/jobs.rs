@@ -140,8 +140,10 @@ fn renewal_reminder(store: &mut dyn Store, c: &ContractRecord, today: NaiveDate)
         c,
         &format!(
             "Your contract's term ends on {}. It renews for one year unless a cancellation reaches us by {} \
-             (24:00 Japan time unless agreed otherwise; art. 14, 18).",
-            r.term_end, r.deadline
+             (until 24:00 {} time; art. 14, 18).",
+            r.term_end,
+            r.deadline,
+            crate::contract::operator_tz()
         ),
     );
     Ok(store
