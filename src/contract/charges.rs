@@ -14,9 +14,13 @@
 //! rounded on its own: the whole line is `annual × accounts × months / 12`, rounded
 //! down once.
 //!
-//! The BCP special terms (特約 BCP あんしんサービス) say instead that the fee accrues from
-//! the start month itself, a whole month even when the service starts mid-month
-//! (日割りにはなりません); [`Tariff::start_month_free`] `= false` selects that.
+//! The BCP special terms (特約 BCP あんしんサービス) charge an *account-management fee*
+//! (アカウント管理料) instead, which accrues from the start month itself, a whole month
+//! even when the service starts mid-month (日割りにはなりません, BCP ¶1), invoiced at
+//! delivery for the first term (¶2) and in the month after the expiry month for a
+//! renewal (¶3). [`Tariff::start_month_free`] `= false` models that fee with the same
+//! per-account annual amount as the usage fee; the BCP terms' separate usage fee,
+//! invoiced after the term (¶4), is not modelled.
 //!
 //! Money is integer yen; tax and interest round down.
 
@@ -279,8 +283,8 @@ pub fn first_term_invoice(
 /// The invoice for the renewal that follows a term ending on `previous_end`.
 ///
 /// Art. 28-2: the annual usage fee after the first term is invoiced in the start month
-/// of the renewal term (延長契約期間の開始月); the BCP special terms say "the month after
-/// the expiry month", the same month. The renewal runs from the day after
+/// of the renewal term (延長契約期間の開始月); the BCP special terms bill their
+/// account-management fee "in the month after the expiry month" (¶3), the same month. The renewal runs from the day after
 /// `previous_end` for one year ([`renewed_end`]), so the fee is exactly twelve months:
 /// the annual fee per account times the accounts. It is dated the renewal's first day.
 /// Initial and option fees are one-off and do not recur.

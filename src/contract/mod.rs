@@ -2,9 +2,11 @@
 //! functions: no I/O, no clock. The hub's store and CLI feed them dates and amounts.
 //!
 //! The rules are those of the Japanese original ("MagicConnect" ASP サービス契約約款,
-//! revision of 2025-02-01, `shared/seeds/magicconnect-terms-ja.txt`), summarised in
-//! DESIGN.md under "Contract rules the hub enforces". Each function cites the article
-//! it implements and says how the article was read where the text leaves room.
+//! revision of 2025-02-01). Its text and the design brief (DESIGN.md, "Contract rules
+//! the hub enforces") are kept outside this repository, in the project's shared folder
+//! (`seeds/magicconnect-terms-ja.txt`); README.md states the readings an operator needs.
+//! Each function cites the article it implements and says how the article was read
+//! where the text leaves room.
 //!
 //! - [`unit`](mod@unit): who may contract (art. 11) and the contract unit of a basic contract and
 //!   its additional contracts (art. 12).
