@@ -154,6 +154,44 @@ mod tests {
     }
 
     #[test]
+    fn a_form_at_two_in_the_morning_jst_after_the_deadline_is_late() {
+        use crate::contract::{cancellation_effective, first_term_end, term_at, TermStatus};
+        let start = d(2026, 11, 24);
+        let first_end = first_term_end(start).unwrap();
+        let asked = Some(d(2027, 3, 31)); // deadline 2027-02-28, 24:00 JST
+                                          // 02:00 JST on March 1st is still February 28th in UTC: late all the same.
+        let received = today_in(Tokyo, utc(2027, 2, 28, 17, 0));
+        assert!(cancellation_effective(start, first_end, received, asked).is_err());
+        // 23:59 JST on the deadline day is in time.
+        let received = today_in(Tokyo, utc(2027, 2, 28, 14, 59));
+        assert_eq!(
+            cancellation_effective(start, first_end, received, asked).unwrap(),
+            d(2027, 3, 31)
+        );
+        // The first term's last day, 2027-11-30, ends at 24:00 JST: at 08:59 JST on
+        // 2027-12-01 (23:59 UTC on 11-30) the first renewal is already in force.
+        let (last_minute, next_morning) = (utc(2027, 11, 30, 14, 59), utc(2027, 11, 30, 23, 59));
+        let renewals = |t| match term_at(start, first_end, None, today_in(Tokyo, t)).unwrap() {
+            TermStatus::Active { term, .. } => term.renewals,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(renewals(last_minute), 0);
+        assert_eq!(renewals(next_morning), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn today_in_tokyo_is_utc_plus_nine_hours_whatever_the_host_tz(secs in 0i64..8_000_000_000) {
+            // Japan has no daylight saving time: today is the UTC date of t + 9 h. The host's
+            // own TZ never enters (the unit tests run with TZ=UTC and TZ=Asia/Tokyo).
+            let t = DateTime::from_timestamp(secs, 0).unwrap();
+            proptest::prop_assert_eq!(today_in(Tokyo, t), (t + chrono::TimeDelta::hours(9)).date_naive());
+            proptest::prop_assert_eq!(start_of_day(Tokyo, today_in(Tokyo, t)) <= t, true);
+            proptest::prop_assert!(t < start_of_day(Tokyo, today_in(Tokyo, t).succ_opt().unwrap()));
+        }
+    }
+
+    #[test]
     fn zone_names() {
         assert_eq!(parse_tz("Asia/Tokyo").unwrap(), Tokyo);
         assert_eq!(parse_tz(" UTC ").unwrap(), UTC);
