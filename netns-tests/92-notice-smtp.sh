@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Notices by e-mail (art. 23-2, 39): with --smtp the hub mails the suspension notice to
 # the contract's administrator within seconds and marks it sent; a notice queued while
-# the mail server is down is delivered once it is back; a contract without an
-# administrator e-mail gets its notice marked undeliverable once, not retried.
+# the mail server is down is delivered once it is back; a permanent refusal (550) marks
+# the notice undeliverable once, without retries, and starts the five days of art. 24-3
+# for a termination; a contract without an administrator e-mail is refused.
 source "$(dirname "$0")/lib.sh"
 SMTP_PORT=2525
 MAIL_DIR=$WORK/mail
@@ -11,7 +12,7 @@ HUB_EXTRA_ARGS=(--smtp "smtp://127.0.0.1:$SMTP_PORT" --smtp-from "noc@vpn.exampl
 
 # The sink listens on the hub namespace's loopback: only the hub can reach it.
 start_sink() {
-    ip netns exec "$NS_HUB" python3 "$ROOT/netns-tests/smtp_sink.py" 127.0.0.1 "$SMTP_PORT" "$MAIL_DIR" \
+    ip netns exec "$NS_HUB" python3 "$ROOT/netns-tests/smtp_sink.py" 127.0.0.1 "$SMTP_PORT" "$MAIL_DIR" nobody@beta.example \
         >>"$WORK/smtp-sink.log" 2>&1 &
     SINK_PID=$!
     wait_until 5 "SMTP sink listening" sink_listening
@@ -88,12 +89,32 @@ if wait_until 30 "account-locked mail after the server came back" mail_has it@ac
 fi
 wait_until 5 "account-locked notice marked sent" notice_sent acme account-locked && pass "and marked sent"
 
-# 3. No administrator e-mail: marked undeliverable once, never sent, not retried.
+# 3. No administrator e-mail: the contract is refused (art. 3, 5, 39).
+if admin contract add gamma >/dev/null 2>&1; then
+    fail "a contract without --admin-email was accepted"
+else
+    pass "contract add without --admin-email refused: $(admin contract add gamma 2>&1 | head -c 120)"
+fi
+
+# 4. The mail server refuses the address for good (550): the termination notice is
+#    marked undeliverable once, not retried, audited (art. 23-1(4)), and the termination
+#    takes effect five days after that moment (art. 24-3), not after the command.
 add_account beta bob bob-password-1
-admin contract suspend beta --reason "breach" >/dev/null || die "suspend beta failed"
-wait_until 8 "beta's notice marked undeliverable" notice_error beta suspension "no administrator e-mail" \
-    && pass "a contract without administrator e-mail: $(notice_field beta suspension sent)"
-sleep 5
-n=$(grep -c "notice not delivered: no administrator e-mail" "$WORK/hub.log" || true)
-[ "$n" -eq 1 ] && pass "reported once, not retried" || fail "reported $n times"
-[ "$(mail_count)" -eq 2 ] && pass "exactly two mails sent in all" || fail "$(mail_count) mails sent, expected 2"
+admin contract set beta admin-email nobody@beta.example >/dev/null
+admin contract terminate beta --reason "breach of art. 22" --notice-undeliverable >/dev/null \
+    || die "terminate beta failed"
+# (Output captured first: `grep -q` closing the pipe early would fail the pipeline.)
+shown=$(admin contract show beta)
+[[ $shown == *"five days after its notice is sent"* ]] \
+    && pass "before the notice is sent, the termination waits for it" || fail "termination scheduled before sending"
+wait_until 8 "beta's notice marked undeliverable" notice_error beta termination "undeliverable: " \
+    && pass "a 550 refusal: $(notice_field beta termination sent)"
+admin log | grep -q "notice.undeliverable" && pass "audited as notice.undeliverable" || fail "no audit entry"
+# The hub's contract job (every 30 s) counts the five days from the refusal.
+scheduled() { admin contract show beta | grep "termination scheduled" || true; }
+sched() { [[ $(scheduled) == *"+09:00"* ]]; }
+wait_until 40 "termination scheduled from the refusal" sched && pass "$(scheduled | tr -s ' ')"
+sleep 3
+n=$(grep -c "notice refused for good" "$WORK/hub.log" || true)
+[ "$n" -eq 1 ] && pass "refused once, not retried" || fail "refused $n times"
+[ "$(mail_count)" -eq 2 ] && pass "exactly two mails delivered in all" || fail "$(mail_count) mails sent, expected 2"

@@ -174,9 +174,10 @@ hub_stat() { # hub_stat FIELD: a relay counter
     "$MCVPN" hub stats --status-socket "$HUB_SOCK" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['relay']['$1'])"
 }
 
-# add_account CONTRACT USER PASSWORD (creates the contract if needed)
+# add_account CONTRACT USER PASSWORD (creates the contract if needed; a contract names
+# its administrator's e-mail, art. 3, 5, 39)
 add_account() {
-    admin contract add "$1" >/dev/null 2>&1 || true
+    admin contract add "$1" --admin-email "it@$1.example" >/dev/null 2>&1 || true
     printf '%s\n' "$3" >"$WORK/pw-$2"
     admin account add "$1" "$2" --password-file "$WORK/pw-$2" >/dev/null
 }

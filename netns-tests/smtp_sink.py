@@ -2,7 +2,10 @@
 """A tiny SMTP sink for the tests: accepts every message and writes it to
 DIR/msg-PID-N.json as {"mail_from", "rcpt_to", "subject", "message_id", "body"}.
 
-    python3 smtp_sink.py HOST PORT DIR
+    python3 smtp_sink.py HOST PORT DIR [REFUSE]
+
+REFUSE: comma-separated recipient addresses answered "550 5.1.1 no such user" (a
+permanent refusal) at RCPT, so a test can see how the hub treats a bounce.
 
 Enough of RFC 5321 for one client: EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT.
 No TLS, no AUTH. Standard library only.
@@ -17,7 +20,7 @@ import sys
 count = 0
 
 
-async def session(reader, writer, out_dir):
+async def session(reader, writer, out_dir, refuse):
     global count
 
     async def reply(*lines):
@@ -43,8 +46,13 @@ async def session(reader, writer, out_dir):
             mail_from, rcpt_to = arg.split(":", 1)[1].split()[0].strip("<>"), []
             await reply("250 ok")
         elif verb == "RCPT":
-            rcpt_to.append(arg.split(":", 1)[1].split()[0].strip("<>"))
-            await reply("250 ok")
+            rcpt = arg.split(":", 1)[1].split()[0].strip("<>")
+            if rcpt in refuse:
+                print(f"refused {rcpt}", flush=True)
+                await reply("550 5.1.1 no such user")
+            else:
+                rcpt_to.append(rcpt)
+                await reply("250 ok")
         elif verb == "DATA":
             await reply("354 end with <CRLF>.<CRLF>")
             data = bytearray()
@@ -80,8 +88,9 @@ async def session(reader, writer, out_dir):
 
 async def main():
     host, port, out_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    refuse = set(filter(None, (sys.argv[4] if len(sys.argv) > 4 else "").split(",")))
     os.makedirs(out_dir, exist_ok=True)
-    server = await asyncio.start_server(lambda r, w: session(r, w, out_dir), host, port)
+    server = await asyncio.start_server(lambda r, w: session(r, w, out_dir, refuse), host, port)
     print(f"smtp sink on {host}:{port}, messages in {out_dir}", flush=True)
     async with server:
         await server.serve_forever()

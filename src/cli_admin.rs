@@ -39,6 +39,9 @@ pub struct AdminArgs {
     /// Print JSON instead of tables
     #[arg(long, global = true)]
     pub json: bool,
+    /// The operator's time zone: contract dates, "today" and the times shown are in it (use the hub's)
+    #[arg(long, global = true, env = "MCVPN_TIMEZONE", default_value = crate::contract::DEFAULT_TZ, value_parser = crate::contract::parse_tz)]
+    pub timezone: crate::contract::Tz,
     #[command(subcommand)]
     pub what: AdminCommand,
 }
@@ -70,7 +73,8 @@ pub fn run_local(store: &mut dyn Store, command: AdminCommand, today: NaiveDate)
 }
 
 pub fn run(args: AdminArgs) -> Result<Exit> {
-    let today = chrono::Utc::now().date_naive();
+    crate::contract::set_operator_tz(args.timezone).map_err(|e| anyhow!(e))?;
+    let today = crate::contract::today_in(args.timezone, chrono::Utc::now());
     let mut command = args.what;
     // Only the command line prompts; the hub and other callers get the password in the command.
     if let Some(slot) = command.new_password_mut() {

@@ -159,6 +159,10 @@ struct HubArgs {
     smtp_from: Option<String>,
     #[command(flatten)]
     udp_tuning: UdpTuning,
+    /// The operator's time zone (IANA name): contract dates, deadlines, the daily
+    /// contract job and the times in notices are in it
+    #[arg(long, env = "MCVPN_TIMEZONE", default_value = mcvpn::contract::DEFAULT_TZ, value_parser = mcvpn::contract::parse_tz)]
+    timezone: mcvpn::contract::Tz,
 }
 
 #[derive(Subcommand)]
@@ -338,6 +342,8 @@ fn main() -> ExitCode {
 fn dispatch(command: Command) -> Result<Exit> {
     match command {
         Command::Hub(HubCmd { run, sub: None }) => {
+            mcvpn::contract::set_operator_tz(run.timezone).map_err(anyhow::Error::msg)?;
+            tracing::info!(timezone = %run.timezone, "contract dates are days in this time zone");
             tokio::runtime::Runtime::new()?.block_on(hub::run(hub_settings(run)))?;
             Ok(Exit::ok())
         }

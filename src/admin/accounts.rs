@@ -26,7 +26,7 @@ pub(super) fn add(store: &mut dyn Store, ctx: &ExecCtx, new: &NewAccount, hash: 
             "account {user:?} already exists (names are unique per hub)"
         )));
     }
-    let quota = unit_of(store, contract.id)?.quota();
+    let quota = unit_of(store, contract.id)?.account_quota(ctx.today);
     let used = store.account_count(contract.id)?;
     if used >= quota {
         return Err(AdminError::Refused(format!(
@@ -99,7 +99,7 @@ fn set_state(store: &mut dyn Store, ctx: &ExecCtx, user: &str, state: AccountSta
     if state == AccountState::Locked {
         let c = store.contract_by_id(a.contract_id)?;
         let body = format!(
-            "Dear {},\n\nThe account {user} was locked by {} (art. 9-3): its sessions were ended and it cannot \
+            "Dear {},\n\nThe account {user} was locked by {}: its sessions were ended and it cannot \
              log in until it is unlocked.\n\nContract: {}\n-- mcvpn service operator\n",
             if c.admin_name.is_empty() {
                 "account administrator"

@@ -115,22 +115,22 @@ pub enum ContractCmd {
     },
     /// Lift a suspension. Example: mcvpn admin contract resume acme
     Resume { name: String },
-    /// Terminate (art. 24). Example: mcvpn admin contract terminate acme --reason 'breach of art. 21'
+    /// Terminate (art. 24). Example: mcvpn admin contract terminate acme --reason 'breach of art. 22'
     Terminate {
         name: String,
         #[arg(long)]
         reason: String,
-        /// The notice could not be delivered: terminate five days after sending (art. 24-3)
+        /// The notice will not arrive: terminate five days after it is sent, or refused (art. 24-3)
         #[arg(long)]
         notice_undeliverable: bool,
     },
     /// Record a cancellation (art. 18). Example: mcvpn admin contract cancel acme --received 2027-10-15 --end 2027-12-31
     Cancel {
         name: String,
-        /// Day the form arrived (default today)
+        /// Day the form arrived (default today in --timezone)
         #[arg(long)]
         received: Option<NaiveDate>,
-        /// Requested month end (default: the earliest possible)
+        /// A month end the customer chose before the term end (art. 18-4); default: the term end (art. 18-1)
         #[arg(long)]
         end: Option<NaiveDate>,
     },
@@ -174,7 +174,7 @@ pub enum AccountCmd {
         #[arg(long)]
         contract: Option<String>,
     },
-    /// Lock an account at once (art. 9-3): its sessions are cut. Example: mcvpn admin account lock bob
+    /// Lock an account at once (the administrator's own tool; art. 9-3 asks them to report misuse to the operator): its sessions are cut. Example: mcvpn admin account lock bob
     Lock { user: String },
     /// Unlock an account. Example: mcvpn admin account unlock bob
     Unlock { user: String },
@@ -336,7 +336,7 @@ pub enum NoticeCmd {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
 #[serde(rename_all = "snake_case")]
 pub enum OutageCmd {
-    /// Record a total outage (UTC). Example: mcvpn admin outage add --start 2027-03-01T00:00:00 --end 2027-03-06T12:00:00
+    /// Record a total outage (local times in --timezone). Example: mcvpn admin outage add --start 2027-03-01T00:00:00 --end 2027-03-06T12:00:00
     Add {
         #[arg(long)]
         start: NaiveDateTime,
@@ -731,6 +731,11 @@ pub struct ContractDetails {
     pub current_term: CurrentTerm,
     /// A termination that takes effect later (art. 24-3).
     pub termination_scheduled_at: Option<DateTime<Utc>>,
+    /// A termination waits for its notice to be sent: it takes effect five days after
+    /// (art. 24-3), and `termination_scheduled_at` is set then.
+    pub termination_on_notice: bool,
+    /// The last day of service of a terminated contract (art. 24).
+    pub ended_on: Option<NaiveDate>,
     /// The basic contract first, then the additional ones (art. 12, 13).
     pub contracts: Vec<TermRow>,
     /// Recorded changes (art. 16, 17), oldest first.
@@ -758,6 +763,11 @@ pub enum CurrentTerm {
     },
     Ended {
         last_day: NaiveDate,
+    },
+    /// The stored data does not give a term (a cancellation an earlier version accepted
+    /// before the start): shown, so that the operator can correct it.
+    Unknown {
+        error: String,
     },
 }
 
@@ -897,10 +907,13 @@ pub struct InvoiceLine {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompensationReport {
     pub contract: String,
+    /// Every recorded outage.
     pub outages: usize,
-    /// Whole 24 h days of outages of 120 h or more.
+    /// Those within the contract's service period and of 120 h or more.
+    pub outages_in_period: usize,
+    /// Whole 24 h days of those outages.
     pub compensable_days: u64,
-    pub accounts: u32,
+    /// The annual usage fee of the accounts in force during the outages.
     pub annual_fee: Yen,
     pub compensation: Yen,
 }

@@ -6,10 +6,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use super::api::{time, CompensationReport, InvoiceInfo, InvoiceLine, InvoiceReport, OutageRow};
 use super::contracts::unit_of;
 use super::{audit, visible_contract, AdminError, AdminResult, ExecCtx, Output};
-use crate::contract::{
-    additional_first_end, compensation as compensation_due, first_term_end, invoice_at, usage_fee, BilledContract,
-    Cancellation, Invoice, Tariff,
-};
+use crate::contract::{invoice_at, Cancellation, Invoice, Tariff};
 use crate::store::Store;
 
 const TARIFF_SETTING: &str = "tariff";
@@ -43,30 +40,9 @@ pub(super) fn invoice(store: &mut dyn Store, ctx: &ExecCtx, name: &str, at: Naiv
     let cancellation = store.cancellation(c.id)?.map(|x| Cancellation {
         received: x.received,
         requested_end: x.requested_end,
+        effective: x.effective,
     });
-    let basic_end = first_term_end(unit.basic.start)?;
-    let mut billed = vec![(
-        "basic".to_string(),
-        BilledContract {
-            start: unit.basic.start,
-            first_end: basic_end,
-            accounts: unit.basic.accounts,
-            delivered: None,
-            cancellation,
-        },
-    )];
-    for (i, a) in unit.additional.iter().enumerate() {
-        billed.push((
-            format!("additional {}", i + 1),
-            BilledContract {
-                start: a.start,
-                first_end: additional_first_end(basic_end, a.start)?,
-                accounts: a.accounts,
-                delivered: None,
-                cancellation,
-            },
-        ));
-    }
+    let billed = crate::contract::billed_unit(&unit, cancellation, c.ended_on)?;
     // Every invoice raised from the start up to `at` (each is a pure function of
     // the day, so walking the days is exact).
     let mut invoices = Vec::new();
@@ -126,17 +102,17 @@ pub(super) fn compensation(store: &mut dyn Store, ctx: &ExecCtx, name: &str) -> 
             ))
         })
         .collect();
-    let accounts = u32::try_from(unit.quota()).unwrap_or(u32::MAX);
-    let annual = usage_fee(tariff.annual_fee_per_account, accounts, 12)?;
-    let days = crate::contract::compensable_days(&outages)?;
-    let amount = compensation_due(&outages, annual)?;
+    // Art. 35 within the contract's service period, at the fee of the accounts in force.
+    let last_day = store.cancellation(c.id)?.map(|x| x.effective).or(c.ended_on);
+    let tz = crate::contract::operator_tz();
+    let comp = crate::contract::unit_compensation(&outages, tz, &unit, tariff.annual_fee_per_account, last_day)?;
     Ok(Output::Compensation(CompensationReport {
         contract: c.name,
         outages: outages.len(),
-        compensable_days: days,
-        accounts,
-        annual_fee: annual,
-        compensation: amount,
+        outages_in_period: comp.outages,
+        compensable_days: comp.days,
+        annual_fee: comp.annual_fee,
+        compensation: comp.amount,
     }))
 }
 
@@ -147,7 +123,13 @@ pub(super) fn outage_add(
     end: NaiveDateTime,
     note: &str,
 ) -> AdminResult {
-    let id = store.outage_add(start.and_utc().timestamp(), end.and_utc().timestamp(), note)?;
+    // Times as the operator reads a clock: in the operator's zone.
+    let tz = crate::contract::operator_tz();
+    let (start_t, end_t) = (
+        crate::contract::tz::local_to_utc(tz, start).timestamp(),
+        crate::contract::tz::local_to_utc(tz, end).timestamp(),
+    );
+    let id = store.outage_add(start_t, end_t, note)?;
     audit(
         store,
         ctx,
@@ -156,7 +138,11 @@ pub(super) fn outage_add(
         None,
         &format!("{start} .. {end}: {note}"),
     );
-    Ok(Output::message(format!("outage {id} recorded: {start} .. {end} UTC")))
+    Ok(Output::message(format!(
+        "outage {id} recorded: {} .. {}",
+        crate::store::format_time(start_t),
+        crate::store::format_time(end_t)
+    )))
 }
 
 pub(super) fn outage_list(store: &mut dyn Store) -> AdminResult {

@@ -1,7 +1,7 @@
-//! Contract commands (operator only) and the contract jobs the hub runs on a timer:
-//! cancellations and scheduled terminations taking effect, renewal reminders.
+//! Contract commands (operator only). The contract jobs the hub runs on a timer are in
+//! `jobs.rs`.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 
 use super::api::{
     time, AccountsAdded, CancellationAccepted, CancellationInfo, ContractAdded, ContractDetails, ContractSummary,
@@ -9,18 +9,16 @@ use super::api::{
 };
 use super::{audit, visible_contract, AdminError, AdminResult, ContractSpec, ExecCtx, Output};
 use crate::contract::{
-    additional_first_end, cancellation_deadline, cancellation_effective, first_term_end, term_at,
-    termination_effective_undelivered, AdditionalContract, BasicContract, Cancellation, ContractKind, ContractUnit,
-    TermStatus,
+    additional_first_end, cancellation_deadline, cancellation_effective, first_term_end, term_at, AdditionalContract,
+    BasicContract, Cancellation, ContractKind, ContractUnit, TermStatus,
 };
 use crate::store::{
-    now, CancellationRecord, ContractField, ContractRecord, ContractState, NewContract, Store, TermKind, UnixTime,
+    format_time, now, CancellationRecord, ContractField, ContractRecord, ContractState, NewContract, Store, TermKind,
+    UnixTime,
 };
 
 /// The hub's `--min-accounts` (art. 12), stored so that `mcvpn admin` sees it too.
 pub const MIN_ACCOUNTS_SETTING: &str = "min_accounts";
-/// Renewal reminders go out this many days before the cancellation deadline.
-pub const RENEWAL_NOTICE_DAYS: i64 = 30;
 
 pub fn min_accounts(store: &dyn Store) -> u32 {
     store
@@ -53,33 +51,38 @@ pub fn unit_of(store: &dyn Store, contract_id: i64) -> Result<ContractUnit, Admi
     Ok(unit)
 }
 
-fn cancellation_of(store: &dyn Store, contract_id: i64) -> Result<Option<Cancellation>, AdminError> {
+pub(super) fn cancellation_of(store: &dyn Store, contract_id: i64) -> Result<Option<Cancellation>, AdminError> {
     Ok(store.cancellation(contract_id)?.map(|c| Cancellation {
         received: c.received,
         requested_end: c.requested_end,
+        effective: c.effective,
     }))
 }
 
-/// Queues a notice to the contract's administrator (art. 23-2, 24-3, 39).
-fn notify(store: &mut dyn Store, c: &ContractRecord, kind: &str, subject: &str, body: &str) {
+/// The text of a notice to the contract's administrator.
+pub(super) fn notify_text(c: &ContractRecord, body: &str) -> String {
     let greeting = if c.admin_name.is_empty() {
         "To the account administrator".to_string()
     } else {
         format!("Dear {}", c.admin_name)
     };
-    let text = format!(
+    format!(
         "{greeting},\n\n{body}\n\nContract: {}\n-- mcvpn service operator\n",
         c.name
-    );
+    )
+}
+
+/// Queues a notice to the contract's administrator (art. 23-2, 24-3, 39).
+fn notify(store: &mut dyn Store, c: &ContractRecord, kind: &str, subject: &str, body: &str) {
+    let text = notify_text(c, body);
     if let Err(e) = store.notice_add(c.id, kind, subject, &text) {
         tracing::error!(error = %e, contract = %c.name, "could not queue a notice");
     }
 }
 
+/// A time for the operator and the notices: local, with the offset.
 fn day(t: UnixTime) -> String {
-    DateTime::<Utc>::from_timestamp(t, 0)
-        .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default()
+    format_time(t)
 }
 
 pub(super) fn add(store: &mut dyn Store, ctx: &ExecCtx, spec: &ContractSpec) -> AdminResult {
@@ -103,6 +106,7 @@ pub(super) fn add(store: &mut dyn Store, ctx: &ExecCtx, spec: &ContractSpec) -> 
         accounts: *accounts,
     })
     .validate(min)?;
+    let admin_email = &crate::contract::check_admin_email(admin_email)?;
     let c = store.contract_add(&NewContract {
         name: name.clone(),
         kind,
@@ -137,7 +141,7 @@ pub(super) fn add(store: &mut dyn Store, ctx: &ExecCtx, spec: &ContractSpec) -> 
     }))
 }
 
-pub(super) fn list(store: &mut dyn Store) -> AdminResult {
+pub(super) fn list(store: &mut dyn Store, ctx: &ExecCtx) -> AdminResult {
     let mut rows = Vec::new();
     for c in store.contracts()? {
         let unit = unit_of(store, c.id)?;
@@ -147,7 +151,7 @@ pub(super) fn list(store: &mut dyn Store) -> AdminResult {
             kind: c.kind,
             state: c.state,
             accounts_used: used,
-            account_quota: unit.quota(),
+            account_quota: unit.account_quota(ctx.today),
             start: unit.basic.start,
             admin_email: c.admin_email,
         });
@@ -157,6 +161,9 @@ pub(super) fn list(store: &mut dyn Store) -> AdminResult {
 
 pub(super) fn set(store: &mut dyn Store, ctx: &ExecCtx, name: &str, field: ContractField, value: &str) -> AdminResult {
     let c = visible_contract(store, ctx, name)?;
+    if field == ContractField::AdminEmail {
+        crate::contract::check_admin_email(value)?;
+    }
     let old = store.contract_update(c.id, field, value, &ctx.actor)?;
     audit(
         store,
@@ -208,6 +215,8 @@ pub(super) fn add_accounts(
 ) -> AdminResult {
     let c = visible_contract(store, ctx, name)?;
     let start = start.unwrap_or(ctx.today);
+    let last_day = store.cancellation(c.id)?.map(|x| x.effective);
+    crate::contract::additional_refusal(&c.name, c.state.has_ended().then(|| c.state.as_str()), last_day, start)?;
     let mut unit = unit_of(store, c.id)?;
     unit.additional.push(AdditionalContract { start, accounts });
     unit.validate(min_accounts(store))?;
@@ -225,7 +234,7 @@ pub(super) fn add_accounts(
         contract: c.name,
         accounts,
         start,
-        account_quota: unit.quota(),
+        account_quota: unit.account_quota(ctx.today),
         first_term_end: end,
     }))
 }
@@ -296,17 +305,17 @@ pub(super) fn terminate(
     }
     let subject = format!("mcvpn: contract {} is terminated", c.name);
     if notice_undeliverable {
-        // Art. 24-3: a notice that cannot be delivered takes effect five days after it was sent.
-        let sent = Utc::now().naive_utc();
-        let effective = termination_effective_undelivered(sent)?.and_utc().timestamp();
-        store.contract_schedule_termination(c.id, Some(effective))?;
+        // Art. 24-3: a notice that does not arrive takes effect five days after it
+        // was sent: the hub's job schedules it once the notice has actually gone out
+        // (or was refused), not from this command.
+        store.contract_terminate_on_notice(c.id, true)?;
         audit(
             store,
             ctx,
             "contract.terminate",
             Some(c.id),
             None,
-            &format!("{reason} (effective {})", day(effective)),
+            &format!("{reason} (effective five days after the notice is sent, art. 24-3)"),
         );
         notify(
             store,
@@ -314,17 +323,17 @@ pub(super) fn terminate(
             "termination",
             &subject,
             &format!(
-                "Your contract is terminated (art. 24). Reason: {reason}\nEffective: {}",
-                day(effective)
+                "Your contract is terminated (art. 24). Reason: {reason}\nIt takes effect five days after \
+                 this notice was sent (art. 24-3)."
             ),
         );
         return Ok(Output::message(format!(
-            "termination of {} scheduled for {} (five days after the undeliverable notice, art. 24-3)",
-            c.name,
-            day(effective)
+            "termination of {} takes effect five days after its notice is sent (art. 24-3); see `contract show`",
+            c.name
         )));
     }
     store.contract_set_state(c.id, ContractState::Terminated, Some(reason))?;
+    store.contract_set_ended(c.id, Some(ctx.today))?;
     audit(store, ctx, "contract.terminate", Some(c.id), None, reason);
     notify(
         store,
@@ -351,7 +360,8 @@ pub(super) fn cancel(
 ) -> AdminResult {
     let c = visible_contract(store, ctx, name)?;
     let received = received.unwrap_or(ctx.today);
-    let effective = cancellation_effective(received, end)?;
+    let basic_start = unit_of(store, c.id)?.basic.start;
+    let effective = cancellation_effective(basic_start, first_term_end(basic_start)?, received, end)?;
     store.cancellation_set(
         c.id,
         &CancellationRecord {
@@ -397,14 +407,17 @@ pub(super) fn show(store: &mut dyn Store, ctx: &ExecCtx, name: &str) -> AdminRes
     let unit = unit_of(store, c.id)?;
     let basic_end = first_term_end(unit.basic.start)?;
     let cancellation = cancellation_of(store, c.id)?;
-    let status = term_at(unit.basic.start, basic_end, cancellation.as_ref(), ctx.today)?;
+    // Bad data (a cancellation an earlier version accepted before the start) is shown,
+    // not a reason to refuse showing the contract.
+    let status = term_at(unit.basic.start, basic_end, cancellation.as_ref(), ctx.today);
     let admin_login = match c.admin_account_id {
         Some(id) => store.account_by_id(id).ok().map(|a| a.username),
         None => None,
     };
     let current_term = match status {
-        TermStatus::NotStarted { starts } => CurrentTerm::NotStarted { starts },
-        TermStatus::Active { term, renews, last_day } => CurrentTerm::Active {
+        Err(e) => CurrentTerm::Unknown { error: e.to_string() },
+        Ok(TermStatus::NotStarted { starts }) => CurrentTerm::NotStarted { starts },
+        Ok(TermStatus::Active { term, renews, last_day }) => CurrentTerm::Active {
             start: term.start,
             end: term.end,
             renewal: term.renewals,
@@ -412,7 +425,7 @@ pub(super) fn show(store: &mut dyn Store, ctx: &ExecCtx, name: &str) -> AdminRes
             renews,
             last_day,
         },
-        TermStatus::Ended { last_day } => CurrentTerm::Ended { last_day },
+        Ok(TermStatus::Ended { last_day }) => CurrentTerm::Ended { last_day },
     };
     let mut contracts = vec![TermRow {
         kind: TermKind::Basic,
@@ -447,7 +460,7 @@ pub(super) fn show(store: &mut dyn Store, ctx: &ExecCtx, name: &str) -> AdminRes
     });
     Ok(Output::Contract(Box::new(ContractDetails {
         accounts_used: store.account_count(c.id)?,
-        account_quota: unit.quota(),
+        account_quota: unit.account_quota(ctx.today),
         name: c.name,
         kind: c.kind,
         state: c.state,
@@ -461,98 +474,10 @@ pub(super) fn show(store: &mut dyn Store, ctx: &ExecCtx, name: &str) -> AdminRes
         admin_login,
         current_term,
         termination_scheduled_at: c.terminate_at.map(time),
+        termination_on_notice: c.terminate_on_notice,
+        ended_on: c.ended_on,
         contracts,
         history,
         cancellation,
     })))
-}
-
-/// Applies what the calendar says has come due: cancellations whose last day has passed
-/// and scheduled terminations. Also queues renewal reminders. Returns what it did.
-pub fn apply_due(store: &mut dyn Store, now_t: UnixTime, today: NaiveDate) -> Result<Vec<String>, AdminError> {
-    let mut done = Vec::new();
-    let ctx = ExecCtx {
-        actor: "hub".into(),
-        ..ExecCtx::operator(today)
-    };
-    for c in store.contracts()? {
-        if c.state == ContractState::Active || c.state == ContractState::Suspended {
-            if let Some(cancel) = store.cancellation(c.id)? {
-                if today > cancel.effective {
-                    store.contract_set_state(c.id, ContractState::Cancelled, Some("cancelled by the contractor"))?;
-                    audit(
-                        store,
-                        &ctx,
-                        "contract.cancelled",
-                        Some(c.id),
-                        None,
-                        &format!("last day {}", cancel.effective),
-                    );
-                    done.push(format!("contract {} cancelled (last day {})", c.name, cancel.effective));
-                    continue;
-                }
-            }
-            if let Some(at) = c.terminate_at.filter(|&t| t <= now_t) {
-                store.contract_set_state(c.id, ContractState::Terminated, Some("termination notice took effect"))?;
-                store.contract_schedule_termination(c.id, None)?;
-                audit(
-                    store,
-                    &ctx,
-                    "contract.terminated",
-                    Some(c.id),
-                    None,
-                    &format!("effective {}", day(at)),
-                );
-                done.push(format!("contract {} terminated", c.name));
-                continue;
-            }
-        }
-        if c.state == ContractState::Active {
-            if let Some(msg) = renewal_reminder(store, &c, today)? {
-                done.push(msg);
-            }
-        }
-    }
-    Ok(done)
-}
-
-/// Queues the reminder that a term will renew unless cancelled by its deadline, once
-/// per term, starting [`RENEWAL_NOTICE_DAYS`] before the deadline.
-fn renewal_reminder(store: &mut dyn Store, c: &ContractRecord, today: NaiveDate) -> Result<Option<String>, AdminError> {
-    let unit = unit_of(store, c.id)?;
-    let cancellation = cancellation_of(store, c.id)?;
-    let status = term_at(
-        unit.basic.start,
-        first_term_end(unit.basic.start)?,
-        cancellation.as_ref(),
-        today,
-    )?;
-    let TermStatus::Active { term, renews: true, .. } = status else {
-        return Ok(None);
-    };
-    let deadline = cancellation_deadline(term.end)?;
-    let days_left = (deadline - today).num_days();
-    if !(0..=RENEWAL_NOTICE_DAYS).contains(&days_left) {
-        return Ok(None);
-    }
-    let subject = format!("mcvpn: contract {} renews after {}", c.name, term.end);
-    if store
-        .notices(Some(c.id), false)?
-        .iter()
-        .any(|n| n.kind == "renewal" && n.subject == subject)
-    {
-        return Ok(None);
-    }
-    notify(
-        store,
-        c,
-        "renewal",
-        &subject,
-        &format!(
-            "Your contract's term ends on {}. It renews for one year unless a cancellation reaches us by {deadline} \
-             (art. 14).",
-            term.end
-        ),
-    );
-    Ok(Some(format!("renewal reminder queued for {}", c.name)))
 }

@@ -12,12 +12,14 @@ mod accounts;
 pub mod api;
 mod billing;
 mod contracts;
+mod jobs;
 pub mod render;
 
 pub use api::{
     authorize, AccountCmd, AdminCommand, AdminError, AdminResult, ContractCmd, ContractSpec, NewPassword, Output, Scope,
 };
-pub use contracts::{apply_due, min_accounts, MIN_ACCOUNTS_SETTING};
+pub use contracts::{min_accounts, MIN_ACCOUNTS_SETTING};
+pub use jobs::apply_due;
 
 use chrono::NaiveDate;
 
@@ -127,7 +129,7 @@ fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> AdminR
     match &prepared.cmd {
         C::Contract(c) => match c {
             ContractCmd::Add(spec) => contracts::add(store, ctx, spec),
-            ContractCmd::List => contracts::list(store),
+            ContractCmd::List => contracts::list(store, ctx),
             ContractCmd::Show { name } => contracts::show(store, ctx, name),
             ContractCmd::Set { name, field, value } => contracts::set(store, ctx, name, *field, value),
             ContractCmd::Admin { name, account } => contracts::set_admin(store, ctx, name, account),

@@ -100,14 +100,10 @@ impl Serialize for JsonDoc<'_> {
     }
 }
 
-/// As `store::format_time` writes store times.
+/// As `store::format_time` writes store times: local time in the operator's zone, with
+/// its offset.
 fn time(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-/// A moment to the minute, as notices and `contract show` give it.
-fn minute(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
+    crate::store::format_time(t.timestamp())
 }
 
 /// Lays an answer out for people.
@@ -298,17 +294,17 @@ pub fn text(output: &Output) -> Text {
             ])
         }
         Output::Compensation(r) => Text::Message(format!(
-            "{}: {} recorded outage(s), {} compensable day(s) (outages of 120 h or more, whole 24 h days), \
-             annual usage fee {} for {} accounts -> compensation {}",
+            "{}: {} recorded outage(s), {} within the service period of 120 h or more, {} compensable day(s) \
+             (whole 24 h days), annual usage fee {} of the accounts in force -> compensation {}",
             r.contract,
             r.outages,
+            r.outages_in_period,
             r.compensable_days,
             yen(r.annual_fee),
-            r.accounts,
             yen(r.compensation)
         )),
         Output::Outages(rows) => Text::table(
-            &["id", "start (UTC)", "end (UTC)", "hours", "note"],
+            &["id", "start", "end", "hours", "note"],
             rows.iter()
                 .map(|o| {
                     let hours = o.duration_s as f64 / 3600.0;
@@ -357,6 +353,7 @@ fn current_term(t: &CurrentTerm) -> String {
             last_day.map(|d| format!(", ends {d}")).unwrap_or_default()
         ),
         CurrentTerm::Ended { last_day } => format!("ended {last_day}"),
+        CurrentTerm::Unknown { error } => format!("cannot be computed: {error}"),
     }
 }
 
@@ -380,10 +377,14 @@ fn contract_text(c: &ContractDetails) -> Text {
         kv("current term", current_term(&c.current_term)),
         kv(
             "termination scheduled",
-            c.termination_scheduled_at
-                .as_ref()
-                .map(minute)
-                .unwrap_or_else(|| "-".into()),
+            match (&c.termination_scheduled_at, c.termination_on_notice) {
+                (Some(t), _) => time(t),
+                (None, true) => "five days after its notice is sent (art. 24-3)".into(),
+                (None, false) => c
+                    .ended_on
+                    .map(|d| format!("terminated, last day {d}"))
+                    .unwrap_or_else(|| "-".into()),
+            },
         ),
     ];
     let terms = c

@@ -139,7 +139,9 @@ fn quota_is_basic_plus_additional() {
         }),
     )
     .unwrap();
-    add_account(&mut s, &op(), Some("acme"), "carol").unwrap();
+    // Issue 16, item 6: the additional contract's account counts from its own start.
+    assert!(add_account(&mut s, &op(), Some("acme"), "carol").is_err());
+    add_account(&mut s, &ExecCtx::operator(d(2027, 1, 10)), Some("acme"), "carol").unwrap();
 }
 
 #[test]
@@ -308,30 +310,39 @@ fn suspension_notifies_the_administrator() {
 fn cancellation_takes_effect_after_its_last_day() {
     let mut s = SqliteStore::open_in_memory().unwrap();
     add_contract(&mut s, "acme", 5);
-    let out = run(
-        &mut s,
-        &op(),
-        AdminCommand::Contract(ContractCmd::Cancel {
-            name: "acme".into(),
-            received: Some(d(2027, 3, 15)),
-            end: Some(d(2027, 3, 31)),
-        }),
-    )
-    .unwrap();
-    // Received mid-March: the March deadline (end of February) has passed, so April's end.
+    let cancel = |s: &mut SqliteStore, end| {
+        run(
+            s,
+            &op(),
+            AdminCommand::Contract(ContractCmd::Cancel {
+                name: "acme".into(),
+                received: Some(d(2027, 3, 15)),
+                end: Some(end),
+            }),
+        )
+    };
+    // Received mid-March: the March deadline (end of February) has passed. Issue 16,
+    // item 2: refused, naming April's end, instead of recording April's end silently.
+    let r = cancel(&mut s, d(2027, 3, 31));
     assert!(
-        matches!(render::text(&out), Text::Message(text) if text.contains("2027-04-30") && text.contains("too late")),
+        matches!(&r, Err(AdminError::Refused(m)) if m.contains("--end 2027-04-30")),
+        "{r:?}"
+    );
+    let out = cancel(&mut s, d(2027, 4, 30)).unwrap();
+    assert!(
+        matches!(render::text(&out), Text::Message(text) if text.contains("2027-04-30")),
         "{out:?}"
     );
     let Output::CancellationAccepted(accepted) = &out else {
         panic!("{out:?}")
     };
-    assert!(accepted.late);
+    // The requested month end was in time: nothing moved (issue 16, item 2).
+    assert!(!accepted.late);
     assert_eq!(accepted.effective, d(2027, 4, 30));
     let v = render::json(&out);
     assert_eq!(
         (v["version"].as_u64(), v["late"].as_bool()),
-        (Some(1), Some(true)),
+        (Some(1), Some(false)),
         "{v}"
     );
     assert!(apply_due(&mut s, 0, d(2027, 4, 30)).unwrap().is_empty());
@@ -353,9 +364,32 @@ fn undeliverable_termination_waits_five_days() {
         }),
     )
     .unwrap();
+    // Issue 16, item 7: the five days count from when the notice is actually sent, not
+    // from the command. Until then nothing is scheduled.
     let c = s.contract_by_name("acme").unwrap();
-    let at = c.terminate_at.unwrap();
-    assert!((at - crate::store::now() - 5 * 86400).abs() < 5);
+    assert_eq!(c.terminate_at, None);
+    assert!(c.terminate_on_notice);
+    let later = crate::store::now() + 30 * 86400;
+    assert!(apply_due(&mut s, later, d(2026, 12, 30)).unwrap().is_empty());
+    assert_eq!(s.contract_by_name("acme").unwrap().state, ContractState::Active);
+    let notice = s
+        .notices(Some(c.id), true)
+        .unwrap()
+        .into_iter()
+        .find(|n| n.kind == "termination")
+        .unwrap();
+    s.notice_mark(notice.id, true, None).unwrap();
+    let sent = s
+        .notices(Some(c.id), false)
+        .unwrap()
+        .into_iter()
+        .find(|n| n.id == notice.id)
+        .unwrap()
+        .sent_at
+        .unwrap();
+    apply_due(&mut s, sent, d(2026, 11, 30)).unwrap();
+    let at = s.contract_by_name("acme").unwrap().terminate_at.unwrap();
+    assert_eq!(at, sent + 5 * 86400);
     assert!(apply_due(&mut s, at - 1, d(2026, 11, 30)).unwrap().is_empty());
     assert_eq!(s.contract_by_name("acme").unwrap().state, ContractState::Active);
     apply_due(&mut s, at, d(2026, 11, 30)).unwrap();
@@ -366,10 +400,11 @@ fn undeliverable_termination_waits_five_days() {
 fn renewal_reminder_once_per_term() {
     let mut s = SqliteStore::open_in_memory().unwrap();
     add_contract(&mut s, "acme", 5);
-    // First term ends 2027-12-31; deadline 2027-11-30; reminders from 2027-10-31.
-    assert!(apply_due(&mut s, 0, d(2027, 10, 1)).unwrap().is_empty());
-    assert_eq!(apply_due(&mut s, 0, d(2027, 11, 1)).unwrap().len(), 1);
-    assert!(apply_due(&mut s, 0, d(2027, 11, 2)).unwrap().is_empty());
+    // First term ends 2027-11-30 (issue 16, item 1); deadline 2027-10-31; reminders
+    // from 2027-10-01.
+    assert!(apply_due(&mut s, 0, d(2027, 9, 30)).unwrap().is_empty());
+    assert_eq!(apply_due(&mut s, 0, d(2027, 10, 1)).unwrap().len(), 1);
+    assert!(apply_due(&mut s, 0, d(2027, 10, 2)).unwrap().is_empty());
     let c = s.contract_by_name("acme").unwrap();
     assert_eq!(s.notices(Some(c.id), true).unwrap()[0].kind, "renewal");
 }
@@ -429,9 +464,10 @@ fn invoice_lists_the_first_term_at_delivery() {
     let Text::Sections(parts) = render::text(&out) else {
         panic!()
     };
-    // Initial 50,000 + 2 accounts x 12,000 x 13/12 (start month free) = 76,000; tax 7,600.
+    // Initial 50,000 + 2 accounts x 12,000 (one annual fee, art. 28-1; the start month is
+    // free, art. 27-2) = 74,000; tax 7,400. Issue 16, item 1: not x 13/12.
     assert!(
-        matches!(&parts[1].1, Text::Message(text) if text == "¥83,600"),
+        matches!(&parts[1].1, Text::Message(text) if text == "¥81,400"),
         "{:?}",
         parts[1]
     );
@@ -485,7 +521,8 @@ fn contract_show_json_is_typed_and_versioned() {
         AdminCommand::Contract(ContractCmd::AddAccounts {
             name: "acme".into(),
             accounts: 2,
-            start: Some(d(2027, 2, 10)),
+            // In force today, so that it counts in the quota (issue 16, item 6).
+            start: Some(d(2026, 11, 24)),
         }),
         AdminCommand::Contract(ContractCmd::Set {
             name: "acme".into(),
@@ -495,7 +532,8 @@ fn contract_show_json_is_typed_and_versioned() {
         AdminCommand::Contract(ContractCmd::Cancel {
             name: "acme".into(),
             received: Some(d(2027, 10, 15)),
-            end: Some(d(2027, 12, 31)),
+            // The first term's end (twelve months after the start month, issue 16, item 1).
+            end: Some(d(2027, 11, 30)),
         }),
     ] {
         run(&mut s, &op(), cmd).unwrap();
@@ -524,11 +562,11 @@ fn contract_show_json_is_typed_and_versioned() {
     let term = &v["current_term"];
     assert_eq!(term["status"], "active");
     assert_eq!(date(&term["start"]), d(2026, 11, 24));
-    assert_eq!(date(&term["end"]), d(2027, 12, 31));
+    assert_eq!(date(&term["end"]), d(2027, 11, 30));
     assert_eq!(term["renewal"].as_u64(), Some(0));
-    assert_eq!(date(&term["cancellation_deadline"]), d(2027, 11, 30));
+    assert_eq!(date(&term["cancellation_deadline"]), d(2027, 10, 31));
     assert_eq!(term["renews"].as_bool(), Some(false), "cancelled: {text}");
-    assert_eq!(date(&term["last_day"]), d(2027, 12, 31));
+    assert_eq!(date(&term["last_day"]), d(2027, 11, 30));
 
     let contracts = v["contracts"].as_array().unwrap();
     assert_eq!(contracts.len(), 2);
@@ -549,8 +587,8 @@ fn contract_show_json_is_typed_and_versioned() {
 
     let cancel = &v["cancellation"];
     assert_eq!(date(&cancel["received"]), d(2027, 10, 15));
-    assert_eq!(date(&cancel["requested_end"]), d(2027, 12, 31));
-    assert_eq!(date(&cancel["effective"]), d(2027, 12, 31));
+    assert_eq!(date(&cancel["requested_end"]), d(2027, 11, 30));
+    assert_eq!(date(&cancel["effective"]), d(2027, 11, 30));
     assert_eq!(cancel["recorded_by"], "operator");
 
     // The same answer for people still reads as before.

@@ -17,9 +17,11 @@ use serde::{Deserialize, Serialize};
 use super::ContractError;
 
 /// The number of months from the start month to the first term's end month. Art. 13
-/// counts "from the month following the start month" (翌月から) "one year later"
-/// (１年後): 1 + 12.
-const FIRST_TERM_MONTHS: i64 = 13;
+/// counts one year "from the month following the start month" (翌月から１年): the year
+/// begins on the first day of the next month and, counted as the Civil Code counts a
+/// period from the start of a month (民法 143), ends on the last day of the twelfth
+/// month. So the first term is the (free, art. 27-2) start month plus 12 months.
+const FIRST_TERM_MONTHS: i64 = 12;
 /// Each renewal is "one year as a unit" (１年を単位に, art. 14).
 const RENEWAL_MONTHS: i64 = 12;
 /// Art. 24-3: an undelivered termination notice takes effect five days after sending.
@@ -82,20 +84,23 @@ fn require_month_end(d: NaiveDate) -> Result<NaiveDate, ContractError> {
 
 /// The end of a basic contract's first term (最初の契約期間, art. 13).
 ///
-/// Art. 13: "満了日は、原則、提供開始日を含む月の翌月から１年後の月末の日とします" — the
-/// term ends on the last day of the month that is one year after the month following
-/// the month containing the service start date. Read literally: take the start month,
-/// go to the following month, add one year, take that month's last day. So the first
-/// term is the (free, art. 27-2) start month plus 13 further months:
+/// Art. 13: "満了日は、原則、提供開始日を含む月の翌月から１年後の月末の日とします". Reading:
+/// a period of one year that begins on the first day of the month after the month
+/// containing the service start date ends, as the Civil Code counts it (民法 141, 143),
+/// on the last day of the twelfth month of that year; that day is a month end. The
+/// first term is the start month (free, art. 27-2) plus twelve paid months:
 ///
-/// - start 2026-11-24 → following month 2026-12 → one year later 2027-12 → 2027-12-31;
-/// - start 2027-01-01 → 2027-02 → 2028-02 → 2028-02-29.
+/// - start 2026-11-24 → the year runs 2026-12-01 .. 2027-11-30 → ends **2027-11-30**;
+/// - start 2027-01-01 → 2027-02-01 .. 2028-01-31; start 2026-12-31 → 2027-12-31;
+/// - start 2030-01-31 → 2031-01-31.
 ///
-/// (Note: with this reading an additional contract starting in the basic contract's
-/// end month, which gets its own first term by the same rule, ends one month after the
-/// basic contract's renewed end (basic 2027-12-31 → 2028-12-31, additional started
-/// 2027-12-10 → 2029-01-31); the reading "12 months counted from the following month"
-/// would have kept the two aligned. The literal reading is the one adopted.)
+/// Three other articles rule out the reading "one year after the following month"
+/// (thirteen months, 2026-11-24 → 2027-12-31): art. 28-1 bills the first term's
+/// *annual* usage fee (年間使用料) at delivery, one year's fee for twelve paid months;
+/// art. 13 ¶3 gives an additional contract that starts in the basic contract's end
+/// month its own first term "from the following month", which ends on the same day as
+/// the basic contract's renewed term only under this reading; and art. 14 renews in
+/// units of one year.
 ///
 /// The same rule gives an additional contract's own first term when it starts in the
 /// month of the basic contract's current end; see [`additional_first_end`].
@@ -108,7 +113,7 @@ pub fn first_term_end(start: NaiveDate) -> Result<NaiveDate, ContractError> {
 /// Art. 14: after the first term, basic and additional contracts renew automatically
 /// "one year as a unit" (１年を単位に). A term ends on a month end, so the renewal runs
 /// from the first day of the next month to the last day of the same month one year
-/// later (2027-12-31 → 2028-12-31; 2028-02-29 → 2029-02-28).
+/// later (2027-11-30 → 2028-11-30; 2028-02-29 → 2029-02-28).
 pub fn renewed_end(term_end: NaiveDate) -> Result<NaiveDate, ContractError> {
     month_end_after(require_month_end(term_end)?, RENEWAL_MONTHS)
 }
@@ -119,7 +124,7 @@ pub fn renewed_end(term_end: NaiveDate) -> Result<NaiveDate, ContractError> {
 /// "the last day of the month before the end date" (当該満了日の前月の月末日). Art. 18-4
 /// applies the same deadline — the last day of the previous month — to a cancellation
 /// at any earlier month end. So for any month end `M`, the deadline is the last day of
-/// the month before `M` (2027-12-31 → 2027-11-30; 2028-03-31 → 2028-02-29).
+/// the month before `M` (2027-11-30 → 2027-10-31; 2028-03-31 → 2028-02-29).
 pub fn cancellation_deadline(term_end: NaiveDate) -> Result<NaiveDate, ContractError> {
     month_end_after(require_month_end(term_end)?, -1)
 }
@@ -129,10 +134,11 @@ pub fn cancellation_deadline(term_end: NaiveDate) -> Result<NaiveDate, ContractE
 /// - An additional contract's first term counts from its own start date and, "in
 ///   principle", ends with the basic contract's first term (基本契約の「最初の契約期間」
 ///   の満了日までとなります).
-/// - "However", if it starts in the same month as that end, it ends on the last day of
-///   the month one year after the month following its start month — the basic
-///   contract's rule, [`first_term_end`] — so that it never gets a term of less than a
-///   month.
+/// - "However", if it starts in the same month as that end, it gets its own first term
+///   by the basic contract's rule, [`first_term_end`]: one year from the following
+///   month. That is exactly the basic contract's renewed term, so the two end on the
+///   same day again (basic from 2026-11-24 ends 2027-11-30 and renews to 2028-11-30;
+///   an additional contract from 2027-11-10 ends 2028-11-30 too).
 /// - If it starts after the basic contract has renewed, "the basic contract's first
 ///   end" reads "the end after renewal" (自動延長後の契約満了日): the end of the basic
 ///   contract's term in force on the additional contract's start date.
@@ -162,54 +168,121 @@ pub fn additional_first_end(
     }
 }
 
-/// A cancellation form (解約申込書, art. 18-1) as received by the operator.
+/// A cancellation form (解約申込書, art. 18-1) as received and accepted by the operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cancellation {
     /// The day the form reached the operator (到達, art. 14 and 18-2 count arrival,
-    /// not sending).
+    /// not sending), in the operator's time zone.
     pub received: NaiveDate,
-    /// The month end the contractor asked for (解約希望月末, art. 18-2), if any.
+    /// The month end the contractor asked for (解約希望月末, art. 18-2, 18-4), if any.
     pub requested_end: Option<NaiveDate>,
+    /// The contract's last day, as [`cancellation_effective`] decided when the form
+    /// was accepted (it depends on the term in force then).
+    pub effective: NaiveDate,
 }
 
 impl Cancellation {
-    /// The contract's last day under this cancellation; see [`cancellation_effective`].
-    pub fn effective(&self) -> Result<NaiveDate, ContractError> {
-        cancellation_effective(self.received, self.requested_end)
+    /// The contract's last day under this cancellation.
+    #[must_use]
+    pub fn effective(&self) -> NaiveDate {
+        self.effective
     }
 }
 
-/// The last day of service under a cancellation received on `received`.
+/// What a cancellation form can still take, for the refusals of
+/// [`cancellation_effective`]: the earliest month end whose deadline it met (and not
+/// before the start month), and the term end or, if that deadline passed too, the end
+/// of the renewed term.
+fn cancellation_choices(start: NaiveDate, term_end: NaiveDate, received: NaiveDate) -> Result<String, ContractError> {
+    let earliest = month_end_after(received, 1)?.max(month_end(start));
+    let (end, flag) = if cancellation_deadline(term_end)? >= received {
+        (term_end, "without `--end`".to_string())
+    } else {
+        let renewed = renewed_end(term_end)?;
+        (renewed, format!("`--end {renewed}`"))
+    };
+    Ok(if earliest >= end {
+        format!("it can end the contract at the term end {end} ({flag})")
+    } else {
+        format!(
+            "it can end the contract on {earliest} at the earliest (record that with `--end {earliest}`), or at \
+             the term end {end} ({flag}); record what the customer confirms"
+        )
+    })
+}
+
+/// The last day of service under a cancellation form received on `received`, for a
+/// contract that starts on `start` with its first term ending on `first_end`.
 ///
-/// Art. 18-1 lets the contractor cancel at the term end, and art. 18-4 (the 2024-04-01
-/// revision, "解約期限を変更") also at any earlier month end (契約期間満了日のほか、それ
-/// 以前の月末日をもって本契約を解約することも可能です), with the deadline for a month end
-/// being the last day of the month before it. A form that misses the term end's deadline
-/// lets the contract renew (art. 18-2 → art. 14), and within the renewed term the same
-/// choice of month ends applies again. Taken together, the contract can end at **any
-/// month end whose deadline (the last day of the previous month) the form met**.
+/// - **No month end chosen: the term end** (art. 18-1: 契約期間満了日をもって解約), the end
+///   of the term in force on `received` (the first term if the service has not
+///   started), provided the form arrived by that end's deadline, the last day of the
+///   month before it (art. 14). Received 2027-03-10 for a term ending 2027-11-30 →
+///   2027-11-30.
+/// - **A chosen month end** (art. 18-4, それ以前の月末日をもって): that month end, if the
+///   form arrived by its deadline, the last day of the month before it. A later month
+///   end than the term end is taken too: the term renews (art. 14) and the contract
+///   ends then.
+/// - **A deadline that has passed is refused**, not moved: art. 18-2 sends a late form
+///   to art. 14 (the contract renews) and the terms do not choose another date on the
+///   customer's behalf. The error names the earliest month end the form can still take
+///   and the term end, so the operator records what the customer confirms. Asked on
+///   2027-03-15 to end on 2027-03-31 (deadline 2027-02-28): refused, naming
+///   `--end 2027-04-30` and the term end 2027-11-30.
+/// - **A month end before the service starts is refused**: art. 18 cancels a contract
+///   at the end of a term or at an earlier month end *of* it; the terms know no
+///   withdrawal before the start (arts. 6, 7), so that is a matter for the operator and
+///   the customer, not a date to record here.
 ///
-/// - No requested end: the earliest such month end — the end of the month after the
-///   month of receipt (received 2027-11-30 → 2027-12-31; received 2027-12-01 →
-///   2028-01-31).
-/// - A requested end that is possible: that month end.
-/// - A requested end that is too early (its deadline has passed): the earliest month
-///   end that is still possible, as a late form takes the next month end it can.
-/// - A requested end beyond the current term end is honoured too: the term renews
-///   (art. 14, and the renewal is invoiced, art. 28-2) and the contract ends then.
-///
-/// `requested_end` must be a month end ([`ContractError::NotMonthEnd`] otherwise): the
-/// terms only know month ends, and silently moving a date the contractor wrote would
-/// hide a data-entry error. Service stops at the end of the returned day; fees already
-/// paid, including those for months after it, are not refunded (art. 18-4).
+/// `requested_end` must be a month end ([`ContractError::NotMonthEnd`] otherwise):
+/// silently moving a date the contractor wrote would hide a data-entry error. Service
+/// stops at the end of the returned day (24:00 in the operator's time zone); fees
+/// already paid are not refunded (art. 18-4).
 pub fn cancellation_effective(
+    start: NaiveDate,
+    first_end: NaiveDate,
     received: NaiveDate,
     requested_end: Option<NaiveDate>,
 ) -> Result<NaiveDate, ContractError> {
-    let earliest = month_end_after(received, 1)?;
+    require_month_end(first_end)?;
+    let term_end = if received < start {
+        first_end
+    } else {
+        term_containing(start, first_end, received)?.end
+    };
     match requested_end {
-        None => Ok(earliest),
-        Some(r) => Ok(require_month_end(r)?.max(earliest)),
+        None => {
+            let deadline = cancellation_deadline(term_end)?;
+            if received <= deadline {
+                Ok(term_end)
+            } else {
+                Err(ContractError::CancellationLate {
+                    asked: term_end,
+                    deadline,
+                    choices: cancellation_choices(start, term_end, received)?,
+                })
+            }
+        }
+        Some(asked) => {
+            require_month_end(asked)?;
+            if asked < start {
+                return Err(ContractError::CancellationBeforeStart {
+                    start,
+                    asked,
+                    choices: cancellation_choices(start, term_end, received)?,
+                });
+            }
+            let deadline = cancellation_deadline(asked)?;
+            if received <= deadline {
+                Ok(asked)
+            } else {
+                Err(ContractError::CancellationLate {
+                    asked,
+                    deadline,
+                    choices: cancellation_choices(start, term_end, received)?,
+                })
+            }
+        }
     }
 }
 
@@ -245,8 +318,8 @@ pub enum TermStatus {
 /// ([`first_term_end`] for a basic contract, [`additional_first_end`] for an
 /// additional one). Renewed terms follow one year at a time (art. 14,
 /// [`renewed_end`]): term `k` runs from the day after term `k - 1`'s end to the last
-/// day of the same month a year later. A cancellation ends the contract at
-/// [`cancellation_effective`]; the contract is `Ended` from the next day. A
+/// day of the same month a year later. A cancellation ends the contract on its
+/// [`Cancellation::effective`] day; the contract is `Ended` from the next day. A
 /// cancellation that met the term end's deadline (art. 14) makes the term not renew.
 ///
 /// Errors: `first_end` before `start` or not a month end, a cancellation taking effect
@@ -261,7 +334,7 @@ pub fn term_at(
     if first_end < start {
         return Err(ContractError::EndBeforeStart { start, end: first_end });
     }
-    let last_day = cancellation.map(Cancellation::effective).transpose()?;
+    let last_day = cancellation.map(Cancellation::effective);
     if let Some(effective) = last_day {
         if effective < start {
             return Err(ContractError::CancelledBeforeStart { start, effective });
@@ -353,23 +426,29 @@ mod tests {
 
     #[test]
     fn first_term_examples_from_the_issue() {
-        assert_eq!(first_term_end(d(2026, 11, 24)).unwrap(), d(2027, 12, 31));
-        assert_eq!(first_term_end(d(2027, 1, 1)).unwrap(), d(2028, 2, 29));
+        // Issue 16, item 1: twelve months after the start month (民法 143).
+        assert_eq!(first_term_end(d(2026, 11, 24)).unwrap(), d(2027, 11, 30));
+        assert_eq!(cancellation_deadline(d(2027, 11, 30)).unwrap(), d(2027, 10, 31));
+        assert_eq!(first_term_end(d(2027, 1, 1)).unwrap(), d(2028, 1, 31));
+        assert_eq!(first_term_end(d(2026, 12, 31)).unwrap(), d(2027, 12, 31));
+        assert_eq!(first_term_end(d(2030, 1, 31)).unwrap(), d(2031, 1, 31));
     }
 
     #[test]
     fn first_term_month_ends_and_leap_years() {
         // Start on a month end: the start month still counts as the start month.
-        assert_eq!(first_term_end(d(2026, 11, 30)).unwrap(), d(2027, 12, 31));
-        assert_eq!(first_term_end(d(2026, 12, 31)).unwrap(), d(2028, 1, 31));
-        // Start on Feb 29 of a leap year.
-        assert_eq!(first_term_end(d(2028, 2, 29)).unwrap(), d(2029, 3, 31));
+        assert_eq!(first_term_end(d(2026, 11, 30)).unwrap(), d(2027, 11, 30));
+        assert_eq!(first_term_end(d(2026, 12, 1)).unwrap(), d(2027, 12, 31));
+        // Start on Feb 29 of a leap year: the year runs March .. February.
+        assert_eq!(first_term_end(d(2028, 2, 29)).unwrap(), d(2029, 2, 28));
         // Ending in a non-leap February.
-        assert_eq!(first_term_end(d(2026, 1, 31)).unwrap(), d(2027, 2, 28));
-        // Ending in a leap February from a January start on the 31st.
-        assert_eq!(first_term_end(d(2027, 1, 31)).unwrap(), d(2028, 2, 29));
-        // Century rule: 2100 is not a leap year.
-        assert_eq!(first_term_end(d(2099, 1, 15)).unwrap(), d(2100, 2, 28));
+        assert_eq!(first_term_end(d(2026, 2, 28)).unwrap(), d(2027, 2, 28));
+        // Ending in a leap February.
+        assert_eq!(first_term_end(d(2027, 2, 1)).unwrap(), d(2028, 2, 29));
+        assert_eq!(first_term_end(d(2027, 2, 28)).unwrap(), d(2028, 2, 29));
+        // Century rule: 2100 is not a leap year, 2000 was.
+        assert_eq!(first_term_end(d(2099, 2, 15)).unwrap(), d(2100, 2, 28));
+        assert_eq!(first_term_end(d(1999, 2, 15)).unwrap(), d(2000, 2, 29));
     }
 
     #[test]
@@ -397,26 +476,41 @@ mod tests {
 
     #[test]
     fn additional_contract_ends_with_the_basic_first_term() {
-        let basic_end = first_term_end(d(2026, 11, 24)).unwrap(); // 2027-12-31
+        let basic_end = first_term_end(d(2026, 11, 24)).unwrap(); // 2027-11-30
         assert_eq!(additional_first_end(basic_end, d(2026, 11, 24)).unwrap(), basic_end);
-        assert_eq!(additional_first_end(basic_end, d(2027, 5, 10)).unwrap(), basic_end);
-        assert_eq!(additional_first_end(basic_end, d(2027, 11, 30)).unwrap(), basic_end);
+        assert_eq!(
+            additional_first_end(basic_end, d(2027, 5, 10)).unwrap(),
+            d(2027, 11, 30)
+        );
+        assert_eq!(additional_first_end(basic_end, d(2027, 10, 31)).unwrap(), basic_end);
     }
 
     #[test]
     fn additional_contract_in_the_end_month_gets_its_own_first_term() {
-        let basic_end = d(2027, 12, 31);
-        assert_eq!(additional_first_end(basic_end, d(2027, 12, 1)).unwrap(), d(2029, 1, 31));
+        // Issue 16, item 1: from 2027-11-10, in the basic contract's expiry month, it
+        // ends 2028-11-30, the same day as the basic contract's first renewal.
+        let basic_end = first_term_end(d(2026, 11, 24)).unwrap();
+        assert_eq!(
+            additional_first_end(basic_end, d(2027, 11, 10)).unwrap(),
+            d(2028, 11, 30)
+        );
+        assert_eq!(renewed_end(basic_end).unwrap(), d(2028, 11, 30));
         // Even on the very last day of the basic term.
         assert_eq!(
-            additional_first_end(basic_end, d(2027, 12, 31)).unwrap(),
-            d(2029, 1, 31)
+            additional_first_end(basic_end, d(2027, 11, 30)).unwrap(),
+            d(2028, 11, 30)
+        );
+        let basic_end = d(2027, 12, 31);
+        assert_eq!(
+            additional_first_end(basic_end, d(2027, 12, 1)).unwrap(),
+            d(2028, 12, 31)
         );
         // Leap-year end month: basic ends 2028-02-29, additional starts that month.
         assert_eq!(
             additional_first_end(d(2028, 2, 29), d(2028, 2, 29)).unwrap(),
-            d(2029, 3, 31)
+            d(2029, 2, 28)
         );
+        assert_eq!(renewed_end(d(2028, 2, 29)).unwrap(), d(2029, 2, 28));
     }
 
     #[test]
@@ -428,8 +522,11 @@ mod tests {
             additional_first_end(basic_end, d(2028, 11, 30)).unwrap(),
             d(2028, 12, 31)
         );
-        // In the renewed end month: own first term.
-        assert_eq!(additional_first_end(basic_end, d(2028, 12, 5)).unwrap(), d(2030, 1, 31));
+        // In the renewed end month: own first term, ending with the next renewal.
+        assert_eq!(
+            additional_first_end(basic_end, d(2028, 12, 5)).unwrap(),
+            d(2029, 12, 31)
+        );
         // Second renewal.
         assert_eq!(additional_first_end(basic_end, d(2029, 3, 1)).unwrap(), d(2029, 12, 31));
         assert!(matches!(
@@ -442,36 +539,36 @@ mod tests {
     fn terms_renew_after_one_and_two_years() {
         let start = d(2026, 11, 24);
         let first_end = first_term_end(start).unwrap();
-        let (t, renews, last) = active(term_at(start, first_end, None, d(2027, 12, 31)).unwrap());
+        let (t, renews, last) = active(term_at(start, first_end, None, d(2027, 11, 30)).unwrap());
         assert_eq!(
             t,
             Term {
                 start,
-                end: d(2027, 12, 31),
+                end: d(2027, 11, 30),
                 renewals: 0
             }
         );
         assert!(renews);
         assert_eq!(last, None);
 
-        let (t, _, _) = active(term_at(start, first_end, None, d(2028, 1, 1)).unwrap());
+        let (t, _, _) = active(term_at(start, first_end, None, d(2027, 12, 1)).unwrap());
         assert_eq!(
             t,
             Term {
-                start: d(2028, 1, 1),
-                end: d(2028, 12, 31),
+                start: d(2027, 12, 1),
+                end: d(2028, 11, 30),
                 renewals: 1
             }
         );
-        let (t, _, _) = active(term_at(start, first_end, None, d(2028, 12, 31)).unwrap());
+        let (t, _, _) = active(term_at(start, first_end, None, d(2028, 11, 30)).unwrap());
         assert_eq!(t.renewals, 1);
 
-        let (t, _, _) = active(term_at(start, first_end, None, d(2029, 1, 1)).unwrap());
+        let (t, _, _) = active(term_at(start, first_end, None, d(2028, 12, 1)).unwrap());
         assert_eq!(
             t,
             Term {
-                start: d(2029, 1, 1),
-                end: d(2029, 12, 31),
+                start: d(2028, 12, 1),
+                end: d(2029, 11, 30),
                 renewals: 2
             }
         );
@@ -481,7 +578,7 @@ mod tests {
 
     #[test]
     fn renewal_across_a_leap_february() {
-        let start = d(2027, 1, 1);
+        let start = d(2027, 2, 1);
         let first_end = first_term_end(start).unwrap(); // 2028-02-29
         let (t, _, _) = active(term_at(start, first_end, None, d(2028, 3, 1)).unwrap());
         assert_eq!(
@@ -512,82 +609,140 @@ mod tests {
         );
     }
 
+    /// A cancellation as the operator records it: accepted by [`cancellation_effective`].
+    fn accepted(start: NaiveDate, received: NaiveDate, requested_end: Option<NaiveDate>) -> Cancellation {
+        let effective = cancellation_effective(start, first_term_end(start).unwrap(), received, requested_end).unwrap();
+        Cancellation {
+            received,
+            requested_end,
+            effective,
+        }
+    }
+
     #[test]
     fn cancellation_on_the_deadline_stops_renewal() {
         let start = d(2026, 11, 24);
-        let first_end = d(2027, 12, 31);
-        let c = Cancellation {
-            received: d(2027, 11, 30),
-            requested_end: None,
-        };
-        assert_eq!(c.effective().unwrap(), d(2027, 12, 31));
-        let (t, renews, last) = active(term_at(start, first_end, Some(&c), d(2027, 12, 31)).unwrap());
+        let first_end = d(2027, 11, 30);
+        let c = accepted(start, d(2027, 10, 31), None);
+        assert_eq!(c.effective(), d(2027, 11, 30));
+        let (t, renews, last) = active(term_at(start, first_end, Some(&c), d(2027, 11, 30)).unwrap());
         assert_eq!(t.renewals, 0);
         assert!(!renews);
-        assert_eq!(last, Some(d(2027, 12, 31)));
+        assert_eq!(last, Some(d(2027, 11, 30)));
         assert_eq!(
-            term_at(start, first_end, Some(&c), d(2028, 1, 1)).unwrap(),
+            term_at(start, first_end, Some(&c), d(2027, 12, 1)).unwrap(),
             TermStatus::Ended {
-                last_day: d(2027, 12, 31)
+                last_day: d(2027, 11, 30)
             }
         );
     }
 
     #[test]
-    fn cancellation_a_day_after_the_deadline_renews_and_ends_a_month_later() {
+    fn without_a_month_end_the_term_end() {
+        // Issue 16, item 2: art. 18-1, not the earliest month end.
         let start = d(2026, 11, 24);
-        let first_end = d(2027, 12, 31);
-        let c = Cancellation {
-            received: d(2027, 12, 1),
-            requested_end: Some(d(2027, 12, 31)),
-        };
-        assert_eq!(c.effective().unwrap(), d(2028, 1, 31));
-        let (t, renews, _) = active(term_at(start, first_end, Some(&c), d(2027, 12, 31)).unwrap());
-        assert_eq!(t.renewals, 0);
-        assert!(renews, "the deadline was missed, so the term renews (art. 14, 18-2)");
-        let (t, renews, last) = active(term_at(start, first_end, Some(&c), d(2028, 1, 31)).unwrap());
-        assert_eq!(t.renewals, 1);
-        assert!(!renews);
-        assert_eq!(last, Some(d(2028, 1, 31)));
+        let first_end = first_term_end(start).unwrap();
         assert_eq!(
-            term_at(start, first_end, Some(&c), d(2028, 2, 1)).unwrap(),
-            TermStatus::Ended {
-                last_day: d(2028, 1, 31)
-            }
+            cancellation_effective(start, first_end, d(2027, 3, 10), None).unwrap(),
+            d(2027, 11, 30)
+        );
+        // In a renewed term: that term's end.
+        assert_eq!(
+            cancellation_effective(start, first_end, d(2028, 2, 1), None).unwrap(),
+            d(2028, 11, 30)
+        );
+        // Before the start: the first term's end.
+        assert_eq!(
+            cancellation_effective(start, first_end, d(2026, 10, 1), None).unwrap(),
+            d(2027, 11, 30)
         );
     }
 
     #[test]
-    fn cancellation_at_an_earlier_month_end() {
-        // Art. 18-4: a month end before the term end, deadline the previous month end.
+    fn a_form_after_the_term_ends_deadline_is_refused_naming_the_choices() {
+        let start = d(2026, 11, 24);
+        let first_end = first_term_end(start).unwrap();
+        // A day late for the term end (deadline 2027-10-31): the contract renews.
+        let e = cancellation_effective(start, first_end, d(2027, 11, 1), None).unwrap_err();
+        assert!(matches!(e, ContractError::CancellationLate { asked, deadline, .. }
+            if asked == d(2027, 11, 30) && deadline == d(2027, 10, 31)));
+        let m = e.to_string();
+        assert!(m.contains("--end 2027-12-31") && m.contains("--end 2028-11-30"), "{m}");
+    }
+
+    #[test]
+    fn an_earlier_month_end_whose_deadline_passed_is_refused() {
+        // Issue 16, item 2: asked on 2027-03-15 to end on 2027-03-31.
+        let start = d(2026, 11, 24);
+        let first_end = first_term_end(start).unwrap();
+        let e = cancellation_effective(start, first_end, d(2027, 3, 15), Some(d(2027, 3, 31))).unwrap_err();
+        assert!(matches!(e, ContractError::CancellationLate { asked, deadline, .. }
+            if asked == d(2027, 3, 31) && deadline == d(2027, 2, 28)));
+        let m = e.to_string();
+        assert!(m.contains("--end 2027-04-30"), "{m}");
+        assert!(m.contains("the term end 2027-11-30 (without `--end`)"), "{m}");
+        // On the deadline day itself it is in time; a day later it is not.
         assert_eq!(
-            cancellation_effective(d(2027, 3, 31), Some(d(2027, 4, 30))).unwrap(),
+            cancellation_effective(start, first_end, d(2027, 3, 31), Some(d(2027, 4, 30))).unwrap(),
             d(2027, 4, 30)
         );
+        assert!(cancellation_effective(start, first_end, d(2027, 4, 1), Some(d(2027, 4, 30))).is_err());
+        // Leap February: deadline 2028-01-31 for 2028-02-29.
+        let start = d(2027, 6, 1);
+        let first_end = first_term_end(start).unwrap(); // 2028-06-30
         assert_eq!(
-            cancellation_effective(d(2027, 4, 1), Some(d(2027, 4, 30))).unwrap(),
-            d(2027, 5, 31)
+            cancellation_effective(start, first_end, d(2028, 1, 31), Some(d(2028, 2, 29))).unwrap(),
+            d(2028, 2, 29)
         );
-        assert_eq!(cancellation_effective(d(2027, 3, 10), None).unwrap(), d(2027, 4, 30));
-        // A later requested month end is honoured.
+        assert!(cancellation_effective(start, first_end, d(2028, 2, 1), Some(d(2028, 2, 29))).is_err());
+        // Not a month end: refused as such.
         assert_eq!(
-            cancellation_effective(d(2027, 3, 10), Some(d(2027, 12, 31))).unwrap(),
-            d(2027, 12, 31)
-        );
-        // Leap February.
-        assert_eq!(cancellation_effective(d(2028, 1, 31), None).unwrap(), d(2028, 2, 29));
-        // A requested date that is not a month end is refused.
-        assert_eq!(
-            cancellation_effective(d(2027, 3, 10), Some(d(2027, 4, 29))),
+            cancellation_effective(start, first_end, d(2027, 3, 10), Some(d(2027, 4, 29))),
             Err(ContractError::NotMonthEnd(d(2027, 4, 29)))
         );
+        // A later month end than the term end is the customer's choice: the term renews.
         let start = d(2026, 11, 24);
-        let c = Cancellation {
-            received: d(2027, 3, 10),
-            requested_end: None,
-        };
-        let (t, renews, last) = active(term_at(start, d(2027, 12, 31), Some(&c), d(2027, 4, 30)).unwrap());
+        assert_eq!(
+            cancellation_effective(
+                start,
+                first_term_end(start).unwrap(),
+                d(2027, 3, 10),
+                Some(d(2028, 3, 31))
+            )
+            .unwrap(),
+            d(2028, 3, 31)
+        );
+    }
+
+    #[test]
+    fn a_cancellation_before_the_start_is_refused() {
+        // Issue 16, item 3: start 2027-03-15, received 2026-12-02, asked 2027-01-31.
+        let start = d(2027, 3, 15);
+        let first_end = first_term_end(start).unwrap();
+        let e = cancellation_effective(start, first_end, d(2026, 12, 2), Some(d(2027, 1, 31))).unwrap_err();
+        assert!(matches!(e, ContractError::CancellationBeforeStart { .. }));
+        let m = e.to_string();
+        assert!(m.contains("before its service starts on 2027-03-15"), "{m}");
+        assert!(m.contains("--end 2027-03-31"), "{m}");
+        // The start month's end is possible (service on 15..31 March).
+        assert_eq!(
+            cancellation_effective(start, first_end, d(2026, 12, 2), Some(d(2027, 3, 31))).unwrap(),
+            d(2027, 3, 31)
+        );
+    }
+
+    #[test]
+    fn cancellation_at_an_earlier_month_end_ends_the_term_early() {
+        let start = d(2026, 11, 24);
+        let c = accepted(start, d(2027, 3, 10), Some(d(2027, 4, 30)));
+        let (t, renews, last) = active(term_at(start, d(2027, 11, 30), Some(&c), d(2027, 4, 30)).unwrap());
         assert_eq!((t.renewals, renews, last), (0, false, Some(d(2027, 4, 30))));
+        assert_eq!(
+            term_at(start, d(2027, 11, 30), Some(&c), d(2027, 5, 1)).unwrap(),
+            TermStatus::Ended {
+                last_day: d(2027, 4, 30)
+            }
+        );
     }
 
     #[test]
@@ -601,9 +756,11 @@ mod tests {
             term_at(start, d(2027, 12, 30), None, start),
             Err(ContractError::NotMonthEnd(_))
         ));
+        // Data an earlier version recorded: a last day before the start.
         let c = Cancellation {
             received: d(2026, 1, 5),
             requested_end: None,
+            effective: d(2026, 2, 28),
         };
         assert_eq!(
             term_at(start, d(2027, 12, 31), Some(&c), start),
@@ -634,7 +791,7 @@ mod tests {
         assert!(first_term_end(NaiveDate::MAX).is_err());
         assert!(renewed_end(NaiveDate::MAX).is_err());
         assert!(cancellation_deadline(month_end(NaiveDate::MIN)).is_err());
-        assert!(cancellation_effective(NaiveDate::MAX, None).is_err());
+        assert!(cancellation_effective(d(2026, 1, 1), d(2027, 1, 31), NaiveDate::MAX, None).is_err());
         let near_max = month_end(NaiveDate::MAX.checked_sub_months(chrono::Months::new(5)).unwrap());
         assert!(term_at(d(2026, 1, 1), near_max, None, near_max).is_ok());
         // The term after it would end beyond the last representable date.
@@ -657,16 +814,21 @@ mod tests {
 
     proptest! {
         #[test]
-        fn first_term_end_is_a_month_end_13_months_on(start in real_date()) {
+        fn first_term_end_is_a_month_end_12_months_on(start in real_date()) {
             let end = first_term_end(start).unwrap();
             prop_assert!(is_month_end(end));
-            prop_assert_eq!(months_between(start, end), 13);
-            // 13 whole months after the start month plus what is left of it: at least
-            // 12 months + a shortest month (365 + 28), at most 14 months less a day.
+            prop_assert_eq!(months_between(start, end), 12);
+            // What is left of the start month plus one year: at least a year (365 days,
+            // starting on a month end), at most 30 days + a leap year.
             let days = (end - start).num_days();
-            prop_assert!((393..=427).contains(&days), "{} days", days);
-            // Always at least a full year of service after the free start month.
-            prop_assert!(end >= start.checked_add_months(chrono::Months::new(13)).unwrap());
+            prop_assert!((365..=396).contains(&days), "{} days", days);
+            // The year after the free start month is exactly twelve calendar months.
+            let year_start = month_end(start).succ_opt().unwrap();
+            prop_assert_eq!(year_start.day(), 1);
+            prop_assert_eq!(end, year_start.checked_add_months(chrono::Months::new(12)).unwrap().pred_opt().unwrap());
+            // Art. 13 ¶3: an additional contract starting in the end month ends with the
+            // basic contract's renewal.
+            prop_assert_eq!(first_term_end(end).unwrap(), renewed_end(end).unwrap());
         }
 
         #[test]
@@ -693,23 +855,42 @@ mod tests {
         }
 
         #[test]
-        fn cancellation_is_the_earliest_month_end_that_is_met_and_requested(
-            received in real_date(),
+        fn cancellation_is_the_asked_month_end_or_the_term_end_and_never_late(
+            start in real_date(),
+            received_offset in -400i64..3000,
             req in proptest::option::of(real_date()),
         ) {
+            let first_end = first_term_end(start).unwrap();
+            let received = start + TimeDelta::days(received_offset);
             let requested = req.map(month_end);
-            let eff = cancellation_effective(received, requested).unwrap();
-            prop_assert!(is_month_end(eff));
-            // Its deadline was met...
-            prop_assert!(cancellation_deadline(eff).unwrap() >= received);
-            // ...it is not before the requested end...
-            if let Some(r) = requested { prop_assert!(eff >= r); }
-            // ...and it is the earliest such: one month earlier either misses its
-            // deadline or is before the requested end.
-            let earlier = month_end_after(eff, -1).unwrap();
-            let earlier_ok = cancellation_deadline(earlier).unwrap() >= received
-                && requested.map_or(true, |r| earlier >= r);
-            prop_assert!(!earlier_ok);
+            match cancellation_effective(start, first_end, received, requested) {
+                Ok(eff) => {
+                    prop_assert!(is_month_end(eff));
+                    // Its deadline was met and it is not before the service starts...
+                    prop_assert!(cancellation_deadline(eff).unwrap() >= received);
+                    prop_assert!(eff >= start);
+                    // ...and it is exactly what was asked, or the term end.
+                    match requested {
+                        Some(r) => prop_assert_eq!(eff, r),
+                        None => {
+                            let in_force = if received < start { first_end } else {
+                                term_containing(start, first_end, received).unwrap().end
+                            };
+                            prop_assert_eq!(eff, in_force);
+                        }
+                    }
+                }
+                Err(ContractError::CancellationLate { asked, deadline, choices }) => {
+                    prop_assert!(deadline < received);
+                    prop_assert_eq!(cancellation_deadline(asked).unwrap(), deadline);
+                    // The earliest month end offered is in time and not before the start.
+                    let earliest = month_end_after(received, 1).unwrap().max(month_end(start));
+                    prop_assert!(choices.contains(&earliest.to_string()), "{}", choices);
+                    prop_assert!(cancellation_deadline(earliest).unwrap() >= received);
+                }
+                Err(ContractError::CancellationBeforeStart { asked, .. }) => prop_assert!(asked < start),
+                Err(e) => return Err(TestCaseError::fail(format!("{e}"))),
+            }
         }
 
         #[test]
@@ -762,8 +943,10 @@ mod tests {
             at_offset in 0i64..4000,
         ) {
             let first_end = first_term_end(start).unwrap();
-            let c = Cancellation { received: start + TimeDelta::days(received_offset), requested_end: None };
-            let eff = c.effective().unwrap();
+            let received = start + TimeDelta::days(received_offset);
+            // A form after the term end's deadline is refused (and tested above).
+            let Ok(eff) = cancellation_effective(start, first_end, received, None) else { return Ok(()) };
+            let c = Cancellation { received, requested_end: None, effective: eff };
             let at = start + TimeDelta::days(at_offset);
             let status = term_at(start, first_end, Some(&c), at).unwrap();
             if at > eff {
@@ -784,8 +967,9 @@ mod tests {
             let _ = renewed_end(month_end(a));
             let _ = cancellation_deadline(month_end(a));
             let _ = additional_first_end(month_end(a), b);
-            let _ = cancellation_effective(a, Some(month_end(b)));
-            let cancel = Cancellation { received: c, requested_end: None };
+            let _ = cancellation_effective(a, month_end(b), c, Some(month_end(e)));
+            let _ = cancellation_effective(a, month_end(b), c, None);
+            let cancel = Cancellation { received: c, requested_end: None, effective: month_end(c) };
             let _ = term_at(a, month_end(b), Some(&cancel), e);
             let _ = term_at(a, month_end(b), None, e);
             let _ = termination_effective_undelivered(a.and_hms_opt(23, 59, 59).unwrap());

@@ -5,25 +5,32 @@
 //! art. 28) and make the service start month free (art. 27-2: "サービス提供開始月の使用料
 //! は、無償となります"). A free *month* only makes sense if the fee accrues by the month,
 //! so the usage fee is one twelfth of the annual fee per account per month, and a term
-//! is charged for each of its calendar months except the start month. With the
-//! literal art. 13 reading (see [`first_term_end`](super::first_term_end)) a basic
-//! contract's first term is the start month plus 13 months, so its first invoice
-//! carries 13/12 of the annual fee; an additional contract ending with the basic
-//! contract pays only for the months up to that end; a renewal (always 12 months) pays
-//! exactly the annual fee. The monthly amount is never rounded on its own: the whole
-//! line is `annual × accounts × months / 12`, rounded down once.
+//! is charged for each of its calendar months except the start month. A basic
+//! contract's first term is the start month plus twelve months (art. 13, see
+//! [`first_term_end`](super::first_term_end)), so its first invoice carries exactly
+//! one annual fee, as art. 28-1 says ("最初の契約期間の年間使用料"); an additional
+//! contract ending with the basic contract pays only for the months up to that end; a
+//! renewal (always 12 months) pays exactly the annual fee. The monthly amount is never
+//! rounded on its own: the whole line is `annual × accounts × months / 12`, rounded
+//! down once.
 //!
-//! The BCP special terms (特約 BCP あんしんサービス) say instead that the fee accrues from
-//! the start month itself, a whole month even when the service starts mid-month
-//! (日割りにはなりません); [`Tariff::start_month_free`] `= false` selects that.
+//! The BCP special terms (特約 BCP あんしんサービス) charge an *account-management fee*
+//! (アカウント管理料) instead, which accrues from the start month itself, a whole month
+//! even when the service starts mid-month (日割りにはなりません, BCP ¶1), invoiced at
+//! delivery for the first term (¶2) and in the month after the expiry month for a
+//! renewal (¶3). [`Tariff::start_month_free`] `= false` models that fee with the same
+//! per-account annual amount as the usage fee; the BCP terms' separate usage fee,
+//! invoiced after the term (¶4), is not modelled.
 //!
 //! Money is integer yen; tax and interest round down.
 
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use super::calendar::{is_month_end, month_end, months_between, renewed_end, term_at};
-use super::{Cancellation, ContractError, TermStatus, Yen};
+use super::calendar::{
+    additional_first_end, first_term_end, is_month_end, month_end, months_between, renewed_end, term_at,
+};
+use super::{Cancellation, ContractError, ContractUnit, TermStatus, Yen};
 
 /// The consumption tax rate when none is configured: 10 % (Japan's standard rate), in
 /// basis points.
@@ -276,8 +283,8 @@ pub fn first_term_invoice(
 /// The invoice for the renewal that follows a term ending on `previous_end`.
 ///
 /// Art. 28-2: the annual usage fee after the first term is invoiced in the start month
-/// of the renewal term (延長契約期間の開始月); the BCP special terms say "the month after
-/// the expiry month", the same month. The renewal runs from the day after
+/// of the renewal term (延長契約期間の開始月); the BCP special terms bill their
+/// account-management fee "in the month after the expiry month" (¶3), the same month. The renewal runs from the day after
 /// `previous_end` for one year ([`renewed_end`]), so the fee is exactly twelve months:
 /// the annual fee per account times the accounts. It is dated the renewal's first day.
 /// Initial and option fees are one-off and do not recur.
@@ -313,6 +320,46 @@ pub struct BilledContract {
     pub delivered: Option<NaiveDate>,
     #[serde(default)]
     pub cancellation: Option<Cancellation>,
+    /// The last day of service of a contract the operator terminated (art. 24): nothing
+    /// is invoiced after it. (A cancellation's last day is in `cancellation`.)
+    #[serde(default)]
+    pub ended: Option<NaiveDate>,
+}
+
+/// The contracts of a unit as the billing sees them, labelled `basic` and `additional
+/// N`: each with its own first term (art. 13), the unit's cancellation (art. 18 cancels
+/// the unit) and the day a termination ended it (art. 24).
+pub fn billed_unit(
+    unit: &ContractUnit,
+    cancellation: Option<Cancellation>,
+    ended: Option<NaiveDate>,
+) -> Result<Vec<(String, BilledContract)>, ContractError> {
+    let basic_end = first_term_end(unit.basic.start)?;
+    let mut out = vec![(
+        "basic".to_string(),
+        BilledContract {
+            start: unit.basic.start,
+            first_end: basic_end,
+            accounts: unit.basic.accounts,
+            delivered: None,
+            cancellation,
+            ended,
+        },
+    )];
+    for (i, a) in unit.additional.iter().enumerate() {
+        out.push((
+            format!("additional {}", i + 1),
+            BilledContract {
+                start: a.start,
+                first_end: additional_first_end(basic_end, a.start)?,
+                accounts: a.accounts,
+                delivered: None,
+                cancellation,
+                ended,
+            },
+        ));
+    }
+    Ok(out)
 }
 
 /// The invoices raised for `contract` on the day `at`: the first-term invoice on the
@@ -320,13 +367,18 @@ pub struct BilledContract {
 /// the contract reaches (art. 28-2). A contract cancelled with effect at a term end
 /// (its form met the deadline, art. 14) gets no renewal invoice; one whose form came
 /// late renews and is invoiced for the renewal even if it ends a month into it, since
-/// fees paid are not refunded (art. 18-4).
+/// fees paid are not refunded (art. 18-4). A contract terminated by the operator
+/// (`ended`) raises nothing after its last day.
 ///
 /// The payment due date is whatever the invoice states (art. 28-3), so it is not
 /// computed here. Run this for every day since the last run; it is a pure function of
 /// its inputs, so re-running a day gives the same invoices.
 pub fn invoice_at(tariff: &Tariff, contract: &BilledContract, at: NaiveDate) -> Result<Vec<Invoice>, ContractError> {
     let mut due = Vec::new();
+    if contract.ended.is_some_and(|last| at > last) {
+        // Terminated (art. 24): no renewal, nothing after the last day.
+        return Ok(due);
+    }
     let delivered = contract.delivered.unwrap_or(contract.start);
     if at == delivered {
         due.push(first_term_invoice(
@@ -392,7 +444,7 @@ pub fn late_interest(amount: Yen, due: NaiveDate, paid: NaiveDate) -> Result<Yen
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::calendar::{additional_first_end, first_term_end};
+    use crate::contract::calendar::{additional_first_end, first_term_end, renewed_end};
     use chrono::TimeDelta;
     use proptest::prelude::*;
 
@@ -439,7 +491,7 @@ mod tests {
         let end = first_term_end(start).unwrap();
         let inv = first_term_invoice(&tariff(), start, end, 10, start).unwrap();
         assert_eq!(inv.issued, start);
-        assert_eq!((inv.term_start, inv.term_end), (start, d(2027, 12, 31)));
+        assert_eq!((inv.term_start, inv.term_end), (start, d(2027, 11, 30)));
         assert_eq!(
             inv.lines,
             vec![
@@ -463,19 +515,20 @@ mod tests {
                 LineItem {
                     kind: LineKind::UsageFee {
                         accounts: 10,
-                        months: 13,
+                        months: 12,
                         from: d(2026, 12, 1),
                         to: end
                     },
-                    amount: 130_000
+                    // One annual fee (art. 28-1): 10 x 12,000.
+                    amount: 120_000
                 },
             ]
         );
-        assert_eq!(inv.subtotal, 210_000);
-        assert_eq!(inv.tax, 21_000);
-        assert_eq!(inv.total, 231_000);
+        assert_eq!(inv.subtotal, 200_000);
+        assert_eq!(inv.tax, 20_000);
+        assert_eq!(inv.total, 220_000);
         assert!(inv.lines[2].description().contains("waived (art. 27-2)"));
-        assert!(inv.lines[3].description().contains("10 accounts × 13 months"));
+        assert!(inv.lines[3].description().contains("10 accounts × 12 months"));
     }
 
     #[test]
@@ -485,23 +538,23 @@ mod tests {
             options: vec![],
             ..tariff()
         };
-        let start = d(2027, 1, 31);
+        let start = d(2027, 2, 28);
         let end = first_term_end(start).unwrap(); // 2028-02-29
-        let inv = first_term_invoice(&t, start, end, 2, d(2027, 1, 20)).unwrap();
-        assert_eq!(inv.issued, d(2027, 1, 20));
+        let inv = first_term_invoice(&t, start, end, 2, d(2027, 2, 20)).unwrap();
+        assert_eq!(inv.issued, d(2027, 2, 20));
         assert_eq!(
             inv.lines[1],
             LineItem {
                 kind: LineKind::UsageFee {
                     accounts: 2,
-                    months: 14,
+                    months: 13,
                     from: start,
                     to: end
                 },
-                amount: 28_000
+                amount: 26_000
             }
         );
-        assert_eq!(inv.total, 30_000 + 28_000 + 5_800);
+        assert_eq!(inv.total, 30_000 + 26_000 + 5_600);
     }
 
     #[test]
@@ -521,12 +574,14 @@ mod tests {
             }
         );
         assert_eq!(inv.subtotal, 21_000);
-        // Same month as the basic end: its own 13-month first term.
+        // Same month as the basic end: its own first term, twelve paid months, ending
+        // with the basic contract's renewal (art. 13 ¶3).
         let start = d(2027, 12, 1);
         let end = additional_first_end(basic_end, start).unwrap();
         let inv = first_term_invoice(&Tariff::new(0, 12_000), start, end, 3, start).unwrap();
-        assert_eq!(end, d(2029, 1, 31));
-        assert_eq!(inv.subtotal, 39_000);
+        assert_eq!(end, d(2028, 12, 31));
+        assert_eq!(end, renewed_end(basic_end).unwrap());
+        assert_eq!(inv.subtotal, 36_000);
         // One month before the end: only the end month is charged.
         let start = d(2027, 11, 30);
         let inv = first_term_invoice(&Tariff::new(0, 12_000), start, basic_end, 1, start).unwrap();
@@ -568,10 +623,11 @@ mod tests {
     fn contract(cancellation: Option<Cancellation>) -> BilledContract {
         BilledContract {
             start: d(2026, 11, 24),
-            first_end: d(2027, 12, 31),
+            first_end: d(2027, 11, 30),
             accounts: 10,
             delivered: None,
             cancellation,
+            ended: None,
         }
     }
 
@@ -583,14 +639,14 @@ mod tests {
         assert_eq!(at(2026, 11, 23), vec![]);
         let first = at(2026, 11, 24);
         assert_eq!(first.len(), 1);
-        assert_eq!(first[0].total, 231_000);
+        assert_eq!(first[0].total, 220_000);
         assert_eq!(at(2026, 11, 25), vec![]);
-        assert_eq!(at(2027, 12, 31), vec![]);
-        let r1 = at(2028, 1, 1);
-        assert_eq!(r1, vec![renewal_invoice(&t, d(2027, 12, 31), 10).unwrap()]);
-        assert_eq!(at(2028, 1, 2), vec![]);
-        let r2 = at(2029, 1, 1);
-        assert_eq!(r2[0].term_end, d(2029, 12, 31));
+        assert_eq!(at(2027, 11, 30), vec![]);
+        let r1 = at(2027, 12, 1);
+        assert_eq!(r1, vec![renewal_invoice(&t, d(2027, 11, 30), 10).unwrap()]);
+        assert_eq!(at(2027, 12, 2), vec![]);
+        let r2 = at(2028, 12, 1);
+        assert_eq!(r2[0].term_end, d(2029, 11, 30));
         // Delivery on another day than the start.
         let c = BilledContract {
             delivered: Some(d(2026, 11, 20)),
@@ -605,17 +661,52 @@ mod tests {
         let t = tariff();
         // Met the deadline: no renewal invoice.
         let c = contract(Some(Cancellation {
-            received: d(2027, 11, 30),
+            received: d(2027, 10, 31),
             requested_end: None,
+            effective: d(2027, 11, 30),
         }));
-        assert_eq!(invoice_at(&t, &c, d(2028, 1, 1)).unwrap(), vec![]);
-        // Missed it by a day: the contract renews and the renewal is invoiced.
+        assert_eq!(invoice_at(&t, &c, d(2027, 12, 1)).unwrap(), vec![]);
+        // Missed it by a day, and the customer chose the earliest month end still
+        // possible, a month into the renewal: the renewal is invoiced (art. 28-2, no
+        // refunds, art. 18-4), the one after it is not.
         let c = contract(Some(Cancellation {
-            received: d(2027, 12, 1),
-            requested_end: None,
+            received: d(2027, 11, 1),
+            requested_end: Some(d(2027, 12, 31)),
+            effective: d(2027, 12, 31),
         }));
-        assert_eq!(invoice_at(&t, &c, d(2028, 1, 1)).unwrap().len(), 1);
-        assert_eq!(invoice_at(&t, &c, d(2029, 1, 1)).unwrap(), vec![]);
+        assert_eq!(invoice_at(&t, &c, d(2027, 12, 1)).unwrap().len(), 1);
+        assert_eq!(invoice_at(&t, &c, d(2028, 12, 1)).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_terminated_contract_raises_nothing_after_its_last_day() {
+        // Issue 16, item 4.
+        let t = tariff();
+        let c = BilledContract {
+            ended: Some(d(2027, 2, 1)),
+            ..contract(None)
+        };
+        assert_eq!(invoice_at(&t, &c, d(2026, 11, 24)).unwrap().len(), 1);
+        for day in [d(2027, 12, 1), d(2028, 12, 1), d(2029, 12, 1)] {
+            assert_eq!(invoice_at(&t, &c, day).unwrap(), vec![], "{day}");
+        }
+    }
+
+    #[test]
+    fn billed_unit_gives_each_contract_its_first_term() {
+        let mut unit = ContractUnit::new(crate::contract::BasicContract {
+            start: d(2026, 11, 24),
+            accounts: 10,
+        });
+        unit.additional.push(crate::contract::AdditionalContract {
+            start: d(2027, 11, 10),
+            accounts: 5,
+        });
+        let b = billed_unit(&unit, None, Some(d(2028, 3, 1))).unwrap();
+        assert_eq!(b.len(), 2);
+        assert_eq!((b[0].0.as_str(), b[0].1.first_end), ("basic", d(2027, 11, 30)));
+        assert_eq!((b[1].0.as_str(), b[1].1.first_end), ("additional 1", d(2028, 11, 30)));
+        assert!(b.iter().all(|(_, c)| c.ended == Some(d(2028, 3, 1))));
     }
 
     #[test]
@@ -713,10 +804,11 @@ mod tests {
         }
 
         #[test]
-        fn first_term_usage_is_13_months_or_14_under_bcp(t in any_tariff(), start in real_date(), accounts in 0u32..10_000) {
+        fn first_term_usage_is_one_annual_fee_or_13_months_under_bcp(t in any_tariff(), start in real_date(), accounts in 0u32..10_000) {
             let end = first_term_end(start).unwrap();
             let inv = first_term_invoice(&t, start, end, accounts, start).unwrap();
-            let months = if t.start_month_free { 13 } else { 14 };
+            // Art. 28-1: the first term's annual usage fee; the BCP terms add the start month.
+            let months = if t.start_month_free { 12 } else { 13 };
             let usage: u64 = inv.lines.iter().filter(|l| matches!(l.kind, LineKind::UsageFee { .. })).map(|l| l.amount).sum();
             prop_assert_eq!(usage, t.annual_fee_per_account * u64::from(accounts) * months / 12);
             let one_offs = t.initial_fee + t.options.iter().map(|o| o.amount).sum::<u64>();
@@ -734,7 +826,7 @@ mod tests {
         #[test]
         fn invoice_at_raises_one_invoice_per_term(start in real_date(), years in 1i64..6) {
             let t = Tariff::new(1_000, 12_000);
-            let c = BilledContract { start, first_end: first_term_end(start).unwrap(), accounts: 1, delivered: None, cancellation: None };
+            let c = BilledContract { start, first_end: first_term_end(start).unwrap(), accounts: 1, delivered: None, cancellation: None, ended: None };
             let mut count = 0;
             let mut day = start - TimeDelta::days(3);
             let stop = c.first_end.checked_add_months(chrono::Months::new(12 * years as u32)).unwrap();
@@ -773,7 +865,7 @@ mod tests {
             let t = Tariff { initial_fee: amount, annual_fee_per_account: annual, options: vec![], tax_rate_bp: rate, start_month_free: months % 2 == 0 };
             let _ = first_term_invoice(&t, a, month_end(b), accounts, c);
             let _ = renewal_invoice(&t, month_end(a), accounts);
-            let bc = BilledContract { start: a, first_end: month_end(b), accounts, delivered: None, cancellation: None };
+            let bc = BilledContract { start: a, first_end: month_end(b), accounts, delivered: None, cancellation: None, ended: Some(c) };
             let _ = invoice_at(&t, &bc, c);
             let _ = invoice_at(&t, &bc, a);
             let _ = late_interest(amount, a, b);

@@ -35,6 +35,36 @@ pub enum ContractError {
     #[error("cancellation would take effect on {effective}, before the contract starts on {start}")]
     CancelledBeforeStart { start: NaiveDate, effective: NaiveDate },
 
+    #[error(
+        "the cancellation form arrived after the deadline for ending the contract on {asked} (the form had to \
+         arrive by {deadline}, art. 14, 18-2, 18-4); the terms do not move the date by themselves: {choices}"
+    )]
+    CancellationLate {
+        asked: NaiveDate,
+        deadline: NaiveDate,
+        choices: String,
+    },
+
+    #[error(
+        "a cancellation cannot end the contract on {asked}, before its service starts on {start}: art. 18 ends \
+         a contract at the end of a term or an earlier month end of it, and the terms know no withdrawal before \
+         the start; {choices}"
+    )]
+    CancellationBeforeStart {
+        start: NaiveDate,
+        asked: NaiveDate,
+        choices: String,
+    },
+
+    #[error(
+        "{0:?} is not an e-mail address for the account administrator: a contract names one (art. 3, 5), and \
+         every notice goes to that address (art. 39); give it with --admin-email ADDRESS"
+    )]
+    AdminEmail(String),
+
+    #[error("{0}")]
+    NotInForce(String),
+
     #[error("date arithmetic out of range: {0}")]
     DateOutOfRange(&'static str),
 

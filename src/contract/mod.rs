@@ -2,9 +2,11 @@
 //! functions: no I/O, no clock. The hub's store and CLI feed them dates and amounts.
 //!
 //! The rules are those of the Japanese original ("MagicConnect" ASP サービス契約約款,
-//! revision of 2025-02-01, `shared/seeds/magicconnect-terms-ja.txt`), summarised in
-//! DESIGN.md under "Contract rules the hub enforces". Each function cites the article
-//! it implements and says how the article was read where the text leaves room.
+//! revision of 2025-02-01). Its text and the design brief (DESIGN.md, "Contract rules
+//! the hub enforces") are kept outside this repository, in the project's shared folder
+//! (`seeds/magicconnect-terms-ja.txt`); README.md states the readings an operator needs.
+//! Each function cites the article it implements and says how the article was read
+//! where the text leaves room.
 //!
 //! - [`unit`](mod@unit): who may contract (art. 11) and the contract unit of a basic contract and
 //!   its additional contracts (art. 12).
@@ -14,7 +16,13 @@
 //! - [`charges`]: initial fee, option fees and the usage fee, the free start month,
 //!   consumption tax and when each invoice is raised (art. 27, 28, 30, BCP special
 //!   terms), late interest (art. 31).
-//! - [`outage`]: compensation for a total outage of 120 hours or more (art. 35).
+//! - [`outage`]: compensation for a total outage of 120 hours or more (art. 35), within
+//!   a contract's service period.
+//! - [`rules`]: the administrator's e-mail (art. 3, 5, 39), no service before the start
+//!   date (art. 6, 7), additional contracts only while in force (art. 12), renewal
+//!   reminders (art. 14).
+//! - [`tz`]: the operator's time zone (default Asia/Tokyo): every contract date is a day
+//!   there, and "today" is [`today_in`] that zone.
 //!
 //! Money is whole yen ([`Yen`], an unsigned integer); every division rounds down and
 //! no floating point is used. No function panics: out-of-range dates and overflowing
@@ -24,6 +32,8 @@ pub mod calendar;
 pub mod charges;
 pub mod error;
 pub mod outage;
+pub mod rules;
+pub mod tz;
 pub mod unit;
 
 pub use calendar::{
@@ -31,11 +41,16 @@ pub use calendar::{
     renewed_end, term_at, termination_effective_undelivered, Cancellation, Term, TermStatus,
 };
 pub use charges::{
-    first_term_invoice, interest_days, invoice_at, is_overdue, late_interest, renewal_invoice, tax, usage_fee,
-    BilledContract, Invoice, LineItem, LineKind, OptionFee, Tariff, DEFAULT_TAX_RATE_BP, INTEREST_GRACE_DAYS,
+    billed_unit, first_term_invoice, interest_days, invoice_at, is_overdue, late_interest, renewal_invoice, tax,
+    usage_fee, BilledContract, Invoice, LineItem, LineKind, OptionFee, Tariff, DEFAULT_TAX_RATE_BP,
+    INTEREST_GRACE_DAYS,
 };
 pub use error::ContractError;
-pub use outage::{compensable_days, compensation, MIN_OUTAGE_HOURS};
+pub use outage::{compensable_days, compensation, unit_compensation, UnitCompensation, MIN_OUTAGE_HOURS};
+pub use rules::{additional_refusal, check_admin_email, not_started, renewal_reminder_due, RenewalReminder};
+pub use tz::{
+    format_local, format_unix, operator_tz, parse_tz, set_operator_tz, start_of_day, today_in, Tz, DEFAULT_TZ,
+};
 pub use unit::{AdditionalContract, BasicContract, ContractKind, ContractUnit};
 
 /// An amount of money in whole yen. Unsigned: the terms know no negative charges

@@ -21,9 +21,10 @@
 //! operator learned of it, and only outages the operator is responsible for (not art. 34
 //! suspensions) belong in the list.
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDate, NaiveDateTime};
 
-use super::{ContractError, Yen};
+use super::tz::{start_of_day, today_in, Tz};
+use super::{ContractError, ContractUnit, Yen};
 
 /// Art. 35-1: the shortest continuous total outage that is compensated.
 pub const MIN_OUTAGE_HOURS: i64 = 120;
@@ -81,6 +82,73 @@ pub fn compensation(outages: &[(NaiveDateTime, NaiveDateTime)], annual_fee: Yen)
     let days = u128::from(compensable_days(outages)?);
     let v = u128::from(annual_fee) * days / DAYS_PER_YEAR;
     Yen::try_from(v).map_err(|_| ContractError::AmountOverflow("outage compensation"))
+}
+
+/// What [`unit_compensation`] found for one contract unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UnitCompensation {
+    /// Continuous outages of 120 hours or more within the service period.
+    pub outages: usize,
+    /// Their whole 24-hour days.
+    pub days: u64,
+    /// Annual usage fee of the accounts in force when the last counted outage began.
+    pub annual_fee: Yen,
+    pub amount: Yen,
+}
+
+/// The compensation (art. 35) due to one contract unit: only the part of each outage
+/// inside the contract's service period counts (from 00:00 of the basic contract's
+/// start day to 24:00 of `last_day`, a cancellation's or termination's last day, in the
+/// operator's zone `tz`), and each outage is paid at the fee of the accounts in force
+/// when it began ([`ContractUnit::quota_at`]: additional contracts count from their
+/// own start). A contract that starts in 2028 gets nothing for an outage in 2027.
+///
+/// Outages are `(start, end)` in UTC, as recorded. The amount is
+/// `Σ annual_fee_per_account × accounts × days / 365`, rounded down once.
+pub fn unit_compensation(
+    outages: &[(NaiveDateTime, NaiveDateTime)],
+    tz: Tz,
+    unit: &ContractUnit,
+    annual_fee_per_account: Yen,
+    last_day: Option<NaiveDate>,
+) -> Result<UnitCompensation, ContractError> {
+    let from = start_of_day(tz, unit.basic.start).naive_utc();
+    let until = match last_day {
+        Some(d) => Some(
+            start_of_day(
+                tz,
+                d.succ_opt()
+                    .ok_or(ContractError::DateOutOfRange("last day at the end of the calendar"))?,
+            )
+            .naive_utc(),
+        ),
+        None => None,
+    };
+    let mut out = UnitCompensation::default();
+    let mut sum: u128 = 0;
+    for (s, e) in merged(outages)? {
+        let s = s.max(from);
+        let e = until.map_or(e, |u| e.min(u));
+        if e <= s {
+            continue;
+        }
+        let days = outage_days(s, e);
+        if days == 0 {
+            continue;
+        }
+        let accounts = unit.quota_at(today_in(tz, s.and_utc()));
+        let annual = u128::from(annual_fee_per_account) * u128::from(accounts);
+        sum += annual * u128::from(days);
+        out.outages += 1;
+        out.days = out
+            .days
+            .checked_add(days)
+            .ok_or(ContractError::AmountOverflow("compensable days"))?;
+        out.annual_fee = Yen::try_from(annual).map_err(|_| ContractError::AmountOverflow("annual fee"))?;
+    }
+    out.amount =
+        Yen::try_from(sum / DAYS_PER_YEAR).map_err(|_| ContractError::AmountOverflow("outage compensation"))?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -172,6 +240,83 @@ mod tests {
         assert!(days > 190_000_000);
         assert!(compensation(&[all], u64::MAX).is_err());
         assert!(compensation(&[all], 365).unwrap() == days);
+    }
+
+    fn unit(start: NaiveDate, accounts: u32) -> ContractUnit {
+        ContractUnit::new(crate::contract::BasicContract { start, accounts })
+    }
+
+    #[test]
+    fn unit_compensation_counts_only_the_service_period() {
+        let tokyo = chrono_tz::Asia::Tokyo;
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
+        // 365 yen a year per account: 1 yen a day per account.
+        let o2027 = hours(t(2027, 3, 1, 0, 0), 200);
+        let u = unit(d(2028, 1, 1), 1);
+        assert_eq!(unit_compensation(&[o2027], tokyo, &u, 365, None).unwrap().amount, 0);
+        // Starts in the middle of an outage: only the hours from 00:00 JST of the start
+        // day count (2027-03-04 00:00 JST = 2027-03-03 15:00 UTC; 200 h from 03-01 00:00
+        // UTC end 03-09 08:00 UTC: 137 h inside → 5 days).
+        let u = unit(d(2027, 3, 4), 1);
+        let c = unit_compensation(&[o2027], tokyo, &u, 365, None).unwrap();
+        assert_eq!((c.outages, c.days, c.amount), (1, 5, 5));
+        // Ended (cancelled or terminated) before it: nothing; ended in the middle of it:
+        // only the part up to 24:00 JST of the last day (03-05 15:00 UTC: 111 h → 0).
+        let u = unit(d(2026, 1, 1), 1);
+        assert_eq!(
+            unit_compensation(&[o2027], tokyo, &u, 365, Some(d(2027, 2, 28)))
+                .unwrap()
+                .amount,
+            0
+        );
+        assert_eq!(
+            unit_compensation(&[o2027], tokyo, &u, 365, Some(d(2027, 3, 5)))
+                .unwrap()
+                .days,
+            0
+        );
+        assert_eq!(
+            unit_compensation(&[o2027], tokyo, &u, 365, Some(d(2027, 3, 6)))
+                .unwrap()
+                .days,
+            5
+        );
+        assert_eq!(
+            unit_compensation(&[o2027], tokyo, &u, 365, Some(d(2027, 3, 7)))
+                .unwrap()
+                .days,
+            6
+        );
+    }
+
+    #[test]
+    fn unit_compensation_pays_the_accounts_in_force() {
+        let tokyo = chrono_tz::Asia::Tokyo;
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
+        let mut u = unit(d(2027, 1, 1), 2);
+        u.additional.push(crate::contract::AdditionalContract {
+            start: d(2028, 6, 1),
+            accounts: 10,
+        });
+        let before = hours(t(2027, 3, 1, 0, 0), 144);
+        let after = hours(t(2028, 7, 1, 0, 0), 144);
+        // 6 days x 2 accounts x 36,500 / 365 = 1,200; after the additional start: 12 accounts.
+        assert_eq!(
+            unit_compensation(&[before], tokyo, &u, 36_500, None).unwrap().amount,
+            1_200
+        );
+        assert_eq!(
+            unit_compensation(&[after], tokyo, &u, 36_500, None).unwrap().amount,
+            7_200
+        );
+        assert_eq!(
+            unit_compensation(&[before, after], tokyo, &u, 36_500, None)
+                .unwrap()
+                .amount,
+            8_400
+        );
+        let e = unit_compensation(&[(t(2027, 3, 2, 0, 0), t(2027, 3, 1, 0, 0))], tokyo, &u, 1, None);
+        assert!(e.is_err());
     }
 
     fn any_time() -> impl Strategy<Value = NaiveDateTime> {

@@ -122,6 +122,16 @@ impl ContractUnit {
             .fold(basic, u64::saturating_add)
     }
 
+    /// How many accounts may exist on `today`: [`quota_at`](Self::quota_at) of today, or
+    /// of the service start while it is still ahead. Before the start the operator may
+    /// prepare the basic contract's accounts (they go out with the service start notice,
+    /// art. 7), but an additional contract's accounts count only from its own start
+    /// (art. 13), and nobody logs in before the start date.
+    #[must_use]
+    pub fn account_quota(&self, today: NaiveDate) -> u64 {
+        self.quota_at(today.max(self.basic.start))
+    }
+
     /// Checks the unit against art. 12: the basic contract has at least `min_accounts`
     /// accounts ("別途規定する最小アカウント数以上", a minimum the operator configures),
     /// each additional contract adds at least one account and starts no earlier than
@@ -229,6 +239,17 @@ mod tests {
         assert_eq!(u.quota_at(d(2027, 2, 28)), 10);
         assert_eq!(u.quota_at(d(2027, 3, 1)), 15);
         assert_eq!(u.quota_at(d(2027, 12, 10)), 17);
+    }
+
+    #[test]
+    fn account_quota_prepares_the_basic_contract_but_not_later_additions() {
+        let u = unit();
+        // Before the start: the basic contract's 10 accounts may be prepared.
+        assert_eq!(u.account_quota(d(2026, 11, 1)), 10);
+        assert_eq!(u.account_quota(d(2027, 2, 28)), 10);
+        assert_eq!(u.account_quota(d(2027, 3, 1)), 15);
+        assert_eq!(u.account_quota(d(2027, 12, 9)), 15);
+        assert_eq!(u.account_quota(d(2027, 12, 10)), 17);
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub async fn serve(
         },
         actor: format!("admin:{}", admin_account.username),
         source: Some(source.to_string()),
-        today: chrono::Utc::now().date_naive(),
+        today: crate::store::today(),
         overlay: ctx.overlay,
     };
     tracing::debug!(admin = %admin_account.username, command = command.name(), "admin command");

@@ -79,7 +79,13 @@ pub enum Outcome {
 /// Only called after the credential was proven, so the reason leaks nothing.
 pub fn state_refusal(account: &AccountRecord) -> Option<Refusal> {
     let contract = &account.contract;
+    let not_started = account
+        .contract_start
+        .and_then(|start| crate::contract::not_started(contract, start, crate::store::today()));
     let (reason, msg) = match account.contract_state {
+        ContractState::Active if not_started.is_some() => {
+            (RefuseReason::ContractSuspended, not_started.unwrap_or_default())
+        }
         ContractState::Active => match account.state {
             AccountState::Active => return None,
             AccountState::Locked => (

@@ -232,7 +232,7 @@ async fn contract_jobs(ctx: Arc<HubContext>) {
         tick.tick().await;
         let done = ctx
             .store
-            .run(|s| crate::admin::apply_due(s, crate::store::now(), chrono::Utc::now().date_naive()))
+            .run(|s| crate::admin::apply_due(s, crate::store::now(), crate::store::today()))
             .await;
         match done {
             Ok(Ok(done)) if !done.is_empty() => {

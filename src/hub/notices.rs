@@ -4,8 +4,12 @@
 //! upcoming renewal, cancellation accepted, account locked) in the store. When the hub is
 //! started with `--smtp URL`, [`run`] takes the unsent ones every [`POLL`] (and right
 //! after the start), sends each to its `to_email` and marks it sent, or records the error
-//! and tries again later with an exponential backoff. Without `--smtp` the notices stay in
-//! the outbox for `mcvpn admin notice list`.
+//! and tries again later with an exponential backoff. A permanent refusal (an SMTP 5xx
+//! answer other than an authentication failure) marks the notice undeliverable at once:
+//! it leaves the outbox, is never retried, and is audited as `notice.undeliverable`, the
+//! fact art. 23-1(4) (the administrator cannot be reached) and art. 24-3 (a termination
+//! takes effect five days after its notice was sent) turn on. Without `--smtp` the
+//! notices stay in the outbox for `mcvpn admin notice list`.
 //!
 //! The decisions (which notice to try now, how long to wait after a failure, what a URL
 //! means) are pure and tested here; the I/O around them is thin: one store read per
@@ -235,17 +239,21 @@ pub enum Plan {
 }
 
 /// Whether a failure concerns the mail server as a whole (unreachable, TLS, refused
-/// login, "421 closing") or only the one message (a recipient refused, a full mailbox).
+/// login, "421 closing"), only the one message for now (a full mailbox, "451 try
+/// later"), or the one message for good (a 5xx refusal: no such user, rejected).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     Server(String),
     Message(String),
+    /// RFC 5321: a 5xx reply is a permanent negative completion; sending the same
+    /// message again gets the same answer. Undeliverable (art. 23-1(4), 24-3).
+    Permanent(String),
 }
 
 impl Failure {
     pub fn text(&self) -> &str {
         match self {
-            Failure::Server(s) | Failure::Message(s) => s,
+            Failure::Server(s) | Failure::Message(s) | Failure::Permanent(s) => s,
         }
     }
 
@@ -253,8 +261,10 @@ impl Failure {
     /// or TLS error).
     pub fn from_reply(code: Option<u16>, text: String) -> Failure {
         match code {
-            // 421 service closing; 530/534/535/538 authentication.
+            // 421 service closing; 530/534/535/538 authentication: our side or the
+            // server's, not the recipient's, so never a reason to give a notice up.
             None | Some(421 | 454 | 530 | 534 | 535 | 538) => Failure::Server(text),
+            Some(500..=599) => Failure::Permanent(text),
             Some(_) => Failure::Message(text),
         }
     }
@@ -309,9 +319,16 @@ impl Scheduler {
 
     /// Records a failed attempt; `attempts` counts it. Returns true when the pass must
     /// stop (the server itself failed: the other notices would fail the same way).
+    /// A permanent failure is not retried: the caller marks the notice undeliverable.
     pub fn failed(&mut self, id: i64, attempts: i64, failure: &Failure, now: UnixTime) -> bool {
+        if let Failure::Permanent(_) = failure {
+            self.notice_not_before.remove(&id);
+            self.server_failures = 0;
+            return false;
+        }
         self.notice_not_before.insert(id, now + retry_delay(attempts));
         match failure {
+            Failure::Permanent(_) => false,
             Failure::Server(_) => {
                 self.server_failures += 1;
                 self.server_not_before = now + retry_delay(self.server_failures);
@@ -445,7 +462,7 @@ pub async fn run(store: StoreHandle, mailer: Option<Mailer>) {
                 Plan::Wait => {}
                 Plan::GiveUp(reason) => {
                     tracing::warn!(notice = n.id, contract = %n.contract, kind = %n.kind, "notice not delivered: {reason}");
-                    mark(&store, n.id, false, Some(reason)).await;
+                    undeliverable(&store, n, reason).await;
                 }
                 Plan::Send(to) => match mailer.send(n, to).await {
                     Ok(()) => {
@@ -456,6 +473,23 @@ pub async fn run(store: StoreHandle, mailer: Option<Mailer>) {
                             let f = Failure::Message("sent, but not recorded as sent".into());
                             sched.failed(n.id, n.attempts + 1, &f, crate::store::now());
                         }
+                    }
+                    Err(Failure::Permanent(text)) => {
+                        sched.failed(
+                            n.id,
+                            n.attempts + 1,
+                            &Failure::Permanent(text.clone()),
+                            crate::store::now(),
+                        );
+                        tracing::warn!(
+                            notice = n.id,
+                            contract = %n.contract,
+                            kind = %n.kind,
+                            to = %n.to_email,
+                            "notice refused for good, not retried (art. 23-1(4); a termination counts five days from \
+                             now, art. 24-3); if every notice is refused, check --smtp-from: {text}"
+                        );
+                        undeliverable(&store, n, format!("undeliverable: {text}")).await;
                     }
                     Err(f) => {
                         let stop = sched.failed(n.id, n.attempts + 1, &f, crate::store::now());
@@ -475,6 +509,29 @@ pub async fn run(store: StoreHandle, mailer: Option<Mailer>) {
                 },
             }
         }
+    }
+}
+
+/// Marks a notice undeliverable and audits it under its contract: the operator sees in
+/// `mcvpn admin log` that the administrator cannot be reached (art. 23-1(4)); the
+/// contract job counts a pending termination's five days from now (art. 24-3).
+async fn undeliverable(store: &StoreHandle, n: &NoticeRecord, reason: String) {
+    let (id, contract_id, kind, to) = (n.id, n.contract_id, n.kind.clone(), n.to_email.clone());
+    let r = blocking(store, move |s| {
+        s.notice_fail(id, &reason)?;
+        s.audit(&crate::store::AuditEntry {
+            actor: "hub",
+            action: "notice.undeliverable",
+            contract_id: Some(contract_id),
+            detail: &format!(
+                "{kind} notice {id} to {to:?}: {reason} (art. 23-1(4): the administrator cannot be reached)"
+            ),
+            ..Default::default()
+        })
+    })
+    .await;
+    if let Err(e) = r {
+        tracing::error!(notice = id, error = %e, "cannot record the notice as undeliverable");
     }
 }
 
@@ -514,6 +571,7 @@ mod tests {
             sent_at: None,
             attempts,
             last_error: None,
+            failed_at: None,
         }
     }
 
@@ -664,11 +722,40 @@ mod tests {
     #[test]
     fn reply_codes() {
         let server = |c| matches!(Failure::from_reply(c, String::new()), Failure::Server(_));
+        let permanent = |c| matches!(Failure::from_reply(c, String::new()), Failure::Permanent(_));
         assert!(server(None));
         assert!(server(Some(421)));
         assert!(server(Some(535)));
         assert!(!server(Some(550)));
         assert!(!server(Some(452)));
+        // 5xx: refused for good (no such user, relaying denied, rejected).
+        for c in [550, 551, 552, 553, 554, 500, 501] {
+            assert!(permanent(Some(c)), "{c}");
+        }
+        // Temporary, or our own login: not permanent.
+        for c in [
+            None,
+            Some(421),
+            Some(450),
+            Some(451),
+            Some(452),
+            Some(454),
+            Some(530),
+            Some(535),
+        ] {
+            assert!(!permanent(c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_permanent_refusal_is_not_retried() {
+        let mut s = Scheduler::default();
+        let t = 1_000;
+        assert!(matches!(s.plan(&notice(1, "gone@acme.example", 0), t), Plan::Send(_)));
+        let refused = Failure::from_reply(Some(550), "550 5.1.1 no such user".into());
+        assert!(!s.failed(1, 1, &refused, t), "the server answered: the pass goes on");
+        assert!(s.server_ready(t));
+        assert!(!s.notice_not_before.contains_key(&1), "no retry is scheduled");
     }
 
     #[test]

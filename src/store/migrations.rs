@@ -141,6 +141,27 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE sessions ADD COLUMN bytes_in INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE sessions ADD COLUMN bytes_out INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 3: issue 16. The last day of a terminated contract (nothing is invoiced after it,
+    // art. 24); a termination waiting for its notice to be sent (art. 24-3: five days
+    // from sending); notices a mail server refused for good (art. 23-1(4)); one
+    // reminder per term whatever the contract is renamed to.
+    r#"
+    ALTER TABLE contracts ADD COLUMN ended_on TEXT;
+    ALTER TABLE contracts ADD COLUMN terminate_on_notice INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE notices ADD COLUMN failed_at INTEGER;
+    ALTER TABLE notices ADD COLUMN dedup_key TEXT;
+    CREATE UNIQUE INDEX notices_once ON notices(contract_id, dedup_key) WHERE dedup_key IS NOT NULL;
+    -- Terminated before this version: the day of the last termination in the audit log
+    -- (a UTC date: the log has no better).
+    UPDATE contracts SET ended_on = (
+        SELECT date(MAX(a.at), 'unixepoch') FROM audit a
+        WHERE a.contract_id = contracts.id AND a.action IN ('contract.terminate', 'contract.terminated'))
+        WHERE state = 'terminated';
+    -- Renewal reminders already queued keep counting as sent for their term.
+    UPDATE notices SET dedup_key = 'renewal:' || substr(subject, -10)
+        WHERE kind = 'renewal' AND id IN (
+            SELECT MIN(id) FROM notices WHERE kind = 'renewal' GROUP BY contract_id, substr(subject, -10));
+    "#,
 ];
 
 /// Runs every migration the store has not seen yet.

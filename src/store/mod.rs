@@ -26,11 +26,15 @@ pub fn now() -> UnixTime {
         .unwrap_or(0)
 }
 
-/// Formats a store time for people (UTC).
+/// Formats a store time for people: local time in the operator's zone with its offset
+/// (`2027-03-01 09:30:00 +09:00`), see [`crate::contract::tz`].
 pub fn format_time(t: UnixTime) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|| t.to_string())
+    crate::contract::format_unix(crate::contract::operator_tz(), t)
+}
+
+/// Today in the operator's time zone: the date every contract rule counts in.
+pub fn today() -> NaiveDate {
+    crate::contract::today_in(crate::contract::operator_tz(), chrono::Utc::now())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +62,11 @@ impl ContractState {
             "cancelled" => ContractState::Cancelled,
             _ => return None,
         })
+    }
+
+    /// Terminated or cancelled: nothing more happens to such a contract.
+    pub fn has_ended(&self) -> bool {
+        matches!(self, ContractState::Terminated | ContractState::Cancelled)
     }
 }
 
@@ -95,7 +104,8 @@ pub struct ContractRecord {
     pub phone: String,
     pub department: String,
     pub sales_agent: Option<String>,
-    /// The account administrator (art. 9): who is told of suspensions and renewals.
+    /// The account administrator (art. 3, 8, 9): who is told of suspensions and
+    /// renewals (art. 39).
     pub admin_name: String,
     pub admin_email: String,
     /// The account the administrator logs in with for `mcvpn admin --hub --as`.
@@ -104,6 +114,11 @@ pub struct ContractRecord {
     /// effect five days after it was sent, art. 24-3).
     pub terminate_at: Option<UnixTime>,
     pub created_at: UnixTime,
+    /// The last day of service of a terminated contract (art. 24), in the operator's zone.
+    pub ended_on: Option<NaiveDate>,
+    /// A termination waits for its notice to be sent (or refused): it takes effect five
+    /// days after that (art. 24-3), and `terminate_at` is set then.
+    pub terminate_on_notice: bool,
 }
 
 /// What `contract add` records.
@@ -133,8 +148,8 @@ impl NewContract {
             department: String::new(),
             sales_agent: None,
             admin_name: String::new(),
-            admin_email: String::new(),
-            start: chrono::Utc::now().date_naive(),
+            admin_email: format!("it@{name}.example"),
+            start: today(),
             accounts,
         }
     }
@@ -235,6 +250,8 @@ pub struct NoticeRecord {
     pub sent_at: Option<UnixTime>,
     pub attempts: i64,
     pub last_error: Option<String>,
+    /// When a mail server refused it for good (5xx): undeliverable (art. 23-1(4), 24-3).
+    pub failed_at: Option<UnixTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,9 +271,12 @@ pub struct AccountRecord {
     pub state: AccountState,
     pub contract_state: ContractState,
     pub password_hash: String,
-    /// Only device keys registered for the account may log in (art. 9; USB-key mode).
+    /// Only device keys registered for the account may log in (USB-key mode: the USB
+    /// key of art. 3 and 27 is the device that authenticates).
     pub device_binding: bool,
     pub created_at: UnixTime,
+    /// The service start of the contract's basic contract (art. 6, 7): no login before.
+    pub contract_start: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -398,6 +418,10 @@ pub trait ContractStore {
     fn contract_history(&self, id: i64) -> StoreResult<Vec<HistoryRecord>>;
     fn contract_set_state(&mut self, id: i64, state: ContractState, reason: Option<&str>) -> StoreResult<()>;
     fn contract_schedule_termination(&mut self, id: i64, at: Option<UnixTime>) -> StoreResult<()>;
+    /// Makes a termination wait for its notice (art. 24-3), or stops waiting.
+    fn contract_terminate_on_notice(&mut self, id: i64, on: bool) -> StoreResult<()>;
+    /// Records the last day of service of a terminated contract (art. 24).
+    fn contract_set_ended(&mut self, id: i64, last_day: Option<NaiveDate>) -> StoreResult<()>;
     fn contract_set_admin_account(&mut self, id: i64, account_id: Option<i64>) -> StoreResult<()>;
     /// The basic contract first, then the additional ones in order.
     fn terms(&self, contract_id: i64) -> StoreResult<Vec<TermRecord>>;
@@ -457,8 +481,21 @@ pub trait RecordStore {
     fn audit_log(&self, contract_id: Option<i64>, limit: usize) -> StoreResult<Vec<AuditRecord>>;
     /// Queues a notice to the contract's administrator.
     fn notice_add(&mut self, contract_id: i64, kind: &str, subject: &str, body: &str) -> StoreResult<i64>;
+    /// Queues a notice unless one with the same `key` was queued for the contract
+    /// before (a renewal reminder per term); `None` if it was.
+    fn notice_add_once(
+        &mut self,
+        contract_id: i64,
+        kind: &str,
+        key: &str,
+        subject: &str,
+        body: &str,
+    ) -> StoreResult<Option<i64>>;
+    /// `unsent_only`: the outbox, notices neither sent nor refused for good.
     fn notices(&self, contract_id: Option<i64>, unsent_only: bool) -> StoreResult<Vec<NoticeRecord>>;
     fn notice_mark(&mut self, id: i64, sent: bool, error: Option<&str>) -> StoreResult<()>;
+    /// Marks a notice undeliverable (a permanent refusal): it leaves the outbox.
+    fn notice_fail(&mut self, id: i64, error: &str) -> StoreResult<()>;
     fn outage_add(&mut self, start_at: UnixTime, end_at: UnixTime, note: &str) -> StoreResult<i64>;
     fn outages(&self) -> StoreResult<Vec<OutageRecord>>;
     fn setting(&self, key: &str) -> StoreResult<Option<String>>;

@@ -4,7 +4,8 @@ use super::SqliteStore;
 use crate::store::*;
 
 const COLUMNS: &str =
-    "a.id, a.username, a.contract_id, c.name, a.state, c.state, a.password_hash, a.device_binding, a.created_at";
+    "a.id, a.username, a.contract_id, c.name, a.state, c.state, a.password_hash, a.device_binding, a.created_at, \
+     (SELECT t.start_date FROM contract_terms t WHERE t.contract_id = a.contract_id AND t.kind = 'basic')";
 const FROM: &str = "FROM accounts a JOIN contracts c ON c.id = a.contract_id";
 
 fn account_from_row(r: &Row) -> rusqlite::Result<AccountRecord> {
@@ -18,6 +19,10 @@ fn account_from_row(r: &Row) -> rusqlite::Result<AccountRecord> {
         password_hash: r.get(6)?,
         device_binding: r.get(7)?,
         created_at: r.get(8)?,
+        contract_start: r
+            .get::<_, Option<String>>(9)?
+            .map(|s| super::parse_date(&s))
+            .transpose()?,
     })
 }
 

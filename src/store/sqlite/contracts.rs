@@ -6,7 +6,7 @@ use crate::contract::ContractKind;
 use crate::store::*;
 
 const COLUMNS: &str = "id, name, kind, state, state_reason, address, phone, department, sales_agent, \
-     admin_name, admin_email, admin_account_id, terminate_at, created_at";
+     admin_name, admin_email, admin_account_id, terminate_at, created_at, ended_on, terminate_on_notice";
 
 fn contract_from_row(r: &Row) -> rusqlite::Result<ContractRecord> {
     Ok(ContractRecord {
@@ -24,6 +24,8 @@ fn contract_from_row(r: &Row) -> rusqlite::Result<ContractRecord> {
         admin_account_id: r.get(11)?,
         terminate_at: r.get(12)?,
         created_at: r.get(13)?,
+        ended_on: r.get::<_, Option<String>>(14)?.map(|s| parse_date(&s)).transpose()?,
+        terminate_on_notice: r.get(15)?,
     })
 }
 
@@ -148,6 +150,13 @@ impl ContractStore for SqliteStore {
             &format!("UPDATE contracts SET {col} = ?1 WHERE id = ?2"),
             params![new, id],
         )?;
+        if field == ContractField::AdminEmail {
+            // Art. 17, 39-2: notices still in the outbox go to the new address.
+            tx.execute(
+                "UPDATE notices SET to_email = ?1 WHERE contract_id = ?2 AND sent_at IS NULL AND failed_at IS NULL",
+                params![value, id],
+            )?;
+        }
         tx.execute(
             "INSERT INTO contract_history (contract_id, at, actor, field, old_value, new_value) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -187,6 +196,22 @@ impl ContractStore for SqliteStore {
     fn contract_schedule_termination(&mut self, id: i64, at: Option<UnixTime>) -> StoreResult<()> {
         self.conn
             .execute("UPDATE contracts SET terminate_at = ?1 WHERE id = ?2", params![at, id])?;
+        Ok(())
+    }
+
+    fn contract_terminate_on_notice(&mut self, id: i64, on: bool) -> StoreResult<()> {
+        self.conn.execute(
+            "UPDATE contracts SET terminate_on_notice = ?1 WHERE id = ?2",
+            params![on, id],
+        )?;
+        Ok(())
+    }
+
+    fn contract_set_ended(&mut self, id: i64, last_day: Option<NaiveDate>) -> StoreResult<()> {
+        self.conn.execute(
+            "UPDATE contracts SET ended_on = ?1 WHERE id = ?2",
+            params![last_day.map(date_str), id],
+        )?;
         Ok(())
     }
 

@@ -51,12 +51,44 @@ impl RecordStore for SqliteStore {
         Ok(self.conn.last_insert_rowid())
     }
 
+    fn notice_add_once(
+        &mut self,
+        contract_id: i64,
+        kind: &str,
+        key: &str,
+        subject: &str,
+        body: &str,
+    ) -> StoreResult<Option<i64>> {
+        let to: String = self
+            .conn
+            .query_row("SELECT admin_email FROM contracts WHERE id = ?1", [contract_id], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("no contract with id {contract_id}")))?;
+        let n = self.conn.execute(
+            "INSERT INTO notices (contract_id, to_email, kind, subject, body, created_at, dedup_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+            params![contract_id, to, kind, subject, body, now(), key],
+        )?;
+        Ok((n == 1).then(|| self.conn.last_insert_rowid()))
+    }
+
+    fn notice_fail(&mut self, id: i64, error: &str) -> StoreResult<()> {
+        self.conn.execute(
+            "UPDATE notices SET attempts = attempts + 1, last_error = ?1, failed_at = ?2 WHERE id = ?3",
+            params![error, now(), id],
+        )?;
+        Ok(())
+    }
+
     fn notices(&self, contract_id: Option<i64>, unsent_only: bool) -> StoreResult<Vec<NoticeRecord>> {
         let mut stmt = self.conn.prepare(
             "SELECT n.id, n.contract_id, c.name, n.to_email, n.kind, n.subject, n.body, n.created_at, n.sent_at, \
-                    n.attempts, n.last_error \
+                    n.attempts, n.last_error, n.failed_at \
              FROM notices n JOIN contracts c ON c.id = n.contract_id \
-             WHERE (?1 IS NULL OR n.contract_id = ?1) AND (?2 = 0 OR n.sent_at IS NULL) ORDER BY n.id",
+             WHERE (?1 IS NULL OR n.contract_id = ?1) AND (?2 = 0 OR (n.sent_at IS NULL AND n.failed_at IS NULL)) \
+             ORDER BY n.id",
         )?;
         let rows = stmt.query_map(params![contract_id, unsent_only as i64], |r| {
             Ok(NoticeRecord {
@@ -71,6 +103,7 @@ impl RecordStore for SqliteStore {
                 sent_at: r.get(8)?,
                 attempts: r.get(9)?,
                 last_error: r.get(10)?,
+                failed_at: r.get(11)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
