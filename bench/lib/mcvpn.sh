@@ -66,7 +66,7 @@ run_mcvpn_row() {
 	url_c=$("$mcvpn" hub url --key "$row_dir/hub.key" --listen "$BENCH_HUB_CLIENT_IP:$port")
 	url_t=$("$mcvpn" hub url --key "$row_dir/hub.key" --listen "$BENCH_HUB_TARGET_IP:$port")
 	printf 'bench-password-1\n' >"$row_dir/pw"
-	"$mcvpn" admin --db "$db" contract add bench >/dev/null
+	"$mcvpn" admin --db "$db" contract add bench --admin-email it@bench.example >/dev/null
 	"$mcvpn" admin --db "$db" account add bench bench --password-file "$row_dir/pw" >/dev/null
 
 	ip netns exec "$target_ns" env "${tgt_env[@]}" "$mcvpn" target enroll --hub "$url_t" --account bench \
