@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes what an unauthenticated peer reaches (fuzz/fuzz_targets/): relay datagrams,
+# Fuzzes what an unauthenticated peer or an account administrator reaches
+# (fuzz/fuzz_targets/): relay datagrams, admin commands run in a contract scope,
 # control frames and messages, server URLs, and the relay table driven by arbitrary
 # sequences of control-plane and network events against a model of its rules.
 #
