@@ -2,7 +2,7 @@
 //! target answers one JSON request per connection (`status`, `stats`, `down`).
 //! `mcvpn status`, `mcvpn down` and `mcvpn hub stats` are its clients.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
@@ -192,5 +192,68 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert!(v["error"].as_str().unwrap().starts_with("bad request"), "{line}");
         assert!(call::<Count>(&dir.path().join("nobody.sock"), LocalRequest::Stats).is_err());
+    }
+
+    /// Serves `Stats` with a count on a socket in a new directory, on its own runtime.
+    fn count_server() -> (tempfile::TempDir, PathBuf, tokio::runtime::Runtime, SocketGuard) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.sock");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let guard = rt
+            .block_on(async { serve(&path, |_req, _caller| Ok::<_, String>(Count { n: 7 })) })
+            .unwrap();
+        (dir, path, rt, guard)
+    }
+
+    /// Review C7: only the owner (root, for the daemons) may connect.
+    #[test]
+    fn socket_is_owner_only() {
+        let (_dir, path, _rt, _guard) = count_server();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "socket mode {mode:o}");
+    }
+
+    /// Review C7: a request line that never ends (`yes | nc -U …`) is cut off after
+    /// [`MAX_REQUEST`] bytes with an answer saying so, instead of growing the daemon's memory.
+    #[test]
+    fn an_endless_line_is_cut_off() {
+        let (_dir, path, _rt, _guard) = count_server();
+        let stream = StdUnixStream::connect(&path).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let flood = std::thread::spawn(move || {
+            let chunk = vec![b'y'; 64 << 10];
+            let mut sent = 0usize;
+            // 64 MiB at most: the old server took all of it.
+            while sent < 64 << 20 {
+                match writer.write(&chunk) {
+                    Ok(n) => sent += n,
+                    Err(_) => break,
+                }
+            }
+            sent
+        });
+        let mut line = String::new();
+        let got = BufReader::new(&stream).read_line(&mut line);
+        assert!(got.is_ok(), "no answer to an endless line within 10 s: {got:?}");
+        assert!(line.contains("too long"), "{line:?}");
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        let sent = flood.join().unwrap();
+        assert!(sent < 64 << 20, "the server read all {sent} bytes");
+        println!("the server stopped reading after the client had sent {sent} bytes");
+    }
+
+    /// Review C7: a connection that sends nothing is closed after the read timeout
+    /// instead of holding a descriptor and a task for ever.
+    #[test]
+    fn an_idle_connection_is_closed() {
+        let (_dir, path, _rt, _guard) = count_server();
+        let stream = StdUnixStream::connect(&path).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let t0 = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let got = (&stream).read_to_end(&mut rest);
+        assert!(got.is_ok(), "still open after 15 s: {got:?}");
+        println!("idle connection closed after {:?}", t0.elapsed());
     }
 }

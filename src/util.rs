@@ -88,6 +88,23 @@ mod tests {
     use super::*;
     use nix::sys::socket::{getsockopt, sockopt};
 
+    /// Review S5: a symlink planted where the old code put its temporary file (the
+    /// target's name with `.tmp<pid>`), in a directory its owner may write, must not
+    /// make the writer (root) overwrite the file the link points to.
+    #[test]
+    fn a_planted_symlink_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("shadow");
+        std::fs::write(&victim, "root:secret\n").unwrap();
+        let key = dir.path().join("device.key");
+        let planted = key.with_extension(format!("tmp{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        write_atomic(&key, b"new key\n", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:secret\n", "the victim was overwritten");
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), "new key\n");
+        assert!(!std::fs::symlink_metadata(&key).unwrap().file_type().is_symlink());
+    }
+
     /// With CAP_NET_ADMIN the buffers get the size asked for, past `rmem_max` and
     /// `wmem_max`; without, at most those limits. The kernel reports twice the size
     /// it was given (the other half is its bookkeeping).
