@@ -446,6 +446,42 @@ mod tests {
         }
     }
 
+    /// Review C13: requests and events reach debug logs through `Debug`; no password,
+    /// token or relay key may show there.
+    #[test]
+    fn debug_never_shows_secrets() {
+        let secrets = ["hunter2-login", "hunter2-admin", "hunter2-old", "hunter2-new", "resume-tok"];
+        let shown = format!(
+            "{:?} {:?} {:?} {:?}",
+            Request::Login {
+                account: Some("alice".into()),
+                credential: Credential::Password {
+                    password: "hunter2-login".into()
+                },
+                role: Role::Client,
+                hostname: "laptop".into(),
+                boot_id: 5,
+                enroll: false,
+            },
+            Request::Admin {
+                account: "alice".into(),
+                password: "hunter2-admin".into(),
+                command: AdminCommand::Account(crate::admin::AccountCmd::List { contract: None }),
+            },
+            Request::ChangePassword {
+                account: "alice".into(),
+                old_password: "hunter2-old".into(),
+                new_password: "hunter2-new".into(),
+            },
+            Credential::Resume {
+                token: "resume-tok".into()
+            },
+        );
+        for s in secrets {
+            assert!(!shown.contains(s), "Debug shows {s:?}: {shown}");
+        }
+    }
+
     #[test]
     fn version_mismatch_is_reported_as_such() {
         let bytes = br#"{"v":2,"msg":{"type":"ping","seq":1,"new_field":true}}"#;
