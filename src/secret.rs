@@ -98,7 +98,7 @@ impl fmt::Debug for SecretKey32 {
 
 impl PartialEq for SecretKey32 {
     fn eq(&self, other: &SecretKey32) -> bool {
-        self.0.ct_eq(&other.0).into()
+        self.0[..].ct_eq(&other.0[..]).into()
     }
 }
 
@@ -114,7 +114,8 @@ impl Serialize for SecretKey32 {
 impl<'de> Deserialize<'de> for SecretKey32 {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = Zeroizing::new(String::deserialize(d)?);
-        let mut key = Key32::from_base64(&text).ok_or_else(|| serde::de::Error::custom("expected a base64 32-byte key"))?;
+        let mut key =
+            Key32::from_base64(&text).ok_or_else(|| serde::de::Error::custom("expected a base64 32-byte key"))?;
         let secret = SecretKey32(key.0);
         key.0.zeroize();
         Ok(secret)

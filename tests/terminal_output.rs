@@ -49,9 +49,15 @@ fn control_characters_in_stored_text_are_escaped() {
     let text = String::from_utf8(out.stdout).unwrap();
     print!("{text}");
     let bad: Vec<char> = text.chars().filter(|c| c.is_control() && *c != '\n').collect();
-    assert!(bad.is_empty(), "raw control characters reach the terminal: {bad:?}\n{text:?}");
+    assert!(
+        bad.is_empty(),
+        "raw control characters reach the terminal: {bad:?}\n{text:?}"
+    );
     assert_eq!(text.lines().count(), 2, "a header and one row: {text:?}");
-    assert!(text.contains(r"cut\x1b[2J\u{9b}31m\rforged\n9  2027-03-01  fake row"), "{text:?}");
+    assert!(
+        text.contains(r"cut\x1b[2J\u{9b}31m\rforged\n9  2027-03-01  fake row"),
+        "{text:?}"
+    );
     // JSON keeps the stored text exactly (serde escapes it).
     let out = run(&db, &["--json", "outage", "list"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
