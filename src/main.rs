@@ -372,7 +372,8 @@ fn restore_default_sigpipe() {
     use nix::sys::signal::{signal, SigHandler, Signal};
     // SAFETY: called at the start of `main` before any other thread exists; SIG_DFL
     // installs no handler code, so nothing can run in signal context.
-    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+    let restored = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    if let Err(e) = restored {
         tracing::debug!(error = %e, "cannot restore the default SIGPIPE action");
     }
 }

@@ -500,7 +500,7 @@ fn format_table(out: &mut String, headers: &[String], rows: &[Vec<String>]) {
     }
     let escape_row = |r: &[String]| -> Vec<String> { r.iter().map(|c| escape_controls(c).into_owned()).collect() };
     let headers = escape_row(headers);
-    let rows: Vec<Vec<String>> = rows.iter().map(|r| escape_row(r)).collect();
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| escape_row(r.as_slice())).collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
