@@ -153,8 +153,10 @@ struct HubArgs {
     /// `?tls=none|opportunistic|required` after smtp://. No password here (it would show
     /// in `ps`): see --smtp-password-file. Without it notices stay in the outbox (`mcvpn
     /// admin notice list`)
-    #[arg(long, env = "MCVPN_SMTP", value_name = "URL", value_parser = parse_smtp, hide_env_values = true)]
-    smtp: Option<hub::notices::SmtpConfig>,
+    // Parsed in hub_settings, not by a clap value parser: clap's error would repeat the
+    // whole value, password included, into the journal.
+    #[arg(long, env = "MCVPN_SMTP", value_name = "URL", hide_env_values = true)]
+    smtp: Option<String>,
     /// The SMTP password of the user in --smtp: the first line of this file (mode 0600;
     /// under systemd, LoadCredential=smtp-password:/etc/mcvpn/smtp-password and
     /// `--smtp-password-file ${CREDENTIALS_DIRECTORY}/smtp-password`). The environment
@@ -184,10 +186,6 @@ enum HubSub {
         #[arg(long)]
         json: bool,
     },
-}
-
-fn parse_smtp(s: &str) -> Result<hub::notices::SmtpConfig, String> {
-    hub::notices::SmtpConfig::parse(s)
 }
 
 fn parse_smtp_from(s: &str) -> Result<String, String> {
@@ -492,7 +490,13 @@ fn smtp_password(file: Option<&std::path::Path>) -> Result<Option<mcvpn::secret:
 }
 
 fn hub_settings(run: HubArgs) -> Result<hub::HubSettings> {
-    let smtp = match (run.smtp, smtp_password(run.smtp_password_file.as_deref())?) {
+    let smtp = run
+        .smtp
+        .as_deref()
+        .map(hub::notices::SmtpConfig::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--smtp: {e}"))?;
+    let smtp = match (smtp, smtp_password(run.smtp_password_file.as_deref())?) {
         (Some(smtp), Some(password)) => Some(smtp.with_password(password).map_err(anyhow::Error::msg)?),
         (smtp, _) => smtp,
     };

@@ -129,16 +129,18 @@ impl fmt::Display for SmtpConfig {
 
 impl SmtpConfig {
     pub fn parse(s: &str) -> Result<SmtpConfig, String> {
+        // Errors repeat the URL without what may be a password (they reach logs).
+        let shown = redact_userinfo(s);
         if s.trim().is_empty() {
             return Err("empty SMTP URL: give smtp://HOST[:PORT], or leave --smtp (MCVPN_SMTP) unset".into());
         }
         if !s.contains("://") {
             return Err(format!(
-                "{s:?} is not an SMTP URL: write smtp://{s} (or smtps:// for TLS from the start)"
+                "{shown:?} is not an SMTP URL: write smtp://{shown} (or smtps:// for TLS from the start)"
             ));
         }
         let url = url::Url::parse(s.trim())
-            .map_err(|e| format!("{s:?} is not a URL ({e}); example: smtp://mail.example.com:25"))?;
+            .map_err(|e| format!("{shown:?} is not a URL ({e}); example: smtp://mail.example.com:25"))?;
         let tls_default_port = match url.scheme() {
             "smtp" => None,
             "smtps" => Some(465),
@@ -154,7 +156,7 @@ impl SmtpConfig {
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
             _ => {
                 return Err(format!(
-                    "{s:?} names no mail server host; example: smtp://mail.example.com:25"
+                    "{shown:?} names no mail server host; example: smtp://mail.example.com:25"
                 ))
             }
         };
@@ -246,6 +248,15 @@ impl SmtpConfig {
             }
             (None, None) => Ok(None),
         }
+    }
+}
+
+/// `smtp://…@host` for `smtp://user:password@host`: what an error may repeat of a URL.
+fn redact_userinfo(s: &str) -> String {
+    let start = s.find("://").map(|i| i + 3).unwrap_or(0);
+    match s.rfind('@') {
+        Some(at) if at >= start => format!("{}…{}", &s[..start], &s[at..]),
+        _ => s.to_string(),
     }
 }
 
@@ -696,6 +707,15 @@ mod tests {
         assert!(err("smtps://mail.example.com?tls=none").contains("always TLS"));
         assert!(err("smtp://mail.example.com/relay").contains("unexpected path"));
         assert!(err("smtp://mail.example.com#x").contains("fragment"));
+        // No error repeats a password, even for a URL that does not parse.
+        for url in [
+            "smtp://u:s3cret@mail.example.com:99999",
+            "u:s3cret@mail.example.com",
+            "smtp://u:s3cret@",
+        ] {
+            let e = err(url);
+            assert!(!e.contains("s3cret"), "{e}");
+        }
     }
 
     #[test]
