@@ -111,7 +111,7 @@ pub async fn initiate(
     stream.set_nodelay(true)?;
     let secret = local.secret_bytes();
     let mut hs = builder()
-        .local_private_key(&secret)
+        .local_private_key(&secret[..])
         .remote_public_key(&hub_key.0)
         .build_initiator()?;
     let payload = serde_json::to_vec(hello)?;
@@ -150,7 +150,7 @@ pub async fn accept(mut stream: TcpStream, hub_keys: &[KeyPair]) -> Result<Pendi
     let mut payload = vec![0u8; MAX_FRAME];
     for key in hub_keys {
         let secret = key.secret_bytes();
-        let mut hs = builder().local_private_key(&secret).build_responder()?;
+        let mut hs = builder().local_private_key(&secret[..]).build_responder()?;
         if let Ok(n) = hs.read_message(&msg1, &mut payload) {
             let remote: [u8; 32] = hs
                 .get_remote_static()

@@ -11,12 +11,25 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
 
 use crate::proto::control::Key32;
 
+/// The secret half is wiped when the pair is dropped (x25519-dalek's `zeroize`), and
+/// `Debug` shows the public half only.
 pub struct KeyPair {
     pub secret: StaticSecret,
     pub public: PublicKey,
+}
+
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "KeyPair {{ public: {}, secret: … }}",
+            self.public_key32().to_base64()
+        )
+    }
 }
 
 impl KeyPair {
@@ -26,8 +39,9 @@ impl KeyPair {
         KeyPair { secret, public }
     }
 
-    pub fn from_secret_bytes(bytes: [u8; 32]) -> KeyPair {
+    pub fn from_secret_bytes(mut bytes: [u8; 32]) -> KeyPair {
         let secret = StaticSecret::from(bytes);
+        zeroize::Zeroize::zeroize(&mut bytes);
         let public = PublicKey::from(&secret);
         KeyPair { secret, public }
     }
@@ -36,8 +50,9 @@ impl KeyPair {
         Key32(*self.public.as_bytes())
     }
 
-    pub fn secret_bytes(&self) -> [u8; 32] {
-        self.secret.to_bytes()
+    /// A copy of the secret key, wiped when the caller drops it.
+    pub fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.secret.to_bytes())
     }
 
     /// Loads the key at `path`, creating it (and its directory) when it does not exist.
@@ -62,19 +77,25 @@ impl KeyPair {
                 path.display()
             );
         }
-        let text = fs::read_to_string(path).with_context(|| format!("cannot read key file {}", path.display()))?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
+        let text = Zeroizing::new(
+            fs::read_to_string(path).with_context(|| format!("cannot read key file {}", path.display()))?,
+        );
+        let bytes = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .unwrap_or_default(),
+        );
+        let bytes = <[u8; 32]>::try_from(&bytes[..])
             .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
             .with_context(|| format!("key file {} does not hold a base64 32-byte key", path.display()))?;
         Ok(Self::from_secret_bytes(bytes))
     }
 
     /// Writes the key with mode 0600, atomically (temporary file + rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(self.secret_bytes());
-        crate::util::write_atomic(path, format!("{b64}\n").as_bytes(), 0o600)
+        let mut line = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&self.secret_bytes()[..]));
+        line.push('\n');
+        crate::util::write_atomic(path, line.as_bytes(), 0o600)
             .with_context(|| format!("cannot write key file {}", path.display()))
     }
 }

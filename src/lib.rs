@@ -17,6 +17,7 @@ pub mod local_api;
 pub mod node;
 pub mod password;
 pub mod proto;
+pub mod secret;
 pub mod store;
 pub mod udp_batch;
 pub mod util;

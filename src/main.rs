@@ -149,11 +149,20 @@ struct HubArgs {
     #[arg(long, default_value_t = 1)]
     min_accounts: u32,
     /// Deliver notices to account administrators through this mail server:
-    /// smtp://HOST[:25], smtp://USER:PASSWORD@HOST:587 (STARTTLS), smtps://HOST[:465];
-    /// `?tls=none|opportunistic|required` after smtp://. Without it notices stay in the
-    /// outbox (`mcvpn admin notice list`)
-    #[arg(long, env = "MCVPN_SMTP", value_name = "URL", value_parser = parse_smtp, hide_env_values = true)]
-    smtp: Option<hub::notices::SmtpConfig>,
+    /// smtp://HOST[:25], smtp://USER@HOST:587 (STARTTLS), smtps://[USER@]HOST[:465];
+    /// `?tls=none|opportunistic|required` after smtp://. No password here (it would show
+    /// in `ps`): see --smtp-password-file. Without it notices stay in the outbox (`mcvpn
+    /// admin notice list`)
+    // Parsed in hub_settings, not by a clap value parser: clap's error would repeat the
+    // whole value, password included, into the journal.
+    #[arg(long, env = "MCVPN_SMTP", value_name = "URL", hide_env_values = true)]
+    smtp: Option<String>,
+    /// The SMTP password of the user in --smtp: the first line of this file (mode 0600;
+    /// under systemd, LoadCredential=smtp-password:/etc/mcvpn/smtp-password and
+    /// `--smtp-password-file ${CREDENTIALS_DIRECTORY}/smtp-password`). The environment
+    /// variable MCVPN_SMTP_PASSWORD is read when no file is given
+    #[arg(long, env = "MCVPN_SMTP_PASSWORD_FILE", value_name = "FILE", requires = "smtp")]
+    smtp_password_file: Option<PathBuf>,
     /// The notices' sender address [default: mcvpn@<hostname>]
     #[arg(long, env = "MCVPN_SMTP_FROM", value_name = "ADDRESS", value_parser = parse_smtp_from, requires = "smtp")]
     smtp_from: Option<String>,
@@ -177,10 +186,6 @@ enum HubSub {
         #[arg(long)]
         json: bool,
     },
-}
-
-fn parse_smtp(s: &str) -> Result<hub::notices::SmtpConfig, String> {
-    hub::notices::SmtpConfig::parse(s)
 }
 
 fn parse_smtp_from(s: &str) -> Result<String, String> {
@@ -331,6 +336,9 @@ fn main() -> ExitCode {
         Command::Hub(HubCmd { sub: None, .. }) | Command::ClientDaemon | Command::Target(TargetCmd::Run { .. })
     ) || matches!(&cli.command, Command::Up(u) if u.foreground);
     init_logging(cli.log.as_deref(), if daemon { "info" } else { "warn" });
+    if prints_for_a_reader(&cli.command) {
+        restore_default_sigpipe();
+    }
     let result = dispatch(cli.command);
     let exit = result.unwrap_or_else(|e| Exit::fail(exit::FAILURE, &format!("{e:#}")));
     if let Some(m) = &exit.message {
@@ -339,12 +347,42 @@ fn main() -> ExitCode {
     ExitCode::from(exit.code)
 }
 
+/// The commands whose work is printing (tables, status, JSON): when their reader goes
+/// away (`mcvpn admin log | head -1`, `| grep -q`) they should end as `cat` does, not
+/// panic in `println!`. Daemons and the commands that prompt or talk to a hub keep
+/// Rust's ignored SIGPIPE, so a closed socket is an error they report.
+fn prints_for_a_reader(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Admin(_)
+            | Command::Status { .. }
+            | Command::Down(_)
+            | Command::Target(TargetCmd::Status { .. })
+            | Command::Hub(HubCmd { sub: Some(_), .. })
+    )
+}
+
+/// Gives SIGPIPE its default action (end the process), which Rust's runtime sets to
+/// "ignore" before `main`: the usual fix for CLI tools (ripgrep, coreutils behave so),
+/// and it covers every `println!` at once. The shell sees the reader's pipeline end as
+/// usual (status 141 under `pipefail`, like `yes | head -1`).
+fn restore_default_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: called at the start of `main` before any other thread exists; SIG_DFL
+    // installs no handler code, so nothing can run in signal context.
+    let restored = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    if let Err(e) = restored {
+        tracing::debug!(error = %e, "cannot restore the default SIGPIPE action");
+    }
+}
+
 fn dispatch(command: Command) -> Result<Exit> {
     match command {
         Command::Hub(HubCmd { run, sub: None }) => {
             mcvpn::contract::set_operator_tz(run.timezone).map_err(anyhow::Error::msg)?;
             tracing::info!(timezone = %run.timezone, "contract dates are days in this time zone");
-            tokio::runtime::Runtime::new()?.block_on(hub::run(hub_settings(run)))?;
+            let settings = hub_settings(run)?;
+            tokio::runtime::Runtime::new()?.block_on(hub::run(settings))?;
             Ok(Exit::ok())
         }
         Command::Hub(HubCmd {
@@ -362,6 +400,9 @@ fn dispatch(command: Command) -> Result<Exit> {
         }) => {
             let stats = local_api::call::<serde_json::Value>(&status_socket, LocalRequest::Stats)
                 .map_err(|e| {
+                    if local_api::is_permission_denied(&e) {
+                        return anyhow::anyhow!("{e:#}");
+                    }
                     anyhow::anyhow!(
                         "no hub answering at {} ({e}); is `mcvpn hub` running?",
                         status_socket.display()
@@ -434,18 +475,42 @@ fn dispatch(command: Command) -> Result<Exit> {
     }
 }
 
-fn hub_settings(run: HubArgs) -> hub::HubSettings {
-    hub::HubSettings {
+/// The SMTP password: from --smtp-password-file, else from MCVPN_SMTP_PASSWORD (read
+/// here, not through a clap flag, so that it has no command-line form at all).
+fn smtp_password(file: Option<&std::path::Path>) -> Result<Option<mcvpn::secret::SecretString>> {
+    if let Some(file) = file {
+        let password =
+            mcvpn::password::read(Some(file), "").map_err(|e| anyhow::anyhow!("--smtp-password-file: {e:#}"))?;
+        return Ok(Some(password.into()));
+    }
+    Ok(std::env::var("MCVPN_SMTP_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(mcvpn::secret::SecretString::from))
+}
+
+fn hub_settings(run: HubArgs) -> Result<hub::HubSettings> {
+    let smtp = run
+        .smtp
+        .as_deref()
+        .map(hub::notices::SmtpConfig::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--smtp: {e}"))?;
+    let smtp = match (smtp, smtp_password(run.smtp_password_file.as_deref())?) {
+        (Some(smtp), Some(password)) => Some(smtp.with_password(password).map_err(anyhow::Error::msg)?),
+        (smtp, _) => smtp,
+    };
+    Ok(hub::HubSettings {
         identity: run.identity.identity(),
         db: run.db,
         overlay: run.overlay,
         status_socket: run.status_socket,
         socket_buffer: run.socket_buffer,
         min_accounts: run.min_accounts,
-        smtp: run.smtp,
+        smtp,
         smtp_from: run.smtp_from,
         udp_tuning: run.udp_tuning,
-    }
+    })
 }
 
 fn print_hub_stats(s: &serde_json::Value) {

@@ -62,31 +62,114 @@ pub async fn shutdown_signal() {
 
 /// Writes `data` to `path` atomically: a temporary file in the same directory, synced,
 /// then renamed over the target. Readers see the old file or the new one, never half.
+///
+/// The temporary file has a random name and is created with `O_EXCL|O_NOFOLLOW`
+/// (review S5): a file or symlink planted at any name in the directory is never opened,
+/// so root writing a key into a directory another user can write does not follow a
+/// link to overwrite some other file. `mode` is the new file's mode (less the umask).
 pub fn write_atomic(path: &std::path::Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
     use anyhow::Context;
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
+    let (tmp, mut f) = create_temp_beside(path, mode)?;
+    let written = f
+        .write_all(data)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))
+        .and_then(|()| std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display())));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Creates a new file with a random name next to `path` (`.NAME.RANDOM.tmp`), never
+/// opening an existing file or following a symlink.
+fn create_temp_beside(path: &std::path::Path, mode: u32) -> anyhow::Result<(std::path::PathBuf, std::fs::File)> {
+    use rand::Rng;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut last = None;
+    // A name already taken (a leftover, or someone's planted file) is skipped, not opened.
+    for _ in 0..8 {
+        let tmp = path.with_file_name(format!(".{name}.{:016x}.tmp", rand::thread_rng().gen::<u64>()));
+        match open_new(&tmp, mode) {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot create {}", tmp.display()))),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "cannot create a temporary file beside {}: {}",
+        path.display(),
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
+}
+
+/// Opens a file that must not exist yet (`O_CREAT|O_EXCL`), not through a symlink
+/// (`O_NOFOLLOW`; `O_EXCL` already refuses one, this says so twice).
+fn open_new(path: &std::path::Path, mode: u32) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+        .open(path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use nix::sys::socket::{getsockopt, sockopt};
+
+    /// Review S5: a symlink planted where the old code put its temporary file (the
+    /// target's name with `.tmp<pid>`), in a directory its owner may write, must not
+    /// make the writer (root) overwrite the file the link points to.
+    #[test]
+    fn a_planted_symlink_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("shadow");
+        std::fs::write(&victim, "root:secret\n").unwrap();
+        let key = dir.path().join("device.key");
+        let planted = key.with_extension(format!("tmp{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        write_atomic(&key, b"new key\n", 0o600).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "root:secret\n",
+            "the victim was overwritten"
+        );
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), "new key\n");
+        assert!(!std::fs::symlink_metadata(&key).unwrap().file_type().is_symlink());
+        // Nothing is left behind but the planted link, the victim and the key.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
+    }
+
+    /// The temporary file's own open refuses an existing name and a symlink, dangling
+    /// or not: the random name is not the only defence.
+    #[test]
+    fn temp_files_are_opened_exclusively_and_never_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep\n").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("new-file"), &dangling).unwrap();
+        for p in [&victim, &link, &dangling] {
+            assert!(open_new(p, 0o600).is_err(), "{} was opened", p.display());
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep\n");
+        assert!(!dir.path().join("new-file").exists());
+        let f = open_new(&dir.path().join("fresh"), 0o600).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(f.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+    }
 
     /// With CAP_NET_ADMIN the buffers get the size asked for, past `rmem_max` and
     /// `wmem_max`; without, at most those limits. The kernel reports twice the size

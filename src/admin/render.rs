@@ -31,11 +31,23 @@ impl Text {
     }
 }
 
+/// Prints an answer on stdout: JSON, or the text with its fields escaped
+/// ([`format_text`]). A reader that went away (`| head -1`) ends the printing quietly.
 pub fn print(output: &Output, json: bool) {
-    if json {
-        println!("{}", to_json_string(output));
+    use std::io::Write;
+    let shown = if json {
+        to_json_string(output) + "\n"
     } else {
-        print_text(&text(output));
+        format_text(&text(output))
+    };
+    // One write of the whole answer through a locked handle, not `println!`, which panics
+    // when the pipe is closed; the command line also restores the default SIGPIPE action
+    // (main.rs), so this error is only seen by library callers that do not.
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(shown.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            tracing::warn!(error = %e, "cannot print the answer");
+        }
     }
 }
 
@@ -427,43 +439,113 @@ fn contract_text(c: &ContractDetails) -> Text {
     Text::Sections(parts)
 }
 
-fn print_text(text: &Text) {
+/// Stored text as an operator's terminal may show it (review C9): control characters
+/// (C0 with TAB, CR and LF; DEL; C1, which has CSI; ESC) and the bidirectional
+/// overrides that reorder what is shown become visible escapes (`\x1b`, `\r`, `\n`,
+/// `\t`, `\u{9b}`), so a name or note cannot move the cursor, clear the screen, forge a
+/// table row or hide text. Backslashes stay as they are. JSON output needs none of
+/// this: serde escapes control characters in strings.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    fn hidden(c: char) -> bool {
+        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if hidden(c) && (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if hidden(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The text `mcvpn admin` prints for people, every field escaped.
+pub fn format_text(text: &Text) -> String {
+    let mut out = String::new();
+    format_into(&mut out, text);
+    out
+}
+
+fn format_into(out: &mut String, text: &Text) {
     match text {
-        Text::Message(text) => println!("{text}"),
-        Text::Table { headers, rows } => print_table(headers, rows),
+        Text::Message(text) => {
+            out.push_str(&escape_controls(text));
+            out.push('\n');
+        }
+        Text::Table { headers, rows } => format_table(out, headers, rows),
         Text::Sections(parts) => {
             for (i, (title, t)) in parts.iter().enumerate() {
                 if i > 0 {
-                    println!();
+                    out.push('\n');
                 }
-                println!("{title}:");
-                print_text(t);
+                out.push_str(&escape_controls(title));
+                out.push_str(":\n");
+                format_into(out, t);
             }
         }
     }
 }
 
-fn print_table(headers: &[String], rows: &[Vec<String>]) {
+fn format_table(out: &mut String, headers: &[String], rows: &[Vec<String>]) {
     if rows.is_empty() {
-        println!("(none)");
+        out.push_str("(none)\n");
         return;
     }
+    let escape_row = |r: &[String]| -> Vec<String> { r.iter().map(|c| escape_controls(c).into_owned()).collect() };
+    let headers = escape_row(headers);
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| escape_row(r.as_slice())).collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
+    for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |cells: &[String]| {
+    let mut line = |cells: &[String]| {
         let s: Vec<String> = cells
             .iter()
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}", w = *w))
             .collect();
-        println!("{}", s.join("  ").trim_end());
+        out.push_str(s.join("  ").trim_end());
+        out.push('\n');
     };
-    line(headers);
-    for r in rows {
+    line(&headers);
+    for r in &rows {
         line(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controls_are_shown_escaped() {
+        assert_eq!(escape_controls("alice"), "alice");
+        assert!(matches!(escape_controls("アリス ok\\"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(
+            escape_controls("a\x1b[2J\r\n\t\x7f\u{9b}\u{202e}z"),
+            r"a\x1b[2J\r\n\t\x7f\u{9b}\u{202e}z"
+        );
+        let table = Text::table(
+            &["account", "detail"],
+            vec![vec!["\x1b]0;owned\x07".into(), "a\nb".into()]],
+        );
+        let shown = format_text(&Text::Sections(vec![
+            ("t\x1b".into(), table),
+            ("m".into(), Text::Message("x\ry".into())),
+        ]));
+        assert!(!shown.chars().any(|c| c.is_control() && c != '\n'), "{shown:?}");
+        assert_eq!(
+            shown,
+            "t\\x1b:\naccount           detail\n\\x1b]0;owned\\x07  a\\nb\n\nm:\nx\\ry\n"
+        );
     }
 }

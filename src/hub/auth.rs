@@ -199,7 +199,7 @@ async fn decide(store: &StoreHandle, req: &LoginRequest<'_>, overlay: OverlayNet
             })
         }
         (role, Credential::Password { password }) => {
-            let account = verify_password(store, req.account, password).await?;
+            let account = verify_password(store, req.account, password.expose_secret()).await?;
             if let Some(r) = state_refusal(&account) {
                 return Err(r);
             }
@@ -231,7 +231,7 @@ async fn decide(store: &StoreHandle, req: &LoginRequest<'_>, overlay: OverlayNet
         }
         (Role::Client, Credential::Resume { token }) => {
             let name = req.account.ok_or_else(wrong_credentials)?.to_string();
-            let token = token.clone();
+            let token = token.expose_secret().to_string();
             store_call(store, move |s| resume(s, &name, &key, token)).await
         }
         (role, cred) => Err(Refusal::new(
@@ -521,7 +521,7 @@ mod tests {
             panic!("expected a session")
         };
         let token = resume_token.unwrap();
-        let cred = Credential::Resume { token };
+        let cred = Credential::Resume { token: token.into() };
         let Outcome::Session { device: again, .. } = authenticate(
             &s,
             &req(&k, Role::Client, Some("alice"), &cred, false),

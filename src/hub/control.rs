@@ -116,12 +116,22 @@ async fn dispatch(
             account,
             password,
             command,
-        } => admin::serve(wr, ctx, source, &account, &password, command).await,
+        } => admin::serve(wr, ctx, source, &account, password.expose_secret(), command).await,
         Request::ChangePassword {
             account,
             old_password,
             new_password,
-        } => admin::serve_passwd(wr, ctx, source, &account, &old_password, &new_password).await,
+        } => {
+            admin::serve_passwd(
+                wr,
+                ctx,
+                source,
+                &account,
+                old_password.expose_secret(),
+                new_password.expose_secret(),
+            )
+            .await
+        }
         Request::Ping { .. } => {
             refuse(
                 wr,

@@ -28,6 +28,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
+use crate::secret::SecretString;
 use crate::store::{NoticeRecord, UnixTime};
 
 use super::store_handle::StoreHandle;
@@ -52,7 +53,7 @@ pub enum Security {
     Plain,
     /// STARTTLS when the server offers it, clear text otherwise (`?tls=opportunistic`).
     StartTlsOpportunistic,
-    /// STARTTLS or no delivery (`?tls=required`; the default when a password is given).
+    /// STARTTLS or no delivery (`?tls=required`; the default when a user is given).
     StartTlsRequired,
     /// TLS from the first byte (`smtps://`).
     Tls,
@@ -72,19 +73,26 @@ impl Security {
 /// Where and how to send notices, from `--smtp URL`:
 ///
 /// * `smtp://host[:port]` — port 25 by default, clear text unless `?tls=…` says otherwise;
-/// * `smtp://user:password@host[:port]` — STARTTLS required by default, so that the
-///   password never travels in clear (`?tls=none` allows it, for a relay on localhost);
+/// * `smtp://user@host[:port]` — STARTTLS required by default, so that the password
+///   never travels in clear (`?tls=none` allows it, for a relay on localhost);
 /// * `?tls=none|opportunistic|required` after an `smtp://` URL;
-/// * `smtps://[user:password@]host[:port]` — TLS from the start, port 465 by default.
+/// * `smtps://[user@]host[:port]` — TLS from the start, port 465 by default.
 ///
-/// User and password are percent-decoded (`%40` for `@`, `%3A` for `:`).
+/// The user name is percent-decoded (`%40` for `@`). The password is never in the URL
+/// (review C13: a command line shows in `ps`): it comes from `--smtp-password-file` or
+/// `MCVPN_SMTP_PASSWORD` ([`SmtpConfig::with_password`]); a URL holding one is refused.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
     pub security: Security,
-    pub credentials: Option<(String, String)>,
+    pub user: Option<String>,
+    pub password: Option<SecretString>,
 }
+
+/// What to say when a password is where it must not be, or missing.
+const PASSWORD_HOWTO: &str = "give the password in a file (--smtp-password-file FILE, MCVPN_SMTP_PASSWORD_FILE; \
+     with systemd, LoadCredential=) or in the MCVPN_SMTP_PASSWORD environment variable";
 
 impl fmt::Debug for SmtpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -101,8 +109,8 @@ impl fmt::Display for SmtpConfig {
         } else {
             "smtp"
         };
-        let user = match &self.credentials {
-            Some((u, _)) => format!("{u}@"),
+        let user = match &self.user {
+            Some(u) => format!("{u}@"),
             None => String::new(),
         };
         let host = if self.host.contains(':') {
@@ -121,16 +129,18 @@ impl fmt::Display for SmtpConfig {
 
 impl SmtpConfig {
     pub fn parse(s: &str) -> Result<SmtpConfig, String> {
+        // Errors repeat the URL without what may be a password (they reach logs).
+        let shown = redact_userinfo(s);
         if s.trim().is_empty() {
             return Err("empty SMTP URL: give smtp://HOST[:PORT], or leave --smtp (MCVPN_SMTP) unset".into());
         }
         if !s.contains("://") {
             return Err(format!(
-                "{s:?} is not an SMTP URL: write smtp://{s} (or smtps:// for TLS from the start)"
+                "{shown:?} is not an SMTP URL: write smtp://{shown} (or smtps:// for TLS from the start)"
             ));
         }
         let url = url::Url::parse(s.trim())
-            .map_err(|e| format!("{s:?} is not a URL ({e}); example: smtp://mail.example.com:25"))?;
+            .map_err(|e| format!("{shown:?} is not a URL ({e}); example: smtp://mail.example.com:25"))?;
         let tls_default_port = match url.scheme() {
             "smtp" => None,
             "smtps" => Some(465),
@@ -146,7 +156,7 @@ impl SmtpConfig {
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
             _ => {
                 return Err(format!(
-                    "{s:?} names no mail server host; example: smtp://mail.example.com:25"
+                    "{shown:?} names no mail server host; example: smtp://mail.example.com:25"
                 ))
             }
         };
@@ -165,11 +175,15 @@ impl SmtpConfig {
                 .map(|c| c.into_owned())
                 .map_err(|_| format!("the SMTP {what} is not valid UTF-8 once percent-decoded"))
         };
-        let credentials = match (url.username(), url.password()) {
+        let user = match (url.username(), url.password()) {
+            (_, Some(_)) => {
+                return Err(format!(
+                    "the SMTP URL holds a password, which would show in `ps` and in unit files: \
+                     write smtp://USER@HOST and {PASSWORD_HOWTO}"
+                ))
+            }
             ("", None) => None,
-            ("", Some(_)) => return Err("the SMTP URL has a password but no user name".into()),
-            (_, None) => return Err("the SMTP URL has a user name but no password (smtp://USER:PASSWORD@HOST)".into()),
-            (u, Some(p)) => Some((decode(u, "user name")?, decode(p, "password")?)),
+            (u, None) => Some(decode(u, "user name")?),
         };
         let mut tls = None;
         for (k, v) in url.query_pairs() {
@@ -188,7 +202,7 @@ impl SmtpConfig {
             (Some(_), Some(_)) => {
                 return Err("smtps:// is always TLS: tls= applies to smtp:// URLs only".into());
             }
-            (None, None) if credentials.is_some() => Security::StartTlsRequired,
+            (None, None) if user.is_some() => Security::StartTlsRequired,
             (None, None) | (None, Some("none")) => Security::Plain,
             (None, Some("opportunistic")) => Security::StartTlsOpportunistic,
             (None, Some("required")) => Security::StartTlsRequired,
@@ -202,8 +216,47 @@ impl SmtpConfig {
             host,
             port: url.port().or(tls_default_port).unwrap_or(25),
             security,
-            credentials,
+            user,
+            password: None,
         })
+    }
+
+    /// Adds the password read from a file or the environment; the URL must name the user.
+    pub fn with_password(mut self, password: SecretString) -> Result<SmtpConfig, String> {
+        if self.user.is_none() {
+            return Err(format!(
+                "an SMTP password was given but the --smtp URL names no user: write smtp://USER@{}",
+                self.host
+            ));
+        }
+        self.password = Some(password);
+        Ok(self)
+    }
+
+    /// User and password for the mail server, if it wants them.
+    fn credentials(&self) -> Result<Option<Credentials>, String> {
+        match (&self.user, &self.password) {
+            (Some(user), Some(password)) => Ok(Some(Credentials::new(
+                user.clone(),
+                password.expose_secret().to_string(),
+            ))),
+            (Some(user), None) => Err(format!(
+                "the --smtp URL names the user {user:?} but no password was given: {PASSWORD_HOWTO}"
+            )),
+            (None, Some(_)) => {
+                Err("an SMTP password was given but the --smtp URL names no user: write smtp://USER@HOST".into())
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// `smtp://…@host` for `smtp://user:password@host`: what an error may repeat of a URL.
+fn redact_userinfo(s: &str) -> String {
+    let start = s.find("://").map(|i| i + 3).unwrap_or(0);
+    match s.rfind('@') {
+        Some(at) if at >= start => format!("{}…{}", &s[..start], &s[at..]),
+        _ => s.to_string(),
     }
 }
 
@@ -371,8 +424,8 @@ impl Mailer {
             Security::StartTlsRequired => b.tls(Tls::Required(tls()?)),
             Security::Tls => b.tls(Tls::Wrapper(tls()?)),
         };
-        if let Some((user, password)) = &config.credentials {
-            b = b.credentials(Credentials::new(user.clone(), password.clone()));
+        if let Some(credentials) = config.credentials()? {
+            b = b.credentials(credentials);
         }
         Ok(Mailer {
             transport: b.build(),
@@ -579,7 +632,7 @@ mod tests {
     fn urls() {
         let c = SmtpConfig::parse("smtp://mail.example.com").unwrap();
         assert_eq!(
-            (c.host.as_str(), c.port, c.security, c.credentials),
+            (c.host.as_str(), c.port, c.security, c.user.as_deref()),
             ("mail.example.com", 25, Security::Plain, None)
         );
         let c = SmtpConfig::parse("smtp://127.0.0.1:2525").unwrap();
@@ -591,27 +644,35 @@ mod tests {
         assert_eq!((c.host.as_str(), c.port), ("::1", 2525));
         assert_eq!(c.to_string(), "smtp://[::1]:2525 (no TLS)");
 
-        // A password means STARTTLS unless told otherwise; user and password are decoded.
-        let c = SmtpConfig::parse("smtp://noc%40acme.example:p%3Ass@mail.example.com:587").unwrap();
+        // A user means STARTTLS unless told otherwise; the user name is decoded; the
+        // password comes from elsewhere.
+        let c = SmtpConfig::parse("smtp://noc%40acme.example@mail.example.com:587").unwrap();
         assert_eq!(c.security, Security::StartTlsRequired);
         assert_eq!(c.port, 587);
-        assert_eq!(c.credentials, Some(("noc@acme.example".into(), "p:ss".into())));
+        assert_eq!(c.user.as_deref(), Some("noc@acme.example"));
+        assert!(c.credentials().unwrap_err().contains("--smtp-password-file"));
+        let c = c.with_password("p:ss".into()).unwrap();
+        assert!(c.credentials().unwrap().is_some());
         assert_eq!(
             c.to_string(),
             "smtp://noc@acme.example@mail.example.com:587 (STARTTLS required)"
         );
         assert!(!format!("{c:?}").contains("p:ss"), "Debug must not show the password");
-        let c = SmtpConfig::parse("smtp://u:p@localhost:25?tls=none").unwrap();
+        let c = SmtpConfig::parse("smtp://u@localhost:25?tls=none").unwrap();
         assert_eq!(c.security, Security::Plain);
         let c = SmtpConfig::parse("smtp://mail.example.com:587?tls=opportunistic").unwrap();
         assert_eq!(c.security, Security::StartTlsOpportunistic);
         let c = SmtpConfig::parse("smtp://mail.example.com:587?tls=required").unwrap();
         assert_eq!(c.security, Security::StartTlsRequired);
 
-        let c = SmtpConfig::parse("smtps://u:p@mail.example.com").unwrap();
+        let c = SmtpConfig::parse("smtps://u@mail.example.com").unwrap();
         assert_eq!((c.port, c.security), (465, Security::Tls));
         let c = SmtpConfig::parse("smtps://mail.example.com:10465").unwrap();
-        assert_eq!((c.port, c.security, c.credentials), (10465, Security::Tls, None));
+        assert_eq!((c.port, c.security, c.user), (10465, Security::Tls, None));
+        let err = SmtpConfig::parse("smtps://mail.example.com")
+            .unwrap()
+            .with_password("pw".into());
+        assert!(err.unwrap_err().contains("names no user"));
     }
 
     #[test]
@@ -624,14 +685,37 @@ mod tests {
         assert!(err("smtp://:25").contains("empty host"));
         assert!(err("smtp://mail.example.com:99999").contains("not a URL"));
         assert!(err("smtp://mail.example.com:0").contains("port 0"));
-        assert!(err("smtp://user@mail.example.com").contains("no password"));
-        assert!(err("smtp://:pw@mail.example.com").contains("no user name"));
+        // Review C13: a password in the URL shows in `ps`; refused, saying what to use.
+        for url in [
+            "smtp://user:pw@mail.example.com",
+            "smtp://:pw@mail.example.com",
+            "smtps://u:p@mail.example.com",
+        ] {
+            let e = err(url);
+            assert!(
+                e.contains("--smtp-password-file") && e.contains("MCVPN_SMTP_PASSWORD"),
+                "{e}"
+            );
+            assert!(
+                !e.contains(":pw@") && !e.contains(":p@"),
+                "the error repeats the password: {e}"
+            );
+        }
         assert!(err("smtp://mail.example.com?tls=maybe").contains("tls=\"maybe\""));
         assert!(err("smtp://mail.example.com?tls=none&tls=required").contains("twice"));
         assert!(err("smtp://mail.example.com?starttls=1").contains("unknown parameter \"starttls\""));
         assert!(err("smtps://mail.example.com?tls=none").contains("always TLS"));
         assert!(err("smtp://mail.example.com/relay").contains("unexpected path"));
         assert!(err("smtp://mail.example.com#x").contains("fragment"));
+        // No error repeats a password, even for a URL that does not parse.
+        for url in [
+            "smtp://u:s3cret@mail.example.com:99999",
+            "u:s3cret@mail.example.com",
+            "smtp://u:s3cret@",
+        ] {
+            let e = err(url);
+            assert!(!e.contains("s3cret"), "{e}");
+        }
     }
 
     #[test]

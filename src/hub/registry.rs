@@ -21,7 +21,7 @@ use super::auth::state_refusal;
 use super::relay::SharedRelayTable;
 use super::reply::Refusal;
 use super::store_handle::StoreHandle;
-use crate::proto::control::{Event, Key32, LoginOk, PeerInfo, RefuseReason};
+use crate::proto::control::{Event, LoginOk, PeerInfo, RefuseReason};
 use crate::proto::relay::NodeId;
 use crate::store::{AccountRecord, AuditEntry, DeviceRecord, OverlayNet, Store};
 
@@ -240,9 +240,9 @@ impl Live {
             contract: account.contract.clone(),
             overlay_ip: device.overlay_ip,
             overlay_prefix: self.overlay.prefix,
-            relay_key: Key32(key),
+            relay_key: crate::secret::SecretKey32::new(key),
             session_id: relay_session,
-            resume_token,
+            resume_token: resume_token.map(crate::secret::SecretString::new),
             peers: s.peers.values().map(|d| peer_info(d, &sessions)).collect(),
         };
         (login, replaced)
@@ -434,7 +434,7 @@ mod tests {
     use super::*;
     use crate::hub::relay::RelayTable;
     use crate::password;
-    use crate::proto::control::Role;
+    use crate::proto::control::{Key32, Role};
     use crate::store::prelude::*;
     use crate::store::{AccountState, SqliteStore};
     use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};

@@ -269,7 +269,9 @@ async fn client_main(req: DaemonRequest, report: Option<Report>) -> Result<Exit>
         Ok(n) => Arc::new(n),
         Err(e) => return Ok(finish(fail(exit::FAILURE, format!("{e:#}")))),
     };
-    let credential = Credential::Password { password: req.password };
+    let credential = Credential::Password {
+        password: req.password.into(),
+    };
     let (login, rd, wr) = match session::login(&node.settings.control, node.boot_id, credential, false).await {
         Ok((Event::LoginOk(ok), rd, wr)) => (ok, rd, wr),
         Ok(_) => return Ok(finish(fail(exit::FAILURE, "unexpected answer from the hub".into()))),
@@ -347,6 +349,8 @@ pub fn down(paths: &ClientPaths) -> Result<Exit> {
         Ok(Ok(s)) => i32::try_from(s.pid).unwrap_or(0),
         // Something answers there, but not with a status: wait on the socket alone.
         Ok(Err(_)) => 0,
+        // The socket is root's only (mode 0600): say so, not "not running".
+        Err(e) if local_api::is_permission_denied(&e) => return Ok(Exit::fail(exit::NOT_ROOT, &format!("{e:#}"))),
         Err(_) => {
             println!("mcvpn is not running");
             return Ok(Exit::ok());
@@ -381,6 +385,7 @@ pub fn status(socket: &Path, as_json: bool, verbose: bool) -> Result<Exit> {
             Ok(Exit::ok())
         }
         Ok(Err(e)) => Ok(Exit::fail(exit::FAILURE, &format!("the mcvpn daemon refused: {e}"))),
+        Err(e) if local_api::is_permission_denied(&e) => Ok(Exit::fail(exit::NOT_ROOT, &format!("{e:#}"))),
         Err(_) => {
             if as_json {
                 println!("{}", serde_json::json!({"running": false}));

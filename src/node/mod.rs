@@ -94,7 +94,8 @@ impl Node {
 
     /// Applies a successful login: relay bind, TUN (created on the first login), peers.
     pub fn apply_login(&self, login: &LoginOk) -> Result<()> {
-        self.relay.start(login.node_id, login.session_id, login.relay_key.0);
+        self.relay
+            .start(login.node_id, login.session_id, *login.relay_key.expose_secret());
         // Bind at once rather than at the next timer tick: the first packets wait on it.
         if let Some(bind) = self.relay.bind_due(Instant::now()) {
             let _ = self.udp.send(self.hub_addr, &bind, None);

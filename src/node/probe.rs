@@ -37,7 +37,7 @@ pub fn run(opts: ProbeOptions) -> Result<serde_json::Value> {
         &settings,
         rand::random(),
         Credential::Password {
-            password: opts.password,
+            password: opts.password.into(),
         },
         false,
     )) {
@@ -55,7 +55,7 @@ pub fn run(opts: ProbeOptions) -> Result<serde_json::Value> {
     udp.connect(hub_addr)?;
     udp.set_read_timeout(Some(Duration::from_millis(200)))?;
     let relay = RelayState::default();
-    relay.start(login.node_id, login.session_id, login.relay_key.0);
+    relay.start(login.node_id, login.session_id, *login.relay_key.expose_secret());
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut buf = [0u8; 2048];
     while !relay.is_bound(Instant::now()) {

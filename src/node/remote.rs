@@ -44,7 +44,7 @@ fn exchange(hub: &str, account: &str, req: Request) -> Result<AdminResult> {
 pub fn admin(hub: &str, account: &str, password: &str, command: &AdminCommand) -> Result<AdminResult> {
     let req = Request::Admin {
         account: account.to_string(),
-        password: password.to_string(),
+        password: password.into(),
         command: command.clone(),
     };
     exchange(hub, account, req)
@@ -54,8 +54,8 @@ pub fn admin(hub: &str, account: &str, password: &str, command: &AdminCommand) -
 pub fn change_password(hub: &str, account: &str, old: &str, new: &str) -> Result<AdminResult> {
     let req = Request::ChangePassword {
         account: account.to_string(),
-        old_password: old.to_string(),
-        new_password: new.to_string(),
+        old_password: old.into(),
+        new_password: new.into(),
     };
     exchange(hub, account, req)
 }

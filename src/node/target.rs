@@ -78,7 +78,9 @@ pub fn enroll(opts: EnrollOptions) -> Result<Exit> {
     let result = rt.block_on(session::login(
         &settings,
         rand::random(),
-        Credential::Password { password },
+        Credential::Password {
+            password: password.into(),
+        },
         true,
     ));
     match result {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::relay::NodeId;
 use crate::admin::api::{AdminCommand, AdminError, Output as AdminOutput};
+use crate::secret::{SecretKey32, SecretString};
 
 /// The control protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -102,10 +103,10 @@ pub struct Hello {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Credential {
     /// Account password (client login, target enrolment).
-    Password { password: String },
+    Password { password: SecretString },
     /// A token from an earlier password login of this same device key, used to
     /// reconnect without asking the user again.
-    Resume { token: String },
+    Resume { token: SecretString },
     /// The Noise static key alone (an enrolled target).
     DeviceKey,
 }
@@ -145,14 +146,14 @@ pub enum Request {
     /// the connection, so `admin --hub` needs hub and command line of one release.
     Admin {
         account: String,
-        password: String,
+        password: SecretString,
         command: AdminCommand,
     },
     /// A user changes their own password (art. 10).
     ChangePassword {
         account: String,
-        old_password: String,
-        new_password: String,
+        old_password: SecretString,
+        new_password: SecretString,
     },
 }
 
@@ -234,10 +235,10 @@ pub struct LoginOk {
     /// Prefix length of the whole overlay (targets route all of it to the TUN).
     pub overlay_prefix: u8,
     /// Authenticates this session's `Bind` datagrams.
-    pub relay_key: Key32,
+    pub relay_key: SecretKey32,
     pub session_id: u64,
     /// Lets this device reconnect without the password (client logins only).
-    pub resume_token: Option<String>,
+    pub resume_token: Option<SecretString>,
     pub peers: Vec<PeerInfo>,
 }
 
@@ -412,7 +413,7 @@ mod tests {
                 contract: "acme".into(),
                 overlay_ip: Ipv4Addr::new(100, 64, 0, 1),
                 overlay_prefix: 10,
-                relay_key: Key32([1; 32]),
+                relay_key: SecretKey32::new([1; 32]),
                 session_id: 12,
                 resume_token: Some("tok".into()),
                 peers: vec![sample_peer()],
@@ -443,6 +444,92 @@ mod tests {
         for e in events {
             let bytes = encode(&e).unwrap();
             assert_eq!(decode::<Event>(&bytes).unwrap(), e);
+        }
+    }
+
+    /// Review C13: requests and events reach debug logs through `Debug`; no password,
+    /// token or relay key may show there.
+    #[test]
+    fn debug_never_shows_secrets() {
+        let secrets = [
+            "hunter2-login",
+            "hunter2-admin",
+            "hunter2-old",
+            "hunter2-new",
+            "resume-tok",
+        ];
+        let shown = format!(
+            "{:?} {:?} {:?} {:?}",
+            Request::Login {
+                account: Some("alice".into()),
+                credential: Credential::Password {
+                    password: "hunter2-login".into()
+                },
+                role: Role::Client,
+                hostname: "laptop".into(),
+                boot_id: 5,
+                enroll: false,
+            },
+            Request::Admin {
+                account: "alice".into(),
+                password: "hunter2-admin".into(),
+                command: AdminCommand::Account(crate::admin::AccountCmd::List { contract: None }),
+            },
+            Request::ChangePassword {
+                account: "alice".into(),
+                old_password: "hunter2-old".into(),
+                new_password: "hunter2-new".into(),
+            },
+            Credential::Resume {
+                token: "resume-tok".into()
+            },
+        );
+        for s in secrets {
+            assert!(!shown.contains(s), "Debug shows {s:?}: {shown}");
+        }
+        let login_ok = LoginOk {
+            node_id: 1,
+            account: "alice".into(),
+            contract: "acme".into(),
+            overlay_ip: Ipv4Addr::new(100, 64, 0, 1),
+            overlay_prefix: 10,
+            relay_key: SecretKey32::new([0xab; 32]),
+            session_id: 12,
+            resume_token: Some("resume-tok".into()),
+            peers: vec![],
+        };
+        let shown = format!("{login_ok:?}");
+        assert!(
+            !shown.contains(&Key32([0xab; 32]).to_base64()) && !shown.contains("resume-tok"),
+            "{shown}"
+        );
+        // The wire format is the one plain strings had: old and new builds still talk.
+        let wire = String::from_utf8(encode(&Event::LoginOk(login_ok)).unwrap()).unwrap();
+        assert!(
+            wire.contains(&format!(r#""relay_key":"{}""#, Key32([0xab; 32]).to_base64())),
+            "{wire}"
+        );
+        assert!(wire.contains(r#""resume_token":"resume-tok""#), "{wire}");
+        let wire = String::from_utf8(
+            encode(&Request::ChangePassword {
+                account: "alice".into(),
+                old_password: "a".into(),
+                new_password: "b".into(),
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            wire,
+            r#"{"v":1,"msg":{"type":"change_password","account":"alice","old_password":"a","new_password":"b"}}"#
+        );
+        let login = br#"{"v":1,"msg":{"type":"login","account":"alice","credential":{"kind":"password","password":"pw"},"role":"client","hostname":"h","boot_id":1}}"#;
+        match decode::<Request>(login).unwrap() {
+            Request::Login {
+                credential: Credential::Password { password },
+                ..
+            } => assert_eq!(password.expose_secret(), "pw"),
+            other => panic!("{other:?}"),
         }
     }
 
