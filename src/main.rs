@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use mcvpn::cli_admin::AdminArgs;
 use mcvpn::exit::{self, Exit};
+use mcvpn::hub::preauth::PreauthLimits;
 use mcvpn::local_api::LocalRequest;
 use mcvpn::node::client::{self, ClientPaths, UpOptions};
 use mcvpn::node::target::{self, EnrollOptions, RunOptions, TargetPaths};
@@ -168,10 +169,37 @@ struct HubArgs {
     smtp_from: Option<String>,
     #[command(flatten)]
     udp_tuning: UdpTuning,
+    #[command(flatten)]
+    preauth: PreauthArgs,
     /// The operator's time zone (IANA name): contract dates, deadlines, the daily
     /// contract job and the times in notices are in it
     #[arg(long, env = "MCVPN_TIMEZONE", default_value = mcvpn::contract::DEFAULT_TZ, value_parser = mcvpn::contract::parse_tz)]
     timezone: mcvpn::contract::Tz,
+}
+
+/// What a connection may cost before it has logged in (defaults: see `hub::preauth`).
+#[derive(Args, Clone)]
+#[command(next_help_heading = "Pre-authentication limits")]
+struct PreauthArgs {
+    /// Connections one address (IPv6: one /64) may hold before logging in; more are closed at once
+    #[arg(long, env = "MCVPN_PREAUTH_PER_SOURCE", default_value_t = PreauthLimits::default().per_source,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    preauth_per_source: u32,
+    /// Connections not logged in yet, all addresses together; at the cap the oldest is closed
+    #[arg(long, env = "MCVPN_PREAUTH_GLOBAL", default_value_t = PreauthLimits::default().global,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    preauth_global: u32,
+    /// Seconds from connecting to the login request, handshake included
+    #[arg(long, env = "MCVPN_HANDSHAKE_DEADLINE", value_name = "SECONDS",
+        default_value_t = PreauthLimits::default().handshake_deadline.as_secs_f64(), value_parser = parse_deadline)]
+    handshake_deadline: f64,
+}
+
+fn parse_deadline(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.1..=60.0).contains(&x) => Ok(x),
+        _ => Err(format!("{s:?}: give seconds from 0.1 to 60 (default 5)")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -510,6 +538,11 @@ fn hub_settings(run: HubArgs) -> Result<hub::HubSettings> {
         smtp,
         smtp_from: run.smtp_from,
         udp_tuning: run.udp_tuning,
+        preauth: PreauthLimits {
+            per_source: run.preauth.preauth_per_source,
+            global: run.preauth.preauth_global,
+            handshake_deadline: std::time::Duration::from_secs_f64(run.preauth.handshake_deadline),
+        },
     })
 }
 

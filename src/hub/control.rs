@@ -4,38 +4,34 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use tokio::net::TcpStream;
-use tokio::time::timeout;
 
 use super::admin;
 use super::context::HubContext;
 use super::login::{self, NodeLogin};
+use super::preauth::PreauthGuard;
 use super::reply::{refuse, Refusal};
 use crate::channel::{self, ChannelReader, ChannelWriter};
 use crate::keys::KeyPair;
 use crate::proto::control::{Key32, RefuseReason, Request, PROTOCOL_VERSION};
 
-/// Time allowed from TCP accept to a complete login request.
-const LOGIN_DEADLINE: Duration = Duration::from_secs(20);
-
-pub async fn handle(stream: TcpStream, source: SocketAddr, ctx: Arc<HubContext>) {
-    if let Err(e) = serve(stream, source, ctx).await {
+/// Serves one connection. `preauth` is its slot in the pre-authentication budget: it
+/// bounds the handshake and the first request in time, and is freed once they are done.
+pub async fn handle(stream: TcpStream, source: SocketAddr, ctx: Arc<HubContext>, preauth: PreauthGuard) {
+    if let Err(e) = serve(stream, source, ctx, preauth).await {
         tracing::debug!(%source, error = %e, "control connection ended");
     }
 }
 
-async fn serve(stream: TcpStream, source: SocketAddr, ctx: Arc<HubContext>) -> Result<()> {
+async fn serve(stream: TcpStream, source: SocketAddr, ctx: Arc<HubContext>, preauth: PreauthGuard) -> Result<()> {
     let Opened {
         first,
         remote_key,
         rd,
         mut wr,
-    } = timeout(LOGIN_DEADLINE, open(stream, &ctx.keys))
-        .await
-        .map_err(|_| anyhow!("no login within {LOGIN_DEADLINE:?}"))??;
+    } = preauth.bound(open(stream, &ctx.keys)).await??;
     if let Some(wait) = ctx.limiter.check(source.ip(), account_named(&first)) {
         return refuse(&mut wr, &Refusal::rate_limited(wait)).await;
     }

@@ -23,6 +23,7 @@ pub mod control;
 pub mod limiter;
 mod login;
 pub mod notices;
+pub mod preauth;
 pub mod registry;
 pub mod relay;
 pub mod reply;
@@ -45,6 +46,7 @@ use crate::store::{OverlayNet, SqliteStore};
 
 use self::context::HubContext;
 use self::limiter::LoginLimiter;
+use self::preauth::{AcceptBackoff, Preauth};
 use self::registry::Registry;
 use self::relay::{RelayStats, RelayTable, SharedRelayTable};
 use self::store_handle::StoreHandle;
@@ -84,6 +86,8 @@ pub struct HubSettings {
     pub smtp_from: Option<String>,
     /// The relay socket's offload switches and spinning.
     pub udp_tuning: crate::udp_batch::UdpTuning,
+    /// Caps and deadline for connections that have not logged in yet.
+    pub preauth: preauth::PreauthLimits,
 }
 
 impl HubIdentity {
@@ -135,7 +139,8 @@ pub async fn run(settings: HubSettings) -> Result<()> {
         limiter: LoginLimiter::default(),
         overlay: settings.overlay,
     });
-    let _status = serve_status(&settings.status_socket, url.to_string(), &ctx, &stats, &table)?;
+    let preauth = Preauth::new(settings.preauth);
+    let _status = serve_status(&settings.status_socket, url.to_string(), &ctx, &stats, &table, &preauth)?;
     tokio::spawn(watch_store(ctx.clone()));
     tokio::spawn(contract_jobs(ctx.clone()));
     tokio::spawn(notices::run(store, mailer));
@@ -144,7 +149,7 @@ pub async fn run(settings: HubSettings) -> Result<()> {
     println!("mcvpn hub listening on {listen} (TCP control, UDP relay)");
     println!("server URL for users: {url}");
     tokio::select! {
-        _ = accept(tcp, &ctx) => {}
+        _ = accept(tcp, &ctx, &preauth) => {}
         _ = crate::util::shutdown_signal() => {
             tracing::info!("hub stopping");
         }
@@ -198,29 +203,39 @@ fn serve_status(
     ctx: &Arc<HubContext>,
     stats: &Arc<RelayStats>,
     table: &SharedRelayTable,
+    preauth: &Arc<Preauth>,
 ) -> Result<local_api::SocketGuard> {
-    let (ctx, stats, table) = (ctx.clone(), stats.clone(), table.clone());
+    let (ctx, stats, table, preauth) = (ctx.clone(), stats.clone(), table.clone(), preauth.clone());
     local_api::serve(path, move |req, _caller| match req {
         local_api::LocalRequest::Stats | local_api::LocalRequest::Status => Ok(serde_json::json!({
             "url": url,
             "relay": stats.snapshot(),
             "bound_endpoints": table.read().bound_nodes(),
             "sessions": ctx.registry.summaries(),
+            "preauth": preauth.snapshot(),
         })),
         other => Err(format!("unknown command {:?}", other.name())),
     })
 }
 
 /// Accepts control connections, each served by its own task, until the process stops.
-async fn accept(tcp: TcpListener, ctx: &Arc<HubContext>) {
+/// A connection gets a task only within the pre-authentication budget ([`preauth`]);
+/// over its source's cap it is closed at once, unread.
+async fn accept(tcp: TcpListener, ctx: &Arc<HubContext>, preauth: &Arc<Preauth>) {
+    let mut backoff = AcceptBackoff::default();
     loop {
         match tcp.accept().await {
             Ok((stream, source)) => {
-                tokio::spawn(control::handle(stream, source, ctx.clone()));
+                backoff.succeeded();
+                if let Some(guard) = preauth.admit(source.ip()) {
+                    tokio::spawn(control::handle(stream, source, ctx.clone(), guard));
+                }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                let wait = backoff.failed(&e);
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
             }
         }
     }
