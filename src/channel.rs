@@ -346,7 +346,7 @@ mod tests {
         let hub = KeyPair::generate().public_key32();
         for payload in [0, *HELLO_LEN.start(), *HELLO_LEN.end(), 1000] {
             let mut hs = builder()
-                .local_private_key(&KeyPair::generate().secret_bytes())
+                .local_private_key(&KeyPair::generate().secret_bytes()[..])
                 .remote_public_key(&hub.0)
                 .build_initiator()
                 .unwrap();
@@ -394,8 +394,8 @@ mod tests {
             wr.set_write_timeout(Duration::from_millis(300));
             let big = Request::ChangePassword {
                 account: "a".repeat(60_000),
-                old_password: String::new(),
-                new_password: String::new(),
+                old_password: String::new().into(),
+                new_password: String::new().into(),
             };
             let start = std::time::Instant::now();
             for sent in 0.. {
