@@ -239,3 +239,21 @@ fn a_new_store_is_private_whatever_the_umask() {
         }
     }
 }
+
+/// C6: an account registers at most its contract's device limit of client devices
+/// (default 10); targets do not count.
+#[test]
+fn client_devices_are_limited_per_account() {
+    let (mut s, alice) = store_with_account();
+    let net = OverlayNet::default();
+    s.device_register(alice.id, Role::Target, &Key32([200; 32]), "pc", net)
+        .unwrap();
+    for i in 0..10u8 {
+        s.device_register(alice.id, Role::Client, &Key32([i; 32]), "laptop", net)
+            .unwrap();
+    }
+    let r = s.device_register(alice.id, Role::Client, &Key32([10; 32]), "one-too-many", net);
+    assert!(r.is_err(), "the 11th client device is refused");
+    assert!(matches!(&r, Err(StoreError::DeviceLimit { limit: 10, .. })), "{r:?}");
+    assert!(r.unwrap_err().to_string().contains("mcvpn admin device remove"));
+}
