@@ -11,7 +11,10 @@ use crate::proto::control::Role;
 use crate::store::{DeviceRecord, Store};
 
 pub(super) fn list(store: &mut dyn Store, ctx: &ExecCtx, account: Option<&str>) -> AdminResult {
-    let only = account.map(|a| visible_account(store, ctx, a)).transpose()?;
+    let only = account
+        .map(|a| visible_account(store, ctx, a))
+        .transpose()?
+        .map(|a| a.id);
     let online: HashSet<i64> = store
         .sessions(true, scope_filter(ctx))?
         .into_iter()
@@ -20,7 +23,7 @@ pub(super) fn list(store: &mut dyn Store, ctx: &ExecCtx, account: Option<&str>) 
     let rows = store
         .devices(Some(Role::Client), scope_filter(ctx))?
         .into_iter()
-        .filter(|d| only.as_ref().is_none_or(|a| a.id == d.account_id))
+        .filter(|d| only.is_none() || only == Some(d.account_id))
         .map(|d| DeviceRow {
             node: d.node_id(),
             online: online.contains(&d.id),
