@@ -640,10 +640,12 @@ mod tests {
         assert_eq!(seen.len(), 400, "every client announced once");
     }
 
-    /// C8: a password change or reset ends the account's live sessions.
+    /// C8: a password change or reset ends the account's live client sessions; its
+    /// targets, which log in with their device key, stay.
     #[tokio::test]
     async fn a_new_password_ends_live_sessions() {
         let f = fixture();
+        let (_ok, target, mut target_rx) = join(&f, &f.target, 2).await;
         let (_ok, ticket, mut rx) = join(&f, &f.client, 1).await;
         let alice = f.alice.id;
         f.store
@@ -657,6 +659,10 @@ mod tests {
             "the session that knew the old password is cut"
         );
         assert!(f.relay.read().node(ticket.node).is_none());
+        assert!(f.relay.read().node(target.node).is_some(), "the target stays");
+        while let Ok(ev) = target_rx.try_recv() {
+            assert!(matches!(ev, Event::Peer(_)), "the target is told, not kicked: {ev:?}");
+        }
     }
 
     /// S2: a login authenticated before a suspension, admitted after the refresh that
