@@ -60,8 +60,13 @@ impl SqliteStore {
                         |r| r.get(0),
                     )
                     .optional()?;
-                gap.map(|g| g as u32)
-                    .ok_or_else(|| StoreError::Refused(format!("the overlay network {overlay} is full")))
+                gap.map(|g| g as u32).ok_or_else(|| {
+                    StoreError::Refused(format!(
+                        "the overlay network {overlay} has no free address for a new device: the operator \
+                             removes unused ones (`mcvpn admin device list`, `device remove`) or gives the hub a \
+                             larger --overlay"
+                    ))
+                })
             }
         }
     }
