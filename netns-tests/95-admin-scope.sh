@@ -58,6 +58,22 @@ in_ns "$NS_CLI2" "$MCVPN" debug relay-probe --hub "$HUB_URL" --account alice --p
 after=$(hub_stat dropped_unauthorised)
 [ $((after - before)) -ge 10 ] && pass "the hub dropped alice's datagrams to globex-pc" || fail "dropped_unauthorised rose by $((after - before))"
 
+# Client devices (issue 11): alice lists acme's, not globex's, and removing her online
+# laptop ends its live session at once (the command runs through the hub).
+denied "listing gus's devices" device list --account gus
+denied "removing gus's devices" device remove gus globex-pc
+devices=$(as_alice --json device list)
+accounts=$(echo "$devices" | python3 -c "import json,sys; print(' '.join(sorted(set(d['account'] for d in json.load(sys.stdin)))))")
+[ "$accounts" = alice ] && pass "alice lists acme's client devices only: $(echo "$devices" | python3 -c "import json,sys; print(len(json.load(sys.stdin)))") of alice" || fail "alice lists devices of: $accounts"
+LAPTOP=$(echo "$devices" | python3 -c "import json,sys; print([d['node'] for d in json.load(sys.stdin) if d['online']][0])")
+as_alice device remove alice "$LAPTOP" >/dev/null && pass "alice removed her laptop (node $LAPTOP)" || fail "device remove failed"
+live_sessions_of_alice() { admin session list --json | python3 -c "import json,sys; print(sum(1 for s in json.load(sys.stdin) if s['account']=='alice'))"; }
+alice_offline() { [ "$(live_sessions_of_alice)" = 0 ]; }
+if wait_until 5 "the end of the laptop's session" alice_offline; then
+    pass "the laptop's live session ended: $(admin session list --all --json | python3 -c "import json,sys; print('; '.join(s['device'] + ': ' + str(s['end_reason']) for s in json.load(sys.stdin) if s['account']=='alice'))")"
+fi
+[ -z "$(as_alice --json device list | python3 -c "import json,sys; print(' '.join(str(d['node']) for d in json.load(sys.stdin) if d['node']==$LAPTOP))")" ] && pass "the laptop is no longer listed" || fail "the laptop is still listed"
+
 # Own password change (art. 10) with the policy.
 printf 'alice-password-1\nshort\n' >"$WORK/passwd-bad"
 set +e

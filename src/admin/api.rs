@@ -57,6 +57,9 @@ pub enum AdminCommand {
     /// Sessions (live, or all with --all)
     #[command(subcommand)]
     Session(SessionCmd),
+    /// Client devices of accounts: list, remove (each account may have its contract's device limit of them)
+    #[command(subcommand)]
+    Device(DeviceCmd),
     /// The audit log: logins, refusals, sessions, administrative changes. Example: mcvpn admin log --limit 50
     Log {
         #[arg(long, default_value_t = 100)]
@@ -91,7 +94,7 @@ pub enum ContractCmd {
     List,
     /// Everything about one contract: terms, quota, history. Example: mcvpn admin contract show acme
     Show { name: String },
-    /// Change name, address, phone, department, sales-agent, admin-name or admin-email (recorded). Example: mcvpn admin contract set acme address '1-1 Chiyoda'
+    /// Change name, address, phone, department, sales-agent, admin-name, admin-email or device-limit (recorded). Example: mcvpn admin contract set acme device-limit 20
     Set {
         name: String,
         #[arg(value_enum)]
@@ -325,6 +328,18 @@ pub enum SessionCmd {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
 #[serde(rename_all = "snake_case")]
+pub enum DeviceCmd {
+    /// List client devices (of one account with --account). Example: mcvpn admin device list --account alice
+    List {
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Remove a client device, by name or node number: its live session ends, its key no longer logs in, and the account may register another. Example: mcvpn admin device remove alice old-laptop
+    Remove { user: String, device: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
+#[serde(rename_all = "snake_case")]
 pub enum NoticeCmd {
     /// Notices not sent yet (all with --all). Example: mcvpn admin notice list --all
     List {
@@ -421,6 +436,11 @@ pub fn authorize(scope: &Scope, cmd: &AdminCommand) -> Result<(), AdminError> {
         C::Session(SessionCmd::List { .. }) | C::Log { .. } | C::Notice(NoticeCmd::List { .. }) => {
             Allowed::ContractAdmin
         }
+        // The account administrator manages their users' devices (the command checks the
+        // account is in their contract); the operator everywhere.
+        C::Device(d) => match d {
+            DeviceCmd::List { .. } | DeviceCmd::Remove { .. } => Allowed::ContractAdmin,
+        },
         C::Invoice { .. } | C::Compensation { .. } => Allowed::Operator,
         C::Outage(o) => match o {
             OutageCmd::Add { .. } | OutageCmd::List => Allowed::Operator,
@@ -475,6 +495,10 @@ impl AdminCommand {
                 TargetCmd::Grants => "grant-list",
             },
             C::Session(SessionCmd::List { .. }) => "session-list",
+            C::Device(d) => match d {
+                DeviceCmd::List { .. } => "device-list",
+                DeviceCmd::Remove { .. } => "device-remove",
+            },
             C::Log { .. } => "log",
             C::Notice(NoticeCmd::List { .. }) => "notice-list",
             C::Invoice { .. } => "invoice",
@@ -517,6 +541,10 @@ impl AdminCommand {
             C::Target(t) => match t {
                 TargetCmd::List | TargetCmd::Grants => false,
                 TargetCmd::Add { .. } | TargetCmd::Grant { .. } | TargetCmd::Revoke { .. } => true,
+            },
+            C::Device(d) => match d {
+                DeviceCmd::List { .. } => false,
+                DeviceCmd::Remove { .. } => true,
             },
             C::Session(SessionCmd::List { .. })
             | C::Log { .. }
@@ -617,6 +645,7 @@ pub enum Output {
     Targets(Vec<TargetRow>),
     Grants(Vec<GrantRow>),
     Sessions(Vec<SessionRow>),
+    Devices(Vec<DeviceRow>),
     Log(Vec<AuditRow>),
     Notices(Vec<NoticeRow>),
     Invoices(InvoiceReport),
@@ -728,6 +757,8 @@ pub struct ContractDetails {
     pub accounts_used: u64,
     /// Basic plus additional contracts (art. 12).
     pub account_quota: u64,
+    /// Client devices each account may register (`contract set NAME device-limit N`).
+    pub device_limit: u32,
     pub current_term: CurrentTerm,
     /// A termination that takes effect later (art. 24-3).
     pub termination_scheduled_at: Option<DateTime<Utc>>,
@@ -843,6 +874,20 @@ pub struct SessionRow {
     pub end_reason: Option<String>,
     pub bytes_in: i64,
     pub bytes_out: i64,
+}
+
+/// One client device (`device list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRow {
+    pub node: u32,
+    pub account: String,
+    pub name: String,
+    pub overlay_ip: Ipv4Addr,
+    pub public_key: Key32,
+    pub registered: DateTime<Utc>,
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Has a live session (as the store records it).
+    pub online: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -164,6 +164,9 @@ pub(super) fn set(store: &mut dyn Store, ctx: &ExecCtx, name: &str, field: Contr
     if field == ContractField::AdminEmail {
         crate::contract::check_admin_email(value)?;
     }
+    if field == ContractField::DeviceLimit {
+        check_device_limit(value)?;
+    }
     let old = store.contract_update(c.id, field, value, &ctx.actor)?;
     audit(
         store,
@@ -178,6 +181,17 @@ pub(super) fn set(store: &mut dyn Store, ctx: &ExecCtx, name: &str, field: Contr
         c.name,
         field.column()
     )))
+}
+
+/// A device limit `contract set NAME device-limit N` accepts.
+fn check_device_limit(value: &str) -> Result<u32, AdminError> {
+    use crate::store::MAX_DEVICE_LIMIT;
+    match value.parse::<u32>() {
+        Ok(n) if n <= MAX_DEVICE_LIMIT => Ok(n),
+        _ => Err(AdminError::Refused(format!(
+            "the device limit is a number of client devices per account from 0 to {MAX_DEVICE_LIMIT}, not {value:?}"
+        ))),
+    }
 }
 
 pub(super) fn set_admin(store: &mut dyn Store, ctx: &ExecCtx, name: &str, account: &str) -> AdminResult {
@@ -461,6 +475,7 @@ pub(super) fn show(store: &mut dyn Store, ctx: &ExecCtx, name: &str) -> AdminRes
     Ok(Output::Contract(Box::new(ContractDetails {
         accounts_used: store.account_count(c.id)?,
         account_quota: unit.account_quota(ctx.today),
+        device_limit: c.device_limit,
         name: c.name,
         kind: c.kind,
         state: c.state,

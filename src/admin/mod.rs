@@ -12,6 +12,7 @@ mod accounts;
 pub mod api;
 mod billing;
 mod contracts;
+mod devices;
 mod jobs;
 pub mod render;
 
@@ -53,6 +54,7 @@ impl From<StoreError> for AdminError {
         match e {
             StoreError::NotFound(m) => AdminError::NotFound(m),
             StoreError::Conflict(m) | StoreError::Refused(m) => AdminError::Refused(m),
+            e @ StoreError::DeviceLimit { .. } => AdminError::Refused(e.to_string()),
             StoreError::Db(e) => AdminError::Internal(e.to_string()),
         }
     }
@@ -123,7 +125,7 @@ fn deny(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand, why: String) -
 
 /// One function per command.
 fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> AdminResult {
-    use api::{NoticeCmd, OutageCmd, SessionCmd, TargetCmd, TariffCmd};
+    use api::{DeviceCmd, NoticeCmd, OutageCmd, SessionCmd, TargetCmd, TariffCmd};
     use AdminCommand as C;
     let hash = prepared.password_hash.as_deref();
     match &prepared.cmd {
@@ -162,6 +164,10 @@ fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> AdminR
             TargetCmd::Grants => accounts::grant_list(store, ctx),
         },
         C::Session(SessionCmd::List { all }) => accounts::session_list(store, ctx, *all),
+        C::Device(d) => match d {
+            DeviceCmd::List { account } => devices::list(store, ctx, account.as_deref()),
+            DeviceCmd::Remove { user, device } => devices::remove(store, ctx, user, device),
+        },
         C::Log { limit } => accounts::log(store, ctx, *limit),
         C::Notice(NoticeCmd::List { all }) => accounts::notice_list(store, ctx, *all),
         C::Invoice { contract, at } => billing::invoice(store, ctx, contract, at.unwrap_or(ctx.today)),

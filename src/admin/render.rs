@@ -105,6 +105,7 @@ impl Serialize for JsonDoc<'_> {
             Output::Targets(rows) => rows.serialize(s),
             Output::Grants(rows) => rows.serialize(s),
             Output::Sessions(rows) => rows.serialize(s),
+            Output::Devices(rows) => rows.serialize(s),
             Output::Log(rows) => rows.serialize(s),
             Output::Notices(rows) => rows.serialize(s),
             Output::Outages(rows) => rows.serialize(s),
@@ -230,6 +231,32 @@ pub fn text(output: &Output) -> Text {
                         s.end_reason.clone().unwrap_or_default(),
                         s.bytes_in.to_string(),
                         s.bytes_out.to_string(),
+                    ]
+                })
+                .collect(),
+        ),
+        Output::Devices(rows) => Text::table(
+            &[
+                "node",
+                "account",
+                "name",
+                "overlay_ip",
+                "public_key",
+                "registered",
+                "last_seen",
+                "online",
+            ],
+            rows.iter()
+                .map(|d| {
+                    vec![
+                        d.node.to_string(),
+                        d.account.clone(),
+                        d.name.clone(),
+                        d.overlay_ip.to_string(),
+                        d.public_key.to_base64(),
+                        time(&d.registered),
+                        d.last_seen.as_ref().map(time).unwrap_or_else(|| "never".into()),
+                        if d.online { "yes" } else { "no" }.into(),
                     ]
                 })
                 .collect(),
@@ -386,6 +413,7 @@ fn contract_text(c: &ContractDetails) -> Text {
             c.admin_login.clone().unwrap_or_else(|| "-".into()),
         ),
         kv("accounts", format!("{} of {}", c.accounts_used, c.account_quota)),
+        kv("device limit", format!("{} client devices per account", c.device_limit)),
         kv("current term", current_term(&c.current_term)),
         kv(
             "termination scheduled",

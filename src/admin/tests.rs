@@ -721,6 +721,9 @@ fn authorize_separates_operator_and_administrator() {
         "target revoke pc bob",
         "target grants",
         "session list",
+        "device list",
+        "device list --account bob",
+        "device remove bob laptop",
         "log",
         "notice list",
         "contract show acme",
@@ -729,6 +732,7 @@ fn authorize_separates_operator_and_administrator() {
         "contract add acme",
         "contract list",
         "contract set acme phone 1",
+        "contract set acme device-limit 20",
         "contract admin acme alice",
         "contract add-accounts acme 5",
         "contract suspend acme --reason x",
@@ -755,4 +759,170 @@ fn authorize_separates_operator_and_administrator() {
             );
         }
     }
+}
+
+fn device(key: u8, name: &str) -> (Key32, String) {
+    (Key32([key; 32]), name.to_string())
+}
+
+/// `device list` and `device remove`: an administrator manages the client devices of
+/// their own contract's accounts only; removing one makes room under the device limit.
+#[test]
+fn devices_are_listed_and_removed_within_a_contract() {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    add_contract(&mut s, "acme", 5);
+    add_contract(&mut s, "globex", 5);
+    let alice = admin_of(&mut s, "acme", "alice");
+    add_account(&mut s, &alice, None, "bob").unwrap();
+    add_account(&mut s, &op(), Some("globex"), "gus").unwrap();
+    let bob = s.account_by_name("bob").unwrap().unwrap();
+    let gus = s.account_by_name("gus").unwrap().unwrap();
+    let net = crate::store::OverlayNet::default();
+    for (key, name) in [device(1, "laptop"), device(2, "phone"), device(3, "phone")] {
+        s.device_register(bob.id, Role::Client, &key, &name, net).unwrap();
+    }
+    let gus_pc = s
+        .device_register(gus.id, Role::Client, &Key32([4; 32]), "pc", net)
+        .unwrap();
+    s.device_register(bob.id, Role::Target, &Key32([5; 32]), "office", net)
+        .unwrap();
+    // A live session of bob's laptop, as the hub records it.
+    let laptop = s.device_by_key(&Key32([1; 32]), Role::Client, None).unwrap().unwrap();
+    s.session_start(laptop.id, "192.0.2.1:1").unwrap();
+
+    let list = |s: &mut SqliteStore, ctx: &ExecCtx, account: Option<&str>| {
+        run(
+            s,
+            ctx,
+            AdminCommand::Device(api::DeviceCmd::List {
+                account: account.map(str::to_string),
+            }),
+        )
+    };
+    let mine = rows(list(&mut s, &alice, None).unwrap());
+    let names: Vec<(&str, &str, &str)> = mine
+        .iter()
+        .map(|r| (r[1].as_str(), r[2].as_str(), r[7].as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![("bob", "laptop", "yes"), ("bob", "phone", "no"), ("bob", "phone", "no")],
+        "clients of the own contract only, targets not listed"
+    );
+    assert_eq!(rows(list(&mut s, &op(), None).unwrap()).len(), 4);
+    assert_eq!(rows(list(&mut s, &op(), Some("gus")).unwrap()).len(), 1);
+    let json = render::json(&list(&mut s, &alice, Some("bob")).unwrap());
+    assert_eq!(json[0]["name"], "laptop");
+    assert_eq!(json[0]["online"], true);
+    assert_snake_case_keys(&json, "");
+
+    let remove = |s: &mut SqliteStore, ctx: &ExecCtx, user: &str, dev: &str| {
+        run(
+            s,
+            ctx,
+            AdminCommand::Device(api::DeviceCmd::Remove {
+                user: user.into(),
+                device: dev.into(),
+            }),
+        )
+    };
+    // Not theirs: refused, and nothing removed.
+    let r = remove(&mut s, &alice, "gus", "pc");
+    assert!(matches!(r, Err(AdminError::Forbidden(_))), "{r:?}");
+    assert!(s.device_by_id(gus_pc.id).is_ok());
+    assert!(matches!(
+        remove(&mut s, &alice, "bob", "tablet"),
+        Err(AdminError::NotFound(_))
+    ));
+    assert!(
+        matches!(remove(&mut s, &alice, "bob", "office"), Err(AdminError::NotFound(_))),
+        "targets stay"
+    );
+    // Two devices named phone: the node number says which.
+    let r = remove(&mut s, &alice, "bob", "phone");
+    assert!(
+        matches!(&r, Err(AdminError::Refused(m)) if m.contains("node number")),
+        "{r:?}"
+    );
+    let phone = s.device_by_key(&Key32([3; 32]), Role::Client, None).unwrap().unwrap();
+    remove(&mut s, &alice, "bob", &phone.node_id().to_string()).unwrap();
+    // The laptop goes while online; its session stays in the records under its name.
+    remove(&mut s, &alice, "bob", "laptop").unwrap();
+    assert!(s.device_by_id(laptop.id).is_err());
+    let sessions = s.sessions(false, None).unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!((sessions[0].device.as_str(), sessions[0].device_id), ("laptop", None));
+    assert_eq!(rows(list(&mut s, &alice, None).unwrap()).len(), 1);
+    // The key may register again (room under the limit, and the address was freed).
+    s.device_register(bob.id, Role::Client, &Key32([1; 32]), "laptop", net)
+        .unwrap();
+    let acme = s.contract_by_name("acme").unwrap();
+    let log = s.audit_log(Some(acme.id), 100).unwrap();
+    assert_eq!(log.iter().filter(|e| e.action == "device.remove").count(), 2);
+    assert!(parse_cli(&["device", "remove", "bob"]).is_err());
+}
+
+/// The device limit is set per contract by the operator, shown, recorded, and applies to
+/// registrations at once; it is not the administrator's to raise.
+#[test]
+fn device_limit_is_per_contract() {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    add_contract(&mut s, "acme", 5);
+    let alice = admin_of(&mut s, "acme", "alice");
+    let set = |v: &str| {
+        AdminCommand::Contract(ContractCmd::Set {
+            name: "acme".into(),
+            field: crate::store::ContractField::DeviceLimit,
+            value: v.into(),
+        })
+    };
+    assert_eq!(s.contract_by_name("acme").unwrap().device_limit, 10);
+    assert!(matches!(run(&mut s, &alice, set("50")), Err(AdminError::Forbidden(_))));
+    for bad in ["-1", "ten", "1001", ""] {
+        assert!(
+            matches!(run(&mut s, &op(), set(bad)), Err(AdminError::Refused(_))),
+            "{bad}"
+        );
+    }
+    run(&mut s, &op(), set("2")).unwrap();
+    assert_eq!(s.contract_by_name("acme").unwrap().device_limit, 2);
+    let a = s.account_by_name("alice").unwrap().unwrap();
+    let net = crate::store::OverlayNet::default();
+    s.device_register(a.id, Role::Client, &Key32([1; 32]), "a", net)
+        .unwrap();
+    s.device_register(a.id, Role::Client, &Key32([2; 32]), "b", net)
+        .unwrap();
+    let r = run(
+        &mut s,
+        &alice,
+        AdminCommand::Account(AccountCmd::Bind {
+            user: "alice".into(),
+            key: Key32([3; 32]).to_base64(),
+            name: None,
+        }),
+    );
+    assert!(
+        matches!(&r, Err(AdminError::Refused(m)) if m.contains("device remove")),
+        "{r:?}"
+    );
+    let shown = render::json(
+        &run(
+            &mut s,
+            &op(),
+            AdminCommand::Contract(ContractCmd::Show { name: "acme".into() }),
+        )
+        .unwrap(),
+    );
+    assert_eq!(shown["device_limit"], 2);
+    let history = shown["history"].as_array().unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|h| h["field"] == "device_limit" && h["was"] == "10" && h["now"] == "2"),
+        "{history:?}"
+    );
+    let cli = parse_cli(&["contract", "set", "acme", "device-limit", "20"])
+        .unwrap()
+        .what;
+    assert_eq!(cli, set("20"));
 }

@@ -89,6 +89,10 @@ pub async fn serve_passwd(
     match auth::change_password(&ctx.store, account, old, new, &source.to_string()).await {
         Ok(_) => {
             ctx.limiter.record_success(source.ip(), Some(account));
+            // The account's live client sessions were started with the old password: end
+            // them now (C8). This request came on a connection of its own with a
+            // throwaway key, so no live session is the one that changed it.
+            ctx.registry.refresh().await;
             answer(wr, Ok(Output::message(format!("password of {account} changed")))).await
         }
         Err(r) => {

@@ -401,6 +401,7 @@ fn client_device(
         .device_register(account.id, Role::Client, key, hostname, overlay)
         .map_err(|e| match e {
             StoreError::Refused(m) => Refusal::new(RefuseReason::Internal, m),
+            e @ StoreError::DeviceLimit { .. } => Refusal::new(RefuseReason::TooManyDevices, e.to_string()),
             e => store_failure(e),
         })?;
     let _ = s.audit(&AuditEntry {

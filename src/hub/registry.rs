@@ -21,13 +21,16 @@ use super::auth::state_refusal;
 use super::relay::SharedRelayTable;
 use super::reply::Refusal;
 use super::store_handle::StoreHandle;
-use crate::proto::control::{Event, LoginOk, PeerInfo, RefuseReason};
+use crate::proto::control::{Event, LoginOk, PeerInfo, RefuseReason, Role, MAX_PEER_NAME};
 use crate::proto::relay::NodeId;
 use crate::store::{AccountRecord, AuditEntry, DeviceRecord, OverlayNet, Store};
 
 struct Session {
     device: DeviceRecord,
     contract_id: i64,
+    /// The account's password hash when the session was admitted: a client session ends
+    /// when it changes (a password change or reset, C8).
+    password_hash: String,
     boot_id: u64,
     relay_session: u64,
     db_session: i64,
@@ -71,7 +74,8 @@ fn peer_info(d: &DeviceRecord, sessions: &HashMap<NodeId, Session>) -> PeerInfo 
     let live = sessions.get(&d.node_id());
     PeerInfo {
         node_id: d.node_id(),
-        name: d.name.clone(),
+        // Bounded so that one peer always fits a control frame, whatever a name grew to.
+        name: d.name.chars().take(MAX_PEER_NAME).collect(),
         role: d.role,
         overlay_ip: d.overlay_ip,
         public_key: d.public_key,
@@ -93,7 +97,11 @@ impl Registry {
     }
 
     /// Puts a device online: admits it to the relay, tells its online peers, and
-    /// returns what the node needs to know.
+    /// returns what the node needs to know. The account, its contract and the device are
+    /// read again first, in the same store call as the admission: a suspension, lock,
+    /// password change or device removal applied (and refreshed) after this login was
+    /// authenticated refuses it (S2). Peers that do not fit the `LoginOk` are queued on
+    /// `tx` as `Peer` pushes, to be sent right after it.
     pub async fn join(
         &self,
         device: DeviceRecord,
@@ -154,6 +162,28 @@ impl Live {
         tx: UnboundedSender<Event>,
     ) -> Result<(LoginOk, Ticket), Refusal> {
         let node = device.node_id();
+        let internal = |e: crate::store::StoreError| Refusal::new(RefuseReason::Internal, format!("store: {e}"));
+        // Authentication read these before it hashed the password; the store may have
+        // changed since. Refresh runs in a store call too, so either it ran before this
+        // and what is read here is current, or it runs after and sees this session.
+        let authenticated_hash = &account.password_hash;
+        let account = &store.account_by_id(account.id).map_err(internal)?;
+        if let Some(r) = state_refusal(account) {
+            return Err(r);
+        }
+        if device.role == Role::Client && account.password_hash != *authenticated_hash {
+            return Err(Refusal::new(
+                RefuseReason::ResumeExpired,
+                format!("the password of {} changed during this login", account.username),
+            ));
+        }
+        let device = match store.device_by_id(device.id) {
+            Ok(d) => d,
+            Err(crate::store::StoreError::NotFound(_)) => {
+                return Err(Refusal::new(RefuseReason::DeviceNotAllowed, "this device was removed"))
+            }
+            Err(e) => return Err(internal(e)),
+        };
         let peers: HashMap<NodeId, DeviceRecord> = store
             .authorised_peers(&device)
             .map_err(|e| Refusal::new(RefuseReason::Internal, format!("store: {e}")))?
@@ -216,6 +246,7 @@ impl Live {
         let session = Session {
             device: device.clone(),
             contract_id: account.contract_id,
+            password_hash: account.password_hash.clone(),
             boot_id,
             relay_session,
             db_session,
@@ -234,6 +265,10 @@ impl Live {
             }
         }
         let s = &sessions[&node];
+        // Online peers first: if the list is split, the ones the node can reach at once
+        // come in the first message.
+        let mut peers: Vec<PeerInfo> = s.peers.values().map(|d| peer_info(d, &sessions)).collect();
+        peers.sort_by_key(|p| (!p.online, p.node_id));
         let login = LoginOk {
             node_id: node,
             account: account.username.clone(),
@@ -243,8 +278,21 @@ impl Live {
             relay_key: crate::secret::SecretKey32::new(key),
             session_id: relay_session,
             resume_token: resume_token.map(crate::secret::SecretString::new),
-            peers: s.peers.values().map(|d| peer_info(d, &sessions)).collect(),
+            peers,
+            more_peers: 0,
         };
+        let (login, rest) = login.split_to_fit();
+        if !rest.is_empty() {
+            tracing::debug!(
+                node,
+                first = login.peers.len(),
+                more = rest.len(),
+                "peer list split over several messages"
+            );
+        }
+        for p in rest {
+            let _ = s.tx.send(Event::Peer(p));
+        }
         (login, replaced)
     }
 
@@ -330,6 +378,21 @@ impl Live {
                 if let Some(r) = state_refusal(&account) {
                     ended.extend(self.kick(&mut sessions, node, &r));
                     continue;
+                }
+                // A client session proved the password (or a token of it) at login; once
+                // the password changed, whoever knew the old one is out (C8). Targets log
+                // in with their device key: the password has nothing to do with them.
+                let Some(s) = sessions.get_mut(&node) else { continue };
+                if s.password_hash != account.password_hash {
+                    if device.role == Role::Client {
+                        let r = Refusal::new(
+                            RefuseReason::ResumeExpired,
+                            format!("the password of {} was changed", account.username),
+                        );
+                        ended.extend(self.kick(&mut sessions, node, &r));
+                        continue;
+                    }
+                    s.password_hash = account.password_hash.clone();
                 }
                 self.update_peers(&mut sessions, node, device, peers);
             }
@@ -535,6 +598,102 @@ mod tests {
         // The connection task's own leave afterwards changes nothing.
         f.reg.leave(ticket, "closed").await;
         assert!(f.reg.summaries().is_empty());
+    }
+
+    /// C6: a target reachable by 400 clients still gets a LoginOk that fits one control
+    /// frame; the peers that do not fit follow as `Peer` pushes, and none is lost.
+    #[tokio::test]
+    async fn four_hundred_peers_fit_in_frames() {
+        let f = fixture();
+        let contract = f.alice.contract_id;
+        let alice = f.alice.id;
+        f.store
+            .run(move |s| {
+                // A large contract may allow this many devices; the registry must cope.
+                let _ = s.contract_update(contract, crate::store::ContractField::DeviceLimit, "1000", "test");
+                for i in 0..399u32 {
+                    let mut key = [7u8; 32];
+                    key[..4].copy_from_slice(&i.to_be_bytes());
+                    s.device_register(
+                        alice,
+                        Role::Client,
+                        &Key32(key),
+                        &format!("a-rather-long-laptop-name-{i:04}-of-the-sales-team"),
+                        OverlayNet::default(),
+                    )
+                    .unwrap();
+                }
+            })
+            .await
+            .unwrap();
+        let (ok, _t, mut rx) = join(&f, &f.target, 1).await;
+        let bytes = crate::proto::control::encode(&Event::LoginOk(ok.clone())).expect("LoginOk fits one frame");
+        assert!(bytes.len() <= crate::proto::control::MAX_MESSAGE);
+        let mut seen: HashSet<NodeId> = ok.peers.iter().map(|p| p.node_id).collect();
+        while let Ok(ev) = rx.try_recv() {
+            crate::proto::control::encode(&ev).expect("every push fits one frame");
+            match ev {
+                Event::Peer(p) => assert!(seen.insert(p.node_id), "announced twice"),
+                e => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(seen.len(), 400, "every client announced once");
+    }
+
+    /// C8: a password change or reset ends the account's live client sessions; its
+    /// targets, which log in with their device key, stay.
+    #[tokio::test]
+    async fn a_new_password_ends_live_sessions() {
+        let f = fixture();
+        let (_ok, target, mut target_rx) = join(&f, &f.target, 2).await;
+        let (_ok, ticket, mut rx) = join(&f, &f.client, 1).await;
+        let alice = f.alice.id;
+        f.store
+            .run(move |s| s.account_set_password(alice, &password::hash("a new passphrase")))
+            .await
+            .unwrap()
+            .unwrap();
+        f.reg.refresh().await;
+        assert!(
+            matches!(rx.try_recv(), Ok(Event::Kick { .. })),
+            "the session that knew the old password is cut"
+        );
+        assert!(f.relay.read().node(ticket.node).is_none());
+        assert!(f.relay.read().node(target.node).is_some(), "the target stays");
+        while let Ok(ev) = target_rx.try_recv() {
+            assert!(matches!(ev, Event::Peer(_)), "the target is told, not kicked: {ev:?}");
+        }
+    }
+
+    /// S2: a login authenticated before a suspension, admitted after the refresh that
+    /// applied it, is refused.
+    #[tokio::test]
+    async fn a_join_after_a_suspension_is_refused() {
+        let f = fixture();
+        let contract = f.alice.contract_id;
+        f.store
+            .run(move |s| s.contract_set_state(contract, crate::store::ContractState::Suspended, Some("unpaid")))
+            .await
+            .unwrap()
+            .unwrap();
+        f.reg.refresh().await;
+        let (tx, _rx) = unbounded_channel();
+        // f.alice is the account as authentication read it, before the suspension.
+        let r = f.reg.join(f.client.clone(), &f.alice, 1, 0, None, tx).await;
+        assert_eq!(r.err().map(|r| r.reason), Some(RefuseReason::ContractSuspended));
+        assert!(f.reg.summaries().is_empty());
+    }
+
+    /// A device removed while online loses its session at the next refresh.
+    #[tokio::test]
+    async fn a_removed_device_is_cut() {
+        let f = fixture();
+        let (_ok, ticket, mut rx) = join(&f, &f.client, 1).await;
+        let id = f.client.id;
+        f.store.run(move |s| s.device_remove(id)).await.unwrap().unwrap();
+        f.reg.refresh().await;
+        assert!(matches!(rx.try_recv(), Ok(Event::Kick { .. })));
+        assert!(f.relay.read().node(ticket.node).is_none());
     }
 
     #[tokio::test]

@@ -173,6 +173,8 @@ pub enum RefuseReason {
     ResumeExpired,
     RateLimited,
     QuotaExceeded,
+    /// The account has as many client devices as its contract allows.
+    TooManyDevices,
     UnsupportedVersion,
     NotAdministrator,
     BadRequest,
@@ -196,6 +198,9 @@ impl RefuseReason {
             RefuseReason::ResumeExpired => "log in again with your password",
             RefuseReason::RateLimited => "wait the stated time before trying again",
             RefuseReason::QuotaExceeded => "ask the operator for an additional contract",
+            RefuseReason::TooManyDevices => {
+                "ask your account administrator to remove a device you no longer use (`mcvpn admin device remove`)"
+            }
             RefuseReason::UnsupportedVersion => "update mcvpn on this machine",
             RefuseReason::NotAdministrator => {
                 "only the contract's account administrator may do this; the operator names it with `mcvpn admin contract admin`"
@@ -210,6 +215,10 @@ impl RefuseReason {
         matches!(self, RefuseReason::RateLimited | RefuseReason::Internal)
     }
 }
+
+/// The longest peer name the hub announces, in characters: names longer than this (which
+/// name validation refuses) are cut, so that one peer always fits a frame.
+pub const MAX_PEER_NAME: usize = 64;
 
 /// One peer a node may talk to, as the hub announces it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,7 +248,43 @@ pub struct LoginOk {
     pub session_id: u64,
     /// Lets this device reconnect without the password (client logins only).
     pub resume_token: Option<SecretString>,
+    /// The peers that fit one control frame (see [`LoginOk::split_to_fit`]).
     pub peers: Vec<PeerInfo>,
+    /// How many more peers follow at once as `Event::Peer` pushes, because the whole
+    /// list would not fit one frame (a target reachable by hundreds of clients).
+    #[serde(default)]
+    pub more_peers: u32,
+}
+
+impl LoginOk {
+    /// Keeps the peers that fit one control frame with the rest of the message, in
+    /// order, and returns the others, to be sent as `Event::Peer` pushes right after it.
+    pub fn split_to_fit(mut self) -> (LoginOk, Vec<PeerInfo>) {
+        fn json_len<T: Serialize>(v: &T) -> usize {
+            serde_json::to_vec(v).map_or(MAX_MESSAGE, |b| b.len())
+        }
+        let mut peers = std::mem::take(&mut self.peers);
+        // The widest the count can be. serde_json writes a list as `[a,b,...]`: the envelope
+        // without peers, plus each peer's own length and a comma, bounds the size from above.
+        self.more_peers = u32::MAX;
+        let mut used = json_len(&Envelope {
+            v: PROTOCOL_VERSION,
+            msg: Event::LoginOk(self.clone()),
+        });
+        let mut fit = 0;
+        for p in &peers {
+            let add = json_len(p) + 1;
+            if used + add > MAX_MESSAGE {
+                break;
+            }
+            used += add;
+            fit += 1;
+        }
+        let rest = peers.split_off(fit);
+        self.peers = peers;
+        self.more_peers = rest.len() as u32;
+        (self, rest)
+    }
 }
 
 /// Hub → node.
@@ -404,6 +449,46 @@ mod tests {
         }
     }
 
+    /// C6: however many peers, the LoginOk that goes out fits one frame, and the peers
+    /// left out are exactly the ones to push after it.
+    #[test]
+    fn login_ok_split_fits_a_frame() {
+        let peers: Vec<PeerInfo> = (0..400u32)
+            .map(|i| PeerInfo {
+                node_id: i,
+                // The longest names the hub keeps, of characters JSON escapes (6 bytes each).
+                name: "\u{7f}".repeat(MAX_PEER_NAME),
+                ..sample_peer()
+            })
+            .collect();
+        let login = LoginOk {
+            node_id: 1,
+            account: "a".repeat(64),
+            contract: "c".repeat(64),
+            overlay_ip: Ipv4Addr::new(100, 64, 0, 1),
+            overlay_prefix: 10,
+            relay_key: SecretKey32::new([1; 32]),
+            session_id: u64::MAX,
+            resume_token: Some("f".repeat(64).into()),
+            peers: peers.clone(),
+            more_peers: 0,
+        };
+        assert!(matches!(
+            encode(&Event::LoginOk(login.clone())),
+            Err(DecodeError::TooLong(_))
+        ));
+        let (first, rest) = login.split_to_fit();
+        let bytes = encode(&Event::LoginOk(first.clone())).expect("fits one frame");
+        assert!(bytes.len() <= MAX_MESSAGE);
+        assert!(!first.peers.is_empty() && !rest.is_empty());
+        assert_eq!(first.more_peers as usize, rest.len());
+        let all: Vec<PeerInfo> = first.peers.iter().chain(&rest).cloned().collect();
+        assert_eq!(all, peers);
+        for p in rest {
+            encode(&Event::Peer(p)).expect("a push fits one frame");
+        }
+    }
+
     #[test]
     fn events_round_trip() {
         let events = vec![
@@ -417,6 +502,7 @@ mod tests {
                 session_id: 12,
                 resume_token: Some("tok".into()),
                 peers: vec![sample_peer()],
+                more_peers: 0,
             }),
             Event::Refused {
                 reason: RefuseReason::WrongCredentials,
@@ -497,6 +583,7 @@ mod tests {
             session_id: 12,
             resume_token: Some("resume-tok".into()),
             peers: vec![],
+            more_peers: 0,
         };
         let shown = format!("{login_ok:?}");
         assert!(

@@ -162,6 +162,38 @@ pub const MIGRATIONS: &[&str] = &[
         WHERE kind = 'renewal' AND id IN (
             SELECT MIN(id) FROM notices WHERE kind = 'renewal' GROUP BY contract_id, substr(subject, -10));
     "#,
+    // 4: issue 11. A limit on each account's client devices, per contract (default 10),
+    // so that one user cannot flood their targets' peer lists or the overlay pool. Devices
+    // can be removed (`admin device remove`): a session row keeps what it needs to be
+    // listed after its device is gone (the device's name, role, address and account), and
+    // its device_id becomes NULL then. SQLite cannot change a column's constraint in place,
+    // so the sessions table is rebuilt.
+    r#"
+    ALTER TABLE contracts ADD COLUMN device_limit INTEGER NOT NULL DEFAULT 10 CHECK (device_limit >= 0);
+    CREATE TABLE sessions_v4 (
+        id           INTEGER PRIMARY KEY,
+        device_id    INTEGER REFERENCES devices(id) ON DELETE SET NULL,
+        account_id   INTEGER NOT NULL REFERENCES accounts(id),
+        device_name  TEXT NOT NULL,
+        role         TEXT NOT NULL CHECK (role IN ('client','target')),
+        overlay_ip   INTEGER NOT NULL,
+        source       TEXT NOT NULL,
+        started_at   INTEGER NOT NULL,
+        ended_at     INTEGER,
+        end_reason   TEXT,
+        bytes_in     INTEGER NOT NULL DEFAULT 0,
+        bytes_out    INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO sessions_v4 (id, device_id, account_id, device_name, role, overlay_ip, source, started_at,
+                             ended_at, end_reason, bytes_in, bytes_out)
+        SELECT s.id, s.device_id, d.account_id, d.name, d.role, d.overlay_ip, s.source, s.started_at,
+               s.ended_at, s.end_reason, s.bytes_in, s.bytes_out
+        FROM sessions s JOIN devices d ON d.id = s.device_id;
+    DROP TABLE sessions;
+    ALTER TABLE sessions_v4 RENAME TO sessions;
+    CREATE INDEX sessions_open ON sessions(ended_at);
+    CREATE INDEX sessions_by_device ON sessions(device_id);
+    "#,
 ];
 
 /// Runs every migration the store has not seen yet.

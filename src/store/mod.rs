@@ -119,7 +119,15 @@ pub struct ContractRecord {
     /// A termination waits for its notice to be sent (or refused): it takes effect five
     /// days after that (art. 24-3), and `terminate_at` is set then.
     pub terminate_on_notice: bool,
+    /// How many client devices each account of the contract may register.
+    pub device_limit: u32,
 }
+
+/// Client devices per account unless the operator sets another limit for a contract.
+pub const DEFAULT_DEVICE_LIMIT: u32 = 10;
+/// The most `contract set NAME device-limit N` accepts: every device is announced to the
+/// targets it may reach, and the overlay has a few million addresses for everyone.
+pub const MAX_DEVICE_LIMIT: u32 = 1000;
 
 /// What `contract add` records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +174,8 @@ pub enum ContractField {
     SalesAgent,
     AdminName,
     AdminEmail,
+    /// Client devices per account (default 10).
+    DeviceLimit,
 }
 
 impl ContractField {
@@ -178,6 +188,7 @@ impl ContractField {
             ContractField::SalesAgent => "sales_agent",
             ContractField::AdminName => "admin_name",
             ContractField::AdminEmail => "admin_email",
+            ContractField::DeviceLimit => "device_limit",
         }
     }
 }
@@ -303,7 +314,8 @@ impl DeviceRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     pub id: i64,
-    pub device_id: i64,
+    /// `None` once the device was removed.
+    pub device_id: Option<i64>,
     pub device: String,
     pub account: String,
     pub role: Role,
@@ -350,6 +362,13 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     Refused(String),
+    /// The account has as many client devices as its contract allows.
+    #[error(
+        "account {account} already has {limit} client devices, the most its contract allows: remove one it no \
+         longer uses (its administrator sees them with `mcvpn admin device list --account {account}` and removes \
+         one with `mcvpn admin device remove {account} DEVICE`), then log in again"
+    )]
+    DeviceLimit { account: String, limit: u32 },
     #[error("store error: {0}")]
     Db(#[from] rusqlite::Error),
 }
@@ -457,6 +476,12 @@ pub trait DeviceStore {
     ) -> StoreResult<DeviceRecord>;
     fn device_set_resume(&mut self, device_id: i64, hash: Option<&[u8]>, expires: Option<UnixTime>) -> StoreResult<()>;
     fn device_touch(&mut self, device_id: i64) -> StoreResult<()>;
+    /// Removes a client device: its key no longer logs in and its address is free again.
+    /// Its past sessions stay listed. Targets are refused (their grants go with them:
+    /// not done here).
+    fn device_remove(&mut self, device_id: i64) -> StoreResult<()>;
+    /// Client devices of one account.
+    fn device_count(&self, account_id: i64, role: Role) -> StoreResult<u64>;
     fn devices(&self, role: Option<Role>, contract_id: Option<i64>) -> StoreResult<Vec<DeviceRecord>>;
     /// The devices `device` may exchange packets with: for a client, the targets of its
     /// account and those granted to its account; for a target, the clients of its

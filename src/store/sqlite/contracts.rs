@@ -6,7 +6,7 @@ use crate::contract::ContractKind;
 use crate::store::*;
 
 const COLUMNS: &str = "id, name, kind, state, state_reason, address, phone, department, sales_agent, \
-     admin_name, admin_email, admin_account_id, terminate_at, created_at, ended_on, terminate_on_notice";
+     admin_name, admin_email, admin_account_id, terminate_at, created_at, ended_on, terminate_on_notice, device_limit";
 
 fn contract_from_row(r: &Row) -> rusqlite::Result<ContractRecord> {
     Ok(ContractRecord {
@@ -26,6 +26,7 @@ fn contract_from_row(r: &Row) -> rusqlite::Result<ContractRecord> {
         created_at: r.get(13)?,
         ended_on: r.get::<_, Option<String>>(14)?.map(|s| parse_date(&s)).transpose()?,
         terminate_on_notice: r.get(15)?,
+        device_limit: r.get(16)?,
     })
 }
 
@@ -125,9 +126,12 @@ impl ContractStore for SqliteStore {
         let col = field.column();
         let old: Option<String> = self
             .conn
-            .query_row(&format!("SELECT {col} FROM contracts WHERE id = ?1"), [id], |r| {
-                r.get(0)
-            })
+            // As text whatever the column's type (the history records text).
+            .query_row(
+                &format!("SELECT CAST({col} AS TEXT) FROM contracts WHERE id = ?1"),
+                [id],
+                |r| r.get(0),
+            )
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("no contract with id {id}")))?;
         if field == ContractField::Name
@@ -138,6 +142,11 @@ impl ContractStore for SqliteStore {
             )?
         {
             return Err(StoreError::Conflict(format!("contract {value:?} already exists")));
+        }
+        if field == ContractField::DeviceLimit && value.parse::<u32>().is_err() {
+            return Err(StoreError::Refused(format!(
+                "the device limit is a number of devices, not {value:?}"
+            )));
         }
         let old = old.unwrap_or_default();
         let tx = self.conn.transaction()?;

@@ -60,8 +60,13 @@ impl SqliteStore {
                         |r| r.get(0),
                     )
                     .optional()?;
-                gap.map(|g| g as u32)
-                    .ok_or_else(|| StoreError::Refused(format!("the overlay network {overlay} is full")))
+                gap.map(|g| g as u32).ok_or_else(|| {
+                    StoreError::Refused(format!(
+                        "the overlay network {overlay} has no free address for a new device: the operator \
+                             removes unused ones (`mcvpn admin device list`, `device remove`) or gives the hub a \
+                             larger --overlay"
+                    ))
+                })
             }
         }
     }
@@ -109,6 +114,23 @@ impl DeviceStore for SqliteStore {
                 "this device key is already enrolled as a target".into(),
             ));
         }
+        if role == Role::Client {
+            // Every client device is announced to each target it may reach and holds an
+            // overlay address: the contract bounds how many one account registers.
+            let (limit, account): (u32, String) = self
+                .conn
+                .query_row(
+                    "SELECT c.device_limit, a.username FROM accounts a JOIN contracts c ON c.id = a.contract_id \
+                     WHERE a.id = ?1",
+                    [account_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("no account with id {account_id}")))?;
+            if self.device_count(account_id, Role::Client)? >= u64::from(limit) {
+                return Err(StoreError::DeviceLimit { account, limit });
+            }
+        }
         let ip = self.allocate_overlay_ip(overlay)?;
         self.conn.execute(
             "INSERT INTO devices (account_id, role, public_key, name, overlay_ip, created_at) \
@@ -133,6 +155,28 @@ impl DeviceStore for SqliteStore {
             params![now(), device_id],
         )?;
         Ok(())
+    }
+
+    fn device_remove(&mut self, device_id: i64) -> StoreResult<()> {
+        let device = self.device_by_id(device_id)?;
+        if device.role != Role::Client {
+            return Err(StoreError::Refused(format!(
+                "{} is a target; only client devices are removed this way",
+                device.name
+            )));
+        }
+        // Past sessions keep their copy of the device's name (sessions.device_id is
+        // ON DELETE SET NULL).
+        self.conn.execute("DELETE FROM devices WHERE id = ?1", [device_id])?;
+        Ok(())
+    }
+
+    fn device_count(&self, account_id: i64, role: Role) -> StoreResult<u64> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM devices WHERE account_id = ?1 AND role = ?2",
+            params![account_id, role_str(role)],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
     }
 
     fn devices(&self, role: Option<Role>, contract_id: Option<i64>) -> StoreResult<Vec<DeviceRecord>> {

@@ -7,10 +7,14 @@ use crate::store::*;
 
 impl SessionStore for SqliteStore {
     fn session_start(&mut self, device_id: i64, source: &str) -> StoreResult<i64> {
-        self.conn.execute(
-            "INSERT INTO sessions (device_id, source, started_at) VALUES (?1, ?2, ?3)",
+        let n = self.conn.execute(
+            "INSERT INTO sessions (device_id, account_id, device_name, role, overlay_ip, source, started_at) \
+             SELECT id, account_id, name, role, overlay_ip, ?2, ?3 FROM devices WHERE id = ?1",
             params![device_id, source, now()],
         )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("no device with id {device_id}")));
+        }
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -32,9 +36,9 @@ impl SessionStore for SqliteStore {
 
     fn sessions(&self, open_only: bool, contract_id: Option<i64>) -> StoreResult<Vec<SessionRecord>> {
         let mut stmt = self.conn.prepare(
-            "SELECT s.id, s.device_id, d.name, a.username, d.role, d.overlay_ip, s.source, s.started_at, \
+            "SELECT s.id, s.device_id, s.device_name, a.username, s.role, s.overlay_ip, s.source, s.started_at, \
                     s.ended_at, s.end_reason, s.bytes_in, s.bytes_out \
-             FROM sessions s JOIN devices d ON d.id = s.device_id JOIN accounts a ON a.id = d.account_id \
+             FROM sessions s JOIN accounts a ON a.id = s.account_id \
              WHERE (?1 = 0 OR s.ended_at IS NULL) AND (?2 IS NULL OR a.contract_id = ?2) \
              ORDER BY s.id DESC LIMIT 1000",
         )?;

@@ -65,11 +65,9 @@ fn overlay_allocation_fills_gaps_when_full() {
         .unwrap();
     assert!(matches!(
         s.device_register(alice.id, Role::Client, &Key32([3; 32]), "c", net),
-        Err(StoreError::Refused(_))
+        Err(StoreError::Refused(m)) if m.contains("no free address")
     ));
-    s.connection()
-        .execute("DELETE FROM devices WHERE id = ?1", [a.id])
-        .unwrap();
+    s.device_remove(a.id).unwrap();
     let c = s
         .device_register(alice.id, Role::Client, &Key32([3; 32]), "c", net)
         .unwrap();
@@ -238,4 +236,65 @@ fn a_new_store_is_private_whatever_the_umask() {
             assert_eq!(mode(&p), 0o600, "{side}");
         }
     }
+}
+
+/// C6: an account registers at most its contract's device limit of client devices
+/// (default 10); targets do not count.
+#[test]
+fn client_devices_are_limited_per_account() {
+    let (mut s, alice) = store_with_account();
+    let net = OverlayNet::default();
+    s.device_register(alice.id, Role::Target, &Key32([200; 32]), "pc", net)
+        .unwrap();
+    for i in 0..10u8 {
+        s.device_register(alice.id, Role::Client, &Key32([i; 32]), "laptop", net)
+            .unwrap();
+    }
+    let r = s.device_register(alice.id, Role::Client, &Key32([10; 32]), "one-too-many", net);
+    assert!(r.is_err(), "the 11th client device is refused");
+    assert!(matches!(&r, Err(StoreError::DeviceLimit { limit: 10, .. })), "{r:?}");
+    assert!(r.unwrap_err().to_string().contains("mcvpn admin device remove"));
+}
+
+/// Migration 4: sessions recorded before it keep their device's name and account, and
+/// existing contracts get the default device limit.
+#[test]
+fn migration_to_version_4_keeps_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        let tx = conn.transaction().unwrap();
+        for m in &migrations::MIGRATIONS[..3] {
+            tx.execute_batch(m).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 3).unwrap();
+        tx.execute_batch(
+            "INSERT INTO contracts (name, created_at) VALUES ('old', 0);
+             INSERT INTO accounts (contract_id, username, password_hash, created_at) VALUES (1, 'u1', 'h', 0);
+             INSERT INTO devices (account_id, role, public_key, name, overlay_ip, created_at)
+                 VALUES (1, 'client', x'0101010101010101010101010101010101010101010101010101010101010101', 'lap', 1684013313, 0);
+             INSERT INTO sessions (device_id, source, started_at, ended_at, end_reason, bytes_in, bytes_out)
+                 VALUES (1, '192.0.2.1:1', 10, 20, 'logout', 5, 6);",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let mut s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.contract_by_name("old").unwrap().device_limit, 10);
+    let old = s.sessions(false, None).unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(
+        (
+            old[0].device.as_str(),
+            old[0].account.as_str(),
+            old[0].device_id,
+            old[0].bytes_out
+        ),
+        ("lap", "u1", Some(1), 6)
+    );
+    assert_eq!(old[0].overlay_ip, Ipv4Addr::new(100, 96, 1, 1));
+    s.device_remove(1).unwrap();
+    assert_eq!(s.sessions(false, None).unwrap()[0].device_id, None);
 }
