@@ -79,7 +79,8 @@ impl RefusalLog {
             source: Some(source),
             reason,
         };
-        if !buckets.contains_key(&key) && buckets.len() >= MAX_BUCKETS {
+        // One place stays free for the overflow bucket.
+        if !buckets.contains_key(&key) && buckets.len() >= MAX_BUCKETS - 1 {
             key.source = None;
         }
         let b = buckets.entry(key).or_default();
