@@ -14,6 +14,7 @@ pub mod exit;
 pub mod hub;
 pub mod keys;
 pub mod local_api;
+pub mod names;
 pub mod node;
 pub mod password;
 pub mod proto;

@@ -7,8 +7,18 @@ use anyhow::{bail, Context, Result};
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
+/// Argon2 runs in this process so far (hashes and verifications): the figure the login
+/// flood test (`tests/login_flood.rs`) checks against the limiter's allowance.
+static ARGON2_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many Argon2 hashes and verifications this process has run.
+pub fn argon2_runs() -> u64 {
+    ARGON2_RUNS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Hashes `password` with argon2id and a random salt (PHC string format).
 pub fn hash(password: &str) -> String {
+    ARGON2_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -19,7 +29,10 @@ pub fn hash(password: &str) -> String {
 /// Checks `password` against a PHC hash. A malformed hash verifies nothing.
 pub fn verify(password: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => {
+            ARGON2_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
+        }
         Err(_) => false,
     }
 }

@@ -7,23 +7,26 @@ use super::api::{
 };
 use super::contracts::unit_of;
 use super::{
-    audit, scope_filter, visible_account, visible_contract, AdminError, AdminResult, ExecCtx, NewPassword, Output,
-    Scope,
+    audit, out_of_scope, scope_filter, visible_account, visible_contract, AdminError, AdminResult, ExecCtx,
+    NewPassword, Output, Scope,
 };
 use crate::proto::control::{Key32, Role};
 use crate::store::{format_time, AccountRecord, AccountState, DeviceRecord, Store};
 
 pub(super) fn add(store: &mut dyn Store, ctx: &ExecCtx, new: &NewAccount, hash: Option<&str>) -> AdminResult {
     let AccountName { contract, user } = &new.name;
+    crate::names::check("account", user).map_err(AdminError::Refused)?;
     let password = &new.password.0;
     let contract = match (contract, &ctx.scope) {
         (Some(name), _) => visible_contract(store, ctx, name)?,
         (None, Scope::Contract { id, .. }) => store.contract_by_id(*id)?,
         (None, Scope::Operator) => return Err(AdminError::Refused("name the contract to add the account to".into())),
     };
+    // Names are unique per hub, so a name taken in another contract cannot be given
+    // here either; the answer is the same whichever contract holds it (review C10).
     if store.account_by_name(user)?.is_some() {
         return Err(AdminError::Refused(format!(
-            "account {user:?} already exists (names are unique per hub)"
+            "the account name {user:?} is taken (names are unique per hub); choose another"
         )));
     }
     let quota = unit_of(store, contract.id)?.account_quota(ctx.today);
@@ -201,6 +204,7 @@ pub(super) fn target_list(store: &mut dyn Store, ctx: &ExecCtx) -> AdminResult {
 }
 
 pub(super) fn target_add(store: &mut dyn Store, ctx: &ExecCtx, account: &str, key: &str, name: &str) -> AdminResult {
+    crate::names::check("target", name).map_err(AdminError::Refused)?;
     let a = visible_account(store, ctx, account)?;
     let key = Key32::from_base64(key)
         .ok_or_else(|| AdminError::Refused(format!("{key:?} is not a base64 32-byte public key")))?;
@@ -359,21 +363,18 @@ fn visible_target(store: &dyn Store, ctx: &ExecCtx, target: &str) -> Result<Devi
     match candidates.len() {
         1 => Ok(candidates.into_iter().next().expect("one")),
         0 => {
-            // A target of another contract: refuse it as such, so that the attempt is
-            // audited as a denial rather than passing for a typo.
+            let missing = format!("no target named {target:?} (see `target list`)");
+            // A target of another contract: answered as missing (review C10), audited as
+            // a denial (see `super::out_of_scope`).
             if ctx.scope != Scope::Operator
                 && store
                     .devices(Some(Role::Target), None)?
                     .iter()
                     .any(|d| d.name == target)
             {
-                return Err(AdminError::Forbidden(format!(
-                    "target {target:?} is not in your contract"
-                )));
+                return Err(out_of_scope(missing));
             }
-            Err(AdminError::NotFound(format!(
-                "no target named {target:?} (see `target list`)"
-            )))
+            Err(AdminError::NotFound(missing))
         }
         n => Err(AdminError::Refused(format!(
             "{n} targets are named {target:?}; give the node number from `target list`"

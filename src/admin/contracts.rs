@@ -98,6 +98,7 @@ pub(super) fn add(store: &mut dyn Store, ctx: &ExecCtx, spec: &ContractSpec) -> 
         department,
         sales_agent,
     } = spec;
+    crate::names::check("contract", name).map_err(AdminError::Refused)?;
     let kind = ContractKind::parse(kind)?;
     let start = start.unwrap_or(ctx.today);
     let min = min_accounts(store);
@@ -161,6 +162,9 @@ pub(super) fn list(store: &mut dyn Store, ctx: &ExecCtx) -> AdminResult {
 
 pub(super) fn set(store: &mut dyn Store, ctx: &ExecCtx, name: &str, field: ContractField, value: &str) -> AdminResult {
     let c = visible_contract(store, ctx, name)?;
+    if field == ContractField::Name {
+        crate::names::check("contract", value).map_err(AdminError::Refused)?;
+    }
     if field == ContractField::AdminEmail {
         crate::contract::check_admin_email(value)?;
     }

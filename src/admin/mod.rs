@@ -94,17 +94,48 @@ pub fn prepare(cmd: AdminCommand) -> Prepared {
 
 /// Runs a prepared command in `ctx`'s scope. Refusals outside the scope are audited as
 /// `admin.denied`; every change is audited by the command itself.
+///
+/// An account administrator who names another contract's account, contract or target
+/// gets the very answer a name that does not exist gets (`NotFound`, same text), and the
+/// same `admin.denied` row in their contract's log (review C10): nothing tells other
+/// contracts' names apart from typos. The operator's log (no contract) also records
+/// which of those were another contract's.
 pub fn execute(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> AdminResult {
     let cmd = &prepared.cmd;
     if let Err(AdminError::Forbidden(why)) = authorize(&ctx.scope, cmd) {
         return deny(store, ctx, cmd, why);
     }
     let result = dispatch(store, ctx, prepared);
-    if let Err(AdminError::Forbidden(why)) = &result {
-        let why = why.clone();
-        return deny(store, ctx, cmd, why);
+    let Scope::Contract { name: own, .. } = &ctx.scope else {
+        return result;
+    };
+    match result {
+        // From dispatch, Forbidden only ever means `out_of_scope`: its text is the
+        // not-found answer.
+        Err(AdminError::Forbidden(missing)) => {
+            let _ = store.audit(&AuditEntry {
+                actor: &ctx.actor,
+                action: "admin.denied",
+                contract_id: None,
+                source: ctx.source.as_deref(),
+                detail: &format!("{}: outside the caller's contract {own:?}: {missing}", cmd.name()),
+                ..Default::default()
+            });
+            let _ = deny(store, ctx, cmd, missing.clone());
+            Err(AdminError::NotFound(missing))
+        }
+        Err(AdminError::NotFound(missing)) => {
+            let _ = deny(store, ctx, cmd, missing.clone());
+            Err(AdminError::NotFound(missing))
+        }
+        other => other,
     }
-    result
+}
+
+/// What a lookup answers for a name in another contract: `missing`, the text a name that
+/// does not exist gets. [`execute`] audits it as a denial and answers `NotFound(missing)`.
+fn out_of_scope(missing: String) -> AdminError {
+    AdminError::Forbidden(missing)
 }
 
 fn deny(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand, why: String) -> AdminResult {
@@ -211,27 +242,35 @@ fn audit(
 /// The contract a name refers to, if the caller may see it. Outside the caller's scope
 /// the answer is the same as for a contract that does not exist.
 fn visible_contract(store: &dyn Store, ctx: &ExecCtx, name: &str) -> Result<ContractRecord, AdminError> {
-    let c = store.contract_by_name(name)?;
+    let c = match store.contract_by_name(name) {
+        Ok(c) => c,
+        Err(StoreError::NotFound(_)) => return Err(AdminError::NotFound(no_contract(name))),
+        Err(e) => return Err(e.into()),
+    };
     match &ctx.scope {
         Scope::Operator => Ok(c),
         Scope::Contract { id, .. } if *id == c.id => Ok(c),
-        Scope::Contract { name: own, .. } => Err(AdminError::Forbidden(format!(
-            "contract {name:?} is not yours: you administer {own:?} only"
-        ))),
+        Scope::Contract { .. } => Err(out_of_scope(no_contract(name))),
     }
+}
+
+fn no_contract(name: &str) -> String {
+    format!("no contract named {name:?} (see `mcvpn admin contract list`)")
+}
+
+fn no_account(user: &str) -> String {
+    format!("no account named {user:?}")
 }
 
 /// An account, if the caller may act on it.
 fn visible_account(store: &dyn Store, ctx: &ExecCtx, user: &str) -> Result<AccountRecord, AdminError> {
     let a = store
         .account_by_name(user)?
-        .ok_or_else(|| AdminError::NotFound(format!("no account named {user:?}")))?;
+        .ok_or_else(|| AdminError::NotFound(no_account(user)))?;
     match &ctx.scope {
         Scope::Operator => Ok(a),
         Scope::Contract { id, .. } if *id == a.contract_id => Ok(a),
-        Scope::Contract { name, .. } => Err(AdminError::Forbidden(format!(
-            "account {user:?} is not in your contract {name:?}"
-        ))),
+        Scope::Contract { .. } => Err(out_of_scope(no_account(user))),
     }
 }
 

@@ -197,7 +197,12 @@ fn an_administrator_sees_and_changes_only_their_contract() {
     ];
     for cmd in denied {
         let r = run(&mut s, &alice, cmd.clone());
-        assert!(matches!(r, Err(AdminError::Forbidden(_))), "{cmd:?} gave {r:?}");
+        if authorize(&alice.scope, &cmd).is_err() {
+            assert!(matches!(r, Err(AdminError::Forbidden(_))), "{cmd:?} gave {r:?}");
+        } else {
+            // Another contract's name: answered as a name that does not exist (C10).
+            assert!(matches!(r, Err(AdminError::NotFound(_))), "{cmd:?} gave {r:?}");
+        }
     }
     assert_eq!(
         s.account_by_name("gus").unwrap().unwrap().state,
@@ -255,7 +260,7 @@ fn grants_stay_within_a_contract() {
             account: "bob".into(),
         }),
     );
-    assert!(matches!(r, Err(AdminError::Forbidden(_))), "{r:?}");
+    assert!(matches!(r, Err(AdminError::NotFound(_))), "{r:?}");
     let r = run(
         &mut s,
         &op(),
@@ -826,9 +831,9 @@ fn devices_are_listed_and_removed_within_a_contract() {
             }),
         )
     };
-    // Not theirs: refused, and nothing removed.
+    // Not theirs: answered as a name that does not exist (review C10), nothing removed.
     let r = remove(&mut s, &alice, "gus", "pc");
-    assert!(matches!(r, Err(AdminError::Forbidden(_))), "{r:?}");
+    assert!(matches!(r, Err(AdminError::NotFound(_))), "{r:?}");
     assert!(s.device_by_id(gus_pc.id).is_ok());
     assert!(matches!(
         remove(&mut s, &alice, "bob", "tablet"),
@@ -925,4 +930,114 @@ fn device_limit_is_per_contract() {
         .unwrap()
         .what;
     assert_eq!(cli, set("20"));
+}
+
+/// Review C10: an account administrator cannot tell another contract's names from names
+/// that do not exist: same error, same text, same row in their log. Before, another
+/// contract's account gave `Forbidden` ("is not in your contract") and a missing one
+/// `NotFound`.
+#[test]
+fn other_contracts_names_look_like_missing_ones() {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    add_contract(&mut s, "acme", 5);
+    add_contract(&mut s, "globex", 5);
+    let alice = admin_of(&mut s, "acme", "alice");
+    add_account(&mut s, &op(), Some("globex"), "gus").unwrap();
+    let gus = s.account_by_name("gus").unwrap().unwrap();
+    s.device_register(gus.id, Role::Target, &Key32([2; 32]), "globex-pc", Default::default())
+        .unwrap();
+    let acme = s.contract_by_name("acme").unwrap();
+    // Each pair: (the name of another contract's thing, a name nobody has).
+    let pairs: Vec<(AdminCommand, AdminCommand)> = vec![
+        (
+            AdminCommand::Account(AccountCmd::Lock { user: "gus".into() }),
+            AdminCommand::Account(AccountCmd::Lock { user: "zed".into() }),
+        ),
+        (
+            AdminCommand::Contract(ContractCmd::Show { name: "globex".into() }),
+            AdminCommand::Contract(ContractCmd::Show { name: "initech".into() }),
+        ),
+        (
+            AdminCommand::Account(AccountCmd::List {
+                contract: Some("globex".into()),
+            }),
+            AdminCommand::Account(AccountCmd::List {
+                contract: Some("initech".into()),
+            }),
+        ),
+        (
+            AdminCommand::Target(TargetCmd::Grant {
+                target: "globex-pc".into(),
+                account: "alice".into(),
+            }),
+            AdminCommand::Target(TargetCmd::Grant {
+                target: "nowhere-pc".into(),
+                account: "alice".into(),
+            }),
+        ),
+    ];
+    for (theirs, missing) in pairs {
+        let before = s.audit_log(Some(acme.id), 1000).unwrap().len();
+        let a = run(&mut s, &alice, theirs.clone()).unwrap_err();
+        let a_rows = s.audit_log(Some(acme.id), 1000).unwrap();
+        let b = run(&mut s, &alice, missing.clone()).unwrap_err();
+        let b_rows = s.audit_log(Some(acme.id), 1000).unwrap();
+        let canon = |e: &AdminError| format!("{e:?}").replace("gus", "X").replace("zed", "X");
+        let canon = |e: &AdminError| {
+            canon(e)
+                .replace("globex-pc", "X")
+                .replace("nowhere-pc", "X")
+                .replace("globex", "X")
+                .replace("initech", "X")
+        };
+        assert!(matches!(a, AdminError::NotFound(_)), "{theirs:?}: {a:?}");
+        assert_eq!(canon(&a), canon(&b), "{theirs:?} vs {missing:?}");
+        assert_eq!(
+            a_rows.len() - before,
+            b_rows.len() - a_rows.len(),
+            "same rows in the admin's log"
+        );
+    }
+    // The operator still sees which ones were another contract's.
+    let all = s.audit_log(None, 1000).unwrap();
+    assert!(all
+        .iter()
+        .any(|e| e.contract_id.is_none() && e.detail.contains("outside the caller's contract")));
+}
+
+/// Issue 11, item 5: names are checked where they are created.
+#[test]
+fn names_are_checked_on_add() {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    add_contract(&mut s, "acme", 5);
+    for bad in ["\x1b[2Jevil".to_string(), "x".repeat(65), "a\r\nb".to_string()] {
+        let r = add_account(&mut s, &op(), Some("acme"), &bad);
+        assert!(
+            matches!(&r, Err(AdminError::Refused(m)) if m.contains("account name")),
+            "{r:?}"
+        );
+        let r = run(
+            &mut s,
+            &op(),
+            AdminCommand::Contract(ContractCmd::Add(spec(&bad, "corporation", 10))),
+        );
+        assert!(
+            matches!(&r, Err(AdminError::Refused(m)) if m.contains("contract name")),
+            "{r:?}"
+        );
+    }
+    add_account(&mut s, &op(), Some("acme"), "alice").unwrap();
+    let r = run(
+        &mut s,
+        &op(),
+        AdminCommand::Target(TargetCmd::Add {
+            account: "alice".into(),
+            key: Key32([7; 32]).to_base64(),
+            name: "pc\u{1b}]0;owned\u{7}".into(),
+        }),
+    );
+    assert!(
+        matches!(&r, Err(AdminError::Refused(m)) if m.contains("target name")),
+        "{r:?}"
+    );
 }

@@ -23,12 +23,6 @@ async fn answer(wr: &mut ChannelWriter, result: AdminResult) -> Result<()> {
     Ok(())
 }
 
-fn note_failure(ctx: &HubContext, source: SocketAddr, account: &str, r: &Refusal) {
-    if r.reason == RefuseReason::WrongCredentials {
-        ctx.limiter.record_failure(source.ip(), Some(account));
-    }
-}
-
 /// Authenticates the administrator, runs one command in their contract's scope, and
 /// applies its effect on live sessions at once.
 pub async fn serve(
@@ -39,15 +33,11 @@ pub async fn serve(
     password: &str,
     command: AdminCommand,
 ) -> Result<()> {
-    let authed = auth::authenticate_admin(&ctx.store, account, password, &source.to_string()).await;
+    let authed = auth::authenticate_admin(&ctx.store, &ctx.login, account, password, source).await;
     let (admin_account, contract) = match authed {
         Ok(x) => x,
-        Err(r) => {
-            note_failure(ctx, source, account, &r);
-            return refuse(wr, &r).await;
-        }
+        Err(r) => return refuse(wr, &r).await,
     };
-    ctx.limiter.record_success(source.ip(), Some(account));
     let exec = ExecCtx {
         scope: Scope::Contract {
             id: contract.id,
@@ -60,8 +50,19 @@ pub async fn serve(
     };
     tracing::debug!(admin = %admin_account.username, command = command.name(), "admin command");
     let changes = command.changes_state();
-    // Only for an authenticated administrator: hash a new password, without the store lock.
-    let prepared = tokio::task::spawn_blocking(move || admin::prepare(command)).await?;
+    // Only for an authenticated administrator: hash a new password, without the store
+    // lock and behind the hash gate like every other Argon2 run.
+    let prepared = match ctx.login.gate.run(move || admin::prepare(command)).await {
+        Ok(p) => p,
+        Err(_) => {
+            let busy = Refusal {
+                reason: RefuseReason::RateLimited,
+                message: "the hub is busy checking logins; try again in a moment".into(),
+                retry_after_s: Some(crate::hub::login_cost::BUSY_RETRY_S),
+            };
+            return refuse(wr, &busy).await;
+        }
+    };
     let result = ctx
         .store
         .run(move |store| admin::execute(store, &exec, &prepared))
@@ -86,18 +87,14 @@ pub async fn serve_passwd(
     if let Err(why) = crate::password::check_policy(account, new) {
         return answer(wr, Err(AdminError::PasswordPolicy(why))).await;
     }
-    match auth::change_password(&ctx.store, account, old, new, &source.to_string()).await {
+    match auth::change_password(&ctx.store, &ctx.login, account, old, new, source).await {
         Ok(_) => {
-            ctx.limiter.record_success(source.ip(), Some(account));
             // The account's live client sessions were started with the old password: end
             // them now (C8). This request came on a connection of its own with a
             // throwaway key, so no live session is the one that changed it.
             ctx.registry.refresh().await;
             answer(wr, Ok(Output::message(format!("password of {account} changed")))).await
         }
-        Err(r) => {
-            note_failure(ctx, source, account, &r);
-            refuse(wr, &r).await
-        }
+        Err(r) => refuse(wr, &r).await,
     }
 }

@@ -1,14 +1,23 @@
 //! Login decisions: who is this node, may it start a session, and as which device.
 //!
 //! Every store call goes through [`StoreHandle::run`]. Password hashing and checking
-//! (argon2, deliberately slow) run on the blocking pool after the store call that read
-//! the hash has returned: never while the store, or any other lock, is held.
+//! (argon2, deliberately slow) run behind the hash gate ([`super::login_cost`]) after
+//! the store call that read the hash has returned: never while the store, or any other
+//! lock, is held. Every password check first reserves a failure in the limiter
+//! ([`super::limiter`]); device-key and resume logins never touch it.
+//!
+//! Every refusal before the credential is proven says the same for an account that
+//! exists and one that does not: `WrongCredentials` for passwords, `ResumeExpired` for
+//! resume tokens, `RateLimited` (counted the same way for any name) for both. Refusals
+//! are counted in the refusal log (one audit row per source and reason a minute), not
+//! written one by one.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use blake2::{Blake2s256, Digest};
 use rand::RngCore;
 
+use super::login_cost::{GateError, LoginGuards, BUSY_RETRY_S};
 use super::reply::Refusal;
 use super::store_handle::StoreHandle;
 use crate::password;
@@ -43,13 +52,36 @@ async fn store_call<T: Send + 'static>(
     store.run(f).await.map_err(|_| store_unreadable())?
 }
 
-/// Argon2 work, on the blocking pool (it takes tens of milliseconds on purpose) and
-/// with no lock held.
-async fn hashing<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Refusal> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        tracing::error!(error = %e, "password hashing did not complete");
-        Refusal::new(RefuseReason::Internal, "the hub could not check the password")
+/// Argon2 work, behind the hash gate (on the blocking pool, at most one per core) and
+/// with no lock held. A full gate is `RateLimited`: try again in a second.
+async fn hashing<T: Send + 'static>(
+    guards: &LoginGuards,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Refusal> {
+    guards.gate.run(f).await.map_err(|e| match e {
+        GateError::Busy => Refusal {
+            reason: RefuseReason::RateLimited,
+            message: format!("the hub is busy checking other logins; try again in {BUSY_RETRY_S} s"),
+            retry_after_s: Some(BUSY_RETRY_S),
+        },
+        GateError::Failed => Refusal::new(RefuseReason::Internal, "the hub could not check the password"),
     })
+}
+
+/// The one refusal of every resume that does not prove a valid token, whether the
+/// account exists or not (review finding C5).
+fn resume_refused() -> Refusal {
+    Refusal::new(
+        RefuseReason::ResumeExpired,
+        "the remembered login has expired or is not valid",
+    )
+}
+
+/// A name a node or administrator sent, checked before any store work: too long or
+/// unprintable is a bad request (no account can have such a name, so this says nothing
+/// about which exist).
+fn check_name(what: &str, name: &str) -> Result<(), Refusal> {
+    crate::names::check(what, name).map_err(|m| Refusal::new(RefuseReason::BadRequest, m))
 }
 
 /// What a login asked for, as the hub received it.
@@ -119,13 +151,27 @@ fn new_token() -> String {
     hex::encode(b)
 }
 
-/// Decides a login. Audits every refusal and acceptance.
+/// Decides a login. Audits every acceptance; counts every refusal in the refusal log.
 pub async fn authenticate(
     store: &StoreHandle,
+    guards: &LoginGuards,
     req: &LoginRequest<'_>,
     overlay: OverlayNet,
 ) -> Result<Outcome, Refusal> {
-    let result = decide(store, req, overlay).await;
+    let result = match req.account.map(|a| check_name("account", a)) {
+        Some(Err(r)) => Err(r),
+        _ => decide(store, guards, req, overlay).await,
+    };
+    if let Err(r) = &result {
+        // Only a checked name is remembered: a refused one may be huge or hostile.
+        let account = req.account.filter(|a| crate::names::check("account", a).is_ok());
+        guards
+            .refusals
+            .record("login.refused", req.source.ip(), r.reason, account, || {
+                format!("{}: {} (via {})", req.role.as_str(), r.message, req.credential.kind())
+            });
+        return result;
+    }
     let source = req.source.to_string();
     let (action, detail, contract_id, account) = match &result {
         Ok(Outcome::Session { account, device, .. }) => (
@@ -140,18 +186,7 @@ pub async fn authenticate(
             None,
             Some(device.account.clone()),
         ),
-        Err(r) => (
-            "login.refused",
-            format!(
-                "{}: {} ({:?}, via {})",
-                req.role.as_str(),
-                r.message,
-                r.reason,
-                req.credential.kind()
-            ),
-            None,
-            req.account.map(str::to_string),
-        ),
+        Err(_) => return result,
     };
     let _ = store
         .run(move |s| {
@@ -174,7 +209,12 @@ pub async fn authenticate(
     result
 }
 
-async fn decide(store: &StoreHandle, req: &LoginRequest<'_>, overlay: OverlayNet) -> Result<Outcome, Refusal> {
+async fn decide(
+    store: &StoreHandle,
+    guards: &LoginGuards,
+    req: &LoginRequest<'_>,
+    overlay: OverlayNet,
+) -> Result<Outcome, Refusal> {
     let key = *req.remote_key;
     match (req.role, req.credential) {
         (Role::Target, Credential::DeviceKey) => {
@@ -199,7 +239,8 @@ async fn decide(store: &StoreHandle, req: &LoginRequest<'_>, overlay: OverlayNet
             })
         }
         (role, Credential::Password { password }) => {
-            let account = verify_password(store, req.account, password.expose_secret()).await?;
+            let account =
+                verify_password(store, guards, req.source.ip(), req.account, password.expose_secret()).await?;
             if let Some(r) = state_refusal(&account) {
                 return Err(r);
             }
@@ -230,7 +271,7 @@ async fn decide(store: &StoreHandle, req: &LoginRequest<'_>, overlay: OverlayNet
             }
         }
         (Role::Client, Credential::Resume { token }) => {
-            let name = req.account.ok_or_else(wrong_credentials)?.to_string();
+            let name = req.account.ok_or_else(resume_refused)?.to_string();
             let token = token.expose_secret().to_string();
             store_call(store, move |s| resume(s, &name, &key, token)).await
         }
@@ -247,18 +288,19 @@ fn resume(s: &mut dyn Store, name: &str, key: &Key32, token: String) -> Result<O
     let account = s
         .account_by_name(name)
         .map_err(store_failure)?
-        .ok_or_else(wrong_credentials)?;
+        .ok_or_else(resume_refused)?;
     let device = s
         .device_by_key(key, Role::Client, Some(account.id))
         .map_err(store_failure)?
-        .ok_or_else(|| Refusal::new(RefuseReason::ResumeExpired, "this device has no session to resume"))?;
-    let valid = device.resume_hash.as_deref() == Some(&token_hash(&token)[..])
-        && device.resume_expires.is_some_and(|e| e > now());
-    if !valid {
-        return Err(Refusal::new(
-            RefuseReason::ResumeExpired,
-            "the remembered login has expired",
-        ));
+        .ok_or_else(resume_refused)?;
+    // Constant-time: the stored value is a hash of a random token, but compare it as a
+    // secret anyway.
+    let presented = token_hash(&token);
+    let matches = device.resume_hash.as_deref().is_some_and(|h| {
+        h.len() == presented.len() && h.iter().zip(&presented).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+    });
+    if !(matches && device.resume_expires.is_some_and(|e| e > now())) {
+        return Err(resume_refused());
     }
     if let Some(r) = state_refusal(&account) {
         return Err(r);
@@ -279,11 +321,13 @@ fn resume(s: &mut dyn Store, name: &str, key: &Key32, token: String) -> Result<O
 /// Authenticates a contract's account administrator (`mcvpn admin --hub --as`).
 pub async fn authenticate_admin(
     store: &StoreHandle,
+    guards: &LoginGuards,
     account: &str,
     password: &str,
-    source: &str,
+    source: SocketAddr,
 ) -> Result<(AccountRecord, ContractRecord), Refusal> {
-    let result = match verify_password(store, Some(account), password).await {
+    check_name("account", account)?;
+    let result = match verify_password(store, guards, source.ip(), Some(account), password).await {
         Ok(a) => match state_refusal(&a) {
             Some(r) => Err(r),
             None => {
@@ -305,7 +349,14 @@ pub async fn authenticate_admin(
     };
     let (action, detail) = match &result {
         Ok((_, c)) => ("admin.login", format!("administrator of {}", c.name)),
-        Err(r) => ("admin.login-refused", r.message.clone()),
+        Err(r) => {
+            guards
+                .refusals
+                .record("admin.login-refused", source.ip(), r.reason, Some(account), || {
+                    r.message.clone()
+                });
+            return result;
+        }
     };
     let (account, source) = (account.to_string(), source.to_string());
     let _ = store
@@ -327,15 +378,17 @@ pub async fn authenticate_admin(
 /// A user's own password change (art. 10): the old password, then the policy.
 pub async fn change_password(
     store: &StoreHandle,
+    guards: &LoginGuards,
     account: &str,
     old: &str,
     new: &str,
-    source: &str,
+    source: SocketAddr,
 ) -> Result<AccountRecord, Refusal> {
-    let a = verify_password(store, Some(account), old).await?;
+    check_name("account", account)?;
+    let a = verify_password(store, guards, source.ip(), Some(account), old).await?;
     password::check_policy(account, new).map_err(|m| Refusal::new(RefuseReason::BadRequest, m))?;
     let new = new.to_string();
-    let hash = hashing(move || password::hash(&new)).await?;
+    let hash = hashing(guards, move || password::hash(&new)).await?;
     let (account, source) = (account.to_string(), source.to_string());
     store_call(store, move |s| {
         s.account_set_password(a.id, &hash).map_err(store_failure)?;
@@ -353,24 +406,55 @@ pub async fn change_password(
 }
 
 /// Verifies an account password. Unknown accounts cost the same argon2 work and get
-/// the same answer as wrong passwords. The hash is read in one store call and checked
-/// after it returned, so argon2 never runs under the store's lock.
-async fn verify_password(store: &StoreHandle, account: Option<&str>, password: &str) -> Result<AccountRecord, Refusal> {
+/// the same answer as wrong passwords. The failure is reserved in the limiter before
+/// anything else (parallel guesses see each other), and given back only when the
+/// password is right or was not checked at all. The hash is read in one store call and
+/// checked after it returned, behind the hash gate, so argon2 never runs under the
+/// store's lock nor more than once per core.
+async fn verify_password(
+    store: &StoreHandle,
+    guards: &LoginGuards,
+    source: IpAddr,
+    account: Option<&str>,
+    password: &str,
+) -> Result<AccountRecord, Refusal> {
+    let attempt = guards.limiter.begin(source, account).map_err(Refusal::rate_limited)?;
     let record = match account {
         Some(name) => {
             let name = name.to_string();
-            store_call(store, move |s| s.account_by_name(&name).map_err(store_failure)).await?
+            match store_call(store, move |s| s.account_by_name(&name).map_err(store_failure)).await {
+                Ok(r) => r,
+                Err(r) => {
+                    attempt.not_checked();
+                    return Err(r);
+                }
+            }
         }
         None => None,
     };
-    let hash = record
-        .as_ref()
-        .map_or_else(|| password::dummy_hash().to_string(), |a| a.password_hash.clone());
+    let hash = record.as_ref().map(|a| a.password_hash.clone());
     let password = password.to_string();
-    let ok = hashing(move || password::verify(&password, &hash)).await?;
-    match record {
-        Some(a) if ok => Ok(a),
-        _ => Err(wrong_credentials()),
+    let checked = hashing(guards, move || {
+        let phc = match &hash {
+            Some(h) => h.as_str(),
+            None => password::dummy_hash(),
+        };
+        password::verify(&password, phc)
+    })
+    .await;
+    match (checked, record) {
+        (Ok(true), Some(a)) => {
+            attempt.succeeded();
+            Ok(a)
+        }
+        (Ok(_), _) => {
+            attempt.failed();
+            Err(wrong_credentials())
+        }
+        (Err(r), _) => {
+            attempt.not_checked();
+            Err(r)
+        }
     }
 }
 
@@ -452,6 +536,37 @@ mod tests {
         s.account_add("acme", "alice", &password::hash("alice-password"))
             .unwrap();
         StoreHandle::new(s)
+    }
+
+    /// The tests that are not about limits: fresh guards for every call.
+    fn fresh() -> &'static LoginGuards {
+        Box::leak(Box::default())
+    }
+
+    async fn authenticate(s: &StoreHandle, req: &LoginRequest<'_>, o: OverlayNet) -> Result<Outcome, Refusal> {
+        let guards = LoginGuards::default();
+        let r = super::authenticate(s, &guards, req, o).await;
+        guards.refusals.flush(s).await;
+        r
+    }
+
+    async fn authenticate_admin(
+        s: &StoreHandle,
+        account: &str,
+        password: &str,
+        _source: &str,
+    ) -> Result<(AccountRecord, ContractRecord), Refusal> {
+        super::authenticate_admin(s, fresh(), account, password, "192.0.2.1:1".parse().unwrap()).await
+    }
+
+    async fn change_password(
+        s: &StoreHandle,
+        account: &str,
+        old: &str,
+        new: &str,
+        _source: &str,
+    ) -> Result<AccountRecord, Refusal> {
+        super::change_password(s, fresh(), account, old, new, "192.0.2.1:1".parse().unwrap()).await
     }
 
     /// One call on the store, as the test's own direct access.
@@ -707,5 +822,166 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(r.reason, RefuseReason::ContractSuspended);
+    }
+
+    fn from<'a>(src: &str, key: &'a Key32, account: &'a str, cred: &'a Credential) -> LoginRequest<'a> {
+        LoginRequest {
+            source: src.parse().unwrap(),
+            ..req(key, Role::Client, Some(account), cred, false)
+        }
+    }
+
+    /// Review C5: a bad resume token gets one answer whether the account exists or not.
+    /// Before: `ResumeExpired` for alice, `WrongCredentials` for nobody.
+    #[tokio::test]
+    async fn resume_refusals_do_not_tell_accounts_apart() {
+        let s = store();
+        let k = Key32([1; 32]);
+        let bad = Credential::Resume { token: "x".into() };
+        let alice = authenticate(
+            &s,
+            &req(&k, Role::Client, Some("alice"), &bad, false),
+            OverlayNet::default(),
+        )
+        .await
+        .unwrap_err();
+        let nobody = authenticate(
+            &s,
+            &req(&k, Role::Client, Some("nobody"), &bad, false),
+            OverlayNet::default(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(alice, nobody);
+        // alice's device, with a session, and a wrong token: the same again.
+        authenticate(
+            &s,
+            &req(&k, Role::Client, Some("alice"), &pw("alice-password"), false),
+            OverlayNet::default(),
+        )
+        .await
+        .unwrap();
+        let wrong = authenticate(
+            &s,
+            &req(&k, Role::Client, Some("alice"), &bad, false),
+            OverlayNet::default(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(wrong, nobody);
+    }
+
+    /// Issue 11, item 3 (review C4): a stranger's wrong passwords for alice, and a shared
+    /// NAT's, do not keep alice out from elsewhere, nor her resume, nor a target's key.
+    /// Before, six wrong passwords for alice from anywhere refused all three.
+    #[tokio::test]
+    async fn strangers_do_not_lock_anyone_out() {
+        let s = store();
+        let g = LoginGuards::default();
+        let (stranger, nat) = (Key32([66; 32]), "198.51.100.7:1000");
+        let wrong = pw("guess");
+        for _ in 0..30 {
+            let _ = super::authenticate(&s, &g, &from(nat, &stranger, "alice", &wrong), OverlayNet::default()).await;
+        }
+        let r = super::authenticate(&s, &g, &from(nat, &stranger, "alice", &wrong), OverlayNet::default())
+            .await
+            .unwrap_err();
+        assert_eq!(r.reason, RefuseReason::RateLimited, "the stranger is slowed");
+        // alice from home, right password: in, at once.
+        let k = Key32([1; 32]);
+        let right = pw("alice-password");
+        let Outcome::Session { resume_token, .. } = super::authenticate(
+            &s,
+            &g,
+            &from("192.0.2.1:4000", &k, "alice", &right),
+            OverlayNet::default(),
+        )
+        .await
+        .unwrap() else {
+            panic!("expected a session")
+        };
+        // Her saved session, from behind the stranger's NAT: the token is proof enough.
+        let resume = Credential::Resume {
+            token: resume_token.unwrap().into(),
+        };
+        assert!(
+            super::authenticate(&s, &g, &from(nat, &k, "alice", &resume), OverlayNet::default())
+                .await
+                .is_ok()
+        );
+        // A target behind the same NAT logs in with its key.
+        let t = Key32([5; 32]);
+        super::authenticate(
+            &s,
+            &g,
+            &req(&t, Role::Target, Some("alice"), &pw("alice-password"), true),
+            OverlayNet::default(),
+        )
+        .await
+        .unwrap();
+        let target = LoginRequest {
+            source: nat.parse().unwrap(),
+            ..req(&t, Role::Target, None, &Credential::DeviceKey, false)
+        };
+        assert!(super::authenticate(&s, &g, &target, OverlayNet::default())
+            .await
+            .is_ok());
+    }
+
+    /// Issue 11, item 2 (review C3): parallel wrong logins from one address are
+    /// reserved in the limiter before hashing; only the free ones are hashed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_wrong_logins_hash_only_the_free_ones() {
+        let s = store();
+        let g = std::sync::Arc::new(LoginGuards::default());
+        let mut tasks = Vec::new();
+        for i in 0..100u8 {
+            let (s, g) = (s.clone(), g.clone());
+            tasks.push(tokio::spawn(async move {
+                let k = Key32([i; 32]);
+                let wrong = pw("guess");
+                super::authenticate(
+                    &s,
+                    &g,
+                    &from("203.0.113.1:1", &k, "alice", &wrong),
+                    OverlayNet::default(),
+                )
+                .await
+                .unwrap_err()
+                .reason
+            }));
+        }
+        let mut wrong = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                RefuseReason::WrongCredentials => wrong += 1,
+                RefuseReason::RateLimited => {}
+                r => panic!("{r:?}"),
+            }
+        }
+        assert_eq!(wrong, crate::hub::limiter::FREE_FAILURES);
+    }
+
+    /// Issue 11, item 5 (review C2): an oversized account name is refused before any
+    /// store work, and 2,000 refusals make one audit row, not 2,000.
+    #[tokio::test]
+    async fn bad_names_and_floods_of_refusals_are_bounded() {
+        let s = store();
+        let g = LoginGuards::default();
+        let long = "a".repeat(60_000);
+        let k = Key32([9; 32]);
+        let wrong = pw("x");
+        for _ in 0..2000 {
+            let r = super::authenticate(&s, &g, &from("203.0.113.5:1", &k, &long, &wrong), OverlayNet::default())
+                .await
+                .unwrap_err();
+            assert_eq!(r.reason, RefuseReason::BadRequest);
+            assert!(r.message.len() < 200);
+        }
+        g.refusals.flush(&s).await;
+        let log = db(&s, |st| st.audit_log(None, 10_000)).await.unwrap();
+        assert_eq!(log.len(), 1, "{log:#?}");
+        assert!(log[0].detail.starts_with("2000 × BadRequest"), "{}", log[0].detail);
+        assert!(log[0].detail.len() < 400);
     }
 }

@@ -1,6 +1,6 @@
 //! What every connection task of the hub shares.
 
-use super::limiter::LoginLimiter;
+use super::login_cost::LoginGuards;
 use super::registry::Registry;
 use super::store_handle::StoreHandle;
 use crate::keys::KeyPair;
@@ -11,6 +11,7 @@ pub struct HubContext {
     pub keys: Vec<KeyPair>,
     pub store: StoreHandle,
     pub registry: Registry,
-    pub limiter: LoginLimiter,
+    /// The limiter, hash gate and refusal log every password check goes through.
+    pub login: LoginGuards,
     pub overlay: OverlayNet,
 }

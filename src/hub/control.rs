@@ -32,9 +32,6 @@ async fn serve(stream: TcpStream, source: SocketAddr, ctx: Arc<HubContext>, prea
         rd,
         mut wr,
     } = preauth.bound(open(stream, &ctx.keys)).await??;
-    if let Some(wait) = ctx.limiter.check(source.ip(), account_named(&first)) {
-        return refuse(&mut wr, &Refusal::rate_limited(wait)).await;
-    }
     dispatch(&ctx, source, remote_key, first, rd, &mut wr).await
 }
 
@@ -70,15 +67,6 @@ async fn open(stream: TcpStream, keys: &[KeyPair]) -> Result<Opened> {
         rd,
         wr,
     })
-}
-
-/// The account a first request names, for the login rate limit.
-fn account_named(first: &Request) -> Option<&str> {
-    match first {
-        Request::Login { account, .. } => account.as_deref(),
-        Request::Admin { account, .. } | Request::ChangePassword { account, .. } => Some(account),
-        Request::Ping { .. } => None,
-    }
 }
 
 async fn dispatch(

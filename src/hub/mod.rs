@@ -22,8 +22,10 @@ pub mod context;
 pub mod control;
 pub mod limiter;
 mod login;
+pub mod login_cost;
 pub mod notices;
 pub mod preauth;
+pub mod refusals;
 pub mod registry;
 pub mod relay;
 pub mod reply;
@@ -45,7 +47,7 @@ use crate::proto::url::HubUrl;
 use crate::store::{OverlayNet, SqliteStore};
 
 use self::context::HubContext;
-use self::limiter::LoginLimiter;
+use self::login_cost::LoginGuards;
 use self::preauth::{AcceptBackoff, Preauth};
 use self::registry::Registry;
 use self::relay::{RelayStats, RelayTable, SharedRelayTable};
@@ -136,7 +138,7 @@ pub async fn run(settings: HubSettings) -> Result<()> {
         keys,
         store: store.clone(),
         registry: Registry::new(store.clone(), table.clone(), settings.overlay),
-        limiter: LoginLimiter::default(),
+        login: LoginGuards::default(),
         overlay: settings.overlay,
     });
     let preauth = Preauth::new(settings.preauth);
@@ -144,6 +146,8 @@ pub async fn run(settings: HubSettings) -> Result<()> {
     tokio::spawn(watch_store(ctx.clone()));
     tokio::spawn(contract_jobs(ctx.clone()));
     tokio::spawn(notices::run(store, mailer));
+    let refusals = ctx.clone();
+    tokio::spawn(async move { refusals.login.refusals.run(refusals.store.clone()).await });
 
     tracing::info!(%listen, db = %settings.db.display(), overlay = %settings.overlay, "hub running");
     println!("mcvpn hub listening on {listen} (TCP control, UDP relay)");
@@ -155,6 +159,7 @@ pub async fn run(settings: HubSettings) -> Result<()> {
         }
     }
     ctx.registry.close_all("hub stopped").await;
+    ctx.login.refusals.flush(&ctx.store).await;
     Ok(())
 }
 

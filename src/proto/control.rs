@@ -159,7 +159,7 @@ pub enum Request {
 
 /// Why the hub refused a login. Unknown account and wrong password share one reason
 /// so that accounts cannot be enumerated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefuseReason {
     WrongCredentials,
