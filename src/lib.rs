@@ -29,6 +29,8 @@ pub mod util;
 /// crate-private. Not an API for anything else; it changes with the hub.
 #[doc(hidden)]
 pub mod relay_harness {
-    pub use crate::hub::relay::{DropReason, RelayNode, RelayStats, RelayStatsSnapshot, RelayTable, SharedRelayTable};
+    pub use crate::hub::relay::{
+        BindAnswer, DropReason, RelayNode, RelayStats, RelayStatsSnapshot, RelayTable, SharedRelayTable,
+    };
     pub use crate::hub::udp::run as run_relay;
 }

@@ -1,9 +1,10 @@
 //! The relay table driven by arbitrary sequences of what the control plane and the network
 //! do to it (admit, remove, change peers, binds with good or forged MACs and any counter,
-//! data from any endpoint to any node), checked step by step against a plain model of the
-//! rules. The invariant that matters: a datagram is forwarded only from the endpoint a node
-//! proved with a fresh, MAC'd bind of its current session, to a peer it is allowed to reach,
-//! at that peer's own endpoint. And never a panic.
+//! answers to the hub's challenges from any endpoint, true or guessed, data from any
+//! endpoint to any node), checked step by step against a plain model of the rules. The
+//! invariant that matters: a datagram is forwarded only from the endpoint a node proved
+//! with a fresh, MAC'd bind of its current session *and* its answer to the challenge sent
+//! there, to a peer it is allowed to reach, at that peer's own endpoint. And never a panic.
 #![no_main]
 
 use std::collections::{HashMap, HashSet};
@@ -11,8 +12,8 @@ use std::net::SocketAddr;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use mcvpn::proto::relay::{write_data_header, BindMsg, Kind, NodeId, RelayKey, HEADER_LEN};
-use mcvpn::relay_harness::{DropReason, RelayTable};
+use mcvpn::proto::relay::{write_data_header, BindMsg, Kind, NodeId, RelayKey, BIND_LEN, HEADER_LEN};
+use mcvpn::relay_harness::{BindAnswer, DropReason, RelayTable};
 
 const NODES: u8 = 6;
 const ENDPOINTS: u8 = 6;
@@ -24,6 +25,8 @@ enum Op {
     SetPeers { node: u8, peers: u8 },
     AddPeer { node: u8, peer: u8 },
     Bind { node: u8, session: u8, counter: u8, from: u8, forged: bool },
+    /// Answers the last challenge the hub sent for `node` (or a guessed nonce) from `from`.
+    Answer { node: u8, from: u8, forged: bool, guess: Option<u8> },
     Data { from: u8, to: u8, len: u8 },
 }
 
@@ -52,11 +55,15 @@ struct ModelNode {
     peers: HashSet<NodeId>,
     endpoint: Option<SocketAddr>,
     last_counter: u64,
+    /// The challenged endpoint, its nonce and the counter of the bind that asked.
+    pending: Option<(SocketAddr, u64, u64)>,
 }
 
 fuzz_target!(|ops: Vec<Op>| {
     let mut table = RelayTable::default();
     let mut model: HashMap<NodeId, ModelNode> = HashMap::new();
+    // The last challenge the hub sent for each node, as an attacker at that endpoint sees it.
+    let mut challenges: HashMap<NodeId, [u8; BIND_LEN]> = HashMap::new();
     for op in ops.into_iter().take(256) {
         match op {
             Op::Admit { node, session, peers } => {
@@ -95,17 +102,56 @@ fuzz_target!(|ops: Vec<Op>| {
                 let expected_ok = !forged
                     && model.get(&node).is_some_and(|n| n.session == session && counter > n.last_counter);
                 assert_eq!(result.is_ok(), expected_ok, "bind {msg:?} from {src} (forged: {forged}): {result:?}");
-                if let Ok(bound) = result {
-                    let answer = BindMsg::parse(&bound).expect("the hub's Bound parses");
-                    assert_eq!((answer.kind, answer.node, answer.counter), (Kind::Bound, node, counter));
+                if let Ok(answer) = result {
+                    let n = model.get_mut(&node).unwrap();
+                    n.last_counter = counter;
+                    let sent = BindMsg::parse(answer.datagram()).expect("the hub's answer parses");
+                    assert_eq!((sent.node, sent.session), (node, session));
+                    if n.endpoint == Some(src) {
+                        // A refresh from the bound endpoint.
+                        assert!(matches!(answer, BindAnswer::Bound { moved: false, .. }), "{answer:?}");
+                        assert_eq!((sent.kind, sent.counter), (Kind::Bound, counter));
+                    } else {
+                        // Anywhere else: a challenge there, and nothing moves yet.
+                        assert!(matches!(answer, BindAnswer::Challenge(_)), "{answer:?}");
+                        assert_eq!(sent.kind, Kind::Challenge);
+                        assert!(answer.datagram().len() <= BIND_LEN, "no amplification");
+                        n.pending = Some((src, sent.counter, counter));
+                        challenges.insert(node, *answer.datagram());
+                    }
+                }
+            }
+            Op::Answer { node, from, forged, guess } => {
+                let (node, src) = (node_id(node), endpoint(from));
+                let (session, nonce) = match (guess, challenges.get(&node)) {
+                    (Some(g), _) => (model.get(&node).map_or(0, |n| n.session), u64::from(g)),
+                    (None, Some(c)) => {
+                        let c = BindMsg::parse(c).unwrap();
+                        (c.session, c.counter)
+                    }
+                    (None, None) => continue,
+                };
+                let msg = BindMsg { kind: Kind::Response, node, session, counter: nonce };
+                let signing_key = if forged { [0xAA; 32] } else { key(node, session) };
+                let result = table.handle_bind(src, &msg.encode(&signing_key));
+                let proven = model.get(&node).and_then(|n| {
+                    n.pending.filter(|&(at, expected, _)| {
+                        !forged && n.session == session && at == src && expected == nonce
+                    })
+                });
+                assert_eq!(result.is_ok(), proven.is_some(), "answer {msg:?} from {src} (forged: {forged}): {result:?}");
+                if let (Ok(answer), Some((_, _, counter))) = (result, proven) {
+                    assert!(matches!(answer, BindAnswer::Bound { moved: true, .. }), "{answer:?}");
+                    let sent = BindMsg::parse(answer.datagram()).unwrap();
+                    assert_eq!((sent.kind, sent.node, sent.counter), (Kind::Bound, node, counter));
                     for other in model.values_mut() {
                         if other.endpoint == Some(src) {
                             other.endpoint = None;
                         }
                     }
                     let n = model.get_mut(&node).unwrap();
-                    n.last_counter = counter;
                     n.endpoint = Some(src);
+                    n.pending = None;
                 }
             }
             Op::Data { from, to, len } => {

@@ -208,7 +208,9 @@ pub(super) fn target_add(store: &mut dyn Store, ctx: &ExecCtx, account: &str, ke
     let a = visible_account(store, ctx, account)?;
     let key = Key32::from_base64(key)
         .ok_or_else(|| AdminError::Refused(format!("{key:?} is not a base64 32-byte public key")))?;
-    let d = store.device_register(a.id, Role::Target, &key, name, ctx.overlay)?;
+    // No proof of possession here (review finding S6): the registration waits for the
+    // machine's own enrolment with an account of this contract.
+    let d = crate::hub::auth::register_unproven_target(store, a.id, &key, name, ctx.overlay)?;
     audit(
         store,
         ctx,
@@ -218,7 +220,8 @@ pub(super) fn target_add(store: &mut dyn Store, ctx: &ExecCtx, account: &str, ke
         &format!("target {} at {}", d.name, d.overlay_ip),
     );
     Ok(Output::message(format!(
-        "target {} registered under {account} at {} (node {}); it can run with its key, no enrolment needed",
+        "target {} registered under {account} at {} (node {}); before it can run with its key, enrol it \
+         once on the machine: `mcvpn target enroll --account {account}` (or any account of this contract)",
         d.name,
         d.overlay_ip,
         d.node_id()

@@ -300,7 +300,7 @@ pub enum OnOff {
 pub enum TargetCmd {
     /// List targets. Example: mcvpn admin target list
     List,
-    /// Register a target by its public key (instead of `mcvpn target enroll`). Example: mcvpn admin target add alice --key BASE64 --name pc-2
+    /// Register a target by its public key; it can run once the machine has enrolled with an account of the contract. Example: mcvpn admin target add alice --key BASE64 --name pc-2
     Add {
         account: String,
         #[arg(long)]

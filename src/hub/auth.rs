@@ -225,6 +225,9 @@ async fn decide(
                     .ok_or_else(|| {
                         Refusal::new(RefuseReason::NotEnrolled, "this machine is not enrolled as a target")
                     })?;
+                if is_unproven_target(&device) {
+                    return Err(unproven_refusal());
+                }
                 let account = s.account_by_id(device.account_id).map_err(store_failure)?;
                 Ok((device, account))
             })
@@ -499,6 +502,42 @@ fn client_device(
     Ok(device)
 }
 
+/// Marks a target an administrator registered by its public key alone (`mcvpn admin
+/// target add`): nobody has yet shown they hold that key *and* belong to the contract.
+/// Kept in the device's resume-hash column, which targets do not otherwise use (no
+/// schema change); no token hashes to it (token hashes are 32 bytes).
+const UNPROVEN_TARGET: &[u8] = b"unproven: awaiting the machine's own enrolment";
+
+fn is_unproven_target(d: &DeviceRecord) -> bool {
+    d.role == Role::Target && d.resume_hash.as_deref() == Some(UNPROVEN_TARGET)
+}
+
+fn unproven_refusal() -> Refusal {
+    Refusal::new(
+        RefuseReason::NotEnrolled,
+        "this machine's key was registered by an administrator, but the machine has not enrolled yet: \
+         run `mcvpn target enroll` on it once, with an account of the contract that registered it",
+    )
+}
+
+/// Registers a target by its public key for `account` (review finding S6: no proof of
+/// possession). The registration reserves the name and address, but the machine
+/// cannot log in with its key until it has enrolled once itself (`mcvpn target
+/// enroll`) with an account of the same contract: that login proves it holds the key
+/// and that its owner belongs to the contract. So a key registered by one contract
+/// never captures a machine whose owner enrols it with another contract's account.
+pub fn register_unproven_target(
+    s: &mut dyn Store,
+    account_id: i64,
+    key: &Key32,
+    name: &str,
+    overlay: OverlayNet,
+) -> Result<DeviceRecord, StoreError> {
+    let d = s.device_register(account_id, Role::Target, key, name, overlay)?;
+    s.device_set_resume(d.id, Some(UNPROVEN_TARGET), None)?;
+    s.device_by_id(d.id)
+}
+
 fn enroll_target(
     s: &mut dyn Store,
     key: &Key32,
@@ -507,6 +546,26 @@ fn enroll_target(
     overlay: OverlayNet,
 ) -> Result<Outcome, Refusal> {
     if let Some(existing) = s.device_by_key(key, Role::Target, None).map_err(store_failure)? {
+        let same_contract = || -> Result<bool, Refusal> {
+            let owner = s.account_by_id(existing.account_id).map_err(store_failure)?;
+            Ok(owner.contract_id == account.contract_id)
+        };
+        if is_unproven_target(&existing) {
+            // The machine proves it holds the key (Noise IK) with an account of the
+            // contract that registered it: the registration becomes live.
+            if existing.account_id == account.id || same_contract()? {
+                s.device_set_resume(existing.id, None, None).map_err(store_failure)?;
+                let device = s.device_by_id(existing.id).map_err(store_failure)?;
+                return Ok(Outcome::Enrolled { device });
+            }
+            tracing::warn!(target = %existing.name, account = %account.username,
+                "a machine whose key another contract registered enrolled with an account of this contract: refused");
+            return Err(Refusal::new(
+                RefuseReason::AlreadyEnrolled,
+                "another contract registered this machine's key and it stays unused; \
+                 ask the hub operator to remove that registration, then enrol again",
+            ));
+        }
         if existing.account_id == account.id {
             return Ok(Outcome::Enrolled { device: existing });
         }
@@ -594,6 +653,78 @@ mod tests {
 
     fn pw(p: &str) -> Credential {
         Credential::Password { password: p.into() }
+    }
+
+    /// Review finding S6: contract B registers the key K of a machine that contract A's
+    /// user enrols. The machine never lands in B: its key alone does not log in, and
+    /// enrolling with A's account does not put it in B.
+    #[tokio::test]
+    async fn a_key_registered_by_another_contract_does_not_capture_the_machine() {
+        use crate::admin::api::{AdminCommand, TargetCmd};
+        let mut st = SqliteStore::open_in_memory().unwrap();
+        st.contract_add(&crate::store::NewContract::simple("acme", 10)).unwrap();
+        st.account_add("acme", "alice", &password::hash("alice-password"))
+            .unwrap();
+        st.contract_add(&crate::store::NewContract::simple("evil", 10)).unwrap();
+        st.account_add("evil", "mallory", &password::hash("mallory-password"))
+            .unwrap();
+        st.account_add("evil", "eve", &password::hash("eve-password")).unwrap();
+        let k = Key32([42; 32]);
+        let ctx = crate::admin::ExecCtx::operator(chrono::NaiveDate::from_ymd_opt(2026, 12, 3).unwrap());
+        let add = AdminCommand::Target(TargetCmd::Add {
+            account: "mallory".into(),
+            key: k.to_base64(),
+            name: "pc".into(),
+        });
+        let out = crate::admin::execute(&mut st, &ctx, &crate::admin::prepare(add)).unwrap();
+        assert!(format!("{out:?}").contains("mcvpn target enroll"), "{out:?}");
+        let s = StoreHandle::new(st);
+
+        let key_only = authenticate(
+            &s,
+            &req(&k, Role::Target, None, &Credential::DeviceKey, false),
+            OverlayNet::default(),
+        )
+        .await;
+        assert_eq!(
+            key_only.as_ref().err().map(|r| r.reason),
+            Some(RefuseReason::NotEnrolled),
+            "the key alone landed the machine in evil: {:?}",
+            key_only.map(|o| format!("{o:?}"))
+        );
+        let as_alice = authenticate(
+            &s,
+            &req(&k, Role::Target, Some("alice"), &pw("alice-password"), true),
+            OverlayNet::default(),
+        )
+        .await;
+        assert_eq!(as_alice.err().map(|r| r.reason), Some(RefuseReason::AlreadyEnrolled));
+        let again = authenticate(
+            &s,
+            &req(&k, Role::Target, None, &Credential::DeviceKey, false),
+            OverlayNet::default(),
+        )
+        .await;
+        assert!(again.is_err(), "alice's attempt made the registration live");
+
+        // The machine's owner enrols it with an account of the registering contract:
+        // then, and only then, its key logs in.
+        let enrolled = authenticate(
+            &s,
+            &req(&k, Role::Target, Some("eve"), &pw("eve-password"), true),
+            OverlayNet::default(),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(enrolled, Outcome::Enrolled { ref device } if device.account == "mallory"));
+        let live = authenticate(
+            &s,
+            &req(&k, Role::Target, None, &Credential::DeviceKey, false),
+            OverlayNet::default(),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(live, Outcome::Session { ref account, .. } if account.username == "mallory"));
     }
 
     #[tokio::test]

@@ -1,6 +1,15 @@
 //! The packet relay: which UDP endpoint is which node, who may reach whom, and the
 //! forwarding decision for each datagram. No cryptography on the data path: a header
 //! parse, two table lookups and a send. Binds are the only datagrams with a MAC check.
+//!
+//! A node's endpoint moves (or is bound the first time) only after the node has
+//! answered a challenge *from the new endpoint*: a valid `Bind` from an address that
+//! is not yet the node's gets a `Challenge` there with a random nonce, and only the
+//! node's MAC'd `Response` carrying that nonce, from that address, moves the binding.
+//! A node that spoofs its source (to take another node's endpoint, review finding S1)
+//! never sees the nonce, so its `Bind` changes nothing. This costs one round trip on
+//! the first bind of a session and on a NAT rebinding; refreshes from the bound
+//! endpoint are one datagram each way, as before.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -20,11 +29,40 @@ pub struct RelayNode {
     /// The UDP endpoint (after NAT) the node last bound from.
     pub endpoint: Option<SocketAddr>,
     last_counter: u64,
+    /// The endpoint this node asked to move to and the challenge sent there.
+    pending: Option<PendingMove>,
     /// Nodes this one may send to (authorisation is symmetric, kept on both sides).
     pub peers: HashSet<NodeId>,
     /// Bytes relayed from and to this node in this session (for the session record).
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+}
+
+/// A binding move waiting for the node's answer from the new endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PendingMove {
+    endpoint: SocketAddr,
+    nonce: u64,
+    /// The counter of the `Bind` that asked, echoed in the `Bound` that ends the move.
+    counter: u64,
+}
+
+/// What the hub sends back to a valid `Bind` or `Response`, to the address it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindAnswer {
+    /// The node is bound at that address: a refresh, or (`moved`) a move just proven.
+    Bound { reply: [u8; BIND_LEN], moved: bool },
+    /// The address is not yet the node's: challenge it there, and move nothing yet.
+    Challenge([u8; BIND_LEN]),
+}
+
+impl BindAnswer {
+    /// The datagram to send back.
+    pub fn datagram(&self) -> &[u8; BIND_LEN] {
+        match self {
+            BindAnswer::Bound { reply, .. } | BindAnswer::Challenge(reply) => reply,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -54,6 +92,10 @@ pub struct RelayStats {
     pub forwarded: AtomicU64,
     pub forwarded_bytes: AtomicU64,
     pub binds: AtomicU64,
+    /// Challenges sent to a new endpoint (first binds, NAT rebindings, spoofed binds).
+    pub challenges: AtomicU64,
+    /// Bindings made or moved after a challenge was answered from the new endpoint.
+    pub endpoint_changes: AtomicU64,
     pub dropped_malformed: AtomicU64,
     pub dropped_unauthorised: AtomicU64,
     pub dropped_no_route: AtomicU64,
@@ -65,6 +107,8 @@ pub struct RelayStatsSnapshot {
     pub forwarded: u64,
     pub forwarded_bytes: u64,
     pub binds: u64,
+    pub challenges: u64,
+    pub endpoint_changes: u64,
     pub dropped_malformed: u64,
     pub dropped_unauthorised: u64,
     pub dropped_no_route: u64,
@@ -87,6 +131,8 @@ impl RelayStats {
             forwarded: g(&self.forwarded),
             forwarded_bytes: g(&self.forwarded_bytes),
             binds: g(&self.binds),
+            challenges: g(&self.challenges),
+            endpoint_changes: g(&self.endpoint_changes),
             dropped_malformed: g(&self.dropped_malformed),
             dropped_unauthorised: g(&self.dropped_unauthorised),
             dropped_no_route: g(&self.dropped_no_route),
@@ -115,6 +161,7 @@ impl RelayTable {
                 key,
                 endpoint: None,
                 last_counter: 0,
+                pending: None,
                 peers,
                 bytes_in: AtomicU64::new(0),
                 bytes_out: AtomicU64::new(0),
@@ -155,40 +202,84 @@ impl RelayTable {
         self.by_endpoint.len()
     }
 
-    /// Handles a `Bind` from `src`: checks the MAC and counter, binds the endpoint and
-    /// returns the `Bound` answer to send back.
-    pub fn handle_bind(&mut self, src: SocketAddr, datagram: &[u8]) -> Result<[u8; BIND_LEN], DropReason> {
+    /// Handles a `Bind` or a `Response` from `src`. A `Bind` (right key and session,
+    /// fresh counter) from the node's bound endpoint is a refresh: `Bound`. From any
+    /// other address it moves nothing: the answer is a `Challenge` to that address.
+    /// A `Response` that carries the challenge's nonce, from the challenged address,
+    /// moves the node's binding there (taking the address from any node bound to it
+    /// before, as a NAT that reused a port does) and is answered with `Bound`.
+    pub fn handle_bind(&mut self, src: SocketAddr, datagram: &[u8]) -> Result<BindAnswer, DropReason> {
         let msg = BindMsg::parse(datagram).map_err(|_| DropReason::Malformed)?;
-        if msg.kind != Kind::Bind {
+        if !matches!(msg.kind, Kind::Bind | Kind::Response) {
             return Err(DropReason::Malformed);
         }
         let node = self.nodes.get_mut(&msg.node).ok_or(DropReason::Unauthorised)?;
         BindMsg::verify(datagram, &node.key).map_err(|_| DropReason::Unauthorised)?;
-        if msg.session != node.session || msg.counter <= node.last_counter {
+        if msg.session != node.session {
             return Err(DropReason::Unauthorised);
         }
-        node.last_counter = msg.counter;
-        if node.endpoint != Some(src) {
-            if let Some(old) = node.endpoint.replace(src) {
-                self.by_endpoint.remove(&old);
-            }
-            // Another node bound from this endpoint before (a NAT reused the port):
-            // it lost the endpoint; it will bind again from its new one.
-            if let Some(prev) = self.by_endpoint.insert(src, msg.node) {
-                if prev != msg.node {
-                    if let Some(p) = self.nodes.get_mut(&prev) {
-                        p.endpoint = None;
-                    }
-                }
-            }
-        }
-        let reply = BindMsg {
+        let bound = |counter| BindMsg {
             kind: Kind::Bound,
             node: msg.node,
             session: msg.session,
-            counter: msg.counter,
+            counter,
         };
-        Ok(reply.encode(&self.nodes[&msg.node].key))
+        if msg.kind == Kind::Bind {
+            if msg.counter <= node.last_counter {
+                return Err(DropReason::Unauthorised);
+            }
+            node.last_counter = msg.counter;
+            if node.endpoint == Some(src) {
+                return Ok(BindAnswer::Bound {
+                    reply: bound(msg.counter).encode(&node.key),
+                    moved: false,
+                });
+            }
+            // A new challenge replaces any earlier one: one pending move per node, so
+            // however many binds arrive the table does not grow.
+            let nonce = rand::random::<u64>();
+            node.pending = Some(PendingMove {
+                endpoint: src,
+                nonce,
+                counter: msg.counter,
+            });
+            let challenge = BindMsg {
+                kind: Kind::Challenge,
+                node: msg.node,
+                session: msg.session,
+                counter: nonce,
+            };
+            return Ok(BindAnswer::Challenge(challenge.encode(&node.key)));
+        }
+        let pending = node
+            .pending
+            .filter(|p| p.endpoint == src && p.nonce == msg.counter)
+            .ok_or(DropReason::Unauthorised)?;
+        node.pending = None;
+        let reply = bound(pending.counter).encode(&node.key);
+        self.set_endpoint(msg.node, src);
+        Ok(BindAnswer::Bound { reply, moved: true })
+    }
+
+    /// Binds `node` (admitted) to `src`, which it has just proven to answer from.
+    fn set_endpoint(&mut self, node: NodeId, src: SocketAddr) {
+        let Some(n) = self.nodes.get_mut(&node) else { return };
+        if n.endpoint == Some(src) {
+            return;
+        }
+        if let Some(old) = n.endpoint.replace(src) {
+            self.by_endpoint.remove(&old);
+        }
+        // Another node was bound at this address before (a NAT reused the port, and
+        // the node now there proved it): that node lost it; it binds again from its
+        // new one.
+        if let Some(prev) = self.by_endpoint.insert(src, node) {
+            if prev != node {
+                if let Some(p) = self.nodes.get_mut(&prev) {
+                    p.endpoint = None;
+                }
+            }
+        }
     }
 
     /// Decides where `Data` from `src` naming `dst_node` goes: returns the destination
@@ -230,6 +321,29 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn bind_msg(node: NodeId, session: u64, counter: u64, key: RelayKey) -> [u8; BIND_LEN] {
+        BindMsg {
+            kind: Kind::Bind,
+            node,
+            session,
+            counter,
+        }
+        .encode(&key)
+    }
+
+    /// The node's answer to `challenge`, as `RelayState` makes it.
+    fn response(challenge: &[u8], key: RelayKey) -> [u8; BIND_LEN] {
+        let c = BindMsg::parse(challenge).unwrap();
+        assert_eq!(c.kind, Kind::Challenge);
+        BindMsg {
+            kind: Kind::Response,
+            ..c
+        }
+        .encode(&key)
+    }
+
+    /// A node that really is at `from` binds: its bind, and its answer to the challenge
+    /// if the hub sends one.
     fn bind(
         table: &mut RelayTable,
         node: NodeId,
@@ -238,14 +352,17 @@ mod tests {
         key: RelayKey,
         from: &str,
     ) -> Result<(), DropReason> {
-        let msg = BindMsg {
-            kind: Kind::Bind,
-            node,
-            session,
-            counter,
+        match table.handle_bind(addr(from), &bind_msg(node, session, counter, key))? {
+            BindAnswer::Bound { .. } => Ok(()),
+            BindAnswer::Challenge(c) => match table.handle_bind(addr(from), &response(&c, key))? {
+                BindAnswer::Bound { reply, moved: true } => {
+                    let b = BindMsg::parse(&reply).unwrap();
+                    assert_eq!((b.kind, b.node, b.counter), (Kind::Bound, node, counter));
+                    Ok(())
+                }
+                other => panic!("the answer to a challenge was {other:?}"),
+            },
         }
-        .encode(&key);
-        table.handle_bind(addr(from), &msg).map(|_| ())
     }
 
     fn data(dst: NodeId) -> Vec<u8> {
@@ -325,6 +442,118 @@ mod tests {
             Ok(addr("192.0.2.2:2000"))
         );
         assert_eq!(t.bound_nodes(), 2);
+    }
+
+    /// Review finding S1: node 2 sends its own valid Bind with node 1's endpoint as the
+    /// (spoofed) source. Node 1 keeps its endpoint and its traffic keeps flowing.
+    #[test]
+    fn a_bind_spoofed_from_another_nodes_endpoint_changes_nothing() {
+        let mut t = two_peers();
+        // The challenge goes to 192.0.2.1:1000, where node 1 is; node 2 never sees it.
+        let answer = t.handle_bind(addr("192.0.2.1:1000"), &bind_msg(2, 20, 2, [2; 32]));
+        assert!(matches!(answer, Ok(BindAnswer::Challenge(_))), "{answer:?}");
+        assert_eq!(
+            t.node(1).unwrap().endpoint,
+            Some(addr("192.0.2.1:1000")),
+            "node 1 lost its endpoint"
+        );
+        assert_eq!(
+            t.node(2).unwrap().endpoint,
+            Some(addr("192.0.2.2:2000")),
+            "node 2 moved"
+        );
+        assert_eq!(
+            t.route_data(addr("192.0.2.1:1000"), &mut data(2)),
+            Ok(addr("192.0.2.2:2000"))
+        );
+        assert_eq!(
+            t.route_data(addr("192.0.2.2:2000"), &mut data(1)),
+            Ok(addr("192.0.2.1:1000"))
+        );
+    }
+
+    #[test]
+    fn a_move_waits_for_the_answer_from_the_new_endpoint() {
+        let mut t = two_peers();
+        let Ok(BindAnswer::Challenge(c)) = t.handle_bind(addr("192.0.2.7:1"), &bind_msg(1, 10, 2, [1; 32])) else {
+            panic!("a bind from a new endpoint is challenged")
+        };
+        // Until the answer, the old endpoint still carries node 1's traffic.
+        assert_eq!(
+            t.route_data(addr("192.0.2.1:1000"), &mut data(2)),
+            Ok(addr("192.0.2.2:2000"))
+        );
+        let good = response(&c, [1; 32]);
+        // The answer from anywhere but the challenged address, or with a guessed
+        // nonce, or MAC'd with another key, moves nothing.
+        assert_eq!(t.handle_bind(addr("192.0.2.8:1"), &good), Err(DropReason::Unauthorised));
+        let mut guessed = BindMsg::parse(&c).unwrap();
+        guessed.kind = Kind::Response;
+        guessed.counter ^= 1;
+        assert_eq!(
+            t.handle_bind(addr("192.0.2.7:1"), &guessed.encode(&[1; 32])),
+            Err(DropReason::Unauthorised)
+        );
+        assert_eq!(
+            t.handle_bind(addr("192.0.2.7:1"), &response(&c, [2; 32])),
+            Err(DropReason::Unauthorised)
+        );
+        assert_eq!(t.node(1).unwrap().endpoint, Some(addr("192.0.2.1:1000")));
+        // The real answer moves it, once.
+        assert!(matches!(
+            t.handle_bind(addr("192.0.2.7:1"), &good),
+            Ok(BindAnswer::Bound { moved: true, .. })
+        ));
+        assert_eq!(t.node(1).unwrap().endpoint, Some(addr("192.0.2.7:1")));
+        assert_eq!(
+            t.handle_bind(addr("192.0.2.7:1"), &good),
+            Err(DropReason::Unauthorised),
+            "a replayed answer"
+        );
+        // A refresh from the bound endpoint needs no challenge.
+        assert!(matches!(
+            t.handle_bind(addr("192.0.2.7:1"), &bind_msg(1, 10, 3, [1; 32])),
+            Ok(BindAnswer::Bound { moved: false, .. })
+        ));
+    }
+
+    #[test]
+    fn a_newer_challenge_replaces_the_older_one() {
+        let mut t = two_peers();
+        let Ok(BindAnswer::Challenge(first)) = t.handle_bind(addr("192.0.2.7:1"), &bind_msg(1, 10, 2, [1; 32])) else {
+            panic!("challenged")
+        };
+        let Ok(BindAnswer::Challenge(second)) = t.handle_bind(addr("192.0.2.7:1"), &bind_msg(1, 10, 3, [1; 32])) else {
+            panic!("challenged")
+        };
+        assert_eq!(
+            t.handle_bind(addr("192.0.2.7:1"), &response(&first, [1; 32])),
+            Err(DropReason::Unauthorised)
+        );
+        let Ok(BindAnswer::Bound { reply, moved: true }) =
+            t.handle_bind(addr("192.0.2.7:1"), &response(&second, [1; 32]))
+        else {
+            panic!("the latest challenge's answer moves the binding")
+        };
+        assert_eq!(BindMsg::parse(&reply).unwrap().counter, 3);
+    }
+
+    #[test]
+    fn the_hub_takes_no_bound_or_challenge_and_answers_no_bigger_than_asked() {
+        let mut t = two_peers();
+        for kind in [Kind::Bound, Kind::Challenge] {
+            let m = BindMsg {
+                kind,
+                node: 1,
+                session: 10,
+                counter: 9,
+            }
+            .encode(&[1; 32]);
+            assert_eq!(t.handle_bind(addr("192.0.2.1:1000"), &m), Err(DropReason::Malformed));
+        }
+        let bind = bind_msg(1, 10, 9, [1; 32]);
+        let answer = t.handle_bind(addr("192.0.2.9:9"), &bind).unwrap();
+        assert!(answer.datagram().len() <= bind.len(), "no amplification");
     }
 
     #[test]

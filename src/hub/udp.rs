@@ -16,11 +16,12 @@ use std::sync::Arc;
 
 use quinn_udp::RecvMeta;
 
-use super::relay::{DropReason, RelayStats, RelayTable, SharedRelayTable};
+use super::relay::{BindAnswer, DropReason, RelayStats, RelayTable, SharedRelayTable};
 use crate::proto::relay::{self, Header, Kind, HEADER_LEN};
 use crate::udp_batch::{gso_runs, BatchUdp, UdpTuning, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, RECV_BATCH, RECV_BUF};
 
-/// A `Bind` to apply after the read lock is released: from `src`, in `storage[buf][start..end]`.
+/// A `Bind` or `Response` to apply after the read lock is released: from `src`, in
+/// `storage[buf][start..end]`.
 #[derive(Debug, Clone, Copy)]
 struct PendingBind {
     src: SocketAddr,
@@ -110,11 +111,22 @@ pub fn run(socket: UdpSocket, table: SharedRelayTable, stats: Arc<RelayStats>, t
             }
         }
         for &PendingBind { src, buf, start, end } in &binds {
-            let reply = table.write().handle_bind(src, &storage[buf][start..end]);
-            match reply {
-                Ok(reply) => {
-                    stats.binds.fetch_add(1, Ordering::Relaxed);
-                    let _ = sock.send(src, &reply, None);
+            let answer = table.write().handle_bind(src, &storage[buf][start..end]);
+            match answer {
+                Ok(answer) => {
+                    match answer {
+                        BindAnswer::Bound { moved, .. } => {
+                            stats.binds.fetch_add(1, Ordering::Relaxed);
+                            if moved {
+                                stats.endpoint_changes.fetch_add(1, Ordering::Relaxed);
+                                tracing::debug!(endpoint = %src, "relay endpoint bound after its challenge was answered");
+                            }
+                        }
+                        BindAnswer::Challenge(_) => {
+                            stats.challenges.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    let _ = sock.send(src, answer.datagram(), None);
                 }
                 Err(d) => stats.count_drop(d),
             }
@@ -308,13 +320,13 @@ fn decide(
                 }),
                 Err(d) => stats.count_drop(d),
             },
-            Ok(Kind::Bind) => binds.push(PendingBind {
+            Ok(Kind::Bind | Kind::Response) => binds.push(PendingBind {
                 src,
                 buf: index,
                 start,
                 end,
             }),
-            Ok(Kind::Bound) | Err(_) => stats.count_drop(DropReason::Malformed),
+            Ok(Kind::Bound | Kind::Challenge) | Err(_) => stats.count_drop(DropReason::Malformed),
         }
     }
 }
@@ -355,7 +367,16 @@ mod tests {
                 counter: 1,
             }
             .encode(&key);
-            t.handle_bind(addr(from), &b).unwrap();
+            // A first bind is challenged; the node answers from the same address.
+            let Ok(BindAnswer::Challenge(c)) = t.handle_bind(addr(from), &b) else {
+                panic!("a first bind is challenged")
+            };
+            let answer = BindMsg {
+                kind: Kind::Response,
+                ..BindMsg::parse(&c).unwrap()
+            }
+            .encode(&key);
+            t.handle_bind(addr(from), &answer).unwrap();
         }
         t
     }
@@ -534,5 +555,14 @@ mod tests {
         .to_vec();
         let (_, binds) = run_decide(&t, &stats, "192.0.2.1:1000", &mut b, 0);
         assert_eq!(binds.len(), 1);
+        // Answers to challenges go the same way; a challenge or Bound sent to the hub
+        // is malformed.
+        b[1] = Kind::Response as u8;
+        let (_, binds) = run_decide(&t, &stats, "192.0.2.1:1000", &mut b, 0);
+        assert_eq!(binds.len(), 1);
+        b[1] = Kind::Challenge as u8;
+        let (_, binds) = run_decide(&t, &stats, "192.0.2.1:1000", &mut b, 0);
+        assert!(binds.is_empty());
+        assert_eq!(stats.snapshot().dropped_malformed, 3);
     }
 }

@@ -304,6 +304,15 @@ impl RxBatch {
                             bump(&dp.counters.hub_malformed);
                         }
                     }
+                    Ok((h, _)) if h.kind == Kind::Challenge => match dp.relay.on_challenge(datagram) {
+                        // From the socket the bind left: the hub checks the address.
+                        Some(answer) => {
+                            if dp.udp.send(dp.hub, &answer, None).is_err() {
+                                bump(&dp.counters.send_errors);
+                            }
+                        }
+                        None => bump(&dp.counters.hub_malformed),
+                    },
                     _ => bump(&dp.counters.hub_malformed),
                 }
             }

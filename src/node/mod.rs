@@ -28,7 +28,7 @@ use crate::proto::relay::NodeId;
 use crate::udp_batch::{BatchUdp, Offloads};
 
 use self::datapath::{Counters, CountersSnapshot, DataPath};
-use self::peers::{Change, PeerTable};
+use self::peers::{Change, PeerScope, PeerTable};
 use self::relay_state::RelayState;
 pub use self::settings::{ControlSettings, DataPathSettings, DataPathTuning, NodeSettings, DEFAULT_SOCKET_BUFFER};
 
@@ -52,6 +52,8 @@ pub struct Node {
     hub_addr: SocketAddr,
     datapath: OnceLock<Arc<DataPath>>,
     conn: Mutex<Connection>,
+    /// Which announced peers this session accepts (set by each login).
+    scope: Mutex<Option<PeerScope>>,
 }
 
 impl Node {
@@ -80,6 +82,7 @@ impl Node {
             hub_addr,
             datapath: OnceLock::new(),
             conn: Mutex::new(Connection::default()),
+            scope: Mutex::new(None),
         })
     }
 
@@ -94,8 +97,12 @@ impl Node {
 
     /// Applies a successful login: relay bind, TUN (created on the first login), peers.
     pub fn apply_login(&self, login: &LoginOk) -> Result<()> {
-        self.relay
-            .start(login.node_id, login.session_id, *login.relay_key.expose_secret());
+        // Before anything is configured from it: a hub that gives a nonsense overlay
+        // would have a target route it (up to the whole internet) into the TUN.
+        let scope = PeerScope::from_login(self.settings.control.role, login)
+            .map_err(|e| anyhow!("refusing the hub's login answer: {e}"))?;
+        *self.scope.lock() = Some(scope);
+        self.relay.start(login.node_id, login.session_id, *login.relay_key.expose_secret());
         // Bind at once rather than at the next timer tick: the first packets wait on it.
         if let Some(bind) = self.relay.bind_due(Instant::now()) {
             let _ = self.udp.send(self.hub_addr, &bind, None);
@@ -127,7 +134,8 @@ impl Node {
                 }
             }
         }
-        for change in self.peers.replace_all(login.peers.clone()) {
+        let peers = login.peers.iter().filter(|p| self.accepts(p)).cloned().collect();
+        for change in self.peers.replace_all(peers) {
             self.on_change(change);
         }
         let mut c = self.conn.lock();
@@ -153,6 +161,13 @@ impl Node {
     pub fn apply_event(&self, ev: Event) {
         match ev {
             Event::Peer(info) => {
+                if !self.accepts(&info) {
+                    // Whatever we had under that node id is no longer trusted either.
+                    if let Some(change) = self.peers.remove(info.node_id) {
+                        self.on_change(change);
+                    }
+                    return;
+                }
                 let change = self.peers.upsert(info);
                 self.on_change(change);
             }
@@ -163,6 +178,22 @@ impl Node {
             }
             Event::Pong { .. } => {}
             other => tracing::debug!(?other, "ignoring unexpected push"),
+        }
+    }
+
+    /// Whether an announced peer is inside this session's scope; refusals are logged
+    /// (the peer gets no WireGuard state and no route).
+    fn accepts(&self, peer: &crate::proto::control::PeerInfo) -> bool {
+        let Some(scope) = *self.scope.lock() else {
+            tracing::warn!(peer = %peer.name, node = peer.node_id, "ignoring a peer announced before the login");
+            return false;
+        };
+        match scope.check(peer) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "refusing a peer the hub announced: nothing is routed to it");
+                false
+            }
         }
     }
 

@@ -15,8 +15,116 @@ use parking_lot::{Mutex, RwLock};
 use boringtun::noise::Tunn;
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use crate::proto::control::PeerInfo;
+use crate::proto::control::{LoginOk, PeerInfo, Role};
 use crate::proto::relay::NodeId;
+
+/// The overlay prefixes a hub may give (`mcvpn hub --overlay` accepts 8..=30).
+const OVERLAY_PREFIXES: std::ops::RangeInclusive<u8> = 8..=30;
+
+/// Which announced peers a node accepts, from what its login said about itself: a peer
+/// must sit inside the overlay, be another host than this node, and have the role this
+/// node talks to (a client reaches targets, a target answers clients). A hub that
+/// announces anything else (review finding C11: a "target" at 8.8.8.8, for which the
+/// client would install a /32 route into the tunnel) is refused and logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerScope {
+    role: Role,
+    node: NodeId,
+    me: Ipv4Addr,
+    prefix: u8,
+}
+
+/// Why an announced peer (or a login) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    #[error("overlay prefix /{0} is outside /8../30")]
+    Prefix(u8),
+    #[error("own overlay address {0} is not a host address of the overlay")]
+    OwnAddress(Ipv4Addr),
+    #[error("peer {name} (node {node}) at {ip} is outside the overlay {net}/{prefix}")]
+    Outside {
+        name: String,
+        node: NodeId,
+        ip: Ipv4Addr,
+        net: Ipv4Addr,
+        prefix: u8,
+    },
+    #[error("peer {name} (node {node}) claims {ip}, which is not a peer's address")]
+    NotAHost { name: String, node: NodeId, ip: Ipv4Addr },
+    #[error("peer {name} (node {node}) is a {role}, but a {me} talks only to {expected}s")]
+    Role {
+        name: String,
+        node: NodeId,
+        role: &'static str,
+        me: &'static str,
+        expected: &'static str,
+    },
+}
+
+impl PeerScope {
+    /// The scope of `role`'s session from its login; refuses a login whose overlay
+    /// makes no sense (the target would route it all into its TUN).
+    pub fn from_login(role: Role, login: &LoginOk) -> Result<PeerScope, ScopeError> {
+        if !OVERLAY_PREFIXES.contains(&login.overlay_prefix) {
+            return Err(ScopeError::Prefix(login.overlay_prefix));
+        }
+        let scope = PeerScope {
+            role,
+            node: login.node_id,
+            me: login.overlay_ip,
+            prefix: login.overlay_prefix,
+        };
+        if !scope.is_host(login.overlay_ip) {
+            return Err(ScopeError::OwnAddress(login.overlay_ip));
+        }
+        Ok(scope)
+    }
+
+    fn mask(&self) -> u32 {
+        u32::MAX << (32 - u32::from(self.prefix))
+    }
+
+    fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.me) & self.mask())
+    }
+
+    /// Inside the overlay, and neither its network nor its broadcast address.
+    fn is_host(&self, ip: Ipv4Addr) -> bool {
+        let (ip, mask) = (u32::from(ip), self.mask());
+        ip & mask == u32::from(self.me) & mask && ip & !mask != 0 && ip & !mask != !mask
+    }
+
+    /// Whether `peer` may be installed (WireGuard state, and for a client a route).
+    pub fn check(&self, peer: &PeerInfo) -> Result<(), ScopeError> {
+        let (name, node, ip) = (peer.name.clone(), peer.node_id, peer.overlay_ip);
+        let expected = match self.role {
+            Role::Client => Role::Target,
+            Role::Target => Role::Client,
+        };
+        if peer.role != expected {
+            return Err(ScopeError::Role {
+                name,
+                node,
+                role: peer.role.as_str(),
+                me: self.role.as_str(),
+                expected: expected.as_str(),
+            });
+        }
+        if u32::from(ip) & self.mask() != u32::from(self.me) & self.mask() {
+            return Err(ScopeError::Outside {
+                name,
+                node,
+                ip,
+                net: self.network(),
+                prefix: self.prefix,
+            });
+        }
+        if !self.is_host(ip) || ip == self.me || node == self.node {
+            return Err(ScopeError::NotAHost { name, node, ip });
+        }
+        Ok(())
+    }
+}
 
 pub struct Peer {
     pub node_id: NodeId,
@@ -195,7 +303,7 @@ impl<K: PartialEq + Copy> PeerCache<K> {
 mod tests {
     use super::*;
     use crate::keys::KeyPair;
-    use crate::proto::control::{Key32, Role};
+    use crate::proto::control::Key32;
 
     fn info(id: NodeId, boot: u64, key: u8) -> PeerInfo {
         PeerInfo {
@@ -221,6 +329,85 @@ mod tests {
         assert!(matches!(t.upsert(info(1, 11, 1)), Change::Reset(_)), "peer restarted");
         assert!(matches!(t.upsert(info(1, 11, 2)), Change::Reset(_)), "new key");
         assert!(t.by_ip(Ipv4Addr::new(100, 64, 0, 1)).is_some());
+    }
+
+    fn login(ip: [u8; 4], prefix: u8) -> LoginOk {
+        LoginOk {
+            node_id: 50,
+            account: "alice".into(),
+            contract: "acme".into(),
+            overlay_ip: Ipv4Addr::from(ip),
+            overlay_prefix: prefix,
+            relay_key: crate::secret::SecretKey32::new([0; 32]),
+            session_id: 1,
+            resume_token: None,
+            peers: vec![],
+            more_peers: 0,
+        }
+    }
+
+    fn at(role: Role, ip: [u8; 4]) -> PeerInfo {
+        PeerInfo {
+            role,
+            overlay_ip: Ipv4Addr::from(ip),
+            ..info(1, 1, 1)
+        }
+    }
+
+    /// Review finding C11: a lying hub announces a target at 8.8.8.8.
+    #[test]
+    fn a_client_accepts_only_targets_inside_the_overlay() {
+        let scope = PeerScope::from_login(Role::Client, &login([100, 64, 0, 2], 10)).unwrap();
+        assert_eq!(scope.check(&at(Role::Target, [100, 64, 0, 1])), Ok(()));
+        assert_eq!(scope.check(&at(Role::Target, [100, 127, 255, 254])), Ok(()));
+        assert!(matches!(
+            scope.check(&at(Role::Target, [8, 8, 8, 8])),
+            Err(ScopeError::Outside { .. })
+        ));
+        assert!(matches!(
+            scope.check(&at(Role::Target, [100, 128, 0, 1])),
+            Err(ScopeError::Outside { .. })
+        ));
+        assert!(matches!(
+            scope.check(&at(Role::Client, [100, 64, 0, 3])),
+            Err(ScopeError::Role { .. })
+        ));
+        for not_a_peer in [[100, 64, 0, 0], [100, 127, 255, 255], [100, 64, 0, 2]] {
+            assert!(
+                matches!(
+                    scope.check(&at(Role::Target, not_a_peer)),
+                    Err(ScopeError::NotAHost { .. })
+                ),
+                "{not_a_peer:?}"
+            );
+        }
+        let me_again = PeerInfo {
+            node_id: 50,
+            ..at(Role::Target, [100, 64, 0, 9])
+        };
+        assert!(scope.check(&me_again).is_err(), "our own node id");
+    }
+
+    #[test]
+    fn a_target_accepts_only_clients_and_a_sane_overlay() {
+        let scope = PeerScope::from_login(Role::Target, &login([10, 9, 0, 1], 16)).unwrap();
+        assert_eq!(scope.check(&at(Role::Client, [10, 9, 200, 7])), Ok(()));
+        assert!(scope.check(&at(Role::Target, [10, 9, 0, 2])).is_err());
+        assert!(scope.check(&at(Role::Client, [10, 10, 0, 2])).is_err());
+        // A prefix that would route the world (or nothing) into the TUN, or an own
+        // address that is not a host of the overlay: the login is refused.
+        assert_eq!(
+            PeerScope::from_login(Role::Target, &login([100, 64, 0, 1], 0)),
+            Err(ScopeError::Prefix(0))
+        );
+        assert_eq!(
+            PeerScope::from_login(Role::Target, &login([100, 64, 0, 1], 31)),
+            Err(ScopeError::Prefix(31))
+        );
+        assert!(matches!(
+            PeerScope::from_login(Role::Client, &login([100, 64, 0, 0], 10)),
+            Err(ScopeError::OwnAddress(_))
+        ));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `mcvpn debug relay-probe`: a deliberately misbehaving client for tests. It logs in
-//! for real, binds its UDP endpoint for real, then sends relay datagrams naming any node
+//! for real, binds its UDP endpoint for real (answering the hub's challenge), then sends relay datagrams naming any node
 //! id it is told to, whether the hub announced that node or not. A correct hub drops
 //! what is not authorised and counts it; the probe reports what came back.
 
@@ -66,7 +66,12 @@ pub fn run(opts: ProbeOptions) -> Result<serde_json::Value> {
             udp.send(&bind)?;
         }
         if let Ok(n) = udp.recv(&mut buf) {
-            relay.on_bound(&buf[..n], Instant::now());
+            // A first bind is challenged: answer from this socket, as the data path does.
+            if let Some(answer) = relay.on_challenge(&buf[..n]) {
+                udp.send(&answer)?;
+            } else {
+                relay.on_bound(&buf[..n], Instant::now());
+            }
         }
     }
     // A plausible WireGuard handshake initiation size, content irrelevant to the hub.

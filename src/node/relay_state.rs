@@ -1,5 +1,7 @@
 //! The node's side of the relay bind: which session it binds for, when the next bind
-//! is due, and whether the hub acknowledged it.
+//! is due, the answer to the hub's challenge when the endpoint is new to the hub, and
+//! whether the hub acknowledged it. An acknowledgement counts once, and only for a
+//! bind this node sent: a replayed `Bound` keeps no node "bound" (review finding S1).
 
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
@@ -19,6 +21,8 @@ struct Session {
     session: u64,
     key: RelayKey,
     counter: u64,
+    /// The counter of the last `Bound` taken: a `Bound` must name a later bind.
+    acked: u64,
     last_sent: Option<Instant>,
     last_ack: Option<Instant>,
 }
@@ -36,6 +40,7 @@ impl RelayState {
             session,
             key,
             counter: 0,
+            acked: 0,
             last_sent: None,
             last_ack: None,
         });
@@ -68,7 +73,9 @@ impl RelayState {
         )
     }
 
-    /// Handles a `Bound` datagram; true if it acknowledged our current session.
+    /// Handles a `Bound` datagram; true if it acknowledged, for the first time, a bind
+    /// of our current session (its counter is later than the last one acknowledged and
+    /// not later than the last one sent).
     pub fn on_bound(&self, datagram: &[u8], now: Instant) -> bool {
         let Ok(msg) = BindMsg::parse(datagram) else {
             return false;
@@ -79,10 +86,45 @@ impl RelayState {
             && msg.node == s.node
             && msg.session == s.session
             && BindMsg::verify(datagram, &s.key).is_ok();
-        if ours {
-            s.last_ack = Some(now);
+        if !ours {
+            return false;
         }
-        ours
+        if msg.counter <= s.acked || msg.counter > s.counter {
+            tracing::debug!(
+                counter = msg.counter,
+                acked = s.acked,
+                sent = s.counter,
+                "ignoring a stale or replayed Bound"
+            );
+            return false;
+        }
+        s.acked = msg.counter;
+        s.last_ack = Some(now);
+        true
+    }
+
+    /// Handles a `Challenge`: the hub asks us to prove we receive at the endpoint our
+    /// bind came from. Returns the `Response` to send back (from the same socket), or
+    /// `None` if the challenge is not for our current session (another node's, sent
+    /// here because it spoofed our address: we cannot answer it, and must not).
+    pub fn on_challenge(&self, datagram: &[u8]) -> Option<[u8; BIND_LEN]> {
+        let msg = BindMsg::parse(datagram).ok()?;
+        let cur = self.current.lock();
+        let s = cur.as_ref()?;
+        let ours = msg.kind == Kind::Challenge
+            && msg.node == s.node
+            && msg.session == s.session
+            && BindMsg::verify(datagram, &s.key).is_ok();
+        if !ours {
+            return None;
+        }
+        Some(
+            BindMsg {
+                kind: Kind::Response,
+                ..msg
+            }
+            .encode(&s.key),
+        )
     }
 
     pub fn is_bound(&self, now: Instant) -> bool {
@@ -122,6 +164,28 @@ mod tests {
         assert!(!r.is_bound(t0 + BIND_RETRY + BIND_LOST));
     }
 
+    /// Review finding S1: a `Bound` is accepted once, and only for a bind we sent.
+    #[test]
+    fn a_replayed_or_unasked_bound_is_ignored() {
+        let r = RelayState::default();
+        let t0 = Instant::now();
+        r.start(7, 99, [3; 32]);
+        r.bind_due(t0).unwrap();
+        let ack = |counter| {
+            BindMsg {
+                kind: Kind::Bound,
+                node: 7,
+                session: 99,
+                counter,
+            }
+            .encode(&[3; 32])
+        };
+        assert!(!r.on_bound(&ack(2), t0), "an ack for a bind never sent");
+        assert!(r.on_bound(&ack(1), t0));
+        assert!(!r.on_bound(&ack(1), t0 + BIND_LOST), "a replayed ack");
+        assert!(!r.is_bound(t0 + BIND_LOST), "the replay kept the node bound");
+    }
+
     #[test]
     fn foreign_or_forged_acks_are_ignored() {
         let r = RelayState::default();
@@ -145,5 +209,41 @@ mod tests {
         assert!(!r.on_bound(&old_session, t0));
         assert!(!r.on_bound(b"junk", t0));
         assert!(!r.is_bound(t0));
+    }
+
+    #[test]
+    fn answers_only_its_own_sessions_challenges() {
+        let r = RelayState::default();
+        let challenge = |node, session, key: &[u8; 32]| {
+            BindMsg {
+                kind: Kind::Challenge,
+                node,
+                session,
+                counter: 0xfeed,
+            }
+            .encode(key)
+        };
+        assert!(r.on_challenge(&challenge(7, 99, &[3; 32])).is_none(), "no session");
+        r.start(7, 99, [3; 32]);
+        let answer = r.on_challenge(&challenge(7, 99, &[3; 32])).unwrap();
+        let msg = BindMsg::parse(&answer).unwrap();
+        assert_eq!(
+            (msg.kind, msg.node, msg.session, msg.counter),
+            (Kind::Response, 7, 99, 0xfeed)
+        );
+        assert!(BindMsg::verify(&answer, &[3; 32]).is_ok());
+        // Another node's challenge (it spoofed our endpoint), another session's, a
+        // forged one, or a Bound: no answer.
+        assert!(r.on_challenge(&challenge(8, 99, &[9; 32])).is_none());
+        assert!(r.on_challenge(&challenge(7, 98, &[3; 32])).is_none());
+        assert!(r.on_challenge(&challenge(7, 99, &[4; 32])).is_none());
+        let bound = BindMsg {
+            kind: Kind::Bound,
+            node: 7,
+            session: 99,
+            counter: 0,
+        }
+        .encode(&[3; 32]);
+        assert!(r.on_challenge(&bound).is_none());
     }
 }
