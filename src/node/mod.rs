@@ -102,7 +102,8 @@ impl Node {
         let scope = PeerScope::from_login(self.settings.control.role, login)
             .map_err(|e| anyhow!("refusing the hub's login answer: {e}"))?;
         *self.scope.lock() = Some(scope);
-        self.relay.start(login.node_id, login.session_id, *login.relay_key.expose_secret());
+        self.relay
+            .start(login.node_id, login.session_id, *login.relay_key.expose_secret());
         // Bind at once rather than at the next timer tick: the first packets wait on it.
         if let Some(bind) = self.relay.bind_due(Instant::now()) {
             let _ = self.udp.send(self.hub_addr, &bind, None);
