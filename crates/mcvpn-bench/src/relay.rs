@@ -14,7 +14,8 @@
 //! [`RelayTable`] into which the N sessions are admitted exactly as the
 //! control plane admits them ([`RelayTable::admit`] with a random relay key and
 //! session, one write lock per login, the pair peer as the only authorised peer).
-//! Every node then binds with a real MAC'd `Bind` and waits for the `Bound`.
+//! Every node then binds with a real MAC'd `Bind`, answers the relay's `Challenge` and
+//! waits for the `Bound`.
 //!
 //! We chose the in-process relay over a child `mcvpn hub` with real control-plane
 //! logins because 10,000 Noise IK logins with argon2id password checks would take
@@ -1021,15 +1022,25 @@ fn bind_all(sims: &[SimNode], sockets: &[BatchUdp], state: &mut [(u64, u32)]) ->
                 match sock.socket.recv(&mut buf) {
                     Ok(len) if len == BIND_LEN => {
                         let reply = &buf[..BIND_LEN];
-                        let ok = BindMsg::verify(reply, &sim.key).is_ok()
-                            && BindMsg::parse(reply).is_ok_and(|m| {
-                                m.kind == Kind::Bound
-                                    && m.node == sim.id
-                                    && m.session == sim.session
-                                    && m.counter == *counter
-                            });
-                        if ok {
-                            break;
+                        let Ok(m) = BindMsg::parse(reply) else { continue };
+                        if BindMsg::verify(reply, &sim.key).is_err() || m.node != sim.id || m.session != sim.session {
+                            continue;
+                        }
+                        match m.kind {
+                            Kind::Bound if m.counter == *counter => break,
+                            // A first bind is a move from nowhere: the relay checks that
+                            // this address answers before it binds the node here (issue 11
+                            // item 7). Echo the nonce, as a real node does; the Bound follows.
+                            Kind::Challenge => {
+                                sock.socket.send(
+                                    &BindMsg {
+                                        kind: Kind::Response,
+                                        ..m
+                                    }
+                                    .encode(&sim.key),
+                                )?;
+                            }
+                            _ => {}
                         }
                     }
                     Ok(_) => {}
