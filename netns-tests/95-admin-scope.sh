@@ -70,8 +70,8 @@ after=$(hub_stat dropped_unauthorised)
 
 # Client devices (issue 11): alice lists acme's, not globex's, and removing her online
 # laptop ends its live session at once (the command runs through the hub).
-denied "listing gus's devices" device list --account gus
-denied "removing gus's devices" device remove gus globex-pc
+missing "listing gus's devices" device list --account gus
+missing "removing gus's devices" device remove gus globex-pc
 devices=$(as_alice --json device list)
 accounts=$(echo "$devices" | python3 -c "import json,sys; print(' '.join(sorted(set(d['account'] for d in json.load(sys.stdin)))))")
 [ "$accounts" = alice ] && pass "alice lists acme's client devices only: $(echo "$devices" | python3 -c "import json,sys; print(len(json.load(sys.stdin)))") of alice" || fail "alice lists devices of: $accounts"
