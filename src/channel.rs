@@ -20,9 +20,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use snow::StatelessTransportState;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::keys::KeyPair;
 use crate::proto::control::{self, frame, Hello, Key32, MAX_FRAME, NOISE_PATTERN, NOISE_PROLOGUE, NOISE_TAG};
@@ -60,6 +58,16 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The first allocation for a frame's body; it grows only as bytes arrive.
 const READ_CHUNK: usize = 4096;
+
+/// A byte stream a control channel runs over: a TCP connection to the hub's control
+/// port, or the control part of a WebSocket link on its HTTPS port ([`crate::stream`]).
+pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> ByteStream for T {}
+
+/// Any [`ByteStream`], boxed: the channel's halves do not depend on what carries it.
+pub type BoxStream = Box<dyn ByteStream>;
+type OwnedReadHalf = ReadHalf<BoxStream>;
+type OwnedWriteHalf = WriteHalf<BoxStream>;
 
 fn builder() -> snow::Builder<'static> {
     snow::Builder::new(NOISE_PATTERN.parse().expect("valid Noise pattern")).prologue(NOISE_PROLOGUE)
@@ -160,9 +168,9 @@ impl ChannelWriter {
     }
 }
 
-fn split(stream: TcpStream, transport: StatelessTransportState) -> (ChannelReader, ChannelWriter) {
+fn split(stream: BoxStream, transport: StatelessTransportState) -> (ChannelReader, ChannelWriter) {
     let transport = Arc::new(transport);
-    let (rd, wr) = stream.into_split();
+    let (rd, wr) = tokio::io::split(stream);
     (
         ChannelReader {
             rd,
@@ -182,12 +190,11 @@ fn split(stream: TcpStream, transport: StatelessTransportState) -> (ChannelReade
 /// Node side: runs the IK handshake with the pinned `hub_key`. `hello` rides in
 /// message 1 and must hold nothing secret (that payload is replayable).
 pub async fn initiate(
-    stream: TcpStream,
+    stream: BoxStream,
     local: &KeyPair,
     hub_key: &Key32,
     hello: &Hello,
 ) -> Result<(ChannelReader, ChannelWriter)> {
-    stream.set_nodelay(true)?;
     let secret = local.secret_bytes();
     let mut hs = builder()
         .local_private_key(&secret[..])
@@ -200,7 +207,7 @@ pub async fn initiate(
         // The hub refuses any other length unread: a Hello that changed shape needs MSG1_LEN changed.
         bail!("bug: handshake message 1 is {n} bytes, outside {MSG1_LEN:?}");
     }
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     write_frame(&mut wr, &msg[..n]).await?;
     let reply = read_frame(&mut rd).await.context(
         "the hub closed the connection during the handshake (wrong hub key in the URL, or this device is blocked)",
@@ -209,7 +216,7 @@ pub async fn initiate(
     hs.read_message(&reply, &mut buf)
         .map_err(|e| anyhow!("hub handshake reply does not verify ({e}): is the hub key in the URL right?"))?;
     let transport = hs.into_stateless_transport_mode()?;
-    let stream = rd.reunite(wr).expect("halves of one stream");
+    let stream = rd.unsplit(wr);
     Ok(split(stream, transport))
 }
 
@@ -219,15 +226,14 @@ pub struct PendingAccept {
     pub remote_key: Key32,
     pub hello: Hello,
     hs: snow::HandshakeState,
-    stream: TcpStream,
+    stream: BoxStream,
 }
 
 /// Hub side: reads IK message 1, trying each of the hub's keys (two during a key
 /// rotation). Fails without answering if none decrypts it, and at once, unread, if the
 /// frame's length is not one of [`MSG1_LEN`]. Until then the connection costs the two
 /// fixed buffers below; the caller bounds the time.
-pub async fn accept(mut stream: TcpStream, hub_keys: &[KeyPair]) -> Result<PendingAccept> {
-    stream.set_nodelay(true)?;
+pub async fn accept(mut stream: BoxStream, hub_keys: &[KeyPair]) -> Result<PendingAccept> {
     let mut len = [0u8; 2];
     stream.read_exact(&mut len).await?;
     let len = u16::from_be_bytes(len) as usize;
@@ -267,17 +273,13 @@ impl PendingAccept {
         let transport = self.hs.into_stateless_transport_mode()?;
         Ok(split(self.stream, transport))
     }
-
-    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
-        self.stream.peer_addr().ok()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::proto::control::{Request, Role};
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     #[tokio::test]
     async fn handshake_and_messages_both_ways_over_real_tcp() {
@@ -289,7 +291,7 @@ mod tests {
         let node_pub = node.public_key32();
         let server = tokio::spawn(async move {
             let (s, _) = listener.accept().await.unwrap();
-            let pending = accept(s, &[KeyPair::generate(), hub]).await.unwrap();
+            let pending = accept(Box::new(s), &[KeyPair::generate(), hub]).await.unwrap();
             assert_eq!(pending.remote_key, node_pub);
             assert_eq!(pending.hello.role, Role::Target);
             let (mut rd, mut wr) = pending.complete().await.unwrap();
@@ -301,7 +303,7 @@ mod tests {
             version: 1,
             role: Role::Target,
         };
-        let (mut rd, mut wr) = initiate(s, &node, &hub_pub, &hello).await.unwrap();
+        let (mut rd, mut wr) = initiate(Box::new(s), &node, &hub_pub, &hello).await.unwrap();
         wr.send(&Request::Ping { seq: 41 }).await.unwrap();
         let echo: Request = rd.recv().await.unwrap();
         assert_eq!(echo, Request::Ping { seq: 41 });
@@ -315,7 +317,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (s, _) = listener.accept().await.unwrap();
-            assert!(accept(s, &[hub]).await.is_err());
+            assert!(accept(Box::new(s), &[hub]).await.is_err());
         });
         let s = TcpStream::connect(addr).await.unwrap();
         let wrong = KeyPair::generate().public_key32();
@@ -323,7 +325,9 @@ mod tests {
             version: 1,
             role: Role::Client,
         };
-        assert!(initiate(s, &KeyPair::generate(), &wrong, &hello).await.is_err());
+        assert!(initiate(Box::new(s), &KeyPair::generate(), &wrong, &hello)
+            .await
+            .is_err());
         server.await.unwrap();
     }
 
@@ -369,7 +373,7 @@ mod tests {
             let mut peer = TcpStream::connect(addr).await.unwrap();
             peer.write_all(&len.to_be_bytes()).await.unwrap(); // then stall, holding the socket
             let (s, _) = listener.accept().await.unwrap();
-            let r = tokio::time::timeout(Duration::from_secs(2), accept(s, &keys)).await;
+            let r = tokio::time::timeout(Duration::from_secs(2), accept(Box::new(s), &keys)).await;
             let err = match r {
                 Ok(Err(e)) => e.to_string(),
                 Ok(Ok(_)) => panic!("length {len}: accepted"),
@@ -390,7 +394,7 @@ mod tests {
         let hub_pub = hub.public_key32();
         let server = tokio::spawn(async move {
             let (s, _) = listener.accept().await.unwrap();
-            let (_rd, mut wr) = accept(s, &[hub]).await.unwrap().complete().await.unwrap();
+            let (_rd, mut wr) = accept(Box::new(s), &[hub]).await.unwrap().complete().await.unwrap();
             wr.set_write_timeout(Duration::from_millis(300));
             let big = Request::ChangePassword {
                 account: "a".repeat(60_000),
@@ -411,7 +415,9 @@ mod tests {
             version: 1,
             role: Role::Client,
         };
-        let (_rd, _wr) = initiate(s, &KeyPair::generate(), &hub_pub, &hello).await.unwrap();
+        let (_rd, _wr) = initiate(Box::new(s), &KeyPair::generate(), &hub_pub, &hello)
+            .await
+            .unwrap();
         // Never read _rd; keep it open until the server has given up.
         let (sent, elapsed, err, again_fails) = tokio::time::timeout(Duration::from_secs(30), server)
             .await

@@ -20,6 +20,7 @@ pub mod password;
 pub mod proto;
 pub mod secret;
 pub mod store;
+pub mod stream;
 pub mod udp_batch;
 pub mod util;
 

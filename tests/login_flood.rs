@@ -95,7 +95,7 @@ async fn login(hub: SocketAddr, hub_key: Key32, from: IpAddr, me: &KeyPair, pass
         version: PROTOCOL_VERSION,
         role: Role::Client,
     };
-    let (mut rd, mut wr) = channel::initiate(stream, me, &hub_key, &hello).await?;
+    let (mut rd, mut wr) = channel::initiate(Box::new(stream), me, &hub_key, &hello).await?;
     wr.send(&Request::Login {
         account: Some("alice".into()),
         credential: Credential::Password {

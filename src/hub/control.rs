@@ -6,26 +6,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use tokio::net::TcpStream;
 
 use super::admin;
 use super::context::HubContext;
 use super::login::{self, NodeLogin};
 use super::preauth::PreauthGuard;
 use super::reply::{refuse, Refusal};
-use crate::channel::{self, ChannelReader, ChannelWriter};
+use crate::channel::{self, BoxStream, ChannelReader, ChannelWriter};
 use crate::keys::KeyPair;
 use crate::proto::control::{Key32, RefuseReason, Request, PROTOCOL_VERSION};
 
 /// Serves one connection. `preauth` is its slot in the pre-authentication budget: it
 /// bounds the handshake and the first request in time, and is freed once they are done.
-pub async fn handle(stream: TcpStream, source: SocketAddr, ctx: Arc<HubContext>, preauth: PreauthGuard) {
+pub async fn handle(stream: BoxStream, source: SocketAddr, ctx: Arc<HubContext>, preauth: PreauthGuard) {
     if let Err(e) = serve(stream, source, ctx, preauth).await {
         tracing::debug!(%source, error = %e, "control connection ended");
     }
 }
 
-async fn serve(stream: TcpStream, source: SocketAddr, ctx: Arc<HubContext>, preauth: PreauthGuard) -> Result<()> {
+async fn serve(stream: BoxStream, source: SocketAddr, ctx: Arc<HubContext>, preauth: PreauthGuard) -> Result<()> {
     let Opened {
         first,
         remote_key,
@@ -46,7 +45,7 @@ struct Opened {
 
 /// Completes the handshake, refusing nodes that speak another protocol version, and
 /// reads the first request.
-async fn open(stream: TcpStream, keys: &[KeyPair]) -> Result<Opened> {
+async fn open(stream: BoxStream, keys: &[KeyPair]) -> Result<Opened> {
     let pending = channel::accept(stream, keys).await?;
     // The initiator's static key and hello are known here, before we answer.
     let remote_key = pending.remote_key;

@@ -109,6 +109,9 @@ impl HubIdentity {
             host,
             port,
             keys: keys.iter().map(|k| k.public_key32()).collect(),
+            // hub::https sets the port it listens on (left at 443 when HTTPS is off:
+            // nodes then find nothing there, and say so).
+            https_port: crate::proto::url::DEFAULT_HTTPS_PORT,
         }
     }
 
@@ -233,7 +236,8 @@ async fn accept(tcp: TcpListener, ctx: &Arc<HubContext>, preauth: &Arc<Preauth>)
             Ok((stream, source)) => {
                 backoff.succeeded();
                 if let Some(guard) = preauth.admit(source.ip()) {
-                    tokio::spawn(control::handle(stream, source, ctx.clone(), guard));
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(control::handle(Box::new(stream), source, ctx.clone(), guard));
                 }
             }
             Err(e) => {

@@ -372,7 +372,7 @@ mod tests {
         let guard = p.admit(source.ip()).unwrap();
         let keys = [crate::keys::KeyPair::generate()];
         let t = Instant::now();
-        let r = guard.bound(crate::channel::accept(stream, &keys)).await;
+        let r = guard.bound(crate::channel::accept(Box::new(stream), &keys)).await;
         assert!(
             matches!(r, Err(PreauthEnd::Deadline(_))),
             "stalled handshake ended by the deadline"

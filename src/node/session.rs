@@ -86,7 +86,8 @@ pub async fn connect(settings: &ControlSettings) -> anyhow::Result<(ChannelReade
                     )
                 })?
                 .with_context(|| format!("cannot connect to the hub at {}", settings.hub.authority()))?;
-            channel::initiate(stream, &settings.key, hub_key, &hello).await
+            stream.set_nodelay(true)?;
+            channel::initiate(Box::new(stream), &settings.key, hub_key, &hello).await
         };
         match attempt.await {
             Ok(channel) => return Ok(channel),

@@ -1,7 +1,8 @@
-//! The server URL users are given: `mcvpn://HOST:PORT/?key=BASE64[&key=BASE64]`.
+//! The server URL users are given: `mcvpn://HOST:PORT/?key=BASE64[&key=BASE64][&https=PORT]`.
 //!
 //! `key` pins the hub's static Noise key. It may be given twice during a hub key
-//! rotation; nodes try the keys in order.
+//! rotation; nodes try the keys in order. `https` is the hub's HTTPS port (the stream
+//! transport, `crate::stream`), left out when it is the usual 443.
 
 use std::fmt;
 
@@ -11,6 +12,8 @@ use super::control::Key32;
 
 /// Default port of the hub (TCP control and UDP relay share it).
 pub const DEFAULT_PORT: u16 = 51820;
+/// Default HTTPS port of the hub (the stream transport).
+pub const DEFAULT_HTTPS_PORT: u16 = 443;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubUrl {
@@ -19,6 +22,8 @@ pub struct HubUrl {
     pub port: u16,
     /// Pinned hub keys, at least one.
     pub keys: Vec<Key32>,
+    /// The hub's HTTPS port, same host ([`DEFAULT_HTTPS_PORT`] unless the URL says).
+    pub https_port: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +34,8 @@ pub enum UrlError {
     NoHost,
     #[error("hub URL port {0:?} is not a number between 1 and 65535")]
     Port(String),
+    #[error("hub URL https={0:?} is not a port number between 1 and 65535")]
+    HttpsPort(String),
     #[error("hub URL has no ?key=… pinning the hub's public key; ask the operator for the full URL")]
     NoKey,
     #[error("hub URL key {0:?} is not a base64 32-byte key")]
@@ -60,6 +67,7 @@ impl HubUrl {
         }
         let query = query.strip_prefix('?').unwrap_or(query);
         let mut keys = Vec::new();
+        let mut https_port = DEFAULT_HTTPS_PORT;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             if name == "key" {
@@ -68,6 +76,11 @@ impl HubUrl {
                     .decode_utf8_lossy()
                     .into_owned();
                 keys.push(Key32::from_base64(&value).ok_or(UrlError::BadKey(value))?);
+            } else if name == "https" {
+                https_port = match value.parse::<u16>() {
+                    Ok(p) if p > 0 => p,
+                    _ => return Err(UrlError::HttpsPort(value.chars().take(20).collect())),
+                };
             }
         }
         if keys.is_empty() {
@@ -77,15 +90,25 @@ impl HubUrl {
             host: host.to_string(),
             port,
             keys,
+            https_port,
         })
     }
 
     /// `host:port` suitable for `ToSocketAddrs`.
     pub fn authority(&self) -> String {
+        self.authority_with(self.port)
+    }
+
+    /// `host:https_port`: where the stream transport connects.
+    pub fn https_authority(&self) -> String {
+        self.authority_with(self.https_port)
+    }
+
+    fn authority_with(&self, port: u16) -> String {
         if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
+            format!("[{}]:{}", self.host, port)
         } else {
-            format!("{}:{}", self.host, self.port)
+            format!("{}:{}", self.host, port)
         }
     }
 }
@@ -97,6 +120,9 @@ impl fmt::Display for HubUrl {
             let sep = if i == 0 { '?' } else { '&' };
             let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k.0);
             write!(f, "{sep}key={b64}")?;
+        }
+        if self.https_port != DEFAULT_HTTPS_PORT {
+            write!(f, "&https={}", self.https_port)?;
         }
         Ok(())
     }
@@ -152,8 +178,21 @@ mod tests {
             host: "hub.example.net".into(),
             port: 443,
             keys: vec![Key32([1; 32]), Key32([0xff; 32])],
+            https_port: DEFAULT_HTTPS_PORT,
         };
         assert_eq!(HubUrl::parse(&u.to_string()).unwrap(), u);
+        assert!(!u.to_string().contains("https="), "the usual port is left out");
+        let u = HubUrl { https_port: 8443, ..u };
+        assert!(u.to_string().ends_with("&https=8443"));
+        assert_eq!(HubUrl::parse(&u.to_string()).unwrap(), u);
+        assert_eq!(u.https_authority(), "hub.example.net:8443");
+        let k = Key32([2; 32]).to_base64();
+        for bad in ["0", "65536", "x", ""] {
+            assert!(matches!(
+                HubUrl::parse(&format!("mcvpn://h/?key={k}&https={bad}")),
+                Err(UrlError::HttpsPort(_))
+            ));
+        }
     }
 
     #[test]
