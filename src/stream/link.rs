@@ -58,10 +58,12 @@ impl BridgeBuffers {
         size: crate::udp_batch::RECV_BUF,
         gro: true,
     };
-    /// The hub: 16 × 2 KiB without GRO (32 KiB per link, thousands of links).
+    /// The hub: 16 × 4 KiB without GRO (64 KiB per link, thousands of links). A relay
+    /// datagram is the tunnel MTU plus ~80 bytes, so MTUs up to ~4000 pass; a bigger
+    /// datagram fills its buffer and is dropped as truncated (counted as malformed).
     pub const HUB: BridgeBuffers = BridgeBuffers {
         batch: 16,
-        size: 2048,
+        size: 4096,
         gro: false,
     };
 }
@@ -377,6 +379,11 @@ where
                         }
                     };
                     for (meta, buf) in metas[..n].iter().zip(&storage) {
+                        if !udp.buffers.gro && meta.len >= udp.buffers.size {
+                            // Filled the whole buffer: the kernel cut the datagram short.
+                            add(&stats.malformed, 1);
+                            continue;
+                        }
                         let data = &buf[..meta.len];
                         let stride = if meta.stride == 0 { meta.len.max(1) } else { meta.stride };
                         for d in data.chunks(stride) {
@@ -421,4 +428,218 @@ async fn read_some(control: &mut Option<ReadHalf<DuplexStream>>, buf: &mut [u8])
 
 fn is_bound(datagram: &[u8]) -> bool {
     matches!(Header::parse(datagram), Ok((h, _)) if h.kind == Kind::Bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    /// Two link ends over a real TCP connection, each bridging to a real UDP socket on
+    /// loopback (standing in for the relay on one side and a node's data path on the
+    /// other), and a control stream from the first end, opened on demand at the second.
+    struct Pair {
+        near_peer: UdpSocket,
+        far_peer: UdpSocket,
+        near_control: DuplexStream,
+        far_control: oneshot::Receiver<DuplexStream>,
+        far_stats: std::sync::Arc<LinkStats>,
+        bound: oneshot::Receiver<()>,
+        ends: tokio::task::JoinHandle<(LinkEnd, LinkEnd)>,
+    }
+
+    async fn pair() -> Pair {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (client, server) = (client.unwrap(), server.unwrap().0);
+        let near_ws = WebSocketStream::from_raw_socket(client, Role::Client, Some(ws_config())).await;
+        let far_ws = WebSocketStream::from_raw_socket(server, Role::Server, Some(ws_config())).await;
+
+        let near_peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let far_peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let near = LoopbackEnd::bind(near_peer.local_addr().unwrap(), BridgeBuffers::NODE, 0).unwrap();
+        let far = LoopbackEnd::bind(far_peer.local_addr().unwrap(), BridgeBuffers::HUB, 0).unwrap();
+        near_peer.connect(near.local_addr().unwrap()).unwrap();
+        far_peer.connect(far.local_addr().unwrap()).unwrap();
+        for s in [&near_peer, &far_peer] {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        }
+
+        let (near_control, near_link_side) = tokio::io::duplex(64 * 1024);
+        let (opened_tx, far_control) = oneshot::channel();
+        let on_demand: Box<dyn FnOnce() -> Option<DuplexStream> + Send> = Box::new(move || {
+            let (a, b) = tokio::io::duplex(64 * 1024);
+            let _ = opened_tx.send(a);
+            Some(b)
+        });
+        let (bound_tx, bound) = oneshot::channel();
+        let far_stats = std::sync::Arc::new(LinkStats::default());
+        let stats = far_stats.clone();
+        let ends = tokio::spawn(async move {
+            let near_stats = LinkStats::default();
+            tokio::join!(
+                run(
+                    near_ws,
+                    near,
+                    ControlEnd::Ready(near_link_side),
+                    Some(bound_tx),
+                    &near_stats
+                ),
+                run(far_ws, far, ControlEnd::OnDemand(on_demand), None, &stats),
+            )
+        });
+        Pair {
+            near_peer,
+            far_peer,
+            near_control,
+            far_control,
+            far_stats,
+            bound,
+            ends,
+        }
+    }
+
+    fn recv(sock: &UdpSocket) -> Vec<u8> {
+        let mut buf = vec![0u8; 65536];
+        let n = sock.recv(&mut buf).expect("a datagram within 5 s");
+        buf.truncate(n);
+        buf
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn datagrams_cross_both_ways_in_order_and_control_opens_on_demand() {
+        let mut p = pair().await;
+        // Far → near: a burst of full-size datagrams arrives whole and in order.
+        let sent: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| {
+                let mut d = vec![(i % 251) as u8; 1400];
+                d[..4].copy_from_slice(&i.to_be_bytes());
+                d
+            })
+            .collect();
+        let far_peer = p.far_peer.try_clone().unwrap();
+        let near_peer = p.near_peer.try_clone().unwrap();
+        let burst = sent.clone();
+        let got = tokio::task::spawn_blocking(move || {
+            let count = burst.len();
+            let reader = std::thread::spawn(move || (0..count).map(|_| recv(&near_peer)).collect::<Vec<_>>());
+            for d in &burst {
+                far_peer.send(d).unwrap();
+                // Loopback drops what the bridge has not read yet; keep under its buffer.
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            reader.join().unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, sent);
+
+        // Near → far, one datagram of each size up to a full one.
+        for len in [1usize, 148, 1420, 9000] {
+            p.near_peer.send(&vec![7u8; len]).unwrap();
+            assert_eq!(recv(&p.far_peer).len(), len);
+        }
+
+        // Control bytes written at the near end open the far end's control stream.
+        p.near_control.write_all(b"hello over the link").await.unwrap();
+        let mut far = tokio::time::timeout(Duration::from_secs(5), &mut p.far_control)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut buf = [0u8; 19];
+        far.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hello over the link");
+        far.write_all(b"and back").await.unwrap();
+        let mut back = [0u8; 8];
+        p.near_control.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"and back");
+        assert_eq!(p.far_stats.malformed.load(Ordering::Relaxed), 0);
+
+        // Closing the control stream ends the link at both ends.
+        drop(p.near_control);
+        let (near, far) = tokio::time::timeout(Duration::from_secs(5), p.ends)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(near, LinkEnd::ControlDone), "{near:?}");
+        assert!(matches!(far, LinkEnd::Closed | LinkEnd::Error(_)), "{far:?}");
+    }
+
+    // Multi-threaded: the test blocks on plain UDP sockets while the links run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relay_bound_passing_through_fires_on_bound_once() {
+        let mut p = pair().await;
+        assert!(p.bound.try_recv().is_err());
+        // A Data datagram does not count; a Bound does (header kind only: the node checks
+        // the Bound's authenticity, the hub only needs to know the relay accepted a bind).
+        let mut data = vec![0u8; crate::proto::relay::HEADER_LEN + 32];
+        crate::proto::relay::write_data_header(&mut data, 5);
+        p.near_peer.send(&data).unwrap();
+        assert_eq!(recv(&p.far_peer), data);
+        assert!(p.bound.try_recv().is_err());
+        let bound = crate::proto::relay::BindMsg {
+            kind: Kind::Bound,
+            node: 5,
+            session: 1,
+            counter: 1,
+        }
+        .encode(&[3u8; 32]);
+        p.near_peer.send(&bound).unwrap();
+        assert_eq!(recv(&p.far_peer), bound);
+        tokio::time::timeout(Duration::from_secs(5), p.bound)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn malformed_messages_are_counted_and_dropped_not_fatal() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let mut raw = WebSocketStream::from_raw_socket(client.unwrap(), Role::Client, Some(ws_config())).await;
+        let ws = WebSocketStream::from_raw_socket(server.unwrap().0, Role::Server, Some(ws_config())).await;
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let end = LoopbackEnd::bind(peer.local_addr().unwrap(), BridgeBuffers::HUB, 0).unwrap();
+        let bridge = end.local_addr().unwrap();
+        let stats = std::sync::Arc::new(LinkStats::default());
+        let s = stats.clone();
+        // No control part allowed: control bytes are malformed here.
+        let link = tokio::spawn(async move { run(ws, end, ControlEnd::None, None, &s).await });
+        for bad in [
+            vec![],
+            vec![9, 1, 2],
+            vec![frame::KIND_DATAGRAMS, 0, 9, 1],
+            vec![frame::KIND_CONTROL, 1],
+        ] {
+            raw.send(WsMessage::Binary(bad.into())).await.unwrap();
+        }
+        raw.send(WsMessage::Text("hi".into())).await.unwrap();
+        // A good datagram after the bad ones still goes through.
+        let mut good = DatagramBatch::default();
+        good.push(b"still alive");
+        raw.send(WsMessage::Binary(good.take().unwrap())).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = peer.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"still alive");
+        assert_eq!(stats.malformed.load(Ordering::Relaxed), 5);
+        // A datagram too big for the hub's bridge buffers is dropped, not cut short.
+        peer.send_to(&[1u8; 5000], bridge).unwrap();
+        peer.send_to(b"small", bridge).unwrap();
+        let mut echo = raw.next().await.unwrap().unwrap().into_data();
+        assert_eq!(&echo.split_off(1)[..], [&[0u8, 5][..], b"small"].concat());
+        assert_eq!(stats.malformed.load(Ordering::Relaxed), 6);
+        // An oversized message is refused by tungstenite and ends the link.
+        let huge = vec![frame::KIND_DATAGRAMS; MAX_MESSAGE + 1];
+        let _ = raw.send(WsMessage::Binary(huge.into())).await;
+        let end = tokio::time::timeout(Duration::from_secs(5), link)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(end, LinkEnd::Error(_)), "{end:?}");
+    }
 }
