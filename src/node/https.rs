@@ -353,3 +353,190 @@ impl ServerCertVerifier for AnyCertificate {
         self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::{SinkExt, StreamExt};
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio_tungstenite::tungstenite::Message;
+
+    fn hub_url(host: &str, https_port: u16) -> HubUrl {
+        HubUrl {
+            host: host.into(),
+            port: 51820,
+            keys: vec![crate::proto::control::Key32([7; 32])],
+            https_port,
+        }
+    }
+
+    fn server_tls() -> tokio_rustls::TlsAcceptor {
+        let cert = rcgen::generate_simple_self_signed(vec!["hub.test".into()]).unwrap();
+        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key.into())
+            .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+
+    /// What the test hub saw of one client.
+    #[derive(Debug)]
+    struct Seen {
+        sni: Option<String>,
+        path: String,
+        version: Option<rustls::ProtocolVersion>,
+    }
+
+    /// A hub's HTTPS port in miniature: TLS with a self-signed certificate, the
+    /// WebSocket upgrade, then every binary message echoed back. One connection.
+    #[allow(clippy::result_large_err)] // tungstenite's callback type, not ours
+    async fn echo_hub() -> (SocketAddr, tokio::task::JoinHandle<Seen>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = server_tls();
+        let task = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let tls = acceptor.accept(tcp).await.unwrap();
+            let (_, conn) = tls.get_ref();
+            let sni = conn.server_name().map(str::to_string);
+            let version = conn.protocol_version();
+            let mut path = String::new();
+            let mut ws =
+                tokio_tungstenite::accept_hdr_async(tls, |req: &tungstenite::handshake::server::Request, resp| {
+                    path = req.uri().path().to_string();
+                    Ok(resp)
+                })
+                .await
+                .unwrap();
+            while let Some(Ok(msg)) = ws.next().await {
+                if msg.is_binary() {
+                    ws.send(msg).await.unwrap();
+                }
+            }
+            Seen { sni, path, version }
+        });
+        (addr, task)
+    }
+
+    async fn round_trip(ws: &mut HubWebSocket) {
+        for len in [1usize, 1500, 60_000] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            ws.send(Message::binary(payload.clone())).await.unwrap();
+            let back = ws.next().await.unwrap().unwrap();
+            assert_eq!(back.into_data().as_ref(), &payload[..], "{len} bytes");
+        }
+    }
+
+    #[tokio::test]
+    async fn dial_by_name_sends_sni_and_carries_binary_messages() {
+        let (addr, hub) = echo_hub().await;
+        // "localhost" resolves to the loopback listener and is sent as SNI.
+        let mut ws = dial(&hub_url("localhost", addr.port()), None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        round_trip(&mut ws).await;
+        ws.close(None).await.unwrap();
+        drop(ws);
+        let seen = hub.await.unwrap();
+        assert_eq!(seen.sni.as_deref(), Some("localhost"));
+        assert_eq!(seen.path, crate::stream::WS_PATH);
+        assert_eq!(seen.version, Some(rustls::ProtocolVersion::TLSv1_3));
+    }
+
+    #[tokio::test]
+    async fn dial_by_address_sends_no_sni() {
+        let (addr, hub) = echo_hub().await;
+        let mut ws = dial(&hub_url("127.0.0.1", addr.port()), None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        round_trip(&mut ws).await;
+        drop(ws);
+        assert_eq!(hub.await.unwrap().sni, None);
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_names_the_hub_port() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = dial(&hub_url("127.0.0.1", port), None, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DialError::Refused { peer: Peer::Hub, .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("the hub's HTTPS port 127.0.0.1:{port} refused")),
+            "{msg}"
+        );
+        assert!(!err.is_proxy_refusal());
+    }
+
+    #[tokio::test]
+    async fn upgrade_refused_shows_the_http_status() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let acceptor = server_tls();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = acceptor.accept(tcp).await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = tls.read(&mut buf).await;
+            let _ = tls
+                .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            let _ = tls.shutdown().await;
+        });
+        let err = dial(&hub_url("127.0.0.1", port), None, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DialError::UpgradeRefused { status: 404, .. }), "{err:?}");
+        assert!(err.to_string().contains("HTTP 404"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn not_tls_is_a_tls_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let _ = tcp.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await;
+            let mut buf = [0u8; 4096];
+            let _ = tcp.read(&mut buf).await;
+        });
+        let err = dial(&hub_url("127.0.0.1", port), None, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DialError::Tls { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("TLS with the hub's HTTPS port 127.0.0.1:{port}")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn silent_server_times_out_within_the_limit() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hold = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            drop(tcp);
+        });
+        let start = std::time::Instant::now();
+        let err = dial(&hub_url("127.0.0.1", port), None, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DialError::TlsTimeout { .. }), "{err:?}");
+        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+        hold.abort();
+    }
+}
