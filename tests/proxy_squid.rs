@@ -207,6 +207,7 @@ async fn wrong_or_missing_password_is_a_407_naming_the_proxy() {
         );
         assert!(err.is_proxy_refusal());
         let msg = err.to_string();
+        eprintln!("{msg}");
         assert!(msg.contains(&format!("HTTP proxy 127.0.0.1:{}", squid.port)), "{msg}");
         assert!(
             msg.contains("407") && msg.contains("wrong or missing proxy password"),
@@ -230,6 +231,7 @@ async fn connect_to_a_port_not_allowed_is_a_403() {
     assert!(matches!(err, DialError::ProxyForbidden { .. }), "{err:?}");
     assert!(err.is_proxy_refusal());
     let msg = err.to_string();
+    eprintln!("{msg}");
     assert!(
         msg.contains(&format!("127.0.0.1:{}", squid.port)) && msg.contains(&format!("CONNECT to {other}")),
         "{msg}"
@@ -252,6 +254,7 @@ async fn a_proxy_port_with_nothing_listening_is_refused_naming_the_proxy() {
     assert!(matches!(err, DialError::Refused { .. }), "{err:?}");
     assert!(!err.is_proxy_refusal(), "a proxy that is down may come back");
     let msg = err.to_string();
+    eprintln!("{msg}");
     assert!(
         msg.contains(&format!("the HTTP proxy 127.0.0.1:{port} refused the connection")),
         "{msg}"

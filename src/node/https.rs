@@ -27,6 +27,15 @@ pub type HubWebSocket = tokio_tungstenite::WebSocketStream<tokio_rustls::client:
 /// receive autotuning, which would be worse than leaving the socket alone.
 const TCP_SOCKET_BUFFER: usize = 8 << 20;
 
+/// The most bytes the kernel keeps queued unsent on the connection. The tunnel carries
+/// inner TCP flows (and datagrams): a deep send queue in front of a slow uplink turns into
+/// seconds of delay that inner congestion control cannot see (it reacts to loss, and
+/// nothing is lost, only queued). With a short queue the link pump's writes wait, the
+/// loopback UDP socket before it overflows, and the inner flows see loss and slow down,
+/// as they would on UDP. 128 KiB refills in time at multi-gigabit rates (the pump is
+/// woken as soon as the queue drains below it) and is 100 ms at 10 Mbit/s.
+const TCP_NOTSENT_LOWAT: usize = 128 * 1024;
+
 /// Which end a network error is about, for the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
@@ -248,6 +257,7 @@ pub(crate) async fn connect_tcp(peer: Peer, host: &str, port: u16, deadline: Ins
             force_socket_buffers(&socket);
             let stream = socket.connect(*addr).await?;
             stream.set_nodelay(true)?;
+            limit_unsent(&stream);
             Ok::<_, std::io::Error>(stream)
         };
         match tokio::time::timeout_at(deadline, attempt).await {
@@ -280,6 +290,27 @@ fn force_socket_buffers(socket: &TcpSocket) {
     let snd = setsockopt(socket, sockopt::SndBufForce, &TCP_SOCKET_BUFFER);
     if rcv.is_err() || snd.is_err() {
         tracing::debug!("cannot force TCP socket buffers (no CAP_NET_ADMIN): kernel autotuning decides");
+    }
+}
+
+/// Keeps at most [`TCP_NOTSENT_LOWAT`] bytes queued unsent in the kernel (the
+/// in-flight window is still the big buffer's). See the constant for why.
+fn limit_unsent(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let value = TCP_NOTSENT_LOWAT as libc::c_int;
+    // SAFETY: the fd is the live socket `stream` owns; the option value is a c_int on the
+    // stack, passed with its exact size; setsockopt only reads it.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            std::ptr::addr_of!(value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot set TCP_NOTSENT_LOWAT");
     }
 }
 
@@ -455,6 +486,30 @@ mod tests {
             .await
             .unwrap();
         round_trip(&mut ws).await;
+
+        // The socket options dial promises.
+        let tcp = ws.get_ref().get_ref().0;
+        assert!(tcp.nodelay().unwrap());
+        let mut lowat: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        use std::os::fd::AsRawFd;
+        // SAFETY: a live socket, an int-sized out value and its length, both on the stack.
+        let rc = unsafe {
+            libc::getsockopt(
+                tcp.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NOTSENT_LOWAT,
+                std::ptr::addr_of_mut!(lowat).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!((rc, lowat as usize), (0, TCP_NOTSENT_LOWAT));
+        if nix::unistd::geteuid().is_root() {
+            use nix::sys::socket::{getsockopt, sockopt};
+            // The kernel reports twice what it was given.
+            assert_eq!(getsockopt(tcp, sockopt::RcvBuf).unwrap(), 2 * TCP_SOCKET_BUFFER);
+            assert_eq!(getsockopt(tcp, sockopt::SndBuf).unwrap(), 2 * TCP_SOCKET_BUFFER);
+        }
         drop(ws);
         assert_eq!(hub.await.unwrap().sni, None);
     }
