@@ -356,6 +356,12 @@ pub async fn connect(proxy: &Proxy, target: &str, timeout: Duration) -> Result<T
                 }
                 break (status, reason, realm);
             }
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(DialError::ProxyProtocol {
+                    proxy: name,
+                    detail: format!("its answer to CONNECT has more than {MAX_ANSWER_HEADERS} headers"),
+                })
+            }
             Err(e) => {
                 return Err(DialError::ProxyProtocol {
                     proxy: name,
@@ -599,5 +605,126 @@ mod tests {
         assert_eq!(basic_realm(b"Negotiate"), None);
         assert_eq!(basic_realm(br#"NTLM realm="x""#), None);
         assert_eq!(basic_realm(b"Basic"), None);
+    }
+}
+
+#[cfg(test)]
+mod connect_tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A fake proxy on loopback: reads the request head, answers `answer`, then keeps
+    /// the connection open a while. Returns its address and the request it received.
+    async fn fake_proxy(answer: Vec<u8>) -> (u16, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = tcp.read(&mut buf).await.unwrap();
+                assert!(n > 0, "client closed mid-request");
+                request.extend_from_slice(&buf[..n]);
+            }
+            let _ = tcp.write_all(&answer).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            String::from_utf8(request).unwrap()
+        });
+        (port, task)
+    }
+
+    fn proxy(port: u16, user: Option<&str>, password: Option<&str>) -> Proxy {
+        Proxy {
+            url: ProxyUrl {
+                host: "127.0.0.1".into(),
+                port,
+                user: user.map(Into::into),
+            },
+            password: password.map(Into::into),
+        }
+    }
+
+    const T: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn request_carries_basic_auth_and_the_password_stays_out_of_debug() {
+        let (port, seen) = fake_proxy(b"HTTP/1.1 200 Connection established\r\n\r\n".to_vec()).await;
+        let p = proxy(port, Some("alice"), Some("pa:ss"));
+        assert!(!format!("{p:?}").contains("pa:ss"), "{p:?}");
+        connect(&p, "hub.example:443", T).await.unwrap();
+        let request = seen.await.unwrap();
+        assert!(
+            request.starts_with("CONNECT hub.example:443 HTTP/1.1\r\nHost: hub.example:443\r\n"),
+            "{request}"
+        );
+        // base64("alice:pa:ss")
+        assert!(
+            request.contains("\r\nProxy-Authorization: Basic YWxpY2U6cGE6c3M=\r\n"),
+            "{request}"
+        );
+
+        let (port, seen) = fake_proxy(b"HTTP/1.0 200 OK\r\n\r\n".to_vec()).await;
+        connect(&proxy(port, None, Some("unused")), "hub.example:443", T)
+            .await
+            .unwrap();
+        assert!(!seen.await.unwrap().contains("Proxy-Authorization"));
+    }
+
+    #[tokio::test]
+    async fn bad_answers_are_errors_not_panics() {
+        let long_head = {
+            let mut a = b"HTTP/1.1 200 OK\r\n".to_vec();
+            while a.len() <= MAX_ANSWER_HEAD {
+                // Few long headers: the size cap, not the header count, must stop it.
+                a.extend_from_slice(format!("X-Padding: {}\r\n", "a".repeat(300)).as_bytes());
+            }
+            a
+        };
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"HTTP/1.1 200 OK\r\n\r\nSSH-2.0-early".to_vec(), "bytes after its 200"),
+            (long_head, "longer than 8192"),
+            (b"SSH-2.0-OpenSSH_9.2\r\n\r\n".to_vec(), "not HTTP"),
+            (
+                [&b"HTTP/1.1 200 OK\r\n"[..], &b"A: b\r\n".repeat(65), b"\r\n"].concat(),
+                "more than 64 headers",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\n".to_vec(),
+                "closed the connection before answering",
+            ),
+            (
+                b"HTTP/1.1 502 Bad Gateway\r\n\r\n".to_vec(),
+                "answered 502 Bad Gateway to CONNECT hub.example:443",
+            ),
+        ];
+        for (answer, want) in cases {
+            let (port, _seen) = fake_proxy(answer).await;
+            // The fake closes 500 ms after answering: a partial head ends in EOF.
+            let err = connect(&proxy(port, None, None), "hub.example:443", T)
+                .await
+                .unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                msg.contains(want) && msg.contains(&format!("127.0.0.1:{port}")),
+                "want {want:?}: {msg}"
+            );
+            assert!(!err.is_proxy_refusal(), "{msg}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_proxy_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hold = tokio::spawn(async move {
+            let (_tcp, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        });
+        let err = connect(&proxy(port, None, None), "hub.example:443", Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DialError::ProxyTimeout { .. }), "{err:?}");
+        hold.abort();
     }
 }
