@@ -4,9 +4,11 @@
 
 pub mod client;
 pub mod datapath;
+pub mod https;
 pub mod netconf;
 pub mod peers;
 pub mod probe;
+pub mod proxy;
 pub mod relay_state;
 pub mod remote;
 pub mod session;
