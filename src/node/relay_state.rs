@@ -14,6 +14,10 @@ pub const BIND_RETRY: Duration = Duration::from_secs(1);
 pub const BIND_REFRESH: Duration = Duration::from_secs(10);
 /// Without an acknowledgement for this long the node counts itself unbound again.
 pub const BIND_LOST: Duration = Duration::from_secs(25);
+/// Still bound, but the last refresh went unanswered: ask again this often, so that a
+/// path that stopped carrying (UDP blocked mid-session) shows within seconds, and one
+/// lost datagram does not look like a dead path (see `transport`).
+pub const BIND_UNANSWERED_RETRY: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 struct Session {
@@ -25,6 +29,21 @@ struct Session {
     acked: u64,
     last_sent: Option<Instant>,
     last_ack: Option<Instant>,
+    /// When the oldest bind not yet acknowledged left (None: every bind was answered).
+    unanswered_since: Option<Instant>,
+    /// Whether any bind of this session was acknowledged.
+    ever_bound: bool,
+}
+
+/// What the transport manager reads of the bind (see `transport::Switcher`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BindView {
+    /// A session is running (the node binds).
+    pub active: bool,
+    /// Some bind of this session was acknowledged.
+    pub ever_bound: bool,
+    /// How long the oldest unacknowledged bind has waited (None: none waits).
+    pub unanswered_for: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -43,7 +62,55 @@ impl RelayState {
             acked: 0,
             last_sent: None,
             last_ack: None,
+            unanswered_since: None,
+            ever_bound: false,
         });
+    }
+
+    /// The datagrams now leave by another path (UDP ↔ the HTTPS link): bind from it at
+    /// once, and judge the new path from its own first bind.
+    pub fn rebind_now(&self) {
+        if let Some(s) = self.current.lock().as_mut() {
+            s.last_sent = None;
+            s.unanswered_since = None;
+            s.ever_bound = false;
+        }
+    }
+
+    /// A `Bind` for the current session for the UDP probe's own socket: the hub answers
+    /// it with a `Challenge` to that socket, which proves UDP passes again. It uses the
+    /// session's counter (the hub takes each counter once) but is not one of the binds
+    /// whose answer keeps the node bound.
+    pub fn probe_bind(&self) -> Option<[u8; BIND_LEN]> {
+        let mut cur = self.current.lock();
+        let s = cur.as_mut()?;
+        s.counter += 1;
+        Some(
+            BindMsg {
+                kind: Kind::Bind,
+                node: s.node,
+                session: s.session,
+                counter: s.counter,
+            }
+            .encode(&s.key),
+        )
+    }
+
+    /// Whether `datagram` is a genuine `Challenge` for the current session (what the
+    /// UDP probe waits for; it must not answer it, or the binding would move there).
+    pub fn is_our_challenge(&self, datagram: &[u8]) -> bool {
+        self.on_challenge(datagram).is_some()
+    }
+
+    pub fn view(&self, now: Instant) -> BindView {
+        match self.current.lock().as_ref() {
+            None => BindView::default(),
+            Some(s) => BindView {
+                active: true,
+                ever_bound: s.ever_bound,
+                unanswered_for: s.unanswered_since.map(|t| now.saturating_duration_since(t)),
+            },
+        }
     }
 
     /// The control session ended: stop binding until the next one.
@@ -56,12 +123,17 @@ impl RelayState {
         let mut cur = self.current.lock();
         let s = cur.as_mut()?;
         let bound = s.last_ack.is_some_and(|a| now.duration_since(a) < BIND_LOST);
-        let interval = if bound { BIND_REFRESH } else { BIND_RETRY };
+        let interval = match (bound, s.unanswered_since.is_some()) {
+            (false, _) => BIND_RETRY,
+            (true, true) => BIND_UNANSWERED_RETRY,
+            (true, false) => BIND_REFRESH,
+        };
         if s.last_sent.is_some_and(|t| now.duration_since(t) < interval) {
             return None;
         }
         s.counter += 1;
         s.last_sent = Some(now);
+        s.unanswered_since.get_or_insert(now);
         Some(
             BindMsg {
                 kind: Kind::Bind,
@@ -100,6 +172,8 @@ impl RelayState {
         }
         s.acked = msg.counter;
         s.last_ack = Some(now);
+        s.unanswered_since = None;
+        s.ever_bound = true;
         true
     }
 
