@@ -320,4 +320,91 @@ mod tests {
         .encode(&[3; 32]);
         assert!(r.on_challenge(&bound).is_none());
     }
+
+    /// What the transport manager reads: binds unanswered since the first one out, a
+    /// refresh every 3 s while one waits, and a fresh start after a move.
+    #[test]
+    fn the_view_tracks_unanswered_binds_and_rebind_now_starts_over() {
+        let r = RelayState::default();
+        let t0 = Instant::now();
+        assert_eq!(r.view(t0), BindView::default());
+        r.start(7, 99, [3; 32]);
+        let ack = |counter| {
+            BindMsg {
+                kind: Kind::Bound,
+                node: 7,
+                session: 99,
+                counter,
+            }
+            .encode(&[3; 32])
+        };
+        assert_eq!(r.view(t0).unanswered_for, None);
+        r.bind_due(t0).unwrap();
+        r.bind_due(t0 + BIND_RETRY).unwrap();
+        let v = r.view(t0 + Duration::from_secs(2));
+        assert!(v.active && !v.ever_bound);
+        assert_eq!(
+            v.unanswered_for,
+            Some(Duration::from_secs(2)),
+            "counted from the first bind"
+        );
+        let t1 = t0 + Duration::from_secs(2);
+        assert!(r.on_bound(&ack(2), t1));
+        assert_eq!(
+            r.view(t1),
+            BindView {
+                active: true,
+                ever_bound: true,
+                unanswered_for: None
+            }
+        );
+        // The refresh goes unanswered: asked again after 3 s, not 10.
+        let t2 = t1 + BIND_REFRESH;
+        r.bind_due(t2).unwrap();
+        assert!(r
+            .bind_due(t2 + BIND_UNANSWERED_RETRY - Duration::from_millis(1))
+            .is_none());
+        assert!(r.bind_due(t2 + BIND_UNANSWERED_RETRY).is_some());
+        assert_eq!(
+            r.view(t2 + Duration::from_secs(4)).unanswered_for,
+            Some(Duration::from_secs(4))
+        );
+        // A move: bind at once, judged afresh.
+        r.rebind_now();
+        let v = r.view(t2 + Duration::from_secs(4));
+        assert!(!v.ever_bound && v.unanswered_for.is_none());
+        assert!(r.bind_due(t2 + Duration::from_secs(4)).is_some());
+    }
+
+    /// The probe's bind takes a fresh counter of the session; the hub's challenge to it
+    /// is recognised (and not taken as a `Bound`).
+    #[test]
+    fn probe_binds_use_the_session_and_its_counter() {
+        let r = RelayState::default();
+        assert!(r.probe_bind().is_none(), "no session, no probe");
+        r.start(7, 99, [3; 32]);
+        let first = BindMsg::parse(&r.bind_due(Instant::now()).unwrap()).unwrap();
+        let probe = r.probe_bind().unwrap();
+        let msg = BindMsg::parse(&probe).unwrap();
+        assert_eq!((msg.kind, msg.node, msg.session), (Kind::Bind, 7, 99));
+        assert!(msg.counter > first.counter);
+        assert!(BindMsg::verify(&probe, &[3; 32]).is_ok());
+        let challenge = BindMsg {
+            kind: Kind::Challenge,
+            node: 7,
+            session: 99,
+            counter: 0xabc,
+        }
+        .encode(&[3; 32]);
+        assert!(r.is_our_challenge(&challenge));
+        assert!(!r.on_bound(&challenge, Instant::now()));
+        let forged = BindMsg {
+            kind: Kind::Challenge,
+            node: 7,
+            session: 99,
+            counter: 0xabc,
+        }
+        .encode(&[4; 32]);
+        assert!(!r.is_our_challenge(&forged));
+    }
 }

@@ -119,15 +119,14 @@ pub async fn connect(settings: &ControlSettings, data_socket: Option<SocketAddr>
         let ws = https::dial(&settings.hub, settings.proxy.as_ref(), transport::DIAL_TIMEOUT)
             .await
             .map_err(|e| {
-                let refused = e.is_proxy_refusal();
-                let err = anyhow!(
+                let message = format!(
                     "cannot reach the hub's HTTPS port {}: {e}",
                     settings.hub.https_authority()
                 );
-                if refused {
-                    err.context(ProxyRefused)
+                if e.is_proxy_refusal() {
+                    anyhow::Error::new(ProxyRefused(message))
                 } else {
-                    err
+                    anyhow!(message)
                 }
             })?;
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
@@ -150,16 +149,18 @@ pub async fn connect(settings: &ControlSettings, data_socket: Option<SocketAddr>
     Err(last_err)
 }
 
-/// Marks an error as a proxy's refusal (407, 403, connection refused): waiting does not
-/// fix it, the user must.
+/// A proxy's refusal (407, 403, connection refused), with the message that names the
+/// proxy and what it said: waiting does not fix it, the user must.
 #[derive(Debug)]
-pub struct ProxyRefused;
+pub struct ProxyRefused(pub String);
 
 impl std::fmt::Display for ProxyRefused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the proxy refused")
+        f.write_str(&self.0)
     }
 }
+
+impl std::error::Error for ProxyRefused {}
 
 /// Whether `e` is (or was caused by) a proxy's refusal.
 pub fn is_proxy_refusal(e: &anyhow::Error) -> bool {

@@ -415,8 +415,11 @@ async fn ensure_data_link(node: &Arc<Node>) -> anyhow::Result<()> {
         let s = node.transport.inner.lock();
         (s.data_link.clone(), s.control_link.clone())
     };
-    let wanted = match control.filter(LinkHandle::is_alive) {
-        Some(c) => c,
+    let wanted = match control {
+        Some(c) if c.is_alive() => c,
+        // The control session's link died: its reconnect brings a new one (or goes
+        // over TCP, and then a data-only link is dialed); dialing now would race it.
+        Some(_) => return Ok(()),
         None => match current.as_ref().filter(|l| l.is_alive()) {
             Some(l) => l.clone(),
             None => {
