@@ -42,6 +42,19 @@ pub struct AdminArgs {
     /// The operator's time zone: contract dates, "today" and the times shown are in it (use the hub's)
     #[arg(long, global = true, env = "MCVPN_TIMEZONE", default_value = crate::contract::DEFAULT_TZ, value_parser = crate::contract::parse_tz)]
     pub timezone: crate::contract::Tz,
+    /// How to reach the hub (with --hub): auto, udp or https
+    #[arg(long, global = true, env = "MCVPN_TRANSPORT", value_enum)]
+    pub transport: Option<crate::node::TransportMode>,
+    /// The HTTP proxy to reach the hub's HTTPS port through (with --hub):
+    /// http://[USER@]HOST:PORT, or `none` (default: HTTPS_PROXY unless NO_PROXY names the hub)
+    #[arg(long, global = true, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// The proxy user's password: the first line of this file (else a prompt)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub proxy_password_file: Option<PathBuf>,
+    /// `HTTPS_PROXY`/`NO_PROXY`, read by `main` (not flags).
+    #[arg(skip)]
+    pub proxy_env: (Option<String>, Option<String>),
     #[command(subcommand)]
     pub what: AdminCommand,
 }
@@ -86,7 +99,19 @@ pub fn run(args: AdminArgs) -> Result<Exit> {
                 args.admin_password_file.as_deref(),
                 &format!("Password for {account}: "),
             )?;
-            crate::node::remote::admin(hub, account, &password, &command)?
+            let hub = crate::proto::url::HubUrl::parse(hub)?;
+            let options = crate::node::settings::TransportOptions {
+                transport: args.transport,
+                proxy: args.proxy.clone(),
+                proxy_password_file: args.proxy_password_file.clone(),
+                https_proxy_env: args.proxy_env.0.clone(),
+                no_proxy_env: args.proxy_env.1.clone(),
+            };
+            let reach = crate::node::remote::Reach {
+                transport: options.resolve(&hub, None, None, None)?,
+                hub,
+            };
+            crate::node::remote::admin(&reach, account, &password, &command)?
         }
         (None, None) => {
             if !args.db.exists() {

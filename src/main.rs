@@ -13,8 +13,9 @@ use mcvpn::exit::{self, Exit};
 use mcvpn::hub::preauth::PreauthLimits;
 use mcvpn::local_api::LocalRequest;
 use mcvpn::node::client::{self, ClientPaths, UpOptions};
+use mcvpn::node::settings::TransportOptions;
 use mcvpn::node::target::{self, EnrollOptions, RunOptions, TargetPaths};
-use mcvpn::node::DataPathSettings;
+use mcvpn::node::{DataPathSettings, TransportMode};
 use mcvpn::store::OverlayNet;
 use mcvpn::udp_batch::UdpTuning;
 use mcvpn::{hub, local_api};
@@ -84,6 +85,8 @@ enum Command {
         password_file: Option<PathBuf>,
         #[arg(long, default_value = "/etc/mcvpn/mcvpn.toml", env = "MCVPN_CONFIG")]
         config: PathBuf,
+        #[command(flatten)]
+        transport: TransportArgs,
     },
     /// The background half of `mcvpn up` (started by it; not for direct use)
     #[command(hide = true)]
@@ -224,6 +227,49 @@ fn parse_overlay(s: &str) -> Result<OverlayNet, String> {
     OverlayNet::parse(s).ok_or_else(|| format!("{s:?} is not an IPv4 network like 100.64.0.0/10 (prefix 8..30)"))
 }
 
+/// How a node reaches the hub: `mcvpn up`, `target enroll|run`, `passwd`.
+#[derive(Args, Clone)]
+#[command(next_help_heading = "Transport")]
+struct TransportArgs {
+    /// auto: UDP, moving to the hub's HTTPS port when UDP does not pass (and back when it
+    /// does); udp or https force one [default: auto, or what `up` remembered]
+    #[arg(long, env = "MCVPN_TRANSPORT", value_enum)]
+    transport: Option<TransportMode>,
+    /// Reach the hub's HTTPS port through this HTTP proxy: http://[USER@]HOST:PORT, or
+    /// `none` [default: HTTPS_PROXY / https_proxy, unless NO_PROXY names the hub]. No
+    /// password here: see --proxy-password-file
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+    /// The proxy user's password: the first line of this file (without it, a prompt)
+    #[arg(long, value_name = "FILE")]
+    proxy_password_file: Option<PathBuf>,
+}
+
+impl TransportArgs {
+    fn options(self) -> TransportOptions {
+        let (https_proxy_env, no_proxy_env) = proxy_env();
+        TransportOptions {
+            transport: self.transport,
+            proxy: self.proxy,
+            proxy_password_file: self.proxy_password_file,
+            https_proxy_env,
+            no_proxy_env,
+        }
+    }
+}
+
+/// `HTTPS_PROXY`/`https_proxy` and `NO_PROXY`/`no_proxy`, as curl reads them (the
+/// upper-case name first). Read here only; `node::proxy::choose_proxy` decides.
+fn proxy_env() -> (Option<String>, Option<String>) {
+    let var = |upper: &str, lower: &str| {
+        std::env::var(upper)
+            .ok()
+            .or_else(|| std::env::var(lower).ok())
+            .filter(|v| !v.trim().is_empty())
+    };
+    (var("HTTPS_PROXY", "https_proxy"), var("NO_PROXY", "no_proxy"))
+}
+
 #[derive(Args, Clone)]
 struct ClientPathArgs {
     /// Remembered hub and account
@@ -263,6 +309,8 @@ struct UpCmd {
     foreground: bool,
     #[command(flatten)]
     data: DataPathSettings,
+    #[command(flatten)]
+    transport: TransportArgs,
     #[command(flatten)]
     paths: ClientPathArgs,
 }
@@ -305,6 +353,9 @@ enum TargetCmd {
         /// Name shown to users (default: the host name)
         #[arg(long)]
         name: Option<String>,
+        /// Recorded in the config for `run`
+        #[command(flatten)]
+        transport: TransportArgs,
         #[command(flatten)]
         paths: TargetPathArgs,
     },
@@ -312,6 +363,9 @@ enum TargetCmd {
     Run {
         #[command(flatten)]
         data: DataPathSettings,
+        /// Override what `enroll` recorded
+        #[command(flatten)]
+        transport: TransportArgs,
         #[command(flatten)]
         paths: TargetPathArgs,
     },
@@ -451,6 +505,7 @@ fn dispatch(command: Command) -> Result<Exit> {
             password_file: u.password_file,
             foreground: u.foreground,
             data: u.data,
+            transport: u.transport.options(),
         }),
         Command::Down(paths) => client::down(&paths.paths()),
         Command::Status { paths, json, verbose } => client::status(&paths.paths().socket(), json, verbose),
@@ -460,6 +515,7 @@ fn dispatch(command: Command) -> Result<Exit> {
             account,
             password_file,
             name,
+            transport,
             paths,
         }) => target::enroll(EnrollOptions {
             paths: paths.paths(),
@@ -467,21 +523,27 @@ fn dispatch(command: Command) -> Result<Exit> {
             account,
             password_file,
             name,
+            transport: transport.options(),
         }),
-        Command::Target(TargetCmd::Run { data, paths }) => target::run(RunOptions {
+        Command::Target(TargetCmd::Run { data, transport, paths }) => target::run(RunOptions {
             paths: paths.paths(),
             data,
+            transport: transport.options(),
         }),
         Command::Target(TargetCmd::Status { paths, json, verbose }) => {
             client::status(&paths.paths().socket(), json, verbose)
         }
-        Command::Admin(a) => mcvpn::cli_admin::run(a),
+        Command::Admin(mut a) => {
+            a.proxy_env = proxy_env();
+            mcvpn::cli_admin::run(a)
+        }
         Command::Passwd {
             hub,
             account,
             password_file,
             config,
-        } => client::passwd(hub, account, password_file, &config),
+            transport,
+        } => client::passwd(hub, account, password_file, &config, &transport.options()),
         Command::Debug(DebugCmd::RelayProbe {
             hub,
             account,

@@ -100,7 +100,7 @@ fn start_node(
     let dp = Arc::new(DataPath {
         tun: Arc::new(device),
         udp: udp.clone(),
-        hub,
+        hub: Arc::new(mcvpn::node::datapath::Destination::new(hub)),
         mtu: MTU,
         peers,
         relay: relay.clone(),

@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::session::{self, LoginError, SessionEnd};
+use super::settings::{TransportMode, TransportOptions};
 use super::{ControlSettings, DataPathSettings, Node, NodeSettings, NodeStatus};
 use crate::exit::{self, Exit};
 use crate::keys::KeyPair;
@@ -29,6 +30,12 @@ use crate::proto::url::HubUrl;
 pub struct ClientConfig {
     pub hub: Option<String>,
     pub account: Option<String>,
+    /// `--transport`, when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<TransportMode>,
+    /// `--proxy` (`none` included), when one was given; never its password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
 }
 
 impl ClientConfig {
@@ -74,6 +81,7 @@ pub struct UpOptions {
     /// The TUN, the UDP socket and the data-path knobs (read from the environment by
     /// `up`'s command line, not inherited by the daemon).
     pub data: DataPathSettings,
+    pub transport: TransportOptions,
 }
 
 /// Handed from `up` to the daemon on its stdin (never on the command line, where
@@ -85,6 +93,10 @@ struct DaemonRequest {
     account: String,
     password: String,
     data: DataPathSettings,
+    transport: TransportMode,
+    /// The proxy URL in force (without a password), and the proxy's password apart.
+    proxy: Option<String>,
+    proxy_password: Option<String>,
 }
 
 /// The daemon's one-line report to `up`.
@@ -116,7 +128,7 @@ pub fn up(opts: UpOptions) -> Result<Exit> {
         opts.hub.clone().or(config.hub.clone()).ok_or_else(|| {
             anyhow!("no hub to connect to: pass --hub URL (the mcvpn://… URL your operator gave you)")
         })?;
-    HubUrl::parse(&hub)?;
+    let hub_url = HubUrl::parse(&hub)?;
     let account = opts
         .account
         .clone()
@@ -129,20 +141,38 @@ pub fn up(opts: UpOptions) -> Result<Exit> {
         ));
     }
     let password = crate::password::read(opts.password_file.as_deref(), &format!("Password for {account}: "))?;
+    let transport = opts
+        .transport
+        .resolve(&hub_url, config.transport, config.proxy.as_deref(), None)?;
     let req = DaemonRequest {
         paths: opts.paths.clone(),
         hub: hub.clone(),
         account: account.clone(),
         password,
         data: opts.data.clone(),
+        transport: transport.transport,
+        proxy: transport.proxy_given.clone(),
+        proxy_password: transport
+            .proxy
+            .as_ref()
+            .and_then(|p| p.password.as_ref().map(|s| s.expose_secret().to_string())),
     };
+    let (new_transport, new_proxy) = (opts.transport.transport, opts.transport.proxy.clone());
     let config_path = opts.paths.config.clone();
     let log_path = opts.paths.log();
     // The first successful `up` remembers the hub and account for the next bare `up`.
     let remember = move || {
-        if config.hub.as_deref() != Some(&hub) || config.account.as_deref() != Some(&account) {
+        let transport = new_transport.or(config.transport);
+        let proxy = new_proxy.or(config.proxy.clone());
+        if config.hub.as_deref() != Some(&hub)
+            || config.account.as_deref() != Some(&account)
+            || config.transport != transport
+            || config.proxy != proxy
+        {
             config.hub = Some(hub);
             config.account = Some(account);
+            config.transport = transport;
+            config.proxy = proxy;
             if let Err(e) = config.save(&config_path) {
                 eprintln!("warning: could not remember the hub and account: {e:#}");
             }
@@ -272,17 +302,21 @@ async fn client_main(req: DaemonRequest, report: Option<Report>) -> Result<Exit>
     let credential = Credential::Password {
         password: req.password.into(),
     };
-    let (login, rd, wr) = match session::login(&node.settings.control, node.boot_id, credential, false).await {
+    let (login, rd, wr) = match session::login_node(&node, credential).await {
         Ok((Event::LoginOk(ok), rd, wr)) => (ok, rd, wr),
         Ok(_) => return Ok(finish(fail(exit::FAILURE, "unexpected answer from the hub".into()))),
         Err(e @ LoginError::Refused { .. }) => return Ok(finish(fail(exit::REFUSED, e.to_string()))),
+        // A proxy's refusal names the proxy and what it said (see `node::https`).
         Err(e) => return Ok(finish(fail(exit::FAILURE, e.to_string()))),
     };
     if let Err(e) = node.apply_login(&login) {
         return Ok(finish(fail(exit::FAILURE, format!("{e:#}"))));
     }
-    if !node.wait_bound(Duration::from_secs(5)).await {
-        tracing::warn!("the hub has not acknowledged our UDP endpoint yet; packets may be lost until it does");
+    // Before waiting for the bind: in `auto` the manager is what moves an unanswered
+    // UDP bind to the HTTPS link.
+    let manager = tokio::spawn(super::transport::run(node.clone()));
+    if !node.wait_bound(Duration::from_secs(8)).await {
+        tracing::warn!("the hub has not acknowledged our endpoint yet; packets may be lost until it does");
     }
     let (down_tx, mut down_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let _socket = {
@@ -326,17 +360,31 @@ async fn client_main(req: DaemonRequest, report: Option<Report>) -> Result<Exit>
         _ = down_rx.recv() => tracing::info!("mcvpn down requested"),
         _ = crate::util::shutdown_signal() => tracing::info!("stopping on signal"),
     }
+    manager.abort();
     Ok(exit)
 }
 
 fn client_settings(req: &DaemonRequest) -> Result<NodeSettings> {
+    let hub = HubUrl::parse(&req.hub)?;
+    // `up` chose the proxy (command line, config, environment); the daemon only parses it.
+    let proxy = match &req.proxy {
+        None => None,
+        Some(given) => super::proxy::choose_proxy(Some(given), None, None, &hub.host)
+            .map_err(|e| anyhow!("--proxy: {e}"))?
+            .map(|url| super::proxy::Proxy {
+                url,
+                password: req.proxy_password.clone().map(Into::into),
+            }),
+    };
     Ok(NodeSettings {
         control: ControlSettings {
             role: Role::Client,
-            hub: HubUrl::parse(&req.hub)?,
+            hub,
             key: KeyPair::load_or_create(&req.paths.key)?,
             account: Some(req.account.clone()),
             hostname: crate::util::hostname(),
+            transport: req.transport,
+            proxy,
         },
         data: req.data.clone(),
     })
@@ -433,6 +481,9 @@ pub fn print_status(s: &NodeStatus, verbose: bool) {
         }
     );
     println!("  hub:        {}", s.hub);
+    if !s.transport.is_empty() {
+        println!("  transport:  {}", s.transport);
+    }
     println!(
         "  account:    {} (contract {})",
         or_dash(&s.account),
@@ -511,8 +562,10 @@ pub fn passwd(
     account: Option<String>,
     password_file: Option<PathBuf>,
     config: &Path,
+    transport: &TransportOptions,
 ) -> Result<Exit> {
     let remembered = ClientConfig::load(config).unwrap_or_default();
+    let (remembered_transport, remembered_proxy) = (remembered.transport, remembered.proxy.clone());
     let hub = hub
         .or(remembered.hub)
         .ok_or_else(|| anyhow!("no hub: pass --hub URL (or run `sudo mcvpn up` once, which remembers it)"))?;
@@ -540,7 +593,12 @@ pub fn passwd(
             (old, new)
         }
     };
-    match super::remote::change_password(&hub, &account, &old, &new)? {
+    let hub = HubUrl::parse(&hub)?;
+    let reach = super::remote::Reach {
+        transport: transport.resolve(&hub, remembered_transport, remembered_proxy.as_deref(), None)?,
+        hub,
+    };
+    match super::remote::change_password(&reach, &account, &old, &new)? {
         Ok(out) => {
             crate::admin::render::print(&out, false);
             Ok(Exit::ok())
@@ -561,8 +619,20 @@ mod tests {
         let c = ClientConfig {
             hub: Some("mcvpn://h:1/?key=x".into()),
             account: Some("alice".into()),
+            transport: None,
+            proxy: None,
         };
         c.save(&path).unwrap();
+        assert_eq!(ClientConfig::load(&path).unwrap(), c);
+        // An old config (no transport or proxy) still loads; new ones round-trip.
+        let c = ClientConfig {
+            transport: Some(TransportMode::Https),
+            proxy: Some("http://carol@proxy.example:3128".into()),
+            ..c
+        };
+        c.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("transport = \"https\""), "{text}");
         assert_eq!(ClientConfig::load(&path).unwrap(), c);
         std::fs::write(&path, "hub = [broken").unwrap();
         assert!(ClientConfig::load(&path).is_err());

@@ -14,6 +14,7 @@ pub mod remote;
 pub mod session;
 pub mod settings;
 pub mod target;
+pub mod transport;
 pub mod tun;
 
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
@@ -29,10 +30,13 @@ use crate::proto::control::{Event, LoginOk, Role};
 use crate::proto::relay::NodeId;
 use crate::udp_batch::{BatchUdp, Offloads};
 
-use self::datapath::{Counters, CountersSnapshot, DataPath};
+use self::datapath::{Counters, CountersSnapshot, DataPath, Destination};
 use self::peers::{Change, PeerScope, PeerTable};
 use self::relay_state::RelayState;
-pub use self::settings::{ControlSettings, DataPathSettings, DataPathTuning, NodeSettings, DEFAULT_SOCKET_BUFFER};
+pub use self::settings::{
+    ControlSettings, DataPathSettings, DataPathTuning, NodeSettings, TransportMode, DEFAULT_SOCKET_BUFFER,
+};
+use self::transport::TransportState;
 
 #[derive(Debug, Default)]
 struct Connection {
@@ -52,6 +56,10 @@ pub struct Node {
     udp: Arc<BatchUdp>,
     offloads: Offloads,
     hub_addr: SocketAddr,
+    /// Where the datagrams go now: `hub_addr`, or the HTTPS link's loopback end.
+    dest: Arc<Destination>,
+    /// The links and what `status` shows of the transport (see `transport`).
+    pub transport: TransportState,
     datapath: OnceLock<Arc<DataPath>>,
     conn: Mutex<Connection>,
     /// Which announced peers this session accepts (set by each login).
@@ -82,6 +90,8 @@ impl Node {
             udp: Arc::new(udp),
             offloads,
             hub_addr,
+            dest: Arc::new(Destination::new(hub_addr)),
+            transport: TransportState::default(),
             datapath: OnceLock::new(),
             conn: Mutex::new(Connection::default()),
             scope: Mutex::new(None),
@@ -108,7 +118,7 @@ impl Node {
             .start(login.node_id, login.session_id, *login.relay_key.expose_secret());
         // Bind at once rather than at the next timer tick: the first packets wait on it.
         if let Some(bind) = self.relay.bind_due(Instant::now()) {
-            let _ = self.udp.send(self.hub_addr, &bind, None);
+            let _ = self.udp.send(self.dest.get(), &bind, None);
         }
         let prefix = self.prefix_for(login);
         match self.datapath.get() {
@@ -118,7 +128,7 @@ impl Node {
                 let dp = Arc::new(DataPath {
                     tun: Arc::new(tun),
                     udp: self.udp.clone(),
-                    hub: self.hub_addr,
+                    hub: self.dest.clone(),
                     mtu: data.mtu,
                     peers: self.peers.clone(),
                     relay: self.relay.clone(),
@@ -220,6 +230,29 @@ impl Node {
         }
     }
 
+    /// The hub's UDP address (what the datagrams go to when not on a link).
+    pub fn hub_addr(&self) -> SocketAddr {
+        self.hub_addr
+    }
+
+    /// The data path's socket as a link's loopback end reaches it.
+    pub fn data_socket_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(crate::stream::link::local_peer(self.udp.socket.local_addr()?))
+    }
+
+    /// Sends the datagrams to `addr` from now on (the hub's UDP address, or a link's
+    /// loopback end) and binds from there at once: the relay challenges the new
+    /// endpoint, the data path answers, and the binding moves. The WireGuard sessions
+    /// are untouched.
+    pub fn point_data_at(&self, addr: SocketAddr) -> std::io::Result<()> {
+        self.dest.switch(&self.udp, addr)?;
+        self.relay.rebind_now();
+        if let Some(bind) = self.relay.bind_due(Instant::now()) {
+            let _ = self.udp.send(addr, &bind, None);
+        }
+        Ok(())
+    }
+
     /// Waits until the hub acknowledged our bind, so that the first packets are not
     /// dropped as coming from an unknown endpoint. False on timeout.
     pub async fn wait_bound(&self, timeout: std::time::Duration) -> bool {
@@ -271,6 +304,8 @@ impl Node {
             connected_for_s: c.since.map(|s| s.elapsed().as_secs()),
             last_error: c.last_error.clone(),
             relay_bound: self.relay.is_bound(Instant::now()),
+            transport: transport::label(self.transport.on_link(), control.proxy.as_ref()),
+            link: self.transport.data_link_stats().map(|s| s.snapshot()),
             offloads: self.offloads,
             udp_gso: self.udp.gso(),
             tuning: self.settings.data.tuning,
@@ -300,6 +335,12 @@ pub struct NodeStatus {
     pub connected_for_s: Option<u64>,
     pub last_error: Option<String>,
     pub relay_bound: bool,
+    /// The datagrams' path: "udp", "https" or "https via proxy HOST:PORT".
+    #[serde(default)]
+    pub transport: String,
+    /// The HTTPS link's counters while the datagrams go over it.
+    #[serde(default)]
+    pub link: Option<serde_json::Value>,
     /// The offloads the knobs allow.
     pub offloads: Offloads,
     /// Whether UDP GSO is in use (the kernel may have refused it).
@@ -358,6 +399,8 @@ mod tests {
             connected_for_s: Some(5),
             last_error: None,
             relay_bound: true,
+            transport: "https via proxy proxy.example:3128".into(),
+            link: None,
             offloads: DataPathTuning::default().offloads(),
             udp_gso: false,
             tuning: DataPathTuning::default(),
@@ -388,6 +431,7 @@ mod tests {
                 "hub_addr",
                 "interface",
                 "last_error",
+                "link",
                 "node_id",
                 "offloads",
                 "overlay_ip",
@@ -396,6 +440,7 @@ mod tests {
                 "public_key",
                 "relay_bound",
                 "role",
+                "transport",
                 "tuning",
                 "udp_gso"
             ]
@@ -420,6 +465,7 @@ mod tests {
                 "online": true, "last_handshake_s": null, "tx_bytes": 1, "rx_bytes": 2})
         );
         assert_eq!(v["dropped"]["wg_rejected"], 0);
+        assert_eq!(v["transport"], "https via proxy proxy.example:3128");
         let back: NodeStatus = serde_json::from_value(v).unwrap();
         assert_eq!(back.peers[0].overlay_ip, Ipv4Addr::new(100, 64, 0, 2));
     }

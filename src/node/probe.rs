@@ -25,13 +25,13 @@ pub struct ProbeOptions {
 }
 
 pub fn run(opts: ProbeOptions) -> Result<serde_json::Value> {
-    let settings = ControlSettings {
-        role: Role::Client,
-        hub: HubUrl::parse(&opts.hub)?,
-        key: KeyPair::generate(),
-        account: Some(opts.account.clone()),
-        hostname: "relay-probe".into(),
-    };
+    let settings = ControlSettings::direct(
+        Role::Client,
+        HubUrl::parse(&opts.hub)?,
+        KeyPair::generate(),
+        Some(opts.account.clone()),
+        "relay-probe".into(),
+    );
     let rt = tokio::runtime::Runtime::new()?;
     let (login, _rd, _wr) = match rt.block_on(session::login(
         &settings,
@@ -40,8 +40,9 @@ pub fn run(opts: ProbeOptions) -> Result<serde_json::Value> {
             password: opts.password.into(),
         },
         false,
+        None,
     )) {
-        Ok((Event::LoginOk(ok), rd, wr)) => (ok, rd, wr),
+        Ok((Event::LoginOk(ok), c)) => (ok, c.rd, c.wr),
         Ok(_) => bail!("unexpected answer to login"),
         Err(e) => bail!("{e}"),
     };

@@ -14,6 +14,10 @@ pub const BIND_RETRY: Duration = Duration::from_secs(1);
 pub const BIND_REFRESH: Duration = Duration::from_secs(10);
 /// Without an acknowledgement for this long the node counts itself unbound again.
 pub const BIND_LOST: Duration = Duration::from_secs(25);
+/// Still bound, but the last refresh went unanswered: ask again this often, so that a
+/// path that stopped carrying (UDP blocked mid-session) shows within seconds, and one
+/// lost datagram does not look like a dead path (see `transport`).
+pub const BIND_UNANSWERED_RETRY: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 struct Session {
@@ -25,6 +29,21 @@ struct Session {
     acked: u64,
     last_sent: Option<Instant>,
     last_ack: Option<Instant>,
+    /// When the oldest bind not yet acknowledged left (None: every bind was answered).
+    unanswered_since: Option<Instant>,
+    /// Whether any bind of this session was acknowledged.
+    ever_bound: bool,
+}
+
+/// What the transport manager reads of the bind (see `transport::Switcher`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BindView {
+    /// A session is running (the node binds).
+    pub active: bool,
+    /// Some bind of this session was acknowledged.
+    pub ever_bound: bool,
+    /// How long the oldest unacknowledged bind has waited (None: none waits).
+    pub unanswered_for: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -43,7 +62,55 @@ impl RelayState {
             acked: 0,
             last_sent: None,
             last_ack: None,
+            unanswered_since: None,
+            ever_bound: false,
         });
+    }
+
+    /// The datagrams now leave by another path (UDP ↔ the HTTPS link): bind from it at
+    /// once, and judge the new path from its own first bind.
+    pub fn rebind_now(&self) {
+        if let Some(s) = self.current.lock().as_mut() {
+            s.last_sent = None;
+            s.unanswered_since = None;
+            s.ever_bound = false;
+        }
+    }
+
+    /// A `Bind` for the current session for the UDP probe's own socket: the hub answers
+    /// it with a `Challenge` to that socket, which proves UDP passes again. It uses the
+    /// session's counter (the hub takes each counter once) but is not one of the binds
+    /// whose answer keeps the node bound.
+    pub fn probe_bind(&self) -> Option<[u8; BIND_LEN]> {
+        let mut cur = self.current.lock();
+        let s = cur.as_mut()?;
+        s.counter += 1;
+        Some(
+            BindMsg {
+                kind: Kind::Bind,
+                node: s.node,
+                session: s.session,
+                counter: s.counter,
+            }
+            .encode(&s.key),
+        )
+    }
+
+    /// Whether `datagram` is a genuine `Challenge` for the current session (what the
+    /// UDP probe waits for; it must not answer it, or the binding would move there).
+    pub fn is_our_challenge(&self, datagram: &[u8]) -> bool {
+        self.on_challenge(datagram).is_some()
+    }
+
+    pub fn view(&self, now: Instant) -> BindView {
+        match self.current.lock().as_ref() {
+            None => BindView::default(),
+            Some(s) => BindView {
+                active: true,
+                ever_bound: s.ever_bound,
+                unanswered_for: s.unanswered_since.map(|t| now.saturating_duration_since(t)),
+            },
+        }
     }
 
     /// The control session ended: stop binding until the next one.
@@ -56,12 +123,17 @@ impl RelayState {
         let mut cur = self.current.lock();
         let s = cur.as_mut()?;
         let bound = s.last_ack.is_some_and(|a| now.duration_since(a) < BIND_LOST);
-        let interval = if bound { BIND_REFRESH } else { BIND_RETRY };
+        let interval = match (bound, s.unanswered_since.is_some()) {
+            (false, _) => BIND_RETRY,
+            (true, true) => BIND_UNANSWERED_RETRY,
+            (true, false) => BIND_REFRESH,
+        };
         if s.last_sent.is_some_and(|t| now.duration_since(t) < interval) {
             return None;
         }
         s.counter += 1;
         s.last_sent = Some(now);
+        s.unanswered_since.get_or_insert(now);
         Some(
             BindMsg {
                 kind: Kind::Bind,
@@ -100,6 +172,8 @@ impl RelayState {
         }
         s.acked = msg.counter;
         s.last_ack = Some(now);
+        s.unanswered_since = None;
+        s.ever_bound = true;
         true
     }
 
@@ -245,5 +319,92 @@ mod tests {
         }
         .encode(&[3; 32]);
         assert!(r.on_challenge(&bound).is_none());
+    }
+
+    /// What the transport manager reads: binds unanswered since the first one out, a
+    /// refresh every 3 s while one waits, and a fresh start after a move.
+    #[test]
+    fn the_view_tracks_unanswered_binds_and_rebind_now_starts_over() {
+        let r = RelayState::default();
+        let t0 = Instant::now();
+        assert_eq!(r.view(t0), BindView::default());
+        r.start(7, 99, [3; 32]);
+        let ack = |counter| {
+            BindMsg {
+                kind: Kind::Bound,
+                node: 7,
+                session: 99,
+                counter,
+            }
+            .encode(&[3; 32])
+        };
+        assert_eq!(r.view(t0).unanswered_for, None);
+        r.bind_due(t0).unwrap();
+        r.bind_due(t0 + BIND_RETRY).unwrap();
+        let v = r.view(t0 + Duration::from_secs(2));
+        assert!(v.active && !v.ever_bound);
+        assert_eq!(
+            v.unanswered_for,
+            Some(Duration::from_secs(2)),
+            "counted from the first bind"
+        );
+        let t1 = t0 + Duration::from_secs(2);
+        assert!(r.on_bound(&ack(2), t1));
+        assert_eq!(
+            r.view(t1),
+            BindView {
+                active: true,
+                ever_bound: true,
+                unanswered_for: None
+            }
+        );
+        // The refresh goes unanswered: asked again after 3 s, not 10.
+        let t2 = t1 + BIND_REFRESH;
+        r.bind_due(t2).unwrap();
+        assert!(r
+            .bind_due(t2 + BIND_UNANSWERED_RETRY - Duration::from_millis(1))
+            .is_none());
+        assert!(r.bind_due(t2 + BIND_UNANSWERED_RETRY).is_some());
+        assert_eq!(
+            r.view(t2 + Duration::from_secs(4)).unanswered_for,
+            Some(Duration::from_secs(4))
+        );
+        // A move: bind at once, judged afresh.
+        r.rebind_now();
+        let v = r.view(t2 + Duration::from_secs(4));
+        assert!(!v.ever_bound && v.unanswered_for.is_none());
+        assert!(r.bind_due(t2 + Duration::from_secs(4)).is_some());
+    }
+
+    /// The probe's bind takes a fresh counter of the session; the hub's challenge to it
+    /// is recognised (and not taken as a `Bound`).
+    #[test]
+    fn probe_binds_use_the_session_and_its_counter() {
+        let r = RelayState::default();
+        assert!(r.probe_bind().is_none(), "no session, no probe");
+        r.start(7, 99, [3; 32]);
+        let first = BindMsg::parse(&r.bind_due(Instant::now()).unwrap()).unwrap();
+        let probe = r.probe_bind().unwrap();
+        let msg = BindMsg::parse(&probe).unwrap();
+        assert_eq!((msg.kind, msg.node, msg.session), (Kind::Bind, 7, 99));
+        assert!(msg.counter > first.counter);
+        assert!(BindMsg::verify(&probe, &[3; 32]).is_ok());
+        let challenge = BindMsg {
+            kind: Kind::Challenge,
+            node: 7,
+            session: 99,
+            counter: 0xabc,
+        }
+        .encode(&[3; 32]);
+        assert!(r.is_our_challenge(&challenge));
+        assert!(!r.on_bound(&challenge, Instant::now()));
+        let forged = BindMsg {
+            kind: Kind::Challenge,
+            node: 7,
+            session: 99,
+            counter: 0xabc,
+        }
+        .encode(&[4; 32]);
+        assert!(!r.is_our_challenge(&forged));
     }
 }

@@ -5,26 +5,36 @@
 use anyhow::{anyhow, Result};
 
 use super::session;
+use super::settings::ResolvedTransport;
 use super::ControlSettings;
 use crate::admin::{AdminCommand, AdminError, AdminResult};
 use crate::keys::KeyPair;
 use crate::proto::control::{Event, Request, Role};
 use crate::proto::url::HubUrl;
 
-fn settings(hub: &str, account: &str) -> Result<ControlSettings> {
-    Ok(ControlSettings {
+/// The hub and how to reach it (`--transport`, `--proxy`), resolved by the caller.
+pub struct Reach {
+    pub hub: HubUrl,
+    pub transport: ResolvedTransport,
+}
+
+fn settings(reach: &Reach, account: &str) -> ControlSettings {
+    ControlSettings {
         role: Role::Client,
-        hub: HubUrl::parse(hub)?,
+        hub: reach.hub.clone(),
         key: KeyPair::generate(),
         account: Some(account.to_string()),
         hostname: crate::util::hostname(),
-    })
+        transport: reach.transport.transport,
+        proxy: reach.transport.proxy.clone(),
+    }
 }
 
-fn exchange(hub: &str, account: &str, req: Request) -> Result<AdminResult> {
-    let settings = settings(hub, account)?;
+fn exchange(reach: &Reach, account: &str, req: Request) -> Result<AdminResult> {
+    let settings = settings(reach, account);
     let rt = tokio::runtime::Runtime::new()?;
-    let (answer, _rd, _wr) = rt.block_on(session::request(&settings, &req))?;
+    // The answer is read before the connection (and its link, if any) is dropped.
+    let (answer, _connected) = rt.block_on(session::request(&settings, &req, None))?;
     match answer {
         Event::AdminResult(result) => Ok(result),
         Event::Refused {
@@ -41,21 +51,21 @@ fn exchange(hub: &str, account: &str, req: Request) -> Result<AdminResult> {
 }
 
 /// Runs `command` on the hub as `account`, the administrator of its contract.
-pub fn admin(hub: &str, account: &str, password: &str, command: &AdminCommand) -> Result<AdminResult> {
+pub fn admin(reach: &Reach, account: &str, password: &str, command: &AdminCommand) -> Result<AdminResult> {
     let req = Request::Admin {
         account: account.to_string(),
         password: password.into(),
         command: command.clone(),
     };
-    exchange(hub, account, req)
+    exchange(reach, account, req)
 }
 
 /// Changes `account`'s own password.
-pub fn change_password(hub: &str, account: &str, old: &str, new: &str) -> Result<AdminResult> {
+pub fn change_password(reach: &Reach, account: &str, old: &str, new: &str) -> Result<AdminResult> {
     let req = Request::ChangePassword {
         account: account.to_string(),
         old_password: old.into(),
         new_password: new.into(),
     };
-    exchange(hub, account, req)
+    exchange(reach, account, req)
 }

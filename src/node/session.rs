@@ -9,9 +9,11 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 
-use super::{ControlSettings, Node};
+use super::transport::{self, LinkHandle};
+use super::{https, ControlSettings, Node, DEFAULT_SOCKET_BUFFER};
 use crate::channel::{self, ChannelReader, ChannelWriter};
 use crate::proto::control::{Credential, Event, Hello, LoginOk, RefuseReason, Request, PROTOCOL_VERSION};
+use crate::stream::link::ControlEnd;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,35 +68,118 @@ async fn resolve(authority: &str) -> anyhow::Result<Vec<SocketAddr>> {
     Ok(addrs)
 }
 
+/// An open control channel, and the HTTPS link it runs over when it does (that link
+/// also carries the node's datagrams when they go over HTTPS).
+pub struct Connected {
+    pub rd: ChannelReader,
+    pub wr: ChannelWriter,
+    pub link: Option<LinkHandle>,
+}
+
+/// How long TCP to the hub's control port may take in `auto` before the control
+/// channel takes the HTTPS link instead.
+pub const TCP_FALLBACK_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Connects to the hub and runs the Noise handshake, trying each pinned hub key in
-/// turn (during a key rotation the URL carries two).
-pub async fn connect(settings: &ControlSettings) -> anyhow::Result<(ChannelReader, ChannelWriter)> {
-    let addrs = resolve(&settings.hub.authority()).await?;
+/// turn (during a key rotation the URL carries two). The control channel runs over
+/// TCP to the hub's port, or over the HTTPS link (see [`ControlSettings::transport`]):
+/// `auto` takes the link when a proxy is set or TCP fails within 3 s. `data_socket` is
+/// where that link's datagrams go (the node's data path socket; None for a one-shot
+/// command, which has none).
+pub async fn connect(settings: &ControlSettings, data_socket: Option<SocketAddr>) -> anyhow::Result<Connected> {
     let hello = Hello {
         version: PROTOCOL_VERSION,
         role: settings.role,
     };
+    let mode = settings.transport;
+    let mut over_link = transport::control_over_link_first(mode, settings.proxy.as_ref());
     let mut last_err = anyhow!("no hub key to try");
     for hub_key in &settings.hub.keys {
-        let attempt = async {
-            let stream = timeout(CONNECT_TIMEOUT, TcpStream::connect(&addrs[..]))
-                .await
-                .map_err(|_| {
-                    anyhow!(
-                        "no answer from the hub at {} within {CONNECT_TIMEOUT:?}",
-                        settings.hub.authority()
-                    )
-                })?
-                .with_context(|| format!("cannot connect to the hub at {}", settings.hub.authority()))?;
-            stream.set_nodelay(true)?;
-            channel::initiate(Box::new(stream), &settings.key, hub_key, &hello).await
-        };
-        match attempt.await {
-            Ok(channel) => return Ok(channel),
-            Err(e) => last_err = e,
+        if !over_link {
+            let tcp_timeout = if transport::control_may_use_link(mode) {
+                TCP_FALLBACK_TIMEOUT
+            } else {
+                CONNECT_TIMEOUT
+            };
+            match connect_tcp(settings, tcp_timeout).await {
+                Ok(stream) => match channel::initiate(Box::new(stream), &settings.key, hub_key, &hello).await {
+                    Ok((rd, wr)) => return Ok(Connected { rd, wr, link: None }),
+                    Err(e) => {
+                        last_err = e;
+                        continue;
+                    }
+                },
+                Err(e) if transport::control_may_use_link(mode) => {
+                    tracing::info!(error = %format!("{e:#}"), "no TCP to the hub's control port; trying its HTTPS port");
+                    over_link = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let ws = https::dial(&settings.hub, settings.proxy.as_ref(), transport::DIAL_TIMEOUT)
+            .await
+            .map_err(|e| {
+                let message = format!(
+                    "cannot reach the hub's HTTPS port {}: {e}",
+                    settings.hub.https_authority()
+                );
+                if e.is_proxy_refusal() {
+                    anyhow::Error::new(ProxyRefused(message))
+                } else {
+                    anyhow!(message)
+                }
+            })?;
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let link = transport::start_link(ws, data_socket, ControlEnd::Ready(theirs), DEFAULT_SOCKET_BUFFER)?;
+        match channel::initiate(Box::new(ours), &settings.key, hub_key, &hello).await {
+            Ok((rd, wr)) => {
+                tracing::info!(via = %transport::label(true, settings.proxy.as_ref()), "control channel over the HTTPS link");
+                return Ok(Connected {
+                    rd,
+                    wr,
+                    link: Some(link),
+                });
+            }
+            Err(e) => {
+                link.close();
+                last_err = e;
+            }
         }
     }
     Err(last_err)
+}
+
+/// A proxy's refusal (407, 403, connection refused), with the message that names the
+/// proxy and what it said: waiting does not fix it, the user must.
+#[derive(Debug)]
+pub struct ProxyRefused(pub String);
+
+impl std::fmt::Display for ProxyRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ProxyRefused {}
+
+/// Whether `e` is (or was caused by) a proxy's refusal.
+pub fn is_proxy_refusal(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ProxyRefused>().is_some()
+}
+
+async fn connect_tcp(settings: &ControlSettings, limit: Duration) -> anyhow::Result<TcpStream> {
+    let addrs = resolve(&settings.hub.authority()).await?;
+    let stream = timeout(limit, TcpStream::connect(&addrs[..]))
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "no answer from the hub at {} within {limit:?}",
+                settings.hub.authority()
+            )
+        })?
+        .with_context(|| format!("cannot connect to the hub at {}", settings.hub.authority()))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 /// Sends the first request of a connection and returns the hub's answer with the
@@ -102,14 +187,15 @@ pub async fn connect(settings: &ControlSettings) -> anyhow::Result<(ChannelReade
 pub async fn request(
     settings: &ControlSettings,
     req: &Request,
-) -> anyhow::Result<(Event, ChannelReader, ChannelWriter)> {
-    let (mut rd, mut wr) = connect(settings).await?;
+    data_socket: Option<SocketAddr>,
+) -> anyhow::Result<(Event, Connected)> {
+    let Connected { mut rd, mut wr, link } = connect(settings, data_socket).await?;
     wr.send(req).await?;
     let answer: Event = timeout(ANSWER_TIMEOUT, rd.recv())
         .await
         .map_err(|_| anyhow!("the hub did not answer within {ANSWER_TIMEOUT:?}"))?
         .map_err(|e| e.context("the hub closed the connection before answering"))?;
-    Ok((answer, rd, wr))
+    Ok((answer, Connected { rd, wr, link }))
 }
 
 /// Connects to the hub and logs in. Returns the hub's first answer (`LoginOk` or
@@ -119,7 +205,8 @@ pub async fn login(
     boot_id: u64,
     credential: Credential,
     enroll: bool,
-) -> Result<(Event, ChannelReader, ChannelWriter), LoginError> {
+    data_socket: Option<SocketAddr>,
+) -> Result<(Event, Connected), LoginError> {
     let req = Request::Login {
         account: settings.account.clone(),
         credential,
@@ -128,7 +215,7 @@ pub async fn login(
         boot_id,
         enroll,
     };
-    match request(settings, &req).await.map_err(LoginError::Failed)? {
+    match request(settings, &req, data_socket).await.map_err(LoginError::Failed)? {
         (
             Event::Refused {
                 reason,
@@ -136,14 +223,43 @@ pub async fn login(
                 retry_after_s,
             },
             _,
-            _,
         ) => Err(LoginError::Refused {
             reason,
             message,
             retry_after_s,
         }),
-        (ok @ (Event::LoginOk(_) | Event::Enrolled { .. }), rd, wr) => Ok((ok, rd, wr)),
-        (other, _, _) => Err(LoginError::Failed(anyhow!("unexpected answer to login: {other:?}"))),
+        (ok @ (Event::LoginOk(_) | Event::Enrolled { .. }), connected) => Ok((ok, connected)),
+        (other, _) => Err(LoginError::Failed(anyhow!("unexpected answer to login: {other:?}"))),
+    }
+}
+
+/// A node's login: its control channel may take the HTTPS link, whose datagrams then
+/// reach the node's data path socket; the node keeps that link (see `transport`).
+pub async fn login_node(
+    node: &Node,
+    credential: Credential,
+) -> Result<(Event, ChannelReader, ChannelWriter), LoginError> {
+    let data_socket = node
+        .data_socket_addr()
+        .map_err(|e| LoginError::Failed(anyhow!("cannot read the data path socket's address: {e}")))?;
+    let (event, c) = login(
+        &node.settings.control,
+        node.boot_id,
+        credential,
+        false,
+        Some(data_socket),
+    )
+    .await?;
+    if matches!(event, Event::LoginOk(_)) {
+        node.transport.set_control_link(c.link);
+    }
+    Ok((event, c.rd, c.wr))
+}
+
+impl LoginError {
+    /// Whether this is a proxy's refusal (the user must fix the proxy or its password).
+    pub fn is_proxy_refusal(&self) -> bool {
+        matches!(self, LoginError::Failed(e) if is_proxy_refusal(e))
     }
 }
 
@@ -221,7 +337,7 @@ pub async fn supervise(
         let mut backoff = BACKOFF_MIN;
         loop {
             tokio::time::sleep(backoff).await;
-            match self::login(&node.settings.control, node.boot_id, credential_for(&login), false).await {
+            match login_node(node, credential_for(&login)).await {
                 Ok((Event::LoginOk(ok), r, w)) => {
                     if let Err(e) = node.apply_login(&ok) {
                         tracing::error!(error = %e, "cannot apply the new session");

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::netconf::DEFAULT_MTU;
+use super::proxy::Proxy;
 use crate::keys::KeyPair;
 use crate::proto::control::Role;
 use crate::proto::url::HubUrl;
@@ -22,6 +23,131 @@ pub struct ControlSettings {
     pub key: KeyPair,
     pub account: Option<String>,
     pub hostname: String,
+    /// How to reach the hub: UDP and TCP, the HTTPS WebSocket, or whichever works.
+    pub transport: TransportMode,
+    /// The HTTP proxy to reach the hub's HTTPS port through (already chosen from the
+    /// command line, the config and `HTTPS_PROXY`/`NO_PROXY`), with its password.
+    pub proxy: Option<Proxy>,
+}
+
+impl ControlSettings {
+    /// A control connection that goes straight to the hub, as before issue 12: the
+    /// transport chosen automatically and no proxy.
+    pub fn direct(role: Role, hub: HubUrl, key: KeyPair, account: Option<String>, hostname: String) -> ControlSettings {
+        ControlSettings {
+            role,
+            hub,
+            key,
+            account,
+            hostname,
+            transport: TransportMode::Auto,
+            proxy: None,
+        }
+    }
+}
+
+/// `--transport`: how a node reaches the hub.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportMode {
+    /// Control over TCP (the WebSocket when TCP fails or a proxy is set), datagrams over
+    /// UDP, moving to the WebSocket when UDP does not answer and back when it does
+    #[default]
+    Auto,
+    /// Control over TCP and datagrams over UDP only, as before
+    Udp,
+    /// Everything over the WebSocket on the hub's HTTPS port
+    Https,
+}
+
+impl TransportMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportMode::Auto => "auto",
+            TransportMode::Udp => "udp",
+            TransportMode::Https => "https",
+        }
+    }
+}
+
+/// What the command line says about the transport, before it is resolved against the
+/// remembered config and the hub (see [`TransportOptions::resolve`]). Filled in by
+/// `main` (the environment is read there only), handed to the node's commands.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TransportOptions {
+    /// `--transport` / `MCVPN_TRANSPORT`.
+    pub transport: Option<TransportMode>,
+    /// `--proxy URL|none`.
+    pub proxy: Option<String>,
+    /// `--proxy-password-file`.
+    pub proxy_password_file: Option<std::path::PathBuf>,
+    /// `HTTPS_PROXY` / `https_proxy`.
+    pub https_proxy_env: Option<String>,
+    /// `NO_PROXY` / `no_proxy`.
+    pub no_proxy_env: Option<String>,
+}
+
+/// The transport settings a command ends up with, and the proxy as given (explicit or
+/// from the environment), which is what a config file records.
+#[derive(Debug, Clone)]
+pub struct ResolvedTransport {
+    pub transport: TransportMode,
+    pub proxy: Option<Proxy>,
+    /// The proxy URL in force, as written (None: no proxy).
+    pub proxy_given: Option<String>,
+}
+
+impl TransportOptions {
+    /// Resolves the transport and proxy for `hub`: the command line first, then what a
+    /// config remembered (`remembered_*`), then `HTTPS_PROXY` unless `NO_PROXY` names
+    /// the hub. The proxy's password comes from `--proxy-password-file` (else
+    /// `remembered_password_file`), else, when the proxy names a user, from a prompt.
+    pub fn resolve(
+        &self,
+        hub: &HubUrl,
+        remembered_transport: Option<TransportMode>,
+        remembered_proxy: Option<&str>,
+        remembered_password_file: Option<&std::path::Path>,
+    ) -> anyhow::Result<ResolvedTransport> {
+        let transport = self.transport.or(remembered_transport).unwrap_or_default();
+        let explicit = self.proxy.as_deref().or(remembered_proxy);
+        let url = super::proxy::choose_proxy(
+            explicit,
+            self.https_proxy_env.as_deref(),
+            self.no_proxy_env.as_deref(),
+            &hub.host,
+        )
+        .map_err(|e| anyhow::anyhow!("--proxy: {e}"))?;
+        let Some(url) = url else {
+            return Ok(ResolvedTransport {
+                transport,
+                proxy: None,
+                proxy_given: None,
+            });
+        };
+        let given = explicit
+            .filter(|p| !p.eq_ignore_ascii_case("none"))
+            .or(self.https_proxy_env.as_deref())
+            .map(str::to_string);
+        let file = self.proxy_password_file.as_deref().or(remembered_password_file);
+        let password = match (&url.user, file) {
+            (_, Some(file)) => Some(crate::password::read(Some(file), "")?.into()),
+            (Some(user), None) => Some(
+                crate::password::read(
+                    None,
+                    &format!("Password for {user} at the proxy {}:{}: ", url.host, url.port),
+                )
+                .map_err(|e| anyhow::anyhow!("{e:#} (the proxy password: --proxy-password-file FILE)"))?
+                .into(),
+            ),
+            (None, None) => None,
+        };
+        Ok(ResolvedTransport {
+            transport,
+            proxy: Some(Proxy { url, password }),
+            proxy_given: given,
+        })
+    }
 }
 
 /// The packet side of a node: its TUN interface, its UDP socket and their knobs.

@@ -11,6 +11,7 @@ use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::session::{self, LoginError, SessionEnd, BACKOFF_MAX, BACKOFF_MIN, REFUSED_RETRY};
+use super::settings::{TransportMode, TransportOptions};
 use super::{ControlSettings, DataPathSettings, Node, NodeSettings};
 use crate::exit::{self, Exit};
 use crate::keys::KeyPair;
@@ -24,6 +25,16 @@ pub struct TargetConfig {
     pub hub: String,
     pub account: String,
     pub name: String,
+    /// `--transport` at enrolment (absent: auto).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<TransportMode>,
+    /// The proxy in force at enrolment (from `--proxy` or `HTTPS_PROXY`), without a
+    /// password: a service does not see the enrolling shell's environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// Where `run` reads the proxy user's password (never the password itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_password_file: Option<PathBuf>,
 }
 
 impl TargetConfig {
@@ -57,6 +68,7 @@ pub struct EnrollOptions {
     pub account: String,
     pub password_file: Option<PathBuf>,
     pub name: Option<String>,
+    pub transport: TransportOptions,
 }
 
 pub fn enroll(opts: EnrollOptions) -> Result<Exit> {
@@ -67,12 +79,15 @@ pub fn enroll(opts: EnrollOptions) -> Result<Exit> {
         opts.password_file.as_deref(),
         &format!("Password for {}: ", opts.account),
     )?;
+    let transport = opts.transport.resolve(&hub, None, None, None)?;
     let settings = ControlSettings {
         role: Role::Target,
         hub,
         key,
         account: Some(opts.account.clone()),
         hostname: name,
+        transport: transport.transport,
+        proxy: transport.proxy.clone(),
     };
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(session::login(
@@ -82,6 +97,7 @@ pub fn enroll(opts: EnrollOptions) -> Result<Exit> {
             password: password.into(),
         },
         true,
+        None,
     ));
     match result {
         Ok((
@@ -91,14 +107,22 @@ pub fn enroll(opts: EnrollOptions) -> Result<Exit> {
                 name,
             },
             _,
-            _,
         )) => {
+            let proxy_password_file = match &opts.transport.proxy_password_file {
+                // `run` starts elsewhere (systemd, another directory): keep the path whole.
+                Some(f) => Some(std::path::absolute(f).with_context(|| format!("cannot resolve {}", f.display()))?),
+                None => None,
+            };
             let config = TargetConfig {
                 hub: opts.hub.clone(),
                 account: opts.account.clone(),
                 name: name.clone(),
+                transport: opts.transport.transport,
+                proxy: transport.proxy_given.clone(),
+                proxy_password_file,
             };
-            crate::util::write_atomic(&opts.paths.config, toml::to_string(&config)?.as_bytes(), 0o644)?;
+            // 0600: it names the proxy and where its password is.
+            crate::util::write_atomic(&opts.paths.config, toml::to_string(&config)?.as_bytes(), 0o600)?;
             println!("enrolled {name} under account {} as node {node_id}", opts.account);
             println!("overlay address: {overlay_ip}");
             println!(
@@ -118,6 +142,8 @@ pub fn enroll(opts: EnrollOptions) -> Result<Exit> {
 pub struct RunOptions {
     pub paths: TargetPaths,
     pub data: DataPathSettings,
+    /// Overrides what the config remembered.
+    pub transport: TransportOptions,
 }
 
 /// Refusals that no amount of waiting fixes on this machine.
@@ -139,13 +165,22 @@ pub fn run(opts: RunOptions) -> Result<Exit> {
         ));
     }
     let config = TargetConfig::load(&opts.paths.config)?;
+    let hub = HubUrl::parse(&config.hub)?;
+    let transport = opts.transport.resolve(
+        &hub,
+        config.transport,
+        config.proxy.as_deref(),
+        config.proxy_password_file.as_deref(),
+    )?;
     let settings = NodeSettings {
         control: ControlSettings {
             role: Role::Target,
-            hub: HubUrl::parse(&config.hub)?,
+            hub,
             key: KeyPair::load(&opts.paths.key).map_err(|e| anyhow!("{e:#}; was this machine enrolled?"))?,
             account: None,
             hostname: config.name.clone(),
+            transport: transport.transport,
+            proxy: transport.proxy,
         },
         data: opts.data,
     };
@@ -160,7 +195,7 @@ pub fn run(opts: RunOptions) -> Result<Exit> {
             })?
         };
         tokio::select! {
-            exit = serve(&node) => exit,
+            exit = serve(node.clone()) => exit,
             _ = crate::util::shutdown_signal() => {
                 tracing::info!("target stopping");
                 Ok(Exit::ok())
@@ -170,10 +205,10 @@ pub fn run(opts: RunOptions) -> Result<Exit> {
 }
 
 /// Logs in (waiting out an absent hub or a suspended contract) and then stays.
-async fn serve(node: &Node) -> Result<Exit> {
+async fn serve(node: Arc<Node>) -> Result<Exit> {
     let mut backoff = BACKOFF_MIN;
     let (login, rd, wr) = loop {
-        match session::login(&node.settings.control, node.boot_id, Credential::DeviceKey, false).await {
+        match session::login_node(&node, Credential::DeviceKey).await {
             Ok((Event::LoginOk(ok), rd, wr)) => break (ok, rd, wr),
             Ok(_) => return Ok(Exit::fail(exit::FAILURE, "unexpected answer from the hub")),
             Err(LoginError::Refused {
@@ -201,7 +236,10 @@ async fn serve(node: &Node) -> Result<Exit> {
     };
     node.apply_login(&login)?;
     tracing::info!(ip = %login.overlay_ip, account = %login.account, peers = login.peers.len(), "target is up");
-    match session::supervise(node, login, rd, wr, |_| Credential::DeviceKey, true).await {
+    let manager = tokio::spawn(super::transport::run(node.clone()));
+    let end = session::supervise(&node, login, rd, wr, |_| Credential::DeviceKey, true).await;
+    manager.abort();
+    match end {
         SessionEnd::Kicked { reason, message } => {
             Ok(Exit::fail(exit::REFUSED, &format!("{message} ({})", reason.hint())))
         }
