@@ -168,6 +168,7 @@ impl Preauth {
             id,
             source,
             evict,
+            expires: tokio::time::Instant::now() + self.limits.handshake_deadline,
         })
     }
 
@@ -214,17 +215,28 @@ pub struct PreauthGuard {
     id: u64,
     source: SourceKey,
     evict: Arc<Notify>,
+    /// The deadline counts from admission (accept), not from each phase: a connection
+    /// whose unauthenticated phase has several steps (HTTPS: TLS, the HTTP upgrade, then
+    /// the control handshake and login) gets the same time in all as a TCP one.
+    expires: tokio::time::Instant,
 }
 
 impl PreauthGuard {
     /// Runs `phase` (the handshake and the first request) within the deadline, and ends it
     /// early if the slot is evicted. The guard is consumed: the slot is free when this
     /// returns, whatever the outcome.
-    pub async fn bound<F: Future>(self, phase: F) -> Result<F::Output, PreauthEnd> {
+    pub async fn bound<F: Future>(mut self, phase: F) -> Result<F::Output, PreauthEnd> {
+        self.within(phase).await
+    }
+
+    /// Runs one step of the unauthenticated phase (a TLS handshake, an HTTP request)
+    /// within what is left of the deadline, ending it early if the slot is evicted. The
+    /// guard is kept for the next step; the caller drops it (or hands it on) when done.
+    pub async fn within<F: Future>(&mut self, phase: F) -> Result<F::Output, PreauthEnd> {
         let deadline = self.owner.limits.handshake_deadline;
         tokio::select! {
             out = phase => Ok(out),
-            _ = tokio::time::sleep(deadline) => {
+            _ = tokio::time::sleep_until(self.expires) => {
                 self.owner.counters.deadline_expired.fetch_add(1, Ordering::Relaxed);
                 Err(PreauthEnd::Deadline(deadline))
             }
