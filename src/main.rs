@@ -611,6 +611,15 @@ fn print_hub_stats(s: &serde_json::Value) {
             println!("  {k:<22} {v}");
         }
     }
+    match s["https"].as_object() {
+        Some(https) => {
+            println!("https:");
+            for (k, v) in https {
+                println!("  {k:<22} {v}");
+            }
+        }
+        None => println!("https: off"),
+    }
     let sessions = s["sessions"].as_array().cloned().unwrap_or_default();
     println!("live sessions: {}", sessions.len());
     for x in sessions {

@@ -394,6 +394,27 @@ mod tests {
         assert_eq!((s.deadline_expired, s.pending), (1, 0));
     }
 
+    #[tokio::test]
+    async fn the_deadline_counts_from_admission_across_steps() {
+        // HTTPS: TLS, the HTTP request, then the control login, all within one deadline.
+        let p = Preauth::new(limits(32, 4096));
+        let mut guard = p.admit(v4(1)).unwrap();
+        let step = guard.within(tokio::time::sleep(Duration::from_millis(120))).await;
+        assert_eq!(step, Ok(()));
+        let t = Instant::now();
+        let r = guard.within(std::future::pending::<()>()).await;
+        assert_eq!(r, Err(PreauthEnd::Deadline(Duration::from_millis(200))));
+        assert!(
+            t.elapsed() < Duration::from_millis(150),
+            "only what was left: {:?}",
+            t.elapsed()
+        );
+        assert_eq!(p.snapshot().pending, 1, "the slot is held until the guard goes");
+        drop(guard);
+        let s = p.snapshot();
+        assert_eq!((s.pending, s.deadline_expired), (0, 1));
+    }
+
     #[test]
     fn accept_backoff_grows_is_capped_and_resets() {
         let mut b = AcceptBackoff::default();
