@@ -50,6 +50,10 @@ fn free_tcp() -> SocketAddr {
 }
 
 async fn start_hub() -> Hub {
+    start_hub_with(mcvpn::hub::preauth::PreauthLimits::default().per_source).await
+}
+
+async fn start_hub_with(per_source: u32) -> Hub {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hub.db");
     {
@@ -81,6 +85,7 @@ async fn start_hub() -> Hub {
         udp_tuning: Default::default(),
         preauth: mcvpn::hub::preauth::PreauthLimits {
             handshake_deadline: DEADLINE,
+            per_source,
             ..Default::default()
         },
         https: Some(HttpsSettings {
@@ -449,4 +454,29 @@ async fn a_datagram_only_link_that_never_binds_is_closed_at_the_deadline() {
     assert_eq!(https_stat(&s, "links_unproven"), 1, "{s}");
     assert_eq!(preauth_stat(&s, "pending"), 0, "{s}");
     assert_eq!(preauth_stat(&s, "deadline_expired"), 1, "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_source_cap_holds_for_https_connections() {
+    let hub = start_hub_with(2).await;
+    let _held = (tls(hub.https).await, tls(hub.https).await);
+    // The third from the same address is closed at once, before TLS.
+    let mut third = TcpStream::connect(hub.https).await.unwrap();
+    let mut buf = [0u8; 16];
+    let t = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .unwrap();
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    assert!(
+        t.elapsed() < DEADLINE / 2,
+        "closed at once, not at the deadline: {:?}",
+        t.elapsed()
+    );
+    let s = stats(&hub.socket).await;
+    assert_eq!(
+        (preauth_stat(&s, "pending"), preauth_stat(&s, "refused_per_source")),
+        (2, 1),
+        "{s}"
+    );
 }
