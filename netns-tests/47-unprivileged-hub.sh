@@ -13,6 +13,9 @@ mkdir -m 700 "$STATE"
 chown nobody:nogroup "$STATE"
 HUB_DB=$STATE/hub.db HUB_KEY=$STATE/hub.key HUB_SOCK=$STATE/hub.sock
 HUB_AS=(setpriv --reuid=nobody --regid=nogroup --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs)
+# Its HTTPS port 443 needs CAP_NET_BIND_SERVICE (the unit grants that one); without any
+# capability here, lower this namespace's privileged port range instead (per netns).
+in_ns "$NS_HUB" sysctl -qw net.ipv4.ip_unprivileged_port_start=443
 start_hub
 hub_uid=$(stat -c %U "/proc/$HUB_PID")
 [ "$hub_uid" = nobody ] && pass "the hub runs as nobody" || fail "the hub runs as $hub_uid"
@@ -27,7 +30,7 @@ client_up "$NS_CLI" c1 alice || die "mcvpn up against the unprivileged hub faile
 in_ns "$NS_CLI" ping -c 3 -i 0.2 -W 2 "$TIP" >/dev/null && pass "ping $TIP through the unprivileged hub" \
     || fail "ping $TIP through the unprivileged hub"
 
-for f in "$HUB_KEY" "$HUB_DB"; do
+for f in "$HUB_KEY" "$HUB_DB" "$HUB_KEY.tls-cert.pem" "$HUB_KEY.tls-key.pem"; do
     mode=$(stat -c '%a %U' "$f")
     [ "$mode" = "600 nobody" ] && pass "$(basename "$f") is $mode" || fail "$(basename "$f") is $mode (want 600 nobody)"
 done

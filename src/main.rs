@@ -120,6 +120,10 @@ struct HubIdentityArgs {
     /// Host[:port] users reach the hub at, for the printed server URL
     #[arg(long)]
     public_addr: Option<String>,
+    /// The HTTPS port users reach the hub at, for the server URL (`&https=N` when not 443)
+    /// [default: the port of --https-listen]
+    #[arg(long, value_name = "PORT")]
+    https_port: Option<u16>,
 }
 
 impl HubIdentityArgs {
@@ -129,6 +133,7 @@ impl HubIdentityArgs {
             key: self.key,
             extra_keys: self.extra_keys,
             public_addr: self.public_addr,
+            https_port: self.https_port,
         }
     }
 }
@@ -174,6 +179,8 @@ struct HubArgs {
     udp_tuning: UdpTuning,
     #[command(flatten)]
     preauth: PreauthArgs,
+    #[command(flatten)]
+    https: HttpsArgs,
     /// The operator's time zone (IANA name): contract dates, deadlines, the daily
     /// contract job and the times in notices are in it
     #[arg(long, env = "MCVPN_TIMEZONE", default_value = mcvpn::contract::DEFAULT_TZ, value_parser = mcvpn::contract::parse_tz)]
@@ -196,6 +203,39 @@ struct PreauthArgs {
     #[arg(long, env = "MCVPN_HANDSHAKE_DEADLINE", value_name = "SECONDS",
         default_value_t = PreauthLimits::default().handshake_deadline.as_secs_f64(), value_parser = parse_deadline)]
     handshake_deadline: f64,
+}
+
+/// The HTTPS port: the WebSocket transport for nodes that cannot use UDP or TCP 51820.
+#[derive(Args, Clone)]
+#[command(next_help_heading = "HTTPS transport")]
+struct HttpsArgs {
+    /// Address of the HTTPS port (TLS 1.3, WebSocket), or `off`. Ports below 1024 need
+    /// root or CAP_NET_BIND_SERVICE
+    #[arg(long, env = "MCVPN_HTTPS_LISTEN", value_name = "ADDR|off", default_value = hub::https::DEFAULT_LISTEN,
+        value_parser = parse_https_listen)]
+    https_listen: HttpsListen,
+    /// The TLS certificate chain (PEM) [default: one made on first start, kept beside the
+    /// hub key as <key>.tls-cert.pem]. The hub's key, not this certificate, is what nodes check
+    #[arg(long, env = "MCVPN_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, env = "MCVPN_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy)]
+enum HttpsListen {
+    Off,
+    On(SocketAddr),
+}
+
+fn parse_https_listen(s: &str) -> Result<HttpsListen, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(HttpsListen::Off);
+    }
+    s.parse()
+        .map(HttpsListen::On)
+        .map_err(|_| format!("{s:?}: give an address like 0.0.0.0:443 or [::]:443, or `off`"))
 }
 
 fn parse_deadline(s: &str) -> Result<f64, String> {
@@ -590,8 +630,23 @@ fn hub_settings(run: HubArgs) -> Result<hub::HubSettings> {
         (Some(smtp), Some(password)) => Some(smtp.with_password(password).map_err(anyhow::Error::msg)?),
         (smtp, _) => smtp,
     };
+    let https = match run.https.https_listen {
+        HttpsListen::Off => None,
+        HttpsListen::On(listen) => Some(hub::https::HttpsSettings {
+            listen,
+            tls: run
+                .https
+                .tls_cert
+                .zip(run.https.tls_key)
+                .map(|(cert, key)| hub::https::TlsFiles { cert, key }),
+        }),
+    };
+    let mut identity = run.identity.identity();
+    if let (None, Some(h)) = (identity.https_port, &https) {
+        identity.https_port = Some(h.listen.port());
+    }
     Ok(hub::HubSettings {
-        identity: run.identity.identity(),
+        identity,
         db: run.db,
         overlay: run.overlay,
         status_socket: run.status_socket,
@@ -605,6 +660,7 @@ fn hub_settings(run: HubArgs) -> Result<hub::HubSettings> {
             global: run.preauth.preauth_global,
             handshake_deadline: std::time::Duration::from_secs_f64(run.preauth.handshake_deadline),
         },
+        https,
     })
 }
 
@@ -616,6 +672,15 @@ fn print_hub_stats(s: &serde_json::Value) {
         for (k, v) in relay {
             println!("  {k:<22} {v}");
         }
+    }
+    match s["https"].as_object() {
+        Some(https) => {
+            println!("https:");
+            for (k, v) in https {
+                println!("  {k:<22} {v}");
+            }
+        }
+        None => println!("https: off"),
     }
     let sessions = s["sessions"].as_array().cloned().unwrap_or_default();
     println!("live sessions: {}", sessions.len());

@@ -57,6 +57,7 @@ async fn start_hub(dir: &Path) -> (SocketAddr, Key32) {
             key,
             extra_keys: vec![],
             public_addr: None,
+            https_port: None,
         },
         db,
         overlay: Default::default(),
@@ -72,6 +73,7 @@ async fn start_hub(dir: &Path) -> (SocketAddr, Key32) {
             per_source: 1000,
             ..Default::default()
         },
+        https: None,
     };
     tokio::spawn(async move {
         if let Err(e) = mcvpn::hub::run(settings).await {

@@ -20,6 +20,7 @@ pub mod admin;
 pub mod auth;
 pub mod context;
 pub mod control;
+pub mod https;
 pub mod limiter;
 mod login;
 pub mod login_cost;
@@ -69,6 +70,8 @@ pub struct HubIdentity {
     pub key: PathBuf,
     pub extra_keys: Vec<PathBuf>,
     pub public_addr: Option<String>,
+    /// The HTTPS port users reach the hub at, for the server URL (None: 443).
+    pub https_port: Option<u16>,
 }
 
 /// Everything `mcvpn hub` runs with. Built from the command line (flags and their
@@ -90,6 +93,8 @@ pub struct HubSettings {
     pub udp_tuning: crate::udp_batch::UdpTuning,
     /// Caps and deadline for connections that have not logged in yet.
     pub preauth: preauth::PreauthLimits,
+    /// The HTTPS port (the WebSocket transport and the page on `GET /`); None: off.
+    pub https: Option<https::HttpsSettings>,
 }
 
 impl HubIdentity {
@@ -109,9 +114,8 @@ impl HubIdentity {
             host,
             port,
             keys: keys.iter().map(|k| k.public_key32()).collect(),
-            // hub::https sets the port it listens on (left at 443 when HTTPS is off:
-            // nodes then find nothing there, and say so).
-            https_port: crate::proto::url::DEFAULT_HTTPS_PORT,
+            // Left at 443 when HTTPS is off: nodes then find nothing there, and say so.
+            https_port: self.https_port.unwrap_or(crate::proto::url::DEFAULT_HTTPS_PORT),
         }
     }
 
@@ -132,6 +136,12 @@ pub async fn run(settings: HubSettings) -> Result<()> {
     let store = open_store(&settings).await?;
     let listen = settings.identity.listen;
     let (udp, tcp) = bind(listen, settings.socket_buffer)?;
+    let relay_addr = udp.local_addr()?;
+    let https_port = match &settings.https {
+        Some(h) => Some(https::HttpsPort::bind(h, &settings.identity.key, &url.host)?),
+        None => None,
+    };
+    let https_listen = https_port.as_ref().map(|p| p.local_addr()).transpose()?;
 
     let table = RelayTable::shared();
     let stats = Arc::new(RelayStats::default());
@@ -145,7 +155,16 @@ pub async fn run(settings: HubSettings) -> Result<()> {
         overlay: settings.overlay,
     });
     let preauth = Preauth::new(settings.preauth);
-    let _status = serve_status(&settings.status_socket, url.to_string(), &ctx, &stats, &table, &preauth)?;
+    let https_stats = https_port.as_ref().map(|p| p.stats.clone()).zip(https_listen);
+    let _status = serve_status(
+        &settings.status_socket,
+        url.to_string(),
+        &ctx,
+        &stats,
+        &table,
+        &preauth,
+        https_stats,
+    )?;
     tokio::spawn(watch_store(ctx.clone()));
     tokio::spawn(contract_jobs(ctx.clone()));
     tokio::spawn(notices::run(store, mailer));
@@ -154,9 +173,20 @@ pub async fn run(settings: HubSettings) -> Result<()> {
 
     tracing::info!(%listen, db = %settings.db.display(), overlay = %settings.overlay, "hub running");
     println!("mcvpn hub listening on {listen} (TCP control, UDP relay)");
+    match https_listen {
+        Some(addr) => println!("HTTPS (WebSocket transport) on {addr}"),
+        None => println!("HTTPS off"),
+    }
     println!("server URL for users: {url}");
+    let serve_https = async {
+        match https_port {
+            Some(port) => port.serve(ctx.clone(), preauth.clone(), relay_addr).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = accept(tcp, &ctx, &preauth) => {}
+        _ = serve_https => {}
         _ = crate::util::shutdown_signal() => {
             tracing::info!("hub stopping");
         }
@@ -212,6 +242,7 @@ fn serve_status(
     stats: &Arc<RelayStats>,
     table: &SharedRelayTable,
     preauth: &Arc<Preauth>,
+    https: Option<(Arc<https::HttpsStats>, SocketAddr)>,
 ) -> Result<local_api::SocketGuard> {
     let (ctx, stats, table, preauth) = (ctx.clone(), stats.clone(), table.clone(), preauth.clone());
     local_api::serve(path, move |req, _caller| match req {
@@ -221,6 +252,7 @@ fn serve_status(
             "bound_endpoints": table.read().bound_nodes(),
             "sessions": ctx.registry.summaries(),
             "preauth": preauth.snapshot(),
+            "https": https.as_ref().map(|(s, listen)| https::snapshot(s, *listen)),
         })),
         other => Err(format!("unknown command {:?}", other.name())),
     })

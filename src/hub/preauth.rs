@@ -168,6 +168,7 @@ impl Preauth {
             id,
             source,
             evict,
+            expires: tokio::time::Instant::now() + self.limits.handshake_deadline,
         })
     }
 
@@ -214,17 +215,28 @@ pub struct PreauthGuard {
     id: u64,
     source: SourceKey,
     evict: Arc<Notify>,
+    /// The deadline counts from admission (accept), not from each phase: a connection
+    /// whose unauthenticated phase has several steps (HTTPS: TLS, the HTTP upgrade, then
+    /// the control handshake and login) gets the same time in all as a TCP one.
+    expires: tokio::time::Instant,
 }
 
 impl PreauthGuard {
     /// Runs `phase` (the handshake and the first request) within the deadline, and ends it
     /// early if the slot is evicted. The guard is consumed: the slot is free when this
     /// returns, whatever the outcome.
-    pub async fn bound<F: Future>(self, phase: F) -> Result<F::Output, PreauthEnd> {
+    pub async fn bound<F: Future>(mut self, phase: F) -> Result<F::Output, PreauthEnd> {
+        self.within(phase).await
+    }
+
+    /// Runs one step of the unauthenticated phase (a TLS handshake, an HTTP request)
+    /// within what is left of the deadline, ending it early if the slot is evicted. The
+    /// guard is kept for the next step; the caller drops it (or hands it on) when done.
+    pub async fn within<F: Future>(&mut self, phase: F) -> Result<F::Output, PreauthEnd> {
         let deadline = self.owner.limits.handshake_deadline;
         tokio::select! {
             out = phase => Ok(out),
-            _ = tokio::time::sleep(deadline) => {
+            _ = tokio::time::sleep_until(self.expires) => {
                 self.owner.counters.deadline_expired.fetch_add(1, Ordering::Relaxed);
                 Err(PreauthEnd::Deadline(deadline))
             }
@@ -380,6 +392,27 @@ mod tests {
         assert!(t.elapsed() >= Duration::from_millis(200) && t.elapsed() < Duration::from_secs(2));
         let s = p.snapshot();
         assert_eq!((s.deadline_expired, s.pending), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn the_deadline_counts_from_admission_across_steps() {
+        // HTTPS: TLS, the HTTP request, then the control login, all within one deadline.
+        let p = Preauth::new(limits(32, 4096));
+        let mut guard = p.admit(v4(1)).unwrap();
+        let step = guard.within(tokio::time::sleep(Duration::from_millis(120))).await;
+        assert_eq!(step, Ok(()));
+        let t = Instant::now();
+        let r = guard.within(std::future::pending::<()>()).await;
+        assert_eq!(r, Err(PreauthEnd::Deadline(Duration::from_millis(200))));
+        assert!(
+            t.elapsed() < Duration::from_millis(150),
+            "only what was left: {:?}",
+            t.elapsed()
+        );
+        assert_eq!(p.snapshot().pending, 1, "the slot is held until the guard goes");
+        drop(guard);
+        let s = p.snapshot();
+        assert_eq!((s.pending, s.deadline_expired), (0, 1));
     }
 
     #[test]
