@@ -19,6 +19,7 @@ in_ns "$NS_CLI" timeout 3 python3 -c "import socket; socket.create_connection(('
 
 # A wrong proxy password.
 set +e
+# shellcheck disable=SC2046 # word splitting of the env assignments is intended
 out=$(timeout 60 ip netns exec "$NS_CLI" env $(client_envs c1) "$MCVPN" up --hub "$HUB_URL" --account alice \
     --password-file "$WORK/pw-alice" --proxy "$PROXY_URL" --proxy-password-file "$WORK/proxy-pw-wrong" 2>&1)
 rc=$?

@@ -380,7 +380,6 @@ EOF
     chown -R "$user" "$SQUID_DIR"
     chmod 755 "$SQUID_DIR"
     ip netns exec "$NS_PRX" squid -N -f "$SQUID_DIR/squid.conf" >>"$SQUID_DIR/squid.out" 2>&1 &
-    SQUID_PID=$!
     wait_until 20 "squid listening on $PROXY_IP:$PROXY_PORT" tcp_listening "$NS_PRX" "$PROXY_PORT"
 }
 
