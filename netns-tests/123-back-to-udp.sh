@@ -16,7 +16,7 @@ make_payload 64
 in_ns "$NS_CLI" tc qdisc add dev mcvpn0 root tbf rate 2mbit burst 64kb latency 500ms
 start_transfer "$NS_TGT" "$TIP" "$NS_CLI"
 sleep 3
-received_mib() { in_ns "$NS_TGT" ss -Htni "sport = :5001" | grep -o 'bytes_received:[0-9]*' | cut -d: -f2 | awk '{s += $1} END {print int(s / 1048576)}'; }
+received_mib() { in_ns "$NS_TGT" ss -Htni "sport = :5001" | grep -o 'bytes_received:[0-9]*' | cut -d: -f2 | awk '{s += $1} END {printf "%.1f", s / 1048576}'; }
 log "transfer running over https ($(received_mib) MiB received after 3 s); unblocking UDP"
 forwarded_before=$(hub_stat forwarded)
 unblock_udp "$NS_RTC"
