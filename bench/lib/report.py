@@ -122,6 +122,9 @@ def build_row(name, rdir, clk_tck):
         row["tcp1_loss1_gbps"] = rnd(tcp_result(rdir, "tcp1_loss1")[0], 3)
         dropped = read_text(os.path.join(rdir, "tcp1_loss1_dropped"))
         row["tcp1_loss1_dropped"] = int(dropped) if dropped.isdigit() else None
+        why = read_text(os.path.join(rdir, "tcp1_loss1_errors"))
+        if why:
+            row["tcp1_loss1_error"] = "; ".join(why.splitlines())
 
     roles = list(read_pairs(os.path.join(rdir, "procs")))
     if roles:
@@ -239,9 +242,11 @@ def table(rows):
         if "tcp1_loss1_gbps" not in r:
             continue
         v, base, dropped = r["tcp1_loss1_gbps"], r.get("tcp1_gbps"), r.get("tcp1_loss1_dropped")
+        if v is None:
+            lossy.append("%s error (%s)" % (r["name"], r.get("tcp1_loss1_error") or "no figure"))
+            continue
         lossy.append("%s %s Gbit/s (%s of its lossless figure, %s packets dropped)" % (
-            r["name"], "error" if v is None else fmt_num(v, 3),
-            "%.0f %%" % (100.0 * v / base) if v is not None and base else "?",
+            r["name"], fmt_num(v, 3), "%.0f %%" % (100.0 * v / base) if base else "?",
             "?" if dropped is None else dropped))
     if lossy:
         out += "TCP 1 stream with 1 %% of the packets on the client's link lost each way: %s.\n" % "; ".join(lossy)
