@@ -9,7 +9,7 @@ set -euo pipefail
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_LIB="$BENCH_ROOT/bench/lib"
 
-ALL_ROWS=(veth mcvpn boringtun gotatun wireguard-go)
+ALL_ROWS=(veth mcvpn mcvpn-https mcvpn-mixed boringtun gotatun wireguard-go)
 
 usage() {
 	cat <<EOF
@@ -33,7 +33,10 @@ Options:
 
 Rows:
   veth          plain routed veth client -> hub -> target (the ceiling)
-  mcvpn         client -> hub -> target through mcvpn (bench/lib/mcvpn.sh)
+  mcvpn         client -> hub -> target through mcvpn (bench/lib/mcvpn.sh), UDP
+  mcvpn-https   the same, both ends on the stream transport (TLS + WebSocket,
+                hub port 443): --transport https
+  mcvpn-mixed   the same, client on the stream transport, target on UDP
   boringtun     boringtun-cli, client <-> target through the hub as a router
   gotatun       gotatun (crate gotatun-cli), same peer-to-peer topology
   wireguard-go  wireguard-go (Debian package), same peer-to-peer topology
@@ -174,7 +177,7 @@ if ((NO_INSTALL)); then
 	log "--no-install: not installing anything"
 fi
 ensure_tools "${ROWS[@]}"
-if [[ " ${ROWS[*]} " == *" mcvpn "* ]] && [[ -z "${MCVPN:-}" ]]; then
+if [[ " ${ROWS[*]} " == *" mcvpn"* ]] && [[ -z "${MCVPN:-}" ]]; then
 	log "building mcvpn (release)"
 	(cd "$BENCH_ROOT" && cargo build --release --quiet) || log "mcvpn build failed: its row will say so"
 fi
@@ -206,7 +209,7 @@ mkdir -p "$(dirname "$OUT_FILE")"
 error_rows=0
 python3 "$BENCH_LIB/report.py" "$BENCH_WORK" "$OUT_FILE" || error_rows=$?
 log "JSON written to $OUT_FILE"
-if [[ " ${ROWS[*]} " == *" mcvpn "* ]]; then
+if [[ " ${ROWS[*]} " == *" mcvpn"* ]]; then
 	echo
 	echo "Goals, judged in this run (several runs: python3 bench/lib/goals.py bench/results/2*.json):"
 	echo

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a Debian/Ubuntu machine, only what is
-# missing: iproute2 (ip), nftables (nft, for the NAT routers), iputils-ping, python3,
-# procps; and checks that a Rust toolchain is there to build mcvpn.
+# missing: iproute2 (ip, tc), nftables (nft, for the NAT routers and the firewalls of the
+# transport tests), iputils-ping, python3, procps, squid (the real HTTP proxy of
+# netns-tests/121-proxy.sh) and openssl (its password file's hash); and checks that a Rust
+# toolchain is there to build mcvpn.
 set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
@@ -9,6 +11,8 @@ command -v nft >/dev/null || need+=(nftables)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v python3 >/dev/null || need+=(python3)
 command -v pgrep >/dev/null || need+=(procps)
+command -v squid >/dev/null && [ -x /usr/lib/squid/basic_ncsa_auth ] || need+=(squid)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

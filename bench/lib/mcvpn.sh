@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# The mcvpn row of scripts/bench.sh.
+# The mcvpn rows of scripts/bench.sh: mcvpn (UDP), mcvpn-https (both ends on the stream
+# transport, issue 12) and mcvpn-mixed (client on the stream transport, target on UDP).
 #
-# run_mcvpn_row CLIENT_NS HUB_NS TARGET_NS ROW_DIR
+# run_mcvpn_row CLIENT_NS HUB_NS TARGET_NS ROW_DIR   (and run_mcvpn_https_row, run_mcvpn_mixed_row)
 #
 # Called by the harness (row_body in bench/lib/common.sh) inside a subshell
 # that runs with `set -Eeuo pipefail` and has stdout/stderr in ROW_DIR/row.log,
@@ -37,6 +38,8 @@
 #      pings it from CLIENT_NS and runs iperf3 -c from CLIENT_NS against
 #      iperf3 -s in TARGET_NS (all addresses, port 5201, TCP and UDP).
 #   4. Call row_version "mcvpn 0.1.0 (...)" for the version column.
+#   5. Optionally set ROW_LOSS_TEST=1: TCP 1 stream is measured once more with 1 % of the
+#      packets on the client's link lost each way (measure.sh, loss_test).
 #   and return 0.
 #
 # On failure: row_fail "why" ends the row as an error row with that message;
@@ -50,17 +53,46 @@
 # /var/run/wireguard/IFNAME.sock at exit), pid_alive PID, log MESSAGE
 # (progress line on the console), require_tool BIN.
 run_mcvpn_row() {
-	local client_ns=$1 hub_ns=$2 target_ns=$3 row_dir=$4
+	mcvpn_row "$@" "" ""
+	# shellcheck disable=SC2034 # read by measure_row (measure.sh)
+	ROW_LOSS_TEST=1
+}
+
+# Issue 12: both ends on the stream transport (TLS + WebSocket to the hub's port 443).
+run_mcvpn_https_row() {
+	mcvpn_row "$@" https https
+	# shellcheck disable=SC2034 # read by measure_row (measure.sh)
+	ROW_LOSS_TEST=1
+}
+
+# Issue 12: a mixed pair, the client on the stream transport and the target on UDP.
+run_mcvpn_mixed_row() {
+	mcvpn_row "$@" https udp
+}
+
+# mcvpn_row CLIENT_NS HUB_NS TARGET_NS ROW_DIR CLIENT_TRANSPORT TARGET_TRANSPORT: the
+# transports are passed as --transport (udp or https), or not at all when empty (the
+# default, auto, which is UDP here).
+mcvpn_row() {
+	local client_ns=$1 hub_ns=$2 target_ns=$3 row_dir=$4 client_tr=$5 target_tr=$6
 	local mcvpn=${MCVPN:-$BENCH_ROOT/target/release/mcvpn}
 	[[ -x $mcvpn ]] || row_fail "no mcvpn build at $mcvpn (cargo build --release)"
 	local db=$row_dir/hub.db port=51820
 	local tgt_env=(MCVPN_TARGET_CONFIG="$row_dir/target.toml" MCVPN_TARGET_KEY="$row_dir/target.key" MCVPN_RUN_DIR="$row_dir/target-run")
 	local cli_env=(MCVPN_CONFIG="$row_dir/client.toml" MCVPN_KEY="$row_dir/client.key" MCVPN_RUN_DIR="$row_dir/client-run")
 
+	local hub_https=() client_args=() target_args=()
+	if [[ "$client_tr$target_tr" == *https* ]]; then
+		hub_https=(--https-listen "0.0.0.0:443")
+	fi
+	[[ -z "$client_tr" ]] || client_args=(--transport "$client_tr")
+	[[ -z "$target_tr" ]] || target_args=(--transport "$target_tr")
+
 	start_in_ns "$hub_ns" hub "$mcvpn" hub --listen "0.0.0.0:$port" --db "$db" --key "$row_dir/hub.key" \
-		--status-socket "$row_dir/hub.sock"
+		--status-socket "$row_dir/hub.sock" ${hub_https[@]+"${hub_https[@]}"}
 	local hub_pid=$STARTED_PID
-	wait_for 10 "$mcvpn" hub stats --status-socket "$row_dir/hub.sock" || row_fail "the hub did not start"
+	wait_for 10 "$mcvpn" hub stats --status-socket "$row_dir/hub.sock" ||
+		row_fail "the hub did not start: $(grep -v "^ *$" "$row_dir/hub.log" | tail -n 2 | tr "\n" " " | cut -c1-300)"
 	# The hub has one address towards each side; the key is the same.
 	local url_c url_t
 	url_c=$("$mcvpn" hub url --key "$row_dir/hub.key" --listen "$BENCH_HUB_CLIENT_IP:$port")
@@ -71,10 +103,10 @@ run_mcvpn_row() {
 
 	ip netns exec "$target_ns" env "${tgt_env[@]}" "$mcvpn" target enroll --hub "$url_t" --account bench \
 		--password-file "$row_dir/pw" --name bench-target >/dev/null
-	start_in_ns "$target_ns" target env "${tgt_env[@]}" "$mcvpn" target run
+	start_in_ns "$target_ns" target env "${tgt_env[@]}" "$mcvpn" target run ${target_args[@]+"${target_args[@]}"}
 	local target_pid=$STARTED_PID
 	start_in_ns "$client_ns" client env "${cli_env[@]}" "$mcvpn" up --foreground --hub "$url_c" \
-		--account bench --password-file "$row_dir/pw"
+		--account bench --password-file "$row_dir/pw" ${client_args[@]+"${client_args[@]}"}
 	local client_pid=$STARTED_PID
 
 	status_ok() { # status_ok ENV... -- CMD: connected and bound
@@ -82,6 +114,19 @@ run_mcvpn_row() {
 	}
 	wait_for 15 status_ok "${tgt_env[@]}" "$mcvpn" target status --json || row_fail "the target did not connect"
 	wait_for 15 status_ok "${cli_env[@]}" "$mcvpn" status --json || row_fail "the client did not connect"
+	# A row named for a transport must measure that transport.
+	transport_of() { env "$@" | python3 -c "import json,sys; print(json.load(sys.stdin).get('transport'))"; }
+	local got
+	if [[ -n "$target_tr" ]]; then
+		got=$(transport_of "${tgt_env[@]}" "$mcvpn" target status --json)
+		[[ "$got" == "$target_tr" ]] || row_fail "the target runs with --transport $target_tr but its status says '$got'"
+	fi
+	got=$(transport_of "${cli_env[@]}" "$mcvpn" status --json)
+	if [[ -n "$client_tr" ]]; then
+		[[ "$got" == "$client_tr" ]] || row_fail "the client runs with --transport $client_tr but its status says '$got'"
+	elif [[ "$got" != None && "$got" != udp ]]; then
+		row_note "the client chose '$got', not UDP: this row does not measure the UDP path"
+	fi
 	ROW_TARGET_ADDR=$(env "${tgt_env[@]}" "$mcvpn" target status --json |
 		python3 -c "import json,sys; print(json.load(sys.stdin)['overlay_ip'])")
 	wait_for 10 ip netns exec "$client_ns" ping -c 1 -W 1 "$ROW_TARGET_ADDR" || row_fail "no ping through the tunnel"
@@ -89,5 +134,8 @@ run_mcvpn_row() {
 	row_proc client "$client_pid"
 	row_proc hub "$hub_pid"
 	row_proc target "$target_pid"
-	row_version "$("$mcvpn" --version)${MCVPN_BENCH_NOTE:+ ($MCVPN_BENCH_NOTE)}"
+	local transports=""
+	[[ -z "$client_tr$target_tr" ]] || transports="client ${client_tr:-auto}, target ${target_tr:-auto}"
+	local note="$transports${MCVPN_BENCH_NOTE:+${transports:+; }$MCVPN_BENCH_NOTE}"
+	row_version "$("$mcvpn" --version)${note:+ ($note)}"
 }

@@ -8,6 +8,8 @@
 #   udp64_rcv_drops          datagrams the receiving iperf3's socket dropped (full)
 #   cpu_before, cpu_after    "ROLE TICKS" (utime+stime) around the TCP tests
 #   rss                      "ROLE KB" (VmHWM) at the end of the row
+#   tcp1_loss1.json          iperf3 -J, 1 TCP stream with 1 % loss on the client's link
+#                            (rows that set ROW_LOSS_TEST=1); tcp1_loss1_dropped: packets dropped
 
 IPERF_PORT=5201
 
@@ -123,7 +125,68 @@ measure_row() {
 	kill -TERM "$drops_pid" 2>/dev/null || true
 	wait "$drops_pid" 2>/dev/null || true
 
+	if [[ "${ROW_LOSS_TEST:-0}" == 1 ]]; then
+		loss_test
+	fi
+
 	rss_snapshot
 	check_procs_alive
 	log "$ROW_NAME: done"
+}
+
+# A lossy client link: each packet on the client <-> hub link dropped at random with
+# probability LOSS_PCT %, each way. Inner TCP over the stream transport's outer TCP takes
+# loss differently from inner TCP over UDP (the outer connection retransmits and stalls
+# the inner one instead of the inner one backing off), hence this test.
+# netem is not in every kernel (nor in the development VM's): nftables' numgen does the
+# drop, at the ingress of each end of the link. Both ends send with gso_max_segs 1, so the
+# packets on the link are single packets as on a real wire, not 64 KiB GSO batches that
+# one drop would take away whole.
+LOSS_PCT=1
+link_loss() { # link_loss on|off
+	local ns dev
+	for ns in "$NS_CLIENT:c0" "$NS_HUB:h0"; do
+		dev=${ns#*:}
+		ns=${ns%%:*}
+		if [[ "$1" == on ]]; then
+			ip -n "$ns" link set dev "$dev" gso_max_segs 1
+			ip netns exec "$ns" nft -f - <<EOF
+table netdev mcvb_loss {
+	chain ingress {
+		type filter hook ingress device "$dev" priority 0;
+		numgen random mod 100 < $LOSS_PCT counter drop
+	}
+}
+EOF
+		else
+			ip netns exec "$ns" nft delete table netdev mcvb_loss 2>/dev/null || true
+			ip -n "$ns" link set dev "$dev" gso_max_segs 65535
+		fi
+	done
+}
+
+# Its failures are noted in tcp1_loss1_errors, not in the row's errors: the figure is shown
+# beside the table, and a row that measured everything else is no error row for it.
+loss_test() {
+	# shellcheck disable=SC2034 # read by row_note, called from iperf_test
+	local ROW_NOTES="$ROW_DIR/tcp1_loss1_errors"
+	: >"$ROW_DIR/tcp1_loss1.json"
+	if ! command -v nft >/dev/null; then
+		row_note "skipped, nft (nftables) is not installed"
+		return 0
+	fi
+	if ! link_loss on 2>"$ROW_DIR/loss.err"; then
+		row_note "could not make the link lossy: $(head -n 1 "$ROW_DIR/loss.err")"
+		link_loss off
+		return 0
+	fi
+	iperf_test tcp1_loss1 "TCP, 1 stream, ${LOSS_PCT} % loss on the client's link each way" || true
+	# What was dropped, for the record (both directions).
+	local ns dropped=0 n
+	for ns in "$NS_CLIENT" "$NS_HUB"; do
+		n=$(ip netns exec "$ns" nft list table netdev mcvb_loss 2>/dev/null | grep -o 'packets [0-9]*' | awk '{print $2}' || true)
+		dropped=$((dropped + ${n:-0}))
+	done
+	printf '%s\n' "$dropped" >"$ROW_DIR/tcp1_loss1_dropped"
+	link_loss off
 }

@@ -116,6 +116,15 @@ def build_row(name, rdir, clk_tck):
     row["udp64_rcv_drop_pct"] = rnd(udp64_rcv_drop, 1)
     row["udp64_delivered_kpps"] = rnd(udp64_delivered, 1)
     row["rtt_ms"] = rnd(rtt_ms(rdir), 3)
+    # Rows with the lossy-link test (measure.sh, loss_test): TCP 1 stream with 1 % of the
+    # packets on the client's link dropped each way, and how many were dropped.
+    if os.path.exists(os.path.join(rdir, "tcp1_loss1.json")):
+        row["tcp1_loss1_gbps"] = rnd(tcp_result(rdir, "tcp1_loss1")[0], 3)
+        dropped = read_text(os.path.join(rdir, "tcp1_loss1_dropped"))
+        row["tcp1_loss1_dropped"] = int(dropped) if dropped.isdigit() else None
+        why = read_text(os.path.join(rdir, "tcp1_loss1_errors"))
+        if why:
+            row["tcp1_loss1_error"] = "; ".join(why.splitlines())
 
     roles = list(read_pairs(os.path.join(rdir, "procs")))
     if roles:
@@ -228,6 +237,19 @@ def table(rows):
             "tunnel but found the receiving socket full.\n")
     out += ("CPU s/GB: utime+stime of the tunnel processes during the TCP tests / GB received "
             "(total, per process in brackets). Peak RSS: VmHWM, largest process (per process in brackets).\n")
+    lossy = []
+    for r in rows:
+        if "tcp1_loss1_gbps" not in r:
+            continue
+        v, base, dropped = r["tcp1_loss1_gbps"], r.get("tcp1_gbps"), r.get("tcp1_loss1_dropped")
+        if v is None:
+            lossy.append("%s error (%s)" % (r["name"], r.get("tcp1_loss1_error") or "no figure"))
+            continue
+        lossy.append("%s %s Gbit/s (%s of its lossless figure, %s packets dropped)" % (
+            r["name"], fmt_num(v, 3), "%.0f %%" % (100.0 * v / base) if base else "?",
+            "?" if dropped is None else dropped))
+    if lossy:
+        out += "TCP 1 stream with 1 %% of the packets on the client's link lost each way: %s.\n" % "; ".join(lossy)
     if errors:
         out += "\nErrors:\n" + "\n".join(errors) + "\n"
     return out
