@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The hub needs no privilege (systemd/mcvpn-hub.service runs it as the `mcvpn` user with
-# no capability): started as `nobody` with every capability dropped, it serves logins and
+# CAP_NET_BIND_SERVICE only, for 443): started as `nobody` with every capability dropped, it serves logins and
 # relays a tunnel, and the files it creates are 0600 in its 0700 state directory.
 source "$(dirname "$0")/lib.sh"
 topo_up
