@@ -314,7 +314,7 @@ async fn dial_through_squid_carries_websocket_messages() {
     let mut ws = dial(&hub_url(hub.port()), Some(&proxy), TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", squid.logs()));
-    for len in [1usize, 1400, 65_000] {
+    for len in [1usize, 1400, mcvpn::stream::frame::MAX_MESSAGE] {
         let payload: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
         ws.send(Message::binary(payload.clone())).await.unwrap();
         let back = ws.next().await.unwrap().unwrap();

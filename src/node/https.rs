@@ -455,7 +455,7 @@ mod tests {
     }
 
     async fn round_trip(ws: &mut HubWebSocket) {
-        for len in [1usize, 1500, 60_000] {
+        for len in [1usize, 1500, crate::stream::frame::MAX_MESSAGE] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
             ws.send(Message::binary(payload.clone())).await.unwrap();
             let back = ws.next().await.unwrap().unwrap();

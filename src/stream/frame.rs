@@ -11,8 +11,12 @@ pub const KIND_CONTROL: u8 = 1;
 pub const KIND_DATAGRAMS: u8 = 2;
 
 /// The largest message either side sends or accepts (tungstenite is told so, and
-/// refuses bigger ones before buffering them). A batch is cut below it.
-pub const MAX_MESSAGE: usize = 256 * 1024;
+/// refuses bigger ones before buffering them). A batch is cut below it. It is also what
+/// a link that has not proved itself can make the hub buffer beyond its fixed cost
+/// (tungstenite reserves a frame's announced length and fills it as bytes arrive), times
+/// the thousands of such links the pre-auth cap allows: 16 KiB, one TLS record, ~10
+/// full-size datagrams, which still amortises the frame (measured in scripts/bench.sh).
+pub const MAX_MESSAGE: usize = 16 * 1024;
 
 /// Why a message was refused. The link counts these and drops the message; a peer
 /// that sends them is broken or hostile, never a reason to panic.
@@ -91,9 +95,11 @@ pub struct DatagramBatch {
 }
 
 impl Default for DatagramBatch {
+    /// Allocates nothing until the first push: a link that never carries a datagram
+    /// (a stranger's, until the deadline closes it) costs no message buffer.
     fn default() -> Self {
         DatagramBatch {
-            buf: BytesMut::with_capacity(MAX_MESSAGE),
+            buf: BytesMut::new(),
             count: 0,
         }
     }
@@ -116,6 +122,9 @@ impl DatagramBatch {
             return false;
         }
         if self.buf.is_empty() {
+            // Room for a whole message. By now the last message taken has been written
+            // and dropped, so this takes its allocation back instead of making another.
+            self.buf.reserve(MAX_MESSAGE);
             self.buf.put_u8(KIND_DATAGRAMS);
         }
         self.buf.put_u16(datagram.len() as u16);
@@ -134,10 +143,7 @@ impl DatagramBatch {
             return None;
         }
         self.count = 0;
-        let msg = self.buf.split().freeze();
-        // The split-off part is the message; keep a full message of room for the next.
-        self.buf.reserve(MAX_MESSAGE);
-        Some(msg)
+        Some(self.buf.split().freeze())
     }
 }
 

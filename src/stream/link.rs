@@ -34,11 +34,28 @@ use crate::udp_batch::{gso_runs, BatchUdp, UdpTuning, MAX_GSO_BYTES, MAX_GSO_SEG
 /// flushed once per batch.
 pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
+        // tungstenite zero-fills this much of its read buffer before each read: its
+        // 128 KiB default made every link, a stranger's too, cost 128 KiB resident at
+        // its first byte (and a 128 KiB memset per read). One TLS record's worth.
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE))
-        .write_buffer_size(128 * 1024)
-        .max_write_buffer_size(MAX_MESSAGE * 4)
+        .write_buffer_size(WRITE_BUFFER)
+        // Frames are queued until the buffer holds WRITE_BUFFER, so the cap must leave
+        // room above it for the message that crosses it.
+        .max_write_buffer_size(WRITE_BUFFER + 4 * MAX_MESSAGE)
 }
+
+/// Bytes of frames the writer gathers before writing them to TLS: a flush writes what
+/// is there anyway, so this is only the most one burst puts in one write.
+const WRITE_BUFFER: usize = 128 * 1024;
+
+/// What tungstenite reads at most per call: the plaintext of one TLS record.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// Control bytes taken per read and sent as one message (a control frame may be up
+/// to 64 KiB; the reads split it), below [`MAX_MESSAGE`] with its kind byte.
+const CONTROL_BUFFER: usize = 8 * 1024;
 
 /// How the loopback socket receives: a node's one link can afford GRO and big buffers;
 /// the hub's many links must each stay small.
@@ -328,8 +345,10 @@ async fn write_loop<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut control_buf = vec![0u8; 16 * 1024];
-    let mut storage: Vec<Vec<u8>> = (0..udp.buffers.batch).map(|_| vec![0u8; udp.buffers.size]).collect();
+    // Buffers are made when first needed: a link that never opens a control channel or
+    // receives a datagram (a stranger's, until the hub's deadline) costs none of them.
+    let mut control_buf = Vec::new();
+    let mut storage: Vec<Vec<u8>> = Vec::new();
     let mut metas = vec![RecvMeta::default(); udp.buffers.batch];
     let mut batch = DatagramBatch::default();
     let mut waiting_for_control = control.is_none();
@@ -359,6 +378,9 @@ where
                 };
                 // Drain what is queued (a few rounds at most, so control bytes are not
                 // starved), batching it into as few messages as fit.
+                if storage.is_empty() {
+                    storage = (0..udp.buffers.batch).map(|_| vec![0u8; udp.buffers.size]).collect();
+                }
                 let mut rounds = 0;
                 loop {
                     let n = {
@@ -419,9 +441,14 @@ where
     }
 }
 
-async fn read_some(control: &mut Option<ReadHalf<DuplexStream>>, buf: &mut [u8]) -> io::Result<usize> {
+async fn read_some(control: &mut Option<ReadHalf<DuplexStream>>, buf: &mut Vec<u8>) -> io::Result<usize> {
     match control {
-        Some(rd) => rd.read(buf).await,
+        Some(rd) => {
+            if buf.is_empty() {
+                buf.resize(CONTROL_BUFFER, 0);
+            }
+            rd.read(buf).await
+        }
         None => std::future::pending().await,
     }
 }
