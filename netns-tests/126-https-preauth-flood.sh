@@ -18,11 +18,7 @@ RSS_MAX_MIB=256
 NS_ATK=$P-atk
 ALL_NS+=("$NS_ATK")
 topo_up
-veth "$NS_ATK" eth0 "$NS_WAN" a0
-ip -n "$NS_WAN" link set a0 master br0
-ip -n "$NS_ATK" addr add 192.0.2.9/24 dev eth0
-for i in $(seq 1 "$SOURCES"); do echo "addr add 198.18.1.$i/32 dev eth0"; done | ip -n "$NS_ATK" -batch -
-ip -n "$NS_HUB" route add 198.18.1.0/24 via 192.0.2.9
+attacker_sources 198.18.1 "$SOURCES"
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 start_hub

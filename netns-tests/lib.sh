@@ -83,6 +83,17 @@ veth() {
     ip -n "$3" link set "$4" up
 }
 
+# attacker_sources PREFIX COUNT: after topo_up, joins namespace $NS_ATK (in ALL_NS
+# before topo_up) to the wan at 192.0.2.9 with COUNT more source addresses
+# PREFIX.1 .. PREFIX.COUNT, which the hub routes back through it.
+attacker_sources() {
+    veth "$NS_ATK" eth0 "$NS_WAN" a0
+    ip -n "$NS_WAN" link set a0 master br0
+    ip -n "$NS_ATK" addr add 192.0.2.9/24 dev eth0
+    for i in $(seq 1 "$2"); do echo "addr add $1.$i/32 dev eth0"; done | ip -n "$NS_ATK" -batch -
+    ip -n "$NS_HUB" route add "$1.0/24" via 192.0.2.9
+}
+
 nat_router() { # nat_router NS WAN_IP LAN_IP/24 LAN_NET
     local ns=$1
     in_ns "$ns" sysctl -qw net.ipv4.ip_forward=1
