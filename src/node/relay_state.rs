@@ -35,6 +35,20 @@ struct Session {
     ever_bound: bool,
 }
 
+impl Session {
+    /// The session's next `Bind`, under a fresh counter (the hub takes each one once).
+    fn next_bind(&mut self) -> [u8; BIND_LEN] {
+        self.counter += 1;
+        BindMsg {
+            kind: Kind::Bind,
+            node: self.node,
+            session: self.session,
+            counter: self.counter,
+        }
+        .encode(&self.key)
+    }
+}
+
 /// What the transport manager reads of the bind (see `transport::Switcher`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BindView {
@@ -83,17 +97,7 @@ impl RelayState {
     /// whose answer keeps the node bound.
     pub fn probe_bind(&self) -> Option<[u8; BIND_LEN]> {
         let mut cur = self.current.lock();
-        let s = cur.as_mut()?;
-        s.counter += 1;
-        Some(
-            BindMsg {
-                kind: Kind::Bind,
-                node: s.node,
-                session: s.session,
-                counter: s.counter,
-            }
-            .encode(&s.key),
-        )
+        Some(cur.as_mut()?.next_bind())
     }
 
     /// Whether `datagram` is a genuine `Challenge` for the current session (what the
@@ -131,18 +135,9 @@ impl RelayState {
         if s.last_sent.is_some_and(|t| now.duration_since(t) < interval) {
             return None;
         }
-        s.counter += 1;
         s.last_sent = Some(now);
         s.unanswered_since.get_or_insert(now);
-        Some(
-            BindMsg {
-                kind: Kind::Bind,
-                node: s.node,
-                session: s.session,
-                counter: s.counter,
-            }
-            .encode(&s.key),
-        )
+        Some(s.next_bind())
     }
 
     /// Handles a `Bound` datagram; true if it acknowledged, for the first time, a bind
