@@ -56,7 +56,27 @@ pub struct AdminArgs {
     #[arg(skip)]
     pub proxy_env: (Option<String>, Option<String>),
     #[command(subcommand)]
-    pub what: AdminCommand,
+    pub what: AdminSubcommand,
+}
+
+/// `mcvpn admin` subcommands: the admin API's commands, and the two that work on the
+/// store file itself (operator, on the hub host only: they read or write files there).
+#[derive(clap::Subcommand)]
+pub enum AdminSubcommand {
+    #[command(flatten)]
+    Api(AdminCommand),
+    /// Copy the store to FILE while the hub runs (a consistent snapshot, mode 0600).
+    /// Example: mcvpn admin backup /var/backups/mcvpn/hub-$(date +%F).db
+    Backup {
+        /// Where to write the copy (replaced atomically if it exists)
+        file: PathBuf,
+    },
+    /// Replace the store with a backup made by `mcvpn admin backup`, after checking it.
+    /// Stop the hub first. Example: systemctl stop mcvpn-hub && mcvpn admin restore FILE
+    Restore {
+        /// The backup to restore
+        file: PathBuf,
+    },
 }
 
 /// Asks for (or reads) the new password a command carries.
@@ -88,7 +108,22 @@ pub fn run_local(store: &mut dyn Store, command: AdminCommand, today: NaiveDate)
 pub fn run(args: AdminArgs) -> Result<Exit> {
     crate::contract::set_operator_tz(args.timezone).map_err(|e| anyhow!(e))?;
     let today = crate::contract::today_in(args.timezone, chrono::Utc::now());
-    let mut command = args.what;
+    let mut command = match args.what {
+        AdminSubcommand::Api(command) => command,
+        store_command if args.hub.is_some() => {
+            let name = match store_command {
+                AdminSubcommand::Backup { .. } => "backup",
+                AdminSubcommand::Restore { .. } => "restore",
+                AdminSubcommand::Api(_) => unreachable!("matched above"),
+            };
+            return Ok(Exit::fail(
+                exit::USAGE,
+                &format!("`admin {name}` works on the store file: run it on the hub host, without --hub"),
+            ));
+        }
+        AdminSubcommand::Backup { file } => return backup(&args.db, &file),
+        AdminSubcommand::Restore { file } => return restore(&args.db, &file),
+    };
     // Only the command line prompts; the hub and other callers get the password in the command.
     if let Some(slot) = command.new_password_mut() {
         *slot.password = NewPassword(new_password(slot.file, slot.user)?);
@@ -130,5 +165,48 @@ pub fn run(args: AdminArgs) -> Result<Exit> {
         }
         Err(admin::AdminError::Forbidden(m)) => Ok(Exit::fail(exit::REFUSED, &format!("not allowed: {m}"))),
         Err(e) => Ok(Exit::fail(exit::FAILURE, &e.to_string())),
+    }
+}
+
+/// `mcvpn admin backup FILE`: an online copy of the store (the hub may be writing).
+fn backup(db: &Path, file: &Path) -> Result<Exit> {
+    if !db.exists() {
+        return Ok(Exit::fail(
+            exit::FAILURE,
+            &format!("no store at {} (see --db)", db.display()),
+        ));
+    }
+    let store = SqliteStore::open(db).map_err(|e| anyhow!("cannot open the store {}: {e}", db.display()))?;
+    match store.backup_to(file) {
+        Ok(pages) => {
+            println!(
+                "backed up {} to {} ({pages} pages, integrity ok)",
+                db.display(),
+                file.display()
+            );
+            Ok(Exit::ok())
+        }
+        Err(e) => Ok(Exit::fail(
+            exit::FAILURE,
+            &format!("backup failed, nothing written: {e}"),
+        )),
+    }
+}
+
+/// `mcvpn admin restore FILE`: the store becomes the backup's content.
+fn restore(db: &Path, file: &Path) -> Result<Exit> {
+    match SqliteStore::restore_from(db, file) {
+        Ok(()) => {
+            println!(
+                "restored {} from {}; start the hub again (sessions open at the backup are closed at its start)",
+                db.display(),
+                file.display()
+            );
+            Ok(Exit::ok())
+        }
+        Err(e) => Ok(Exit::fail(
+            exit::FAILURE,
+            &format!("restore failed, the store is unchanged: {e}"),
+        )),
     }
 }

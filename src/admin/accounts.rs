@@ -47,7 +47,7 @@ pub(super) fn add(store: &mut dyn Store, ctx: &ExecCtx, new: &NewAccount, hash: 
         Some(a.contract_id),
         Some(&a.username),
         &format!("in contract {}", a.contract),
-    );
+    )?;
     Ok(Output::AccountAdded(AccountAdded {
         account: a.username,
         contract: a.contract,
@@ -98,7 +98,7 @@ fn set_state(store: &mut dyn Store, ctx: &ExecCtx, user: &str, state: AccountSta
         Some(a.contract_id),
         Some(user),
         &format!("by {}", ctx.actor),
-    );
+    )?;
     if state == AccountState::Locked {
         let c = store.contract_by_id(a.contract_id)?;
         let body = format!(
@@ -134,7 +134,7 @@ pub(super) fn set_password(
         Some(a.contract_id),
         Some(user),
         "password reset",
-    );
+    )?;
     Ok(Output::message(format!(
         "password of {user} reset; its remembered logins are forgotten"
     )))
@@ -155,7 +155,7 @@ pub(super) fn bind(store: &mut dyn Store, ctx: &ExecCtx, user: &str, key: &str, 
         Some(a.contract_id),
         Some(user),
         &format!("device {} key {}", device.name, key.to_base64()),
-    );
+    )?;
     Ok(Output::message(format!(
         "device {} ({}) registered for {user}{}",
         device.name,
@@ -179,7 +179,7 @@ pub(super) fn binding(store: &mut dyn Store, ctx: &ExecCtx, user: &str, state: O
         Some(a.contract_id),
         Some(user),
         if on { "on" } else { "off" },
-    );
+    )?;
     Ok(Output::message(if on {
         format!("{user} may now log in only from registered devices")
     } else {
@@ -218,7 +218,7 @@ pub(super) fn target_add(store: &mut dyn Store, ctx: &ExecCtx, account: &str, ke
         Some(a.contract_id),
         Some(account),
         &format!("target {} at {}", d.name, d.overlay_ip),
-    );
+    )?;
     Ok(Output::message(format!(
         "target {} registered under {account} at {} (node {}); before it can run with its key, enrol it \
          once on the machine: `mcvpn target enroll --account {account}` (or any account of this contract)",
@@ -257,7 +257,7 @@ pub(super) fn target_grant(store: &mut dyn Store, ctx: &ExecCtx, target: &str, a
         Some(a.contract_id),
         Some(account),
         &format!("target {}", t.name),
-    );
+    )?;
     Ok(Output::message(format!(
         "{account} may now reach target {} ({})",
         t.name, t.overlay_ip
@@ -274,7 +274,7 @@ pub(super) fn target_revoke(store: &mut dyn Store, ctx: &ExecCtx, target: &str, 
         Some(a.contract_id),
         Some(account),
         &format!("target {}", t.name),
-    );
+    )?;
     Ok(Output::message(if removed {
         format!("{account} may no longer reach target {}", t.name)
     } else {

@@ -137,7 +137,7 @@ pub(super) fn outage_add(
         None,
         None,
         &format!("{start} .. {end}: {note}"),
-    );
+    )?;
     Ok(Output::message(format!(
         "outage {id} recorded: {} .. {}",
         crate::store::format_time(start_t),
@@ -183,7 +183,7 @@ pub(super) fn tariff_set(
     }
     let json = serde_json::to_string(&t).map_err(|e| AdminError::Internal(e.to_string()))?;
     store.set_setting(TARIFF_SETTING, &json)?;
-    audit(store, ctx, "tariff.set", None, None, &json);
+    audit(store, ctx, "tariff.set", None, None, &json)?;
     Ok(Output::message(format!(
         "tariff: initial fee {}, annual fee per account {}, tax {} bp",
         yen(t.initial_fee),

@@ -72,12 +72,12 @@ pub(super) fn notify_text(c: &ContractRecord, body: &str) -> String {
     )
 }
 
-/// Queues a notice to the contract's administrator (art. 23-2, 24-3, 39).
-fn notify(store: &mut dyn Store, c: &ContractRecord, kind: &str, subject: &str, body: &str) {
+/// Queues a notice to the contract's administrator (art. 23-2, 24-3, 39). Part of the
+/// change it tells of: a suspension whose notice cannot be queued does not happen.
+fn notify(store: &mut dyn Store, c: &ContractRecord, kind: &str, subject: &str, body: &str) -> Result<(), AdminError> {
     let text = notify_text(c, body);
-    if let Err(e) = store.notice_add(c.id, kind, subject, &text) {
-        tracing::error!(error = %e, contract = %c.name, "could not queue a notice");
-    }
+    store.notice_add(c.id, kind, subject, &text)?;
+    Ok(())
 }
 
 /// A time for the operator and the notices: local, with the offset.
@@ -132,7 +132,7 @@ pub(super) fn add(store: &mut dyn Store, ctx: &ExecCtx, spec: &ContractSpec) -> 
             c.name,
             kind.as_str()
         ),
-    );
+    )?;
     Ok(Output::ContractAdded(ContractAdded {
         contract: c.name,
         accounts: *accounts,
@@ -179,7 +179,7 @@ pub(super) fn set(store: &mut dyn Store, ctx: &ExecCtx, name: &str, field: Contr
         Some(c.id),
         None,
         &format!("{}: {old:?} -> {value:?}", field.column()),
-    );
+    )?;
     Ok(Output::message(format!(
         "contract {}: {} is now {value:?} (was {old:?})",
         c.name,
@@ -217,7 +217,7 @@ pub(super) fn set_admin(store: &mut dyn Store, ctx: &ExecCtx, name: &str, accoun
         Some(c.id),
         Some(account),
         &format!("administrator login: {account}"),
-    );
+    )?;
     Ok(Output::message(format!(
         "{account} administers contract {}: `mcvpn admin --hub URL --as {account} …`",
         c.name
@@ -247,7 +247,7 @@ pub(super) fn add_accounts(
         Some(c.id),
         None,
         &format!("additional contract of {accounts} accounts from {start}, first term ends {end}"),
-    );
+    )?;
     Ok(Output::AccountsAdded(AccountsAdded {
         contract: c.name,
         accounts,
@@ -267,7 +267,7 @@ pub(super) fn suspend(store: &mut dyn Store, ctx: &ExecCtx, name: &str, reason: 
         )));
     }
     store.contract_set_state(c.id, ContractState::Suspended, Some(reason))?;
-    audit(store, ctx, "contract.suspend", Some(c.id), None, reason);
+    audit(store, ctx, "contract.suspend", Some(c.id), None, reason)?;
     notify(
         store,
         &c,
@@ -278,7 +278,7 @@ pub(super) fn suspend(store: &mut dyn Store, ctx: &ExecCtx, name: &str, reason: 
              All sessions were ended and logins are refused until the suspension is lifted.",
             day(now())
         ),
-    );
+    )?;
     Ok(Output::message(format!(
         "contract {} suspended: its sessions are cut and its logins refused; the administrator is notified",
         c.name
@@ -295,14 +295,14 @@ pub(super) fn resume(store: &mut dyn Store, ctx: &ExecCtx, name: &str) -> AdminR
         )));
     }
     store.contract_set_state(c.id, ContractState::Active, None)?;
-    audit(store, ctx, "contract.resume", Some(c.id), None, "suspension lifted");
+    audit(store, ctx, "contract.resume", Some(c.id), None, "suspension lifted")?;
     notify(
         store,
         &c,
         "resumption",
         &format!("mcvpn: contract {} may be used again", c.name),
         "The suspension of your contract was lifted; your users can log in again.",
-    );
+    )?;
     Ok(Output::message(format!("contract {} is active again", c.name)))
 }
 
@@ -334,7 +334,7 @@ pub(super) fn terminate(
             Some(c.id),
             None,
             &format!("{reason} (effective five days after the notice is sent, art. 24-3)"),
-        );
+        )?;
         notify(
             store,
             &c,
@@ -344,7 +344,7 @@ pub(super) fn terminate(
                 "Your contract is terminated (art. 24). Reason: {reason}\nIt takes effect five days after \
                  this notice was sent (art. 24-3)."
             ),
-        );
+        )?;
         return Ok(Output::message(format!(
             "termination of {} takes effect five days after its notice is sent (art. 24-3); see `contract show`",
             c.name
@@ -352,7 +352,7 @@ pub(super) fn terminate(
     }
     store.contract_set_state(c.id, ContractState::Terminated, Some(reason))?;
     store.contract_set_ended(c.id, Some(ctx.today))?;
-    audit(store, ctx, "contract.terminate", Some(c.id), None, reason);
+    audit(store, ctx, "contract.terminate", Some(c.id), None, reason)?;
     notify(
         store,
         &c,
@@ -362,7 +362,7 @@ pub(super) fn terminate(
             "Your contract is terminated as of {} (art. 24).\nReason: {reason}",
             day(now())
         ),
-    );
+    )?;
     Ok(Output::message(format!(
         "contract {} terminated; its sessions are cut",
         c.name
@@ -395,7 +395,7 @@ pub(super) fn cancel(
         "received {received}{}, effective at the end of {effective}",
         end.map(|e| format!(", asked for {e}")).unwrap_or_default()
     );
-    audit(store, ctx, "contract.cancel", Some(c.id), None, &detail);
+    audit(store, ctx, "contract.cancel", Some(c.id), None, &detail)?;
     notify(
         store,
         &c,
@@ -410,7 +410,7 @@ pub(super) fn cancel(
                 ""
             }
         ),
-    );
+    )?;
     Ok(Output::CancellationAccepted(CancellationAccepted {
         contract: c.name,
         received,

@@ -81,7 +81,7 @@ pub(super) fn remove(store: &mut dyn Store, ctx: &ExecCtx, user: &str, device: &
         Some(contract_id),
         Some(user),
         &format!("client {} (node {}) at {}", d.name, d.node_id(), d.overlay_ip),
-    );
+    )?;
     // The hub ends the device's live session when it re-reads the store (at once when
     // the command ran through it, within its store poll otherwise).
     Ok(Output::message(format!(

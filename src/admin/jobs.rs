@@ -22,7 +22,14 @@ pub const TERMINATION_NOTICE: &str = "termination";
 pub fn apply_due(store: &mut dyn Store, now_t: UnixTime, today: NaiveDate) -> Result<Vec<String>, AdminError> {
     let mut done = Vec::new();
     for c in store.contracts()? {
-        if let Err(e) = apply_due_one(store, &c, now_t, today, &mut done) {
+        // One transaction per contract: a job's state change, audit entry and notice
+        // are stored together or not at all (and then tried again on the next pass).
+        let mut done_here = Vec::new();
+        let applied = crate::store::atomically(store, |store| apply_due_one(store, &c, now_t, today, &mut done_here));
+        if applied.is_ok() {
+            done.append(&mut done_here);
+        }
+        if let Err(e) = applied {
             tracing::error!(contract = %c.name, error = %e, "contract job failed for this contract; the others go on");
             done.push(format!("contract {}: job failed: {e}", c.name));
         }
@@ -54,7 +61,7 @@ fn apply_due_one(
                 Some(c.id),
                 None,
                 &format!("last day {}", cancel.effective),
-            );
+            )?;
             done.push(format!("contract {} cancelled (last day {})", c.name, cancel.effective));
             return Ok(());
         }
@@ -83,7 +90,7 @@ fn apply_due_one(
                     crate::store::format_time(sent.timestamp()),
                     crate::store::format_time(at)
                 ),
-            );
+            )?;
             done.push(format!(
                 "termination of {} takes effect {} (five days after its notice, art. 24-3)",
                 c.name,
@@ -108,7 +115,7 @@ fn apply_due_one(
             Some(c.id),
             None,
             &format!("effective {}", crate::store::format_time(at)),
-        );
+        )?;
         done.push(format!("contract {} terminated", c.name));
         return Ok(());
     }

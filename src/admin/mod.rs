@@ -105,7 +105,13 @@ pub fn execute(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> Adm
     if let Err(AdminError::Forbidden(why)) = authorize(&ctx.scope, cmd) {
         return deny(store, ctx, cmd, why);
     }
-    let result = dispatch(store, ctx, prepared);
+    // A change is one transaction: its rows, its audit entry and its notice are all
+    // stored or, after an error or a crash half way, none of them.
+    let result = if cmd.changes_state() {
+        crate::store::atomically(store, |store| dispatch(store, ctx, prepared))
+    } else {
+        dispatch(store, ctx, prepared)
+    };
     let Scope::Contract { name: own, .. } = &ctx.scope else {
         return result;
     };
@@ -218,7 +224,8 @@ fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> AdminR
     }
 }
 
-/// Records an administrative change.
+/// Records an administrative change. Part of the change: a change whose audit entry
+/// cannot be written is not made (the caller runs in [`crate::store::atomically`]).
 fn audit(
     store: &mut dyn Store,
     ctx: &ExecCtx,
@@ -226,17 +233,16 @@ fn audit(
     contract_id: Option<i64>,
     account: Option<&str>,
     detail: &str,
-) {
-    if let Err(e) = store.audit(&AuditEntry {
+) -> Result<(), AdminError> {
+    store.audit(&AuditEntry {
         actor: &ctx.actor,
         action,
         contract_id,
         account,
         source: ctx.source.as_deref(),
         detail,
-    }) {
-        tracing::error!(error = %e, action, "could not write the audit log");
-    }
+    })?;
+    Ok(())
 }
 
 /// The contract a name refers to, if the caller may see it. Outside the caller's scope

@@ -479,14 +479,24 @@ fn invoice_lists_the_first_term_at_delivery() {
 }
 
 /// Parses `mcvpn admin ARGS` with the command line's own definitions.
-fn parse_cli(args: &[&str]) -> Result<crate::cli_admin::AdminArgs, clap::Error> {
+/// What the tests read of a parsed `mcvpn admin` command line.
+struct ParsedCli {
+    json: bool,
+    what: AdminCommand,
+}
+
+fn parse_cli(args: &[&str]) -> Result<ParsedCli, clap::Error> {
     #[derive(clap::Parser)]
     struct Cli {
         #[command(flatten)]
         admin: crate::cli_admin::AdminArgs,
     }
     use clap::Parser as _;
-    Cli::try_parse_from(std::iter::once("admin").chain(args.iter().copied())).map(|c| c.admin)
+    let admin = Cli::try_parse_from(std::iter::once("admin").chain(args.iter().copied()))?.admin;
+    let crate::cli_admin::AdminSubcommand::Api(what) = admin.what else {
+        panic!("{args:?} is a store command, not an admin API command")
+    };
+    Ok(ParsedCli { json: admin.json, what })
 }
 
 /// Every object key in a JSON document is snake_case.
@@ -1040,4 +1050,92 @@ fn names_are_checked_on_add() {
         matches!(&r, Err(AdminError::Refused(m)) if m.contains("target name")),
         "{r:?}"
     );
+}
+
+/// Makes every insert into `table` fail, as a full disk or an I/O error would, from the
+/// next statement on.
+fn fail_inserts_into(store: &SqliteStore, table: &str) {
+    store
+        .connection()
+        .execute_batch(&format!(
+            "CREATE TEMP TRIGGER fail_{table} BEFORE INSERT ON main.{table} \
+             BEGIN SELECT RAISE(ABORT, 'disk I/O error (injected)'); END;"
+        ))
+        .unwrap();
+}
+
+/// Issue 13: a suspension is its state, its audit entry and its notice, or nothing. A
+/// notice that cannot be queued used to be logged and skipped: the contract was
+/// suspended and its administrator never told (art. 23-2).
+#[test]
+fn a_suspension_whose_notice_cannot_be_queued_does_not_happen() {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    add_contract(&mut s, "acme", 10);
+    fail_inserts_into(&s, "notices");
+    let suspend = AdminCommand::Contract(ContractCmd::Suspend {
+        name: "acme".into(),
+        reason: "unpaid".into(),
+    });
+    let err = run(&mut s, &op(), suspend.clone()).expect_err("the change must fail as a whole");
+    assert!(err.to_string().contains("injected"), "{err}");
+    let c = s.contract_by_name("acme").unwrap();
+    assert_eq!(c.state, ContractState::Active, "half a suspension was stored");
+    let audit = s.audit_log(Some(c.id), 100).unwrap();
+    assert!(
+        !audit.iter().any(|a| a.action == "contract.suspend"),
+        "the audit log tells of a suspension that did not happen: {audit:?}"
+    );
+
+    // Once the store accepts writes again, the same command goes through whole.
+    s.connection().execute_batch("DROP TRIGGER temp.fail_notices").unwrap();
+    run(&mut s, &op(), suspend).unwrap();
+    assert_eq!(s.contract_by_name("acme").unwrap().state, ContractState::Suspended);
+    assert_eq!(s.notices(Some(c.id), false).unwrap().len(), 1);
+}
+
+/// Issue 13: a contract added without its audit entry (the entry failed) used to stay,
+/// with nothing in the log to say who added it.
+#[test]
+fn a_change_whose_audit_entry_fails_leaves_nothing() {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    fail_inserts_into(&s, "audit");
+    let add = AdminCommand::Contract(ContractCmd::Add(ContractSpec {
+        start: Some(d(2026, 11, 24)),
+        ..spec("acme", "corporation", 10)
+    }));
+    run(&mut s, &op(), add).expect_err("the change must fail as a whole");
+    assert!(
+        s.contracts().unwrap().is_empty(),
+        "a contract without its audit entry was stored"
+    );
+    let terms: i64 = s
+        .connection()
+        .query_row("SELECT count(*) FROM contract_terms", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(terms, 0);
+}
+
+/// A calendar job's state change and its audit entry go together too; a failed one is
+/// tried again on the next pass and reported, not half-applied.
+#[test]
+fn a_calendar_job_that_fails_half_way_is_not_applied() {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    add_contract(&mut s, "acme", 10);
+    run(
+        &mut s,
+        &op(),
+        AdminCommand::Contract(ContractCmd::Cancel {
+            name: "acme".into(),
+            received: Some(d(2027, 3, 10)),
+            end: Some(d(2027, 4, 30)),
+        }),
+    )
+    .unwrap();
+    fail_inserts_into(&s, "audit");
+    let done = apply_due(&mut s, 0, d(2027, 5, 1)).unwrap();
+    assert!(done.iter().all(|l| l.contains("job failed")), "{done:?}");
+    assert_eq!(s.contract_by_name("acme").unwrap().state, ContractState::Active);
+    s.connection().execute_batch("DROP TRIGGER temp.fail_audit").unwrap();
+    assert_eq!(apply_due(&mut s, 0, d(2027, 5, 1)).unwrap().len(), 1);
+    assert_eq!(s.contract_by_name("acme").unwrap().state, ContractState::Cancelled);
 }

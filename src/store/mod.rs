@@ -530,12 +530,64 @@ pub trait RecordStore {
     fn external_change_marker(&self) -> StoreResult<i64>;
 }
 
-/// Everything the hub and the admin commands ask of the store.
-pub trait Store: ContractStore + AccountStore + DeviceStore + SessionStore + RecordStore + Send {}
+/// Grouping several calls into one change that a crash or an error leaves either fully
+/// applied or fully absent. Use [`atomically`], not these directly.
+pub trait TransactionStore {
+    /// Starts a write transaction (taking the store's write lock at once, so that it
+    /// cannot fail half way for a lock another process holds).
+    fn begin(&mut self) -> StoreResult<()>;
+    /// Makes everything since [`begin`](Self::begin) durable (the commit is on disk
+    /// when this returns).
+    fn commit(&mut self) -> StoreResult<()>;
+    /// Undoes everything since [`begin`](Self::begin).
+    fn rollback(&mut self) -> StoreResult<()>;
+}
 
-impl<T: ContractStore + AccountStore + DeviceStore + SessionStore + RecordStore + Send> Store for T {}
+/// Runs `change` as one transaction: committed if it returns `Ok`, rolled back if it
+/// returns `Err` or panics. A process killed inside it leaves nothing of it behind
+/// (SQLite rolls an uncommitted transaction back when the store is next opened).
+///
+/// Every multi-row change goes through here: an admin command with its audit row and
+/// its notice, a calendar job with its audit row.
+pub fn atomically<T, E: From<StoreError>>(
+    store: &mut dyn Store,
+    change: impl FnOnce(&mut dyn Store) -> Result<T, E>,
+) -> Result<T, E> {
+    store.begin()?;
+    // Rolls back on every way out but a commit, a panic included (the store stays
+    // usable after a panicking call, see `hub::store_handle`).
+    struct Open<'a>(Option<&'a mut dyn Store>);
+    impl Drop for Open<'_> {
+        fn drop(&mut self) {
+            if let Some(store) = self.0.take() {
+                if let Err(e) = store.rollback() {
+                    tracing::error!(error = %e, "could not roll a store transaction back");
+                }
+            }
+        }
+    }
+    let mut open = Open(Some(store));
+    let result = change(&mut **open.0.as_mut().expect("set above"));
+    if result.is_ok() {
+        let store = open.0.take().expect("set above");
+        if let Err(e) = store.commit() {
+            // A failed COMMIT may leave the transaction open: undo it.
+            let _ = store.rollback();
+            return Err(e.into());
+        }
+    }
+    result
+}
+
+/// Everything the hub and the admin commands ask of the store.
+pub trait Store:
+    ContractStore + AccountStore + DeviceStore + SessionStore + RecordStore + TransactionStore + Send
+{
+}
+
+impl<T: ContractStore + AccountStore + DeviceStore + SessionStore + RecordStore + TransactionStore + Send> Store for T {}
 
 /// The store traits, for `use crate::store::prelude::*`.
 pub mod prelude {
-    pub use super::{AccountStore, ContractStore, DeviceStore, RecordStore, SessionStore, Store};
+    pub use super::{AccountStore, ContractStore, DeviceStore, RecordStore, SessionStore, Store, TransactionStore};
 }

@@ -89,7 +89,7 @@ impl AccountStore for SqliteStore {
     }
 
     fn account_set_password(&mut self, account_id: i64, password_hash: &str) -> StoreResult<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?; // nests inside `store::atomically`
         tx.execute(
             "UPDATE accounts SET password_hash = ?1 WHERE id = ?2",
             params![password_hash, account_id],

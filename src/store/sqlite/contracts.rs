@@ -63,7 +63,7 @@ impl ContractStore for SqliteStore {
         if exists(&self.conn, "SELECT 1 FROM contracts WHERE name = ?1", [name])? {
             return Err(StoreError::Conflict(format!("contract {name:?} already exists")));
         }
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?; // nests inside `store::atomically`
         let now = now();
         tx.execute(
             "INSERT INTO contracts (name, kind, address, phone, department, sales_agent, admin_name, admin_email, \
@@ -149,7 +149,7 @@ impl ContractStore for SqliteStore {
             )));
         }
         let old = old.unwrap_or_default();
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?; // nests inside `store::atomically`
         let new: Option<&str> = if field == ContractField::SalesAgent && value.is_empty() {
             None
         } else {

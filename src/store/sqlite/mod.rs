@@ -2,6 +2,7 @@
 //! [`Store`](super::Store) lives in its own file.
 
 mod accounts;
+mod backup;
 mod contracts;
 mod devices;
 mod records;
@@ -54,7 +55,7 @@ impl SqliteStore {
     fn from_connection(mut conn: Connection) -> StoreResult<SqliteStore> {
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         migrations::migrate(&mut conn)?;
         Ok(SqliteStore { conn })
@@ -62,6 +63,23 @@ impl SqliteStore {
 
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+}
+
+impl TransactionStore for SqliteStore {
+    fn begin(&mut self) -> StoreResult<()> {
+        Ok(self.conn.execute_batch("BEGIN IMMEDIATE")?)
+    }
+
+    fn commit(&mut self) -> StoreResult<()> {
+        Ok(self.conn.execute_batch("COMMIT")?)
+    }
+
+    fn rollback(&mut self) -> StoreResult<()> {
+        if self.conn.is_autocommit() {
+            return Ok(()); // nothing open (SQLite may have rolled back on its own)
+        }
+        Ok(self.conn.execute_batch("ROLLBACK")?)
     }
 }
 

@@ -298,3 +298,76 @@ fn migration_to_version_4_keeps_sessions() {
     s.device_remove(1).unwrap();
     assert_eq!(s.sessions(false, None).unwrap()[0].device_id, None);
 }
+
+/// `atomically` commits on `Ok` and leaves nothing on `Err` or a panic, and the store
+/// works on afterwards; savepoints inside it (contract add) nest.
+#[test]
+fn atomically_commits_or_leaves_nothing() {
+    use crate::store::atomically;
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    let r: Result<(), StoreError> = atomically(&mut s, |s| {
+        s.set_setting("a", "1")?;
+        Err(StoreError::Refused("no".into()))
+    });
+    assert!(r.is_err());
+    assert_eq!(s.setting("a").unwrap(), None);
+
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _: Result<(), StoreError> = atomically(&mut s, |s| {
+            s.set_setting("b", "1").unwrap();
+            panic!("a bug half way through a change")
+        });
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(s.setting("b").unwrap(), None);
+
+    atomically(&mut s, |s| {
+        s.set_setting("c", "1")?;
+        s.contract_add(&NewContract::simple("acme", 5)).map(|_| ())
+    })
+    .unwrap();
+    assert_eq!(s.setting("c").unwrap().as_deref(), Some("1"));
+    assert_eq!(s.terms(s.contract_by_name("acme").unwrap().id).unwrap().len(), 1);
+}
+
+/// A backup taken while another connection writes is a checked, self-contained copy
+/// (0600); a restore brings it back; a damaged or foreign file is refused and leaves
+/// the store as it was.
+#[test]
+fn backup_and_restore_round_trip() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hub.db");
+    let mut s = SqliteStore::open(&db).unwrap();
+    s.set_setting("k", "before").unwrap();
+    let mut writer = SqliteStore::open(&db).unwrap();
+    writer.begin().unwrap();
+    writer.set_setting("uncommitted", "x").unwrap();
+    let copy = dir.path().join("copy.db");
+    s.backup_to(&copy).unwrap();
+    writer.rollback().unwrap();
+    assert_eq!(std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(!dir.path().join("copy.db-wal").exists(), "the copy must be one file");
+
+    s.set_setting("k", "after").unwrap();
+    drop((s, writer));
+    SqliteStore::restore_from(&db, &copy).unwrap();
+    let s = SqliteStore::open(&db).unwrap();
+    assert_eq!(s.setting("k").unwrap().as_deref(), Some("before"));
+    assert_eq!(s.setting("uncommitted").unwrap(), None);
+    drop(s);
+
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, b"not a database at all, just some bytes of text").unwrap();
+    assert!(SqliteStore::restore_from(&db, &junk).is_err());
+    let foreign = dir.path().join("foreign.db");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    let e = SqliteStore::restore_from(&db, &foreign).unwrap_err();
+    assert!(e.to_string().contains("not an mcvpn store"), "{e}");
+    assert!(SqliteStore::restore_from(&db, &dir.path().join("missing.db")).is_err());
+    let s = SqliteStore::open(&db).unwrap();
+    assert_eq!(s.setting("k").unwrap().as_deref(), Some("before"));
+}
