@@ -1101,9 +1101,11 @@ fn a_change_whose_audit_entry_fails_leaves_nothing() {
     fail_inserts_into(&s, "audit");
     let add = AdminCommand::Contract(ContractCmd::Add(ContractSpec {
         start: Some(d(2026, 11, 24)),
+        admin_email: "it@acme.example".into(),
         ..spec("acme", "corporation", 10)
     }));
-    run(&mut s, &op(), add).expect_err("the change must fail as a whole");
+    let err = run(&mut s, &op(), add).expect_err("the change must fail as a whole");
+    assert!(err.to_string().contains("injected"), "{err}");
     assert!(
         s.contracts().unwrap().is_empty(),
         "a contract without its audit entry was stored"
