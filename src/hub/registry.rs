@@ -353,17 +353,46 @@ impl Live {
                 .map(|(&node, s)| (node, s.device.account_id, s.device.id))
                 .collect()
         };
+        // First the accounts, once each (an account has up to ten devices online), and
+        // the sessions whose account or contract may no longer run are cut at once: a
+        // suspension must not wait for every other session's peers to be read (issue 13).
+        let mut accounts: HashMap<i64, Result<AccountRecord, String>> = HashMap::new();
+        for &(_, account_id, _) in &live {
+            accounts
+                .entry(account_id)
+                .or_insert_with(|| store.account_by_id(account_id).map_err(|e| e.to_string()));
+        }
+        let mut ended = Vec::new();
+        {
+            let mut sessions = self.sessions.lock();
+            for &(node, account_id, _) in &live {
+                let r = match &accounts[&account_id] {
+                    Ok(account) => state_refusal(account),
+                    Err(e) => Some(Refusal::new(
+                        RefuseReason::DeviceNotAllowed,
+                        format!("this device was removed ({e})"),
+                    )),
+                };
+                if let Some(r) = r {
+                    ended.extend(self.kick(&mut sessions, node, &r));
+                }
+            }
+        }
         let looked_up: Vec<_> = live
             .into_iter()
-            .map(|(node, account_id, device_id)| {
+            .filter_map(|(node, account_id, device_id)| {
+                let Ok(account) = &accounts[&account_id] else {
+                    return None;
+                };
+                if state_refusal(account).is_some() {
+                    return None;
+                }
                 let found = store
-                    .account_by_id(account_id)
-                    .and_then(|a| store.device_by_id(device_id).map(|d| (a, d)))
-                    .and_then(|(a, d)| store.authorised_peers(&d).map(|p| (a, d, p)));
-                (node, found)
+                    .device_by_id(device_id)
+                    .and_then(|d| store.authorised_peers(&d).map(|p| (account.clone(), d, p)));
+                Some((node, found))
             })
             .collect();
-        let mut ended = Vec::new();
         {
             let mut sessions = self.sessions.lock();
             for (node, found) in looked_up {
@@ -375,10 +404,6 @@ impl Live {
                         continue;
                     }
                 };
-                if let Some(r) = state_refusal(&account) {
-                    ended.extend(self.kick(&mut sessions, node, &r));
-                    continue;
-                }
                 // A client session proved the password (or a token of it) at login; once
                 // the password changed, whoever knew the old one is out (C8). Targets log
                 // in with their device key: the password has nothing to do with them.

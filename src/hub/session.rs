@@ -31,19 +31,22 @@ pub(super) async fn run(
             }
         }
     });
-    let mut last_heard = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    // One timer, moved on by each message, that fires only when the node has been silent
+    // for the whole limit: not a tick every few seconds for each of 10,000 idle
+    // sessions (issue 13).
+    let silence = tokio::time::sleep(SILENCE_LIMIT);
+    tokio::pin!(silence);
     let reason = loop {
         tokio::select! {
             req = requests.recv() => match req {
                 Some(Ok(Request::Ping { seq })) => {
-                    last_heard = Instant::now();
+                    silence.as_mut().reset(Instant::now() + SILENCE_LIMIT);
                     if wr.send(&Event::Pong { seq }).await.is_err() {
                         break "connection lost".to_string();
                     }
                 }
                 Some(Ok(other)) => {
-                    last_heard = Instant::now();
+                    silence.as_mut().reset(Instant::now() + SILENCE_LIMIT);
                     tracing::debug!(?other, "ignoring unexpected request in session");
                 }
                 Some(Err(e)) => break format!("closed by node ({e})").replace("early eof", "disconnected"),
@@ -61,11 +64,7 @@ pub(super) async fn run(
                 }
                 None => break "hub shutting down".to_string(),
             },
-            _ = tick.tick() => {
-                if last_heard.elapsed() > SILENCE_LIMIT {
-                    break format!("silent for {} s", SILENCE_LIMIT.as_secs());
-                }
-            }
+            _ = &mut silence => break format!("silent for {} s", SILENCE_LIMIT.as_secs()),
         }
     };
     reader.abort();
