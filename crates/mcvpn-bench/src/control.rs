@@ -474,7 +474,10 @@ fn token_hash(token: &str) -> Vec<u8> {
 
 /// Writes the contracts, accounts and devices; returns the devices and the Argon2
 /// parameters of the account hash.
-fn seed(db: &Path, args: &ControlBenchArgs) -> Result<(Vec<Dev>, Vec<(String, KeyPair)>, String)> {
+/// The password logins' accounts, each with the device key it logs in with.
+type PasswordAccounts = Vec<(String, KeyPair)>;
+
+fn seed(db: &Path, args: &ControlBenchArgs) -> Result<(Vec<Dev>, PasswordAccounts, String)> {
     let mut s = SqliteStore::open(db).map_err(|e| anyhow!("cannot open the store: {e}"))?;
     let hash = mcvpn::password::hash(PASSWORD);
     let params = hash.split('$').nth(3).unwrap_or("?").to_string();
@@ -814,11 +817,7 @@ async fn read_events(mut rd: ChannelReader, tx: mpsc::Sender<Result<Event>>) {
 // ---------------------------------------------------------------------------------
 // Phases
 
-async fn password_logins(
-    shared: &Arc<Shared>,
-    pw: Arc<Vec<(String, KeyPair)>>,
-    n: usize,
-) -> (usize, f64, u64, Vec<u32>) {
+async fn password_logins(shared: &Arc<Shared>, pw: Arc<PasswordAccounts>, n: usize) -> (usize, f64, u64, Vec<u32>) {
     let workers = (2 * std::thread::available_parallelism().map_or(1, |n| n.get())).min(pw.len());
     let next = Arc::new(AtomicUsize::new(0));
     let busy = Arc::new(AtomicU64::new(0));
