@@ -309,8 +309,12 @@ fn peers_are_read_through_an_index() {
     for role in [Role::Client, Role::Target] {
         let sql = format!("EXPLAIN QUERY PLAN {}", super::devices::peers_sql(role));
         let mut stmt = s.conn.prepare(&sql).unwrap();
+        let params: &[&dyn rusqlite::ToSql] = match role {
+            Role::Client => &[&1],
+            Role::Target => &[&1, &1],
+        };
         let plan: Vec<String> = stmt
-            .query_map(rusqlite::params![1, 1], |r| r.get::<_, String>(3))
+            .query_map(params, |r| r.get::<_, String>(3))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
