@@ -106,7 +106,7 @@ async fn start_session(
     account: &AccountRecord,
     boot_id: u64,
     resume_token: Option<String>,
-    tx: mpsc::UnboundedSender<Event>,
+    tx: mpsc::UnboundedSender<super::registry::Push>,
 ) -> Result<(LoginOk, Ticket), Refusal> {
     let (device_id, from) = (device.id, source.to_string());
     let store_error = |e: &dyn std::fmt::Display| Refusal::new(RefuseReason::Internal, format!("store: {e}"));

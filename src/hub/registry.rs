@@ -25,6 +25,12 @@ use crate::proto::control::{Event, LoginOk, PeerInfo, RefuseReason, Role, MAX_PE
 use crate::proto::relay::NodeId;
 use crate::store::{AccountRecord, AuditEntry, DeviceRecord, OverlayNet, Store};
 
+/// What a live session's connection task is sent to pass on to its node. Boxed: an
+/// [`Event`] is a few hundred bytes (for its largest variants, the login answer and admin
+/// results, which are never pushed), and tokio allocates an unbounded channel's first
+/// block of 32 slots with the channel, so each idle session held 32 of them (issue 13).
+pub type Push = Box<Event>;
+
 struct Session {
     device: DeviceRecord,
     contract_id: i64,
@@ -34,7 +40,7 @@ struct Session {
     boot_id: u64,
     relay_session: u64,
     db_session: i64,
-    tx: UnboundedSender<Event>,
+    tx: UnboundedSender<Push>,
     /// Devices this session may reach, whether online or not.
     peers: HashMap<NodeId, DeviceRecord>,
 }
@@ -109,7 +115,7 @@ impl Registry {
         boot_id: u64,
         db_session: i64,
         resume_token: Option<String>,
-        tx: UnboundedSender<Event>,
+        tx: UnboundedSender<Push>,
     ) -> Result<(LoginOk, Ticket), Refusal> {
         let (live, account) = (self.live.clone(), account.clone());
         self.store
@@ -159,7 +165,7 @@ impl Live {
         boot_id: u64,
         db_session: i64,
         resume_token: Option<String>,
-        tx: UnboundedSender<Event>,
+        tx: UnboundedSender<Push>,
     ) -> Result<(LoginOk, Ticket), Refusal> {
         let node = device.node_id();
         let internal = |e: crate::store::StoreError| Refusal::new(RefuseReason::Internal, format!("store: {e}"));
@@ -219,16 +225,16 @@ impl Live {
         boot_id: u64,
         db_session: i64,
         resume_token: Option<String>,
-        tx: UnboundedSender<Event>,
+        tx: UnboundedSender<Push>,
         peers: HashMap<NodeId, DeviceRecord>,
     ) -> (LoginOk, Option<Ended>) {
         let node = device.node_id();
         let mut sessions = self.sessions.lock();
         let replaced = sessions.remove(&node).map(|old| {
-            let _ = old.tx.send(Event::Kick {
+            let _ = old.tx.send(Box::new(Event::Kick {
                 reason: RefuseReason::Internal,
                 message: "replaced by a newer login of this device".into(),
-            });
+            }));
             let bytes = self.relay.write().remove(node, old.relay_session);
             Ended {
                 session: old,
@@ -261,7 +267,7 @@ impl Live {
             if let Some(ps) = sessions.get_mut(&p) {
                 ps.peers.entry(node).or_insert_with(|| device.clone());
                 self.relay.write().add_peer(p, node);
-                let _ = ps.tx.send(Event::Peer(me.clone()));
+                let _ = ps.tx.send(Box::new(Event::Peer(me.clone())));
             }
         }
         let s = &sessions[&node];
@@ -291,7 +297,7 @@ impl Live {
             );
         }
         for p in rest {
-            let _ = s.tx.send(Event::Peer(p));
+            let _ = s.tx.send(Box::new(Event::Peer(p)));
         }
         (login, replaced)
     }
@@ -321,7 +327,7 @@ impl Live {
         let gone = peer_info(&s.device, sessions);
         for p in s.peers.keys() {
             if let Some(ps) = sessions.get(p) {
-                let _ = ps.tx.send(Event::Peer(gone.clone()));
+                let _ = ps.tx.send(Box::new(Event::Peer(gone.clone())));
             }
         }
         tracing::info!(node, name = %s.device.name, reason, "session ended");
@@ -335,10 +341,10 @@ impl Live {
     /// Ends a session from the hub's side with a reason the node is told.
     fn kick(&self, sessions: &mut HashMap<NodeId, Session>, node: NodeId, refusal: &Refusal) -> Option<Ended> {
         let s = sessions.remove(&node)?;
-        let _ = s.tx.send(Event::Kick {
+        let _ = s.tx.send(Box::new(Event::Kick {
             reason: refusal.reason,
             message: refusal.message.clone(),
-        });
+        }));
         Some(self.drop_session(sessions, s, format!("kicked: {}", refusal.message)))
     }
 
@@ -353,17 +359,46 @@ impl Live {
                 .map(|(&node, s)| (node, s.device.account_id, s.device.id))
                 .collect()
         };
+        // First the accounts, once each (an account has up to ten devices online), and
+        // the sessions whose account or contract may no longer run are cut at once: a
+        // suspension must not wait for every other session's peers to be read (issue 13).
+        let mut accounts: HashMap<i64, Result<AccountRecord, String>> = HashMap::new();
+        for &(_, account_id, _) in &live {
+            accounts
+                .entry(account_id)
+                .or_insert_with(|| store.account_by_id(account_id).map_err(|e| e.to_string()));
+        }
+        let mut ended = Vec::new();
+        {
+            let mut sessions = self.sessions.lock();
+            for &(node, account_id, _) in &live {
+                let r = match &accounts[&account_id] {
+                    Ok(account) => state_refusal(account),
+                    Err(e) => Some(Refusal::new(
+                        RefuseReason::DeviceNotAllowed,
+                        format!("this device was removed ({e})"),
+                    )),
+                };
+                if let Some(r) = r {
+                    ended.extend(self.kick(&mut sessions, node, &r));
+                }
+            }
+        }
         let looked_up: Vec<_> = live
             .into_iter()
-            .map(|(node, account_id, device_id)| {
+            .filter_map(|(node, account_id, device_id)| {
+                let Ok(account) = &accounts[&account_id] else {
+                    return None;
+                };
+                if state_refusal(account).is_some() {
+                    return None;
+                }
                 let found = store
-                    .account_by_id(account_id)
-                    .and_then(|a| store.device_by_id(device_id).map(|d| (a, d)))
-                    .and_then(|(a, d)| store.authorised_peers(&d).map(|p| (a, d, p)));
-                (node, found)
+                    .device_by_id(device_id)
+                    .and_then(|d| store.authorised_peers(&d).map(|p| (account.clone(), d, p)));
+                Some((node, found))
             })
             .collect();
-        let mut ended = Vec::new();
         {
             let mut sessions = self.sessions.lock();
             for (node, found) in looked_up {
@@ -375,10 +410,6 @@ impl Live {
                         continue;
                     }
                 };
-                if let Some(r) = state_refusal(&account) {
-                    ended.extend(self.kick(&mut sessions, node, &r));
-                    continue;
-                }
                 // A client session proved the password (or a token of it) at login; once
                 // the password changed, whoever knew the old one is out (C8). Targets log
                 // in with their device key: the password has nothing to do with them.
@@ -429,7 +460,7 @@ impl Live {
         s.device = device;
         s.peers = new;
         for e in events {
-            let _ = s.tx.send(e);
+            let _ = s.tx.send(Box::new(e));
         }
     }
 
@@ -534,7 +565,7 @@ mod tests {
         }
     }
 
-    async fn join(f: &Fixture, d: &DeviceRecord, boot: u64) -> (LoginOk, Ticket, UnboundedReceiver<Event>) {
+    async fn join(f: &Fixture, d: &DeviceRecord, boot: u64) -> (LoginOk, Ticket, UnboundedReceiver<Push>) {
         let (tx, rx) = unbounded_channel();
         let id = d.id;
         let db = f
@@ -556,7 +587,7 @@ mod tests {
         let (ok_c, c_ticket, _c_rx) = join(&f, &f.client, 22).await;
         assert!(ok_c.peers[0].online);
         assert_eq!(ok_c.peers[0].boot_id, 11);
-        match t_rx.try_recv().unwrap() {
+        match *t_rx.try_recv().unwrap() {
             Event::Peer(p) => assert!(p.online && p.boot_id == 22),
             e => panic!("unexpected {e:?}"),
         }
@@ -568,7 +599,7 @@ mod tests {
             .peers
             .contains(&c_ticket.node));
         f.reg.leave(c_ticket, "logout").await;
-        match t_rx.try_recv().unwrap() {
+        match *t_rx.try_recv().unwrap() {
             Event::Peer(p) => assert!(!p.online),
             e => panic!("unexpected {e:?}"),
         }
@@ -588,7 +619,7 @@ mod tests {
             .unwrap();
         f.reg.refresh().await;
         assert!(matches!(
-            rx.try_recv().unwrap(),
+            *rx.try_recv().unwrap(),
             Event::Kick {
                 reason: RefuseReason::AccountLocked,
                 ..
@@ -632,7 +663,7 @@ mod tests {
         let mut seen: HashSet<NodeId> = ok.peers.iter().map(|p| p.node_id).collect();
         while let Ok(ev) = rx.try_recv() {
             crate::proto::control::encode(&ev).expect("every push fits one frame");
-            match ev {
+            match *ev {
                 Event::Peer(p) => assert!(seen.insert(p.node_id), "announced twice"),
                 e => panic!("unexpected {e:?}"),
             }
@@ -655,13 +686,13 @@ mod tests {
             .unwrap();
         f.reg.refresh().await;
         assert!(
-            matches!(rx.try_recv(), Ok(Event::Kick { .. })),
+            matches!(rx.try_recv().map(|e| *e), Ok(Event::Kick { .. })),
             "the session that knew the old password is cut"
         );
         assert!(f.relay.read().node(ticket.node).is_none());
         assert!(f.relay.read().node(target.node).is_some(), "the target stays");
         while let Ok(ev) = target_rx.try_recv() {
-            assert!(matches!(ev, Event::Peer(_)), "the target is told, not kicked: {ev:?}");
+            assert!(matches!(*ev, Event::Peer(_)), "the target is told, not kicked: {ev:?}");
         }
     }
 
@@ -692,7 +723,7 @@ mod tests {
         let id = f.client.id;
         f.store.run(move |s| s.device_remove(id)).await.unwrap().unwrap();
         f.reg.refresh().await;
-        assert!(matches!(rx.try_recv(), Ok(Event::Kick { .. })));
+        assert!(matches!(rx.try_recv().map(|e| *e), Ok(Event::Kick { .. })));
         assert!(f.relay.read().node(ticket.node).is_none());
     }
 
@@ -701,7 +732,7 @@ mod tests {
         let f = fixture();
         let (_ok, first, mut rx1) = join(&f, &f.client, 1).await;
         let (_ok, second, _rx2) = join(&f, &f.client, 2).await;
-        assert!(matches!(rx1.try_recv().unwrap(), Event::Kick { .. }));
+        assert!(matches!(*rx1.try_recv().unwrap(), Event::Kick { .. }));
         f.reg.leave(first, "closed").await;
         assert_eq!(f.relay.read().node(second.node).unwrap().session, second.relay_session);
     }

@@ -194,6 +194,15 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX sessions_open ON sessions(ended_at);
     CREATE INDEX sessions_by_device ON sessions(device_id);
     "#,
+    // 5: issue 13. Every login and every session at each store change reads a device's
+    // peers by account (`authorised_peers`), and a registration counts the account's
+    // devices: without an index each read the whole devices table, which at 10,000
+    // devices made the hub's refresh after a suspension take 2.5 s. Grants are read by
+    // account too.
+    r#"
+    CREATE INDEX devices_by_account ON devices(account_id, role);
+    CREATE INDEX grants_by_account ON grants(account_id);
+    "#,
 ];
 
 /// Runs every migration the store has not seen yet.

@@ -3,6 +3,7 @@
 //! `mcvpn`; see bench/README.md.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod control;
 mod relay;
 
 use std::process::ExitCode;
@@ -31,6 +32,16 @@ enum BenchCmd {
         mcvpn-bench relay --nodes 10000 --seconds 10 --rate 150000 --json\n\n\
         Run it on an otherwise idle machine; see bench/README.md for what each figure means.")]
     Relay(relay::RelayBenchArgs),
+    /// Control-plane load test: N real sessions (Noise IK, device-key and resume logins,
+    /// UDP binds and keepalives) to a real `mcvpn hub` process, held idle, churned, and
+    /// one contract suspended
+    #[command(after_help = "Examples:\n  mcvpn-bench control --sessions 10000\n  \
+        mcvpn-bench control --sessions 500 --contracts 5 --idle-seconds 5 --churn-seconds 10 --json\n\n\
+        Usually run through scripts/load.sh; see bench/README.md for what each figure means.")]
+    Control(control::ControlBenchArgs),
+    /// A share of `control`'s sessions in a process of its own (internal)
+    #[command(hide = true)]
+    ControlWorker(control::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +58,8 @@ fn main() -> ExitCode {
         .try_init();
     let result = match cli.cmd {
         BenchCmd::Relay(a) => relay::run_cli(a),
+        BenchCmd::Control(a) => control::run_cli(a),
+        BenchCmd::ControlWorker(a) => control::run_worker_cli(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1482,7 +1482,7 @@ fn read_softnet_drops() -> Option<u64> {
 }
 
 /// Raises the open-file limit to at least `need` (one socket per node).
-fn raise_nofile(need: u64) -> Result<()> {
+pub(crate) fn raise_nofile(need: u64) -> Result<()> {
     let mut r = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

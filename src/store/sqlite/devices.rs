@@ -189,21 +189,7 @@ impl DeviceStore for SqliteStore {
     }
 
     fn authorised_peers(&self, device: &DeviceRecord) -> StoreResult<Vec<DeviceRecord>> {
-        // Same account, plus grants: a target granted to an account is reachable by that
-        // account's clients, and those clients are the target's peers.
-        let sql = match device.role {
-            Role::Client => format!(
-                "SELECT {DEVICE_COLUMNS} FROM devices d JOIN accounts a ON a.id = d.account_id \
-                 WHERE d.role = 'target' AND (d.account_id = ?1 OR d.id IN \
-                     (SELECT target_device_id FROM grants WHERE account_id = ?1)) ORDER BY d.id"
-            ),
-            Role::Target => format!(
-                "SELECT {DEVICE_COLUMNS} FROM devices d JOIN accounts a ON a.id = d.account_id \
-                 WHERE d.role = 'client' AND (d.account_id = ?1 OR d.account_id IN \
-                     (SELECT account_id FROM grants WHERE target_device_id = ?2)) ORDER BY d.id"
-            ),
-        };
-        let mut stmt = self.conn.prepare(&sql)?;
+        let mut stmt = self.conn.prepare_cached(&peers_sql(device.role))?;
         let rows = match device.role {
             Role::Client => stmt.query_map(params![device.account_id], device_from_row)?,
             Role::Target => stmt.query_map(params![device.account_id, device.id], device_from_row)?,
@@ -244,5 +230,23 @@ impl DeviceStore for SqliteStore {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// The query of [`DeviceStore::authorised_peers`] for a device of `role` (?1 its account,
+/// ?2 its id). Same account, plus grants: a target granted to an account is reachable by
+/// that account's clients, and those clients are the target's peers.
+pub(super) fn peers_sql(role: Role) -> String {
+    match role {
+        Role::Client => format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices d JOIN accounts a ON a.id = d.account_id \
+             WHERE d.role = 'target' AND (d.account_id = ?1 OR d.id IN \
+                 (SELECT target_device_id FROM grants WHERE account_id = ?1)) ORDER BY d.id"
+        ),
+        Role::Target => format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices d JOIN accounts a ON a.id = d.account_id \
+             WHERE d.role = 'client' AND (d.account_id = ?1 OR d.account_id IN \
+                 (SELECT account_id FROM grants WHERE target_device_id = ?2)) ORDER BY d.id"
+        ),
     }
 }
