@@ -229,7 +229,7 @@ kill_target() {
 kill_hub() {
     kill -KILL "$HUB_PID"
     event hub_kill 30 "SIGKILL to hub pid $HUB_PID"
-    wait "$HUB_PID" 2>/dev/null || true
+    { wait "$HUB_PID"; } 2>/dev/null || true
     sleep "$RESTART_DELAY_S"
     start_hub
     log "hub restarted as pid $HUB_PID"
@@ -241,6 +241,8 @@ roam() {
     [ "$NAT_ADDR" = 192.0.2.4 ] && new=192.0.2.3
     # Removing the old address makes the masquerade forget every mapping through it
     # (a DHCP lease change): the hub sees the clients come from $new.
+    # promote_secondaries: else deleting the primary address deletes the new one with it
+    in_ns "$NS_RTC" sysctl -qw net.ipv4.conf.wan0.promote_secondaries=1
     ip -n "$NS_RTC" addr add "$new/24" dev wan0
     ip -n "$NS_RTC" addr del "$NAT_ADDR/24" dev wan0
     event roam 10 "client NAT public address $NAT_ADDR -> $new"

@@ -262,7 +262,8 @@ def report(work, t0, quick, out):
 
     def stalls(i):
         st = [tuple(s) for s in recv[i]["stalls"]]
-        if recv[i]["stalled_since"]:
+        # a stream whose sender drained just ended; one that did not is still stalled
+        if recv[i]["stalled_since"] and not send[i]["drained"]:
             st.append((recv[i]["stalled_since"][0], None))
         return st
 
