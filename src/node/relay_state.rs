@@ -294,10 +294,16 @@ mod tests {
         }
         .encode(&[3; 32]);
         assert!(r.on_bound(&ack, t0));
-        assert!(r.bind_due(t0 + Duration::from_secs(2)).is_none(), "bound: next at the refresh");
+        assert!(
+            r.bind_due(t0 + Duration::from_secs(2)).is_none(),
+            "bound: next at the refresh"
+        );
         r.refresh_now();
         assert!(r.bind_due(t0 + Duration::from_secs(2)).is_some());
-        assert!(r.is_bound(t0 + Duration::from_secs(2)), "a refresh keeps the node bound");
+        assert!(
+            r.is_bound(t0 + Duration::from_secs(2)),
+            "a refresh keeps the node bound"
+        );
     }
 
     #[test]
