@@ -111,6 +111,12 @@ for p in sys.argv[1:]:
 PY
 }
 wait_until 20 "both streams flowing" flowing || die "the checked streams do not flow"
+# Pings through each tunnel, 5 a second, for the tunnel's own recovery (the streams' also
+# includes TCP's retransmission backoff).
+ip netns exec "$NS_CLI" ping -D -i 0.2 -W 1 "$TIP" >"$WORK/ping1.log" 2>&1 &
+PING1=$!
+ip netns exec "$NS_CLI2" ping -D -i 0.2 -W 1 "$TIP" >"$WORK/ping2.log" 2>&1 &
+PING2=$!
 T0=$(now)
 log "soak: $MINUTES min ($([ $QUICK = 1 ] && echo quick || echo full)), target $TIP, streams c1->:5101 and c2->:5102 flowing"
 
@@ -277,6 +283,7 @@ sleep_until "$TOTAL_S"
 event end 0 "chaos over, draining the streams"
 
 # Stop: the senders finish what they made (drain up to 60 s), then the receivers.
+kill -INT "$PING1" "$PING2"
 kill -TERM "$SEND1" "$SEND2"
 wait "$SEND1" || log "sender 1 did not drain"
 wait "$SEND2" || log "sender 2 did not drain"

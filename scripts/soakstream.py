@@ -267,8 +267,35 @@ def report(work, t0, quick, out):
             st.append((recv[i]["stalled_since"][0], None))
         return st
 
+    # The pings' replies (ping -D: "[epoch] 64 bytes from ..."), for the tunnel's recovery.
+    pings = []
+    for i in (1, 2):
+        ts = []
+        try:
+            for line in open(os.path.join(work, f"ping{i}.log")):
+                if line.startswith("[") and "bytes from" in line:
+                    ts.append(float(line[1:line.index("]")]))
+        except OSError:
+            pass
+        pings.append(ts)
+
+    def ping_back(i, te, bound):
+        """Seconds from te to the first reply after a gap of over 1 s that began within the
+        event's bound; 0 if the replies went on; None if no reply came after it."""
+        ts = pings[i]
+        if not ts:
+            return None
+        back = 0.0
+        for a, b in zip(ts, ts[1:]):
+            if b - a > 1 and te - 2 <= a <= te + bound and b >= te:
+                back = max(back, b - te)
+        if ts[-1] < te:
+            return None
+        return round(back, 2)
+
     for ev in events:
         if ev["kind"] in ("target_kill", "hub_kill", "roam"):
+            ev["ping_back_s"] = [ping_back(i, ev["t"], ev["bound_s"]) for i in (0, 1)]
             te, bound = ev["t"], ev["bound_s"]
             rec = []
             for i in (0, 1):
@@ -390,8 +417,9 @@ def report(work, t0, quick, out):
             p(f"  {ev['at_s']:>7} s  loss burst 60 s: longest stall c1 {ev['longest_stall_s'][0]} s, "
               f"c2 {ev['longest_stall_s'][1]} s; {ev['sessions']}  [{'ok' if ev['ok'] else 'FAIL'}]")
         elif "recovery_s" in ev:
-            p(f"  {ev['at_s']:>7} s  {ev['kind']:<11} traffic again after c1 {ev['recovery_s'][0]} s, "
-              f"c2 {ev['recovery_s'][1]} s (bound {ev['bound_s']:.0f} s)  [{'ok' if ev['ok'] else 'FAIL'}]  {ev['detail']}")
+            p(f"  {ev['at_s']:>7} s  {ev['kind']:<11} streams again after c1 {ev['recovery_s'][0]} s, "
+              f"c2 {ev['recovery_s'][1]} s (bound {ev['bound_s']:.0f} s; pings back after "
+              f"{ev['ping_back_s'][0]} s, {ev['ping_back_s'][1]} s)  [{'ok' if ev['ok'] else 'FAIL'}]  {ev['detail']}")
     for st in rep["streams"]:
         p(f"  stream {st['stream']}: sent {st['sent_bytes']} B, verified {st['verified_bytes']} B, lost "
           f"{st['lost_bytes']} B, corrupt {st['corrupt_chunks']}, connections {st['connections']}, "
