@@ -377,6 +377,14 @@ def report(work, t0, quick, out):
                      "rss_kib_last": s[-1][1], "fds_first": s[0][2], "fds_max": max(x[2] for x in s),
                      "fds_last": s[-1][2]})
     rep["hub_instances"] = hubs
+    # The hub's samples, one every 30 s: [s from t0, pid, VmRSS KiB, open fds]
+    series, last = [], None
+    for h in inst:
+        for t, rss, fds in h["samples"]:
+            if last is None or t - last >= 30 or (series and series[-1][1] != h["pid"]):
+                series.append([round(t - t0, 1), h["pid"], rss, fds])
+                last = t
+    rep["hub_series"] = series
     drift = None
     if inst:
         s = inst[-1]["samples"]
