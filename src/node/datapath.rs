@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
 use super::peers::{Peer, PeerCache, PeerTable};
-use super::relay_state::RelayState;
+use super::relay_state::{QuietWatch, RelayState};
 use super::settings::DataPathTuning;
 use super::tun::TunDevice;
 use crate::proto::relay::{write_data_header, Header, Kind, HEADER_LEN};
@@ -523,13 +523,21 @@ impl<T: TunDevice> DataPath<T> {
 
     fn timers(&self) {
         let mut out = vec![0u8; HEADER_LEN + 65535 + 64 + 148];
+        let mut quiet = QuietWatch::default();
         loop {
             std::thread::sleep(TIMER_TICK);
             if let Some(bind) = self.relay.bind_due(Instant::now()) {
                 let _ = self.udp.send(self.hub.get(), &bind, None);
             }
+            let (mut tx, mut rx) = (0u64, 0u64);
             for peer in self.peers.all() {
-                let result = peer.tunn.lock().update_timers(&mut out[HEADER_LEN..]);
+                let result = {
+                    let mut tunn = peer.tunn.lock();
+                    let (_, ptx, prx, _, _) = tunn.stats();
+                    tx = tx.wrapping_add(ptx as u64);
+                    rx = rx.wrapping_add(prx as u64);
+                    tunn.update_timers(&mut out[HEADER_LEN..])
+                };
                 match result {
                     TunnResult::WriteToNetwork(b) => {
                         let len = b.len();
@@ -538,6 +546,14 @@ impl<T: TunDevice> DataPath<T> {
                     TunnResult::Err(WireGuardError::ConnectionExpired) => {}
                     TunnResult::Err(e) => tracing::debug!(peer = peer.node_id, error = ?e, "timer error"),
                     _ => {}
+                }
+            }
+            // Sent, but nothing back: maybe a new public address the hub does not know.
+            if quiet.observe(tx, rx, Instant::now()) {
+                tracing::debug!("sending into silence: binding again now");
+                self.relay.refresh_now();
+                if let Some(bind) = self.relay.bind_due(Instant::now()) {
+                    let _ = self.udp.send(self.hub.get(), &bind, None);
                 }
             }
         }

@@ -18,6 +18,11 @@ pub const BIND_LOST: Duration = Duration::from_secs(25);
 /// path that stopped carrying (UDP blocked mid-session) shows within seconds, and one
 /// lost datagram does not look like a dead path (see `transport`).
 pub const BIND_UNANSWERED_RETRY: Duration = Duration::from_secs(3);
+/// The node sent to its peers but nothing came back for this long: bind again now rather
+/// than at the next refresh. Its NAT may have given it a new public address (a new lease,
+/// a flushed mapping), and the hub drops datagrams from an endpoint it does not know until
+/// a bind from there is challenged and answered: without this, up to BIND_REFRESH.
+pub const QUIET_REBIND: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 struct Session {
@@ -88,6 +93,13 @@ impl RelayState {
             s.last_sent = None;
             s.unanswered_since = None;
             s.ever_bound = false;
+        }
+    }
+
+    /// Makes the next bind due at once (a refresh: what counts as bound is unchanged).
+    pub fn refresh_now(&self) {
+        if let Some(s) = self.current.lock().as_mut() {
+            s.last_sent = None;
         }
     }
 
@@ -205,9 +217,94 @@ impl RelayState {
     }
 }
 
+/// Watches the sum of the peers' WireGuard byte counters, sampled by the timer thread:
+/// [`QuietWatch::observe`] says when the node has sent for [`QUIET_REBIND`] without
+/// receiving anything, once per such silence (a dead peer costs one extra bind, not one
+/// per tick).
+#[derive(Debug, Default)]
+pub struct QuietWatch {
+    tx: u64,
+    rx: u64,
+    rx_at: Option<Instant>,
+    fired: bool,
+}
+
+impl QuietWatch {
+    /// True when a bind should go now. Counters may go down (a peer's tunnel replaced):
+    /// any change counts.
+    pub fn observe(&mut self, tx: u64, rx: u64, now: Instant) -> bool {
+        let rx_at = *self.rx_at.get_or_insert(now);
+        let sent = tx != self.tx;
+        self.tx = tx;
+        if rx != self.rx {
+            self.rx = rx;
+            self.rx_at = Some(now);
+            self.fired = false;
+            return false;
+        }
+        if sent && !self.fired && now.saturating_duration_since(rx_at) >= QUIET_REBIND {
+            self.fired = true;
+            return true;
+        }
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 13's soak: after the clients' NAT changed its public address, traffic came
+    /// back only at the next bind refresh (up to 10 s). Sending into silence for 1 s now
+    /// triggers one bind; receiving again re-arms it.
+    #[test]
+    fn sending_into_silence_rebinds_once_per_silence() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut q = QuietWatch::default();
+        assert!(!q.observe(10, 10, ms(0)));
+        // Traffic both ways: nothing to do.
+        assert!(!q.observe(20, 20, ms(250)));
+        // Sending, nothing back, not yet for QUIET_REBIND.
+        assert!(!q.observe(30, 20, ms(500)));
+        assert!(!q.observe(40, 20, ms(1000)));
+        // A second of silence while sending: bind now, once.
+        assert!(q.observe(50, 20, ms(1250)));
+        assert!(!q.observe(60, 20, ms(1500)));
+        assert!(!q.observe(70, 20, ms(9000)));
+        // Something came back: a later silence fires again.
+        assert!(!q.observe(80, 30, ms(9250)));
+        assert!(!q.observe(90, 30, ms(9750)));
+        assert!(q.observe(100, 30, ms(10250)));
+        // Silence without sending (an idle tunnel) is no reason to bind.
+        let mut idle = QuietWatch::default();
+        assert!(!idle.observe(5, 5, ms(0)));
+        assert!(!idle.observe(5, 5, ms(60_000)));
+    }
+
+    #[test]
+    fn refresh_now_makes_a_bind_due_at_once() {
+        let r = RelayState::default();
+        r.start(1, 7, [3; 32]);
+        let t0 = Instant::now();
+        let first = r.bind_due(t0).unwrap();
+        let ack = BindMsg {
+            kind: Kind::Bound,
+            ..BindMsg::parse(&first).unwrap()
+        }
+        .encode(&[3; 32]);
+        assert!(r.on_bound(&ack, t0));
+        assert!(
+            r.bind_due(t0 + Duration::from_secs(2)).is_none(),
+            "bound: next at the refresh"
+        );
+        r.refresh_now();
+        assert!(r.bind_due(t0 + Duration::from_secs(2)).is_some());
+        assert!(
+            r.is_bound(t0 + Duration::from_secs(2)),
+            "a refresh keeps the node bound"
+        );
+    }
 
     #[test]
     fn retries_fast_until_acknowledged_then_refreshes_slowly() {
