@@ -363,7 +363,7 @@ impl Hub {
         self.proc("stat")
             .ok()
             .and_then(|s| parse_stat_cpu_ticks(&s))
-            .map_or(0.0, |t| t as f64 / clock_ticks() as f64)
+            .map_or(0.0, |t| t as f64 / crate::relay::clock_ticks_per_second() as f64)
     }
     fn fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map_or(0, |d| d.count())
@@ -389,16 +389,6 @@ impl Drop for Hub {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as u64
-    } else {
-        100
     }
 }
 

@@ -1449,7 +1449,8 @@ fn heap_in_use() -> Option<u64> {
     }
 }
 
-fn clock_ticks_per_second() -> u64 {
+/// The kernel's clock ticks per second (`/proc` CPU times count in them).
+pub(crate) fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 {
