@@ -52,6 +52,11 @@ pub struct AdminArgs {
     /// The proxy user's password: the first line of this file (else a prompt)
     #[arg(long, global = true, value_name = "FILE")]
     pub proxy_password_file: Option<PathBuf>,
+    /// The operator's notice templates: a file here replaces the built-in one of the same
+    /// name (see templates/notices/README.txt) [default: /etc/mcvpn/notices if it exists].
+    /// Use the hub's
+    #[arg(long, global = true, env = "MCVPN_NOTICE_TEMPLATES", value_name = "DIR")]
+    pub notice_templates: Option<PathBuf>,
     /// `HTTPS_PROXY`/`NO_PROXY`, read by `main` (not flags).
     #[arg(skip)]
     pub proxy_env: (Option<String>, Option<String>),
@@ -105,6 +110,17 @@ pub fn run_local(store: &mut dyn Store, command: AdminCommand, today: NaiveDate)
     result
 }
 
+/// The notice templates in `dir` (an error if it is missing), or in the default directory
+/// if it exists, over the built-in ones. The hub and `mcvpn admin` both load them this way.
+pub fn load_notice_templates(dir: Option<&Path>) -> Result<crate::admin::notice_text::NoticeTemplates> {
+    use crate::admin::notice_text::{NoticeTemplates, DEFAULT_DIR};
+    let templates = NoticeTemplates::load(dir.unwrap_or(Path::new(DEFAULT_DIR)), dir.is_some())?;
+    for (name, origin) in templates.origins().filter(|(_, o)| !o.starts_with("built-in:")) {
+        tracing::info!(template = name, file = %origin.display(), "notice template from the operator");
+    }
+    Ok(templates)
+}
+
 pub fn run(args: AdminArgs) -> Result<Exit> {
     crate::contract::set_operator_tz(args.timezone).map_err(|e| anyhow!(e))?;
     let today = crate::contract::today_in(args.timezone, chrono::Utc::now());
@@ -149,6 +165,8 @@ pub fn run(args: AdminArgs) -> Result<Exit> {
             crate::node::remote::admin(&reach, account, &password, &command)?
         }
         (None, None) => {
+            // The notices this command queues are worded here, as the hub would word them.
+            crate::admin::notice_text::install(load_notice_templates(args.notice_templates.as_deref())?);
             if !args.db.exists() {
                 eprintln!("note: creating a new, empty store at {}", args.db.display());
             }

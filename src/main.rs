@@ -181,6 +181,11 @@ struct HubArgs {
     preauth: PreauthArgs,
     #[command(flatten)]
     https: HttpsArgs,
+    /// The operator's notice templates: a file here replaces the built-in one of the same
+    /// name (see templates/notices/README.txt) [default: /etc/mcvpn/notices if it exists].
+    /// A broken template stops the start, naming its file and line
+    #[arg(long, env = "MCVPN_NOTICE_TEMPLATES", value_name = "DIR")]
+    notice_templates: Option<PathBuf>,
     /// The operator's time zone (IANA name): contract dates, deadlines, the daily
     /// contract job and the times in notices are in it
     #[arg(long, env = "MCVPN_TIMEZONE", default_value = mcvpn::contract::DEFAULT_TZ, value_parser = mcvpn::contract::parse_tz)]
@@ -503,6 +508,9 @@ fn dispatch(command: Command) -> Result<Exit> {
         Command::Hub(HubCmd { run, sub: None }) => {
             mcvpn::contract::set_operator_tz(run.timezone).map_err(anyhow::Error::msg)?;
             tracing::info!(timezone = %run.timezone, "contract dates are days in this time zone");
+            mcvpn::admin::notice_text::install(mcvpn::cli_admin::load_notice_templates(
+                run.notice_templates.as_deref(),
+            )?);
             let settings = hub_settings(run)?;
             tokio::runtime::Runtime::new()?.block_on(hub::run(settings))?;
             Ok(Exit::ok())

@@ -6,6 +6,7 @@ use super::api::{
     TargetRow,
 };
 use super::contracts::unit_of;
+use super::notice_text::Notice;
 use super::{
     audit, out_of_scope, scope_filter, visible_account, visible_contract, AdminError, AdminResult, ExecCtx,
     NewPassword, Output, Scope,
@@ -101,18 +102,14 @@ fn set_state(store: &mut dyn Store, ctx: &ExecCtx, user: &str, state: AccountSta
     )?;
     if state == AccountState::Locked {
         let c = store.contract_by_id(a.contract_id)?;
-        let body = format!(
-            "Dear {},\n\nThe account {user} was locked by {}: its sessions were ended and it cannot \
-             log in until it is unlocked.\n\nContract: {}\n-- mcvpn service operator\n",
-            if c.admin_name.is_empty() {
-                "account administrator"
-            } else {
-                &c.admin_name
+        super::contracts::notify(
+            store,
+            &c,
+            &Notice::AccountLocked {
+                user: user.to_string(),
+                by: ctx.actor.clone(),
             },
-            ctx.actor,
-            c.name
-        );
-        store.notice_add(c.id, "account-locked", &format!("mcvpn: account {user} locked"), &body)?;
+        )?;
     }
     Ok(Output::message(format!("account {user} is now {}", state.as_str())))
 }

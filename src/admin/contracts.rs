@@ -7,14 +7,14 @@ use super::api::{
     time, AccountsAdded, CancellationAccepted, CancellationInfo, ContractAdded, ContractDetails, ContractSummary,
     CurrentTerm, HistoryRow, TermRow,
 };
+use super::notice_text::{self, Notice};
 use super::{audit, visible_contract, AdminError, AdminResult, ContractSpec, ExecCtx, Output};
 use crate::contract::{
     additional_first_end, cancellation_deadline, cancellation_effective, first_term_end, term_at, AdditionalContract,
     BasicContract, Cancellation, ContractKind, ContractUnit, TermStatus,
 };
 use crate::store::{
-    format_time, now, CancellationRecord, ContractField, ContractRecord, ContractState, NewContract, Store, TermKind,
-    UnixTime,
+    now, CancellationRecord, ContractField, ContractRecord, ContractState, NewContract, Store, TermKind,
 };
 
 /// The hub's `--min-accounts` (art. 12), stored so that `mcvpn admin` sees it too.
@@ -59,30 +59,13 @@ pub(super) fn cancellation_of(store: &dyn Store, contract_id: i64) -> Result<Opt
     }))
 }
 
-/// The text of a notice to the contract's administrator.
-pub(super) fn notify_text(c: &ContractRecord, body: &str) -> String {
-    let greeting = if c.admin_name.is_empty() {
-        "To the account administrator".to_string()
-    } else {
-        format!("Dear {}", c.admin_name)
-    };
-    format!(
-        "{greeting},\n\n{body}\n\nContract: {}\n-- mcvpn service operator\n",
-        c.name
-    )
-}
-
-/// Queues a notice to the contract's administrator (art. 23-2, 24-3, 39). Part of the
-/// change it tells of: a suspension whose notice cannot be queued does not happen.
-fn notify(store: &mut dyn Store, c: &ContractRecord, kind: &str, subject: &str, body: &str) -> Result<(), AdminError> {
-    let text = notify_text(c, body);
-    store.notice_add(c.id, kind, subject, &text)?;
+/// Queues a notice to the contract's administrator (art. 23-2, 24-3, 39), worded by the
+/// templates in force ([`notice_text`]). Part of the change it tells of: a suspension
+/// whose notice cannot be queued does not happen.
+pub(super) fn notify(store: &mut dyn Store, c: &ContractRecord, notice: &Notice) -> Result<(), AdminError> {
+    let (subject, body) = notice_text::active().render(c, notice);
+    store.notice_add(c.id, notice.kind(), &subject, &body)?;
     Ok(())
-}
-
-/// A time for the operator and the notices: local, with the offset.
-fn day(t: UnixTime) -> String {
-    format_time(t)
 }
 
 pub(super) fn add(store: &mut dyn Store, ctx: &ExecCtx, spec: &ContractSpec) -> AdminResult {
@@ -271,13 +254,10 @@ pub(super) fn suspend(store: &mut dyn Store, ctx: &ExecCtx, name: &str, reason: 
     notify(
         store,
         &c,
-        "suspension",
-        &format!("mcvpn: use of contract {} is suspended", c.name),
-        &format!(
-            "Use of the service under your contract is suspended as of {} (art. 23).\nReason: {reason}\n\
-             All sessions were ended and logins are refused until the suspension is lifted.",
-            day(now())
-        ),
+        &Notice::Suspension {
+            since: ctx.today,
+            reason: reason.to_string(),
+        },
     )?;
     Ok(Output::message(format!(
         "contract {} suspended: its sessions are cut and its logins refused; the administrator is notified",
@@ -296,13 +276,7 @@ pub(super) fn resume(store: &mut dyn Store, ctx: &ExecCtx, name: &str) -> AdminR
     }
     store.contract_set_state(c.id, ContractState::Active, None)?;
     audit(store, ctx, "contract.resume", Some(c.id), None, "suspension lifted")?;
-    notify(
-        store,
-        &c,
-        "resumption",
-        &format!("mcvpn: contract {} may be used again", c.name),
-        "The suspension of your contract was lifted; your users can log in again.",
-    )?;
+    notify(store, &c, &Notice::Resumption { since: ctx.today })?;
     Ok(Output::message(format!("contract {} is active again", c.name)))
 }
 
@@ -321,7 +295,6 @@ pub(super) fn terminate(
             c.state.as_str()
         )));
     }
-    let subject = format!("mcvpn: contract {} is terminated", c.name);
     if notice_undeliverable {
         // Art. 24-3: a notice that does not arrive takes effect five days after it
         // was sent: the hub's job schedules it once the notice has actually gone out
@@ -338,12 +311,9 @@ pub(super) fn terminate(
         notify(
             store,
             &c,
-            "termination",
-            &subject,
-            &format!(
-                "Your contract is terminated (art. 24). Reason: {reason}\nIt takes effect five days after \
-                 this notice was sent (art. 24-3)."
-            ),
+            &Notice::TerminationUndelivered {
+                reason: reason.to_string(),
+            },
         )?;
         return Ok(Output::message(format!(
             "termination of {} takes effect five days after its notice is sent (art. 24-3); see `contract show`",
@@ -356,12 +326,10 @@ pub(super) fn terminate(
     notify(
         store,
         &c,
-        "termination",
-        &subject,
-        &format!(
-            "Your contract is terminated as of {} (art. 24).\nReason: {reason}",
-            day(now())
-        ),
+        &Notice::Termination {
+            since: ctx.today,
+            reason: reason.to_string(),
+        },
     )?;
     Ok(Output::message(format!(
         "contract {} terminated; its sessions are cut",
@@ -399,17 +367,12 @@ pub(super) fn cancel(
     notify(
         store,
         &c,
-        "cancellation",
-        &format!("mcvpn: cancellation of contract {} accepted", c.name),
-        &format!(
-            "Your cancellation received on {received} is accepted (art. 18). The service ends at the end of \
-             {effective}; accounts stop then. Fees are not refunded.{}",
-            if late {
-                "\nThe requested date's deadline had passed: the next possible month end applies."
-            } else {
-                ""
-            }
-        ),
+        &Notice::Cancellation {
+            received,
+            effective,
+            requested_end: end,
+            late,
+        },
     )?;
     Ok(Output::CancellationAccepted(CancellationAccepted {
         contract: c.name,

@@ -5,7 +5,8 @@
 
 use chrono::NaiveDate;
 
-use super::contracts::{cancellation_of, notify_text, unit_of};
+use super::contracts::{cancellation_of, unit_of};
+use super::notice_text::{self, Notice};
 use super::{audit, AdminError, ExecCtx};
 use crate::contract::{first_term_end, renewal_reminder_due, term_at, termination_effective_undelivered};
 use crate::store::{ContractRecord, ContractState, Store, UnixTime};
@@ -142,18 +143,24 @@ fn renewal_reminder(store: &mut dyn Store, c: &ContractRecord, today: NaiveDate)
     let Some(r) = renewal_reminder_due(&status, today, RENEWAL_NOTICE_DAYS)? else {
         return Ok(None);
     };
-    let subject = format!("mcvpn: contract {} renews after {}", c.name, r.term_end);
-    let body = notify_text(
+    let (subject, body) = notice_text::active().render(
         c,
-        &format!(
-            "Your contract's term ends on {}. It renews for one year unless a cancellation reaches us by {} \
-             (until 24:00 {} time; art. 14, 18).",
-            r.term_end,
-            r.deadline,
-            crate::contract::operator_tz()
-        ),
+        &Notice::Renewal {
+            term_end: r.term_end,
+            deadline: r.deadline,
+        },
     );
     Ok(store
-        .notice_add_once(c.id, "renewal", &r.key, &subject, &body)?
+        .notice_add_once(
+            c.id,
+            Notice::Renewal {
+                term_end: r.term_end,
+                deadline: r.deadline,
+            }
+            .kind(),
+            &r.key,
+            &subject,
+            &body,
+        )?
         .map(|_| format!("renewal reminder queued for {}", c.name)))
 }

@@ -14,6 +14,7 @@ mod billing;
 mod contracts;
 mod devices;
 mod jobs;
+pub mod notice_text;
 pub mod render;
 
 pub use api::{
