@@ -387,7 +387,16 @@ async fn a_silent_connection_is_closed_at_the_deadline_and_its_slot_freed() {
         .unwrap();
     assert!(matches!(n, Ok(0) | Err(_)), "closed, not answered: {n:?}");
     assert!(t.elapsed() < DEADLINE + Duration::from_millis(500), "{:?}", t.elapsed());
-    let s = stats(&hub.socket).await;
+    // The slot is given back by the connection's task just after it closes the socket:
+    // on a loaded machine the client may see the close first.
+    let mut s = stats(&hub.socket).await;
+    for _ in 0..20 {
+        if preauth_stat(&s, "pending") == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s = stats(&hub.socket).await;
+    }
     assert_eq!(preauth_stat(&s, "pending"), 0, "{s}");
     assert_eq!(preauth_stat(&s, "deadline_expired"), 2, "{s}");
 }

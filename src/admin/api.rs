@@ -346,6 +346,9 @@ pub enum NoticeCmd {
         #[arg(long)]
         all: bool,
     },
+    /// Every notice worded by the templates in force, with sample values: check an edited
+    /// template before a real notice uses it (operator). Example: mcvpn admin notice preview
+    Preview,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
@@ -436,6 +439,7 @@ pub fn authorize(scope: &Scope, cmd: &AdminCommand) -> Result<(), AdminError> {
         C::Session(SessionCmd::List { .. }) | C::Log { .. } | C::Notice(NoticeCmd::List { .. }) => {
             Allowed::ContractAdmin
         }
+        C::Notice(NoticeCmd::Preview) => Allowed::Operator,
         // The account administrator manages their users' devices (the command checks the
         // account is in their contract); the operator everywhere.
         C::Device(d) => match d {
@@ -501,6 +505,7 @@ impl AdminCommand {
             },
             C::Log { .. } => "log",
             C::Notice(NoticeCmd::List { .. }) => "notice-list",
+            C::Notice(NoticeCmd::Preview) => "notice-preview",
             C::Invoice { .. } => "invoice",
             C::Compensation { .. } => "compensation",
             C::Outage(o) => match o {
@@ -549,6 +554,7 @@ impl AdminCommand {
             C::Session(SessionCmd::List { .. })
             | C::Log { .. }
             | C::Notice(NoticeCmd::List { .. })
+            | C::Notice(NoticeCmd::Preview)
             | C::Invoice { .. }
             | C::Compensation { .. } => false,
             C::Outage(o) => match o {

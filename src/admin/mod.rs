@@ -208,6 +208,7 @@ fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> AdminR
         },
         C::Log { limit } => accounts::log(store, ctx, *limit),
         C::Notice(NoticeCmd::List { all }) => accounts::notice_list(store, ctx, *all),
+        C::Notice(NoticeCmd::Preview) => Ok(Output::message(notice_text::active().preview())),
         C::Invoice { contract, at } => billing::invoice(store, ctx, contract, at.unwrap_or(ctx.today)),
         C::Compensation { contract } => billing::compensation(store, ctx, contract),
         C::Outage(o) => match o {

@@ -322,6 +322,23 @@ impl NoticeTemplates {
         self.origin.iter().map(|(name, path)| (*name, path.as_path()))
     }
 
+    /// Every notice with sample values, each under its template's origin: what
+    /// `mcvpn admin notice preview` shows.
+    pub fn preview(&self) -> String {
+        let c = sample_contract();
+        let mut out = String::new();
+        for notice in Notice::samples() {
+            let (subject, body) = self.render(&c, &notice);
+            let origin = self.origin.get(notice.template()).map(|p| p.display().to_string());
+            out.push_str(&format!(
+                "===== {} ({})\nSubject: {subject}\n\n{body}\n",
+                notice.kind(),
+                origin.unwrap_or_default()
+            ));
+        }
+        out.trim_end().to_string()
+    }
+
     /// The subject and the body of `notice` to contract `c`'s administrator.
     pub fn render(&self, c: &ContractRecord, notice: &Notice) -> (String, String) {
         match self.try_render(c, notice) {
@@ -566,6 +583,27 @@ mod tests {
         // A directory the operator named must exist; the default one may be missing.
         assert!(NoticeTemplates::load(Path::new("/nonexistent/dir"), true).is_err());
         assert!(NoticeTemplates::load(Path::new("/nonexistent/dir"), false).is_ok());
+    }
+
+    #[test]
+    fn the_preview_shows_every_notice_and_where_its_words_come_from() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("renewal.txt"), "更新 {{ term_end }}\n\n本文\n").unwrap();
+        let preview = NoticeTemplates::load(dir.path(), true).unwrap().preview();
+        for n in Notice::samples() {
+            assert!(preview.contains(&format!("===== {} (", n.kind())), "{preview}");
+        }
+        assert!(
+            preview.contains(&format!(
+                "===== renewal ({})\nSubject: 更新 2027-03-31\n\n本文",
+                dir.path().join("renewal.txt").display()
+            )),
+            "{preview}"
+        );
+        assert!(
+            preview.contains("===== suspension (built-in:suspension.txt)"),
+            "{preview}"
+        );
     }
 
     #[test]
