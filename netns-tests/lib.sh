@@ -245,9 +245,10 @@ alice_and_her_target() {
 
 # --- clients ---------------------------------------------------------------
 
-client_envs() { # client_envs NAME: the environment of one client (config, run dir, key)
+client_envs() { # client_envs NAME: the environment of one client (config, run dir, key, log, saved login)
     mkdir -p "$WORK/$1"
-    echo "MCVPN_CONFIG=$WORK/$1/mcvpn.toml" "MCVPN_RUN_DIR=$WORK/$1" "MCVPN_KEY=$WORK/$1/device.key"
+    echo "MCVPN_CONFIG=$WORK/$1/mcvpn.toml" "MCVPN_RUN_DIR=$WORK/$1" "MCVPN_KEY=$WORK/$1/device.key" \
+        "MCVPN_LOG_DIR=$WORK/$1" "MCVPN_RESUME_FILE=$WORK/$1/client.resume"
 }
 
 client_cmd() { # client_cmd NS NAME ARGS...
