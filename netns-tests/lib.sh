@@ -410,7 +410,7 @@ EOF
 }
 
 # no_client_left NS NAME: nothing of a failed `mcvpn up` is left: no TUN, no process in the
-# namespace, and `mcvpn status` says not running (5).
+# namespace, and `mcvpn status` says not running (3, the LSB's).
 no_client_left() {
     local ns=$1 name=$2 rc=0
     if ip -n "$ns" link show mcvpn0 >/dev/null 2>&1; then
@@ -425,8 +425,8 @@ no_client_left() {
     client_status "$name" >/dev/null 2>&1
     local st=$?
     set -e
-    if [ "$st" -ne 5 ]; then
-        fail "mcvpn status after the failed up: status $st (want 5, not running)"
+    if [ "$st" -ne 3 ]; then
+        fail "mcvpn status after the failed up: status $st (want 3, not running)"
         rc=1
     fi
     return "$rc"
