@@ -18,6 +18,8 @@ fi
 assets=target/deb-assets
 rm -rf "$assets"
 mkdir -p "$assets/units"
+# The release profile keeps line tables for backtraces; the package ships it stripped.
+strip --strip-unneeded -o "$assets/mcvpn" target/release/mcvpn
 target/release/mcvpn debug gen-docs --out "$assets" >&2
 # Debian policy: man pages compressed, without a timestamp (reproducible).
 gzip -9n "$assets"/man1/*.1
