@@ -245,9 +245,10 @@ alice_and_her_target() {
 
 # --- clients ---------------------------------------------------------------
 
-client_envs() { # client_envs NAME: the environment of one client (config, run dir, key)
+client_envs() { # client_envs NAME: the environment of one client (config, run dir, key, log, saved login)
     mkdir -p "$WORK/$1"
-    echo "MCVPN_CONFIG=$WORK/$1/mcvpn.toml" "MCVPN_RUN_DIR=$WORK/$1" "MCVPN_KEY=$WORK/$1/device.key"
+    echo "MCVPN_CONFIG=$WORK/$1/mcvpn.toml" "MCVPN_RUN_DIR=$WORK/$1" "MCVPN_KEY=$WORK/$1/device.key" \
+        "MCVPN_LOG_DIR=$WORK/$1" "MCVPN_RESUME_FILE=$WORK/$1/client.resume"
 }
 
 client_cmd() { # client_cmd NS NAME ARGS...
@@ -409,7 +410,7 @@ EOF
 }
 
 # no_client_left NS NAME: nothing of a failed `mcvpn up` is left: no TUN, no process in the
-# namespace, and `mcvpn status` says not running (5).
+# namespace, and `mcvpn status` says not running (3, the LSB's).
 no_client_left() {
     local ns=$1 name=$2 rc=0
     if ip -n "$ns" link show mcvpn0 >/dev/null 2>&1; then
@@ -424,8 +425,8 @@ no_client_left() {
     client_status "$name" >/dev/null 2>&1
     local st=$?
     set -e
-    if [ "$st" -ne 5 ]; then
-        fail "mcvpn status after the failed up: status $st (want 5, not running)"
+    if [ "$st" -ne 3 ]; then
+        fail "mcvpn status after the failed up: status $st (want 3, not running)"
         rc=1
     fi
     return "$rc"

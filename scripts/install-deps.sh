@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a Debian/Ubuntu machine, only what is
 # missing: iproute2 (ip, tc), nftables (nft, for the NAT routers and the firewalls of the
-# transport tests), iputils-ping, python3, procps, squid (the real HTTP proxy of
+# transport tests), iputils-ping, man-db, dpkg-dev and adduser (the package test), python3, procps, squid (the real HTTP proxy of
 # netns-tests/121-proxy.sh) and openssl (its password file's hash); and checks that a Rust
 # toolchain is there to build mcvpn.
 set -euo pipefail
@@ -13,6 +13,11 @@ command -v python3 >/dev/null || need+=(python3)
 command -v pgrep >/dev/null || need+=(procps)
 command -v squid >/dev/null && [ -x /usr/lib/squid/basic_ncsa_auth ] || need+=(squid)
 command -v openssl >/dev/null || need+=(openssl)
+# scripts/package-test.sh: `man -w` for the installed pages, dpkg-shlibdeps for the .deb's
+# library dependencies (cargo-deb's $auto), adduser for its maintainer scripts.
+command -v man >/dev/null || need+=(man-db)
+command -v dpkg-shlibdeps >/dev/null || need+=(dpkg-dev)
+command -v adduser >/dev/null || need+=(adduser)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -10,8 +10,12 @@ pub const USAGE: u8 = 2;
 pub const REFUSED: u8 = 3;
 /// Needs root (or CAP_NET_ADMIN): run it with sudo.
 pub const NOT_ROOT: u8 = 4;
-/// `status`: mcvpn is not running.
-pub const NOT_RUNNING: u8 = 5;
+/// `status`: mcvpn is not running (LSB init-script convention, as `systemctl status`:
+/// a monitoring script can test `mcvpn status` exactly like a service's status).
+pub const NOT_RUNNING: u8 = 3;
+/// `status`: cannot tell (LSB "status unknown"): the socket is not ours to read, or the
+/// daemon answered something else than a status.
+pub const STATUS_UNKNOWN: u8 = 4;
 
 /// How a command ended: a status and, on failure, what to tell the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,4 +49,7 @@ Exit status:
   2  bad command line
   3  refused by the hub (wrong password, locked, suspended, not enrolled...)
   4  needs root: run with sudo
-  5  status: mcvpn is not running";
+`mcvpn status` and `mcvpn target status` follow the LSB instead:
+  0  running
+  3  not running
+  4  unknown (not allowed to ask: run with sudo)";

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod channel;
 pub mod cli_admin;
 pub mod contract;
+pub mod docs;
 pub mod exit;
 pub mod hub;
 pub mod keys;

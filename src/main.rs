@@ -36,8 +36,17 @@ struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a tracing filter); RUST_LOG also works.
     #[arg(long, global = true, env = "MCVPN_LOG")]
     log: Option<String>,
+    /// Log lines as text, or as one JSON object per line (for log collectors)
+    #[arg(long, global = true, env = "MCVPN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -55,8 +64,9 @@ enum Command {
     )]
     Up(UpCmd),
     /// Take the VPN down: no interface, route or daemon is left behind
-    Down(ClientPathArgs),
+    Down(DownCmd),
     /// Show the hub, the account, the overlay address and each peer
+    #[command(after_help = "Exit status (LSB): 0 running, 3 not running, 4 unknown (run with sudo)")]
     Status {
         #[command(flatten)]
         paths: ClientPathArgs,
@@ -85,8 +95,17 @@ enum Command {
         password_file: Option<PathBuf>,
         #[arg(long, default_value = "/etc/mcvpn/mcvpn.toml", env = "MCVPN_CONFIG")]
         config: PathBuf,
+        /// Print the hub's answer as JSON
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         transport: TransportArgs,
+    },
+    /// Print a shell completion script (the package installs them already)
+    #[command(after_help = "Example:\n  mcvpn completions bash > ~/.local/share/bash-completion/completions/mcvpn")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// The background half of `mcvpn up` (started by it; not for direct use)
     #[command(hide = true)]
@@ -253,7 +272,13 @@ fn parse_deadline(s: &str) -> Result<f64, String> {
 #[derive(Subcommand)]
 enum HubSub {
     /// Print the server URL (creating the key if it does not exist yet)
-    Url(HubIdentityArgs),
+    Url {
+        #[command(flatten)]
+        identity: HubIdentityArgs,
+        /// Print JSON: {"version": 1, "url": …}
+        #[arg(long)]
+        json: bool,
+    },
     /// Relay counters and live sessions of the running hub
     Stats {
         #[arg(long, default_value = "/run/mcvpn/hub.sock")]
@@ -320,12 +345,18 @@ struct ClientPathArgs {
     /// Remembered hub and account
     #[arg(long, default_value = "/etc/mcvpn/mcvpn.toml", env = "MCVPN_CONFIG")]
     config: PathBuf,
-    /// Where the running daemon keeps its socket and log
+    /// Where the running daemon keeps its socket
     #[arg(long, default_value = "/run/mcvpn", env = "MCVPN_RUN_DIR")]
     run_dir: PathBuf,
     /// This PC's device key (created on first use; on a removable drive for USB-key mode)
     #[arg(long = "key", default_value = "/var/lib/mcvpn/device.key", env = "MCVPN_KEY")]
     key: PathBuf,
+    /// Where the background client writes client.log (under systemd: the journal)
+    #[arg(long, default_value = "/var/log/mcvpn", env = "MCVPN_LOG_DIR")]
+    log_dir: PathBuf,
+    /// The saved login of `--persist` (a resume credential, never the password)
+    #[arg(long, default_value = "/var/lib/mcvpn/client.resume", env = "MCVPN_RESUME_FILE")]
+    resume_file: PathBuf,
 }
 
 impl ClientPathArgs {
@@ -334,8 +365,39 @@ impl ClientPathArgs {
             config: self.config.clone(),
             run_dir: self.run_dir.clone(),
             key: self.key.clone(),
+            log_dir: self.log_dir.clone(),
+            resume: self.resume_file.clone(),
         }
     }
+}
+
+/// Where `--persist` puts mcvpn-client.service.
+#[derive(Args, Clone)]
+struct ServiceArgs {
+    /// The directory of the unit file (tests point it elsewhere)
+    #[arg(long, default_value = "/etc/systemd/system", env = "MCVPN_UNIT_DIR", hide = true)]
+    unit_dir: PathBuf,
+}
+
+impl ServiceArgs {
+    fn settings(self) -> Result<mcvpn::node::service::ServiceSettings> {
+        Ok(mcvpn::node::service::ServiceSettings {
+            unit_dir: self.unit_dir,
+            exe: std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find the mcvpn executable: {e}"))?,
+            systemd_running: std::path::Path::new("/run/systemd/system").is_dir(),
+        })
+    }
+}
+
+#[derive(Args)]
+struct DownCmd {
+    /// Also remove the boot-time service and the saved login of `up --persist`
+    #[arg(long)]
+    persist: bool,
+    #[command(flatten)]
+    service: ServiceArgs,
+    #[command(flatten)]
+    paths: ClientPathArgs,
 }
 
 #[derive(Args)]
@@ -352,6 +414,16 @@ struct UpCmd {
     /// Stay attached to the terminal instead of running in the background
     #[arg(long)]
     foreground: bool,
+    /// Also come back after a reboot: keep a resume credential (root's only; never the
+    /// password) and install mcvpn-client.service; `mcvpn down --persist` undoes it
+    #[arg(long, conflicts_with = "resume")]
+    persist: bool,
+    /// Log in with the credential saved by `--persist` instead of a password (what
+    /// mcvpn-client.service runs)
+    #[arg(long, conflicts_with = "password_file")]
+    resume: bool,
+    #[command(flatten)]
+    service: ServiceArgs,
     #[command(flatten)]
     data: DataPathSettings,
     #[command(flatten)]
@@ -428,6 +500,11 @@ enum TargetCmd {
 
 #[derive(Subcommand)]
 enum DebugCmd {
+    /// Write the man pages (DIR/man1) and shell completions (DIR/completions) for packaging
+    GenDocs {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Log in, bind, and send relay datagrams to any node id (tests the hub's authorisation)
     RelayProbe {
         #[arg(long)]
@@ -443,17 +520,22 @@ enum DebugCmd {
     },
 }
 
-fn init_logging(cli_level: Option<&str>, default: &str) {
+fn init_logging(cli_level: Option<&str>, default: &str, format: LogFormat) {
     let filter = cli_level
         .map(str::to_string)
         .or_else(|| std::env::var("RUST_LOG").ok())
         .unwrap_or_else(|| default.to_string());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        // One object per line, the event's fields at the top level next to level and time.
+        LogFormat::Json => builder.json().flatten_event(true).with_ansi(false).try_init(),
+    };
 }
 
 fn main() -> ExitCode {
@@ -462,7 +544,7 @@ fn main() -> ExitCode {
         cli.command,
         Command::Hub(HubCmd { sub: None, .. }) | Command::ClientDaemon | Command::Target(TargetCmd::Run { .. })
     ) || matches!(&cli.command, Command::Up(u) if u.foreground);
-    init_logging(cli.log.as_deref(), if daemon { "info" } else { "warn" });
+    init_logging(cli.log.as_deref(), if daemon { "info" } else { "warn" }, cli.log_format);
     if prints_for_a_reader(&cli.command) {
         restore_default_sigpipe();
     }
@@ -484,6 +566,7 @@ fn prints_for_a_reader(command: &Command) -> bool {
         Command::Admin(_)
             | Command::Status { .. }
             | Command::Down(_)
+            | Command::Completions { .. }
             | Command::Target(TargetCmd::Status { .. })
             | Command::Hub(HubCmd { sub: Some(_), .. })
     )
@@ -516,12 +599,18 @@ fn dispatch(command: Command) -> Result<Exit> {
             Ok(Exit::ok())
         }
         Command::Hub(HubCmd {
-            sub: Some(HubSub::Url(identity)),
+            sub: Some(HubSub::Url { identity, json }),
             ..
         }) => {
             let identity = identity.identity();
             let keys = identity.load_keys()?;
-            println!("{}", identity.server_url(&keys));
+            let url = identity.server_url(&keys);
+            if json {
+                let doc = serde_json::json!({ "version": client::JSON_VERSION, "url": url.to_string() });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                println!("{url}");
+            }
             Ok(Exit::ok())
         }
         Command::Hub(HubCmd {
@@ -540,7 +629,12 @@ fn dispatch(command: Command) -> Result<Exit> {
                 })?
                 .map_err(|e| anyhow::anyhow!("the hub refused: {e}"))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&stats)?);
+                // The hub's own document, versioned like every other --json answer.
+                let mut doc = serde_json::json!({ "version": client::JSON_VERSION });
+                if let (Some(doc), serde_json::Value::Object(fields)) = (doc.as_object_mut(), stats) {
+                    doc.extend(fields);
+                }
+                println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
                 print_hub_stats(&stats);
             }
@@ -552,10 +646,32 @@ fn dispatch(command: Command) -> Result<Exit> {
             account: u.account,
             password_file: u.password_file,
             foreground: u.foreground,
+            resume: u.resume,
+            persist: if u.persist { Some(u.service.settings()?) } else { None },
             data: u.data,
             transport: u.transport.options(),
         }),
-        Command::Down(paths) => client::down(&paths.paths()),
+        Command::Down(d) => {
+            let paths = d.paths.paths();
+            let exit = client::down(&paths)?;
+            if d.persist && exit.code == exit::OK {
+                client::remove_persistence(&d.service.settings()?, &paths)?;
+            }
+            Ok(exit)
+        }
+        Command::Completions { shell } => {
+            mcvpn::docs::write_completions(<Cli as clap::CommandFactory>::command(), shell, &mut std::io::stdout());
+            Ok(Exit::ok())
+        }
+        Command::Debug(DebugCmd::GenDocs { out }) => {
+            let pages = mcvpn::docs::generate_all(<Cli as clap::CommandFactory>::command(), &out)?;
+            println!(
+                "{pages} man pages and {} completion scripts in {}",
+                mcvpn::docs::PACKAGED_SHELLS.len(),
+                out.display()
+            );
+            Ok(Exit::ok())
+        }
         Command::Status { paths, json, verbose } => client::status(&paths.paths().socket(), json, verbose),
         Command::ClientDaemon => client::daemon_main(),
         Command::Target(TargetCmd::Enroll {
@@ -590,8 +706,9 @@ fn dispatch(command: Command) -> Result<Exit> {
             account,
             password_file,
             config,
+            json,
             transport,
-        } => client::passwd(hub, account, password_file, &config, &transport.options()),
+        } => client::passwd(hub, account, password_file, &config, &transport.options(), json),
         Command::Debug(DebugCmd::RelayProbe {
             hub,
             account,

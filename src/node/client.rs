@@ -60,6 +60,13 @@ pub struct ClientPaths {
     pub config: PathBuf,
     pub run_dir: PathBuf,
     pub key: PathBuf,
+    /// Where the background daemon's log goes (`client.log`): kept across reboots, unlike
+    /// the run directory. Under systemd the client runs in the foreground and logs to the
+    /// journal instead.
+    pub log_dir: PathBuf,
+    /// The resume credential `up --persist` keeps (mode 0600) so that the boot-time
+    /// service logs in without the password, which is never written anywhere.
+    pub resume: PathBuf,
 }
 
 impl ClientPaths {
@@ -67,7 +74,7 @@ impl ClientPaths {
         self.run_dir.join("client.sock")
     }
     pub fn log(&self) -> PathBuf {
-        self.run_dir.join("client.log")
+        self.log_dir.join("client.log")
     }
 }
 
@@ -78,6 +85,11 @@ pub struct UpOptions {
     pub account: Option<String>,
     pub password_file: Option<PathBuf>,
     pub foreground: bool,
+    /// Log in with the resume credential saved by an earlier `up --persist` instead of a
+    /// password (what the boot-time service does).
+    pub resume: bool,
+    /// `--persist`: keep the resume credential and install the boot-time service.
+    pub persist: Option<super::service::ServiceSettings>,
     /// The TUN, the UDP socket and the data-path knobs (read from the environment by
     /// `up`'s command line, not inherited by the daemon).
     pub data: DataPathSettings,
@@ -91,12 +103,22 @@ struct DaemonRequest {
     paths: ClientPaths,
     hub: String,
     account: String,
-    password: String,
+    credential: LoginSecret,
+    /// Write the resume credential the hub hands out to `paths.resume` (`--persist`,
+    /// and the service itself, whose credential each login extends).
+    keep_resume: bool,
     data: DataPathSettings,
     transport: TransportMode,
     /// The proxy URL in force (without a password), and the proxy's password apart.
     proxy: Option<String>,
     proxy_password: Option<String>,
+}
+
+/// What the daemon logs in with.
+#[derive(Serialize, Deserialize)]
+enum LoginSecret {
+    Password(String),
+    Resume(String),
 }
 
 /// The daemon's one-line report to `up`.
@@ -140,7 +162,14 @@ pub fn up(opts: UpOptions) -> Result<Exit> {
             "mcvpn is already up; run `sudo mcvpn down` first",
         ));
     }
-    let password = crate::password::read(opts.password_file.as_deref(), &format!("Password for {account}: "))?;
+    let credential = if opts.resume {
+        LoginSecret::Resume(read_resume(&opts.paths.resume)?)
+    } else {
+        LoginSecret::Password(crate::password::read(
+            opts.password_file.as_deref(),
+            &format!("Password for {account}: "),
+        )?)
+    };
     let transport = opts
         .transport
         .resolve(&hub_url, config.transport, config.proxy.as_deref(), None)?;
@@ -148,7 +177,8 @@ pub fn up(opts: UpOptions) -> Result<Exit> {
         paths: opts.paths.clone(),
         hub: hub.clone(),
         account: account.clone(),
-        password,
+        credential,
+        keep_resume: opts.persist.is_some() || opts.resume,
         data: opts.data.clone(),
         transport: transport.transport,
         proxy: transport.proxy_given.clone(),
@@ -178,6 +208,8 @@ pub fn up(opts: UpOptions) -> Result<Exit> {
             }
         }
     };
+    let persist = opts.persist.clone();
+    let service_paths = opts.paths.clone();
     if opts.foreground {
         return run_daemon(
             req,
@@ -186,6 +218,12 @@ pub fn up(opts: UpOptions) -> Result<Exit> {
                     remember();
                     if let Some(status) = &r.status {
                         print_status(status, false);
+                    }
+                    // Only after a successful login: the credential it keeps exists now.
+                    if let Some(service) = &persist {
+                        if let Err(e) = install_service(service, &service_paths) {
+                            eprintln!("mcvpn: --persist: {e:#}");
+                        }
                     }
                 }
             })),
@@ -200,13 +238,53 @@ pub fn up(opts: UpOptions) -> Result<Exit> {
         print_status(status, false);
     }
     println!("log: {}", log_path.display());
+    if let Some(service) = &persist {
+        install_service(service, &service_paths)?;
+    }
     Ok(Exit::ok())
+}
+
+/// Reads the credential `up --persist` saved; a missing one says how to make it.
+fn read_resume(path: &Path) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(token) if !token.trim().is_empty() => Ok(token.trim().to_string()),
+        Ok(_) => bail!(
+            "{} is empty: run `sudo mcvpn up --persist` once with your password",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "no saved login at {}: run `sudo mcvpn up --persist` once with your password",
+            path.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Writes and enables `mcvpn-client.service`, and says what it did.
+fn install_service(service: &super::service::ServiceSettings, paths: &ClientPaths) -> Result<()> {
+    let installed = super::service::install(service, paths)?;
+    println!("{}", installed.describe());
+    Ok(())
+}
+
+/// `mcvpn down --persist`: besides taking the VPN down, removes the boot-time service
+/// and the saved resume credential.
+pub fn remove_persistence(service: &super::service::ServiceSettings, paths: &ClientPaths) -> Result<()> {
+    let removed = super::service::remove(service)?;
+    println!("{}", removed.describe());
+    match std::fs::remove_file(&paths.resume) {
+        Ok(()) => println!("removed the saved login {}", paths.resume.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot remove {}", paths.resume.display())),
+    }
+    Ok(())
 }
 
 /// Starts the daemon and waits for its readiness line.
 fn spawn_daemon(req: &DaemonRequest) -> Result<Readiness> {
-    std::fs::create_dir_all(&req.paths.run_dir)
-        .with_context(|| format!("cannot create {}", req.paths.run_dir.display()))?;
+    for dir in [&req.paths.run_dir, &req.paths.log_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -299,8 +377,11 @@ async fn client_main(req: DaemonRequest, report: Option<Report>) -> Result<Exit>
         Ok(n) => Arc::new(n),
         Err(e) => return Ok(finish(fail(exit::FAILURE, format!("{e:#}")))),
     };
-    let credential = Credential::Password {
-        password: req.password.into(),
+    let credential = match req.credential {
+        LoginSecret::Password(password) => Credential::Password {
+            password: password.into(),
+        },
+        LoginSecret::Resume(token) => Credential::Resume { token: token.into() },
     };
     let (login, rd, wr) = match session::login_node(&node, credential).await {
         Ok((Event::LoginOk(ok), rd, wr)) => (ok, rd, wr),
@@ -311,6 +392,11 @@ async fn client_main(req: DaemonRequest, report: Option<Report>) -> Result<Exit>
     };
     if let Err(e) = node.apply_login(&login) {
         return Ok(finish(fail(exit::FAILURE, format!("{e:#}"))));
+    }
+    if req.keep_resume {
+        if let Err(e) = save_resume(&req.paths.resume, login.resume_token.as_ref()) {
+            return Ok(finish(fail(exit::FAILURE, format!("{e:#}"))));
+        }
     }
     // Before waiting for the bind: in `auto` the manager is what moves an unanswered
     // UDP bind to the HTTPS link.
@@ -362,6 +448,16 @@ async fn client_main(req: DaemonRequest, report: Option<Report>) -> Result<Exit>
     }
     manager.abort();
     Ok(exit)
+}
+
+/// Keeps the hub's resume credential for the boot-time service: root's only (0600).
+fn save_resume(path: &Path, token: Option<&crate::secret::SecretString>) -> Result<()> {
+    let token = token.ok_or_else(|| anyhow!("the hub gave no resume credential, so --persist cannot work"))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    crate::util::write_atomic(path, token.expose_secret().as_bytes(), 0o600)
+        .with_context(|| format!("cannot save the resume credential to {}", path.display()))
 }
 
 fn client_settings(req: &DaemonRequest) -> Result<NodeSettings> {
@@ -421,22 +517,48 @@ pub fn down(paths: &ClientPaths) -> Result<Exit> {
     ))
 }
 
-/// `mcvpn status`; `verbose` adds the data-path knobs, offloads and drop counters.
+/// The document `mcvpn status --json` prints: versioned, so scripts can check what they
+/// read; `running: false` carries no status.
+#[derive(Serialize)]
+pub struct StatusJson<'a> {
+    pub version: u32,
+    pub running: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'a NodeStatus>,
+}
+
+/// The version of every `--json` document outside `mcvpn admin` (which has its own).
+pub const JSON_VERSION: u32 = 1;
+
+/// `mcvpn status`; `verbose` adds the data-path knobs, offloads and drop counters. Exit
+/// statuses are the LSB's: 0 running, 3 not running, 4 unknown.
 pub fn status(socket: &Path, as_json: bool, verbose: bool) -> Result<Exit> {
+    let print_json = |status: Option<&NodeStatus>| -> Result<()> {
+        let doc = StatusJson {
+            version: JSON_VERSION,
+            running: status.is_some(),
+            status,
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        Ok(())
+    };
     match local_api::call::<NodeStatus>(socket, LocalRequest::Status) {
         Ok(Ok(s)) => {
             if as_json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                print_json(Some(&s))?;
             } else {
                 print_status(&s, verbose);
             }
             Ok(Exit::ok())
         }
-        Ok(Err(e)) => Ok(Exit::fail(exit::FAILURE, &format!("the mcvpn daemon refused: {e}"))),
-        Err(e) if local_api::is_permission_denied(&e) => Ok(Exit::fail(exit::NOT_ROOT, &format!("{e:#}"))),
+        Ok(Err(e)) => Ok(Exit::fail(
+            exit::STATUS_UNKNOWN,
+            &format!("the mcvpn daemon refused: {e}"),
+        )),
+        Err(e) if local_api::is_permission_denied(&e) => Ok(Exit::fail(exit::STATUS_UNKNOWN, &format!("{e:#}"))),
         Err(_) => {
             if as_json {
-                println!("{}", serde_json::json!({"running": false}));
+                print_json(None)?;
             } else {
                 println!("mcvpn is not running");
             }
@@ -563,6 +685,7 @@ pub fn passwd(
     password_file: Option<PathBuf>,
     config: &Path,
     transport: &TransportOptions,
+    json: bool,
 ) -> Result<Exit> {
     let remembered = ClientConfig::load(config).unwrap_or_default();
     let (remembered_transport, remembered_proxy) = (remembered.transport, remembered.proxy.clone());
@@ -600,7 +723,7 @@ pub fn passwd(
     };
     match super::remote::change_password(&reach, &account, &old, &new)? {
         Ok(out) => {
-            crate::admin::render::print(&out, false);
+            crate::admin::render::print(&out, json);
             Ok(Exit::ok())
         }
         Err(e) => Ok(Exit::fail(exit::REFUSED, &e.to_string())),

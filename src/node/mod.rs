@@ -11,6 +11,7 @@ pub mod probe;
 pub mod proxy;
 pub mod relay_state;
 pub mod remote;
+pub mod service;
 pub mod session;
 pub mod settings;
 pub mod target;
