@@ -13,6 +13,8 @@ use crate::local_api::{self, LocalRequest};
 use crate::store::OverlayNet;
 use crate::udp_batch::UdpTuning;
 
+pub mod config;
+
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct HubCmd {
@@ -102,6 +104,38 @@ pub struct HubArgs {
     /// contract job and the times in notices are in it
     #[arg(long, env = "MCVPN_TIMEZONE", default_value = crate::contract::DEFAULT_TZ, value_parser = crate::contract::parse_tz)]
     timezone: crate::contract::Tz,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+    /// The hub's settings file (TOML). Its keys are the long flag names above (`listen =
+    /// "0.0.0.0:51820"`, `https-listen = "off"`, `extra-key = ["a.key", "b.key"]`).
+    /// Flags beat environment variables, which beat the file, which beats the defaults.
+    /// A missing file is fine at the default path, an error anywhere else
+    #[arg(long, env = "MCVPN_HUB_CONFIG", value_name = "FILE", default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+}
+
+/// The Prometheus endpoint.
+#[derive(Args, Clone)]
+#[command(next_help_heading = "Metrics and health")]
+pub struct MetricsArgs {
+    /// Serve /metrics (Prometheus), /healthz and /readyz on this address, or `off`
+    /// (e.g. 127.0.0.1:9190). Loopback only, unless --metrics-listen-public
+    #[arg(long, env = "MCVPN_METRICS_LISTEN", value_name = "ADDR|off", default_value = "off",
+        value_parser = parse_metrics_listen)]
+    metrics_listen: Option<SocketAddr>,
+    /// Allow --metrics-listen on a non-loopback address (the figures reveal the service's
+    /// load and activity: keep that port behind a firewall)
+    #[arg(long, env = "MCVPN_METRICS_LISTEN_PUBLIC")]
+    metrics_listen_public: bool,
+}
+
+fn parse_metrics_listen(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|_| format!("{s:?}: give an address like 127.0.0.1:9190, or `off`"))
 }
 
 /// What a connection may cost before it has logged in (defaults: see `hub::preauth`).
@@ -164,6 +198,10 @@ fn parse_deadline(s: &str) -> Result<f64, String> {
 
 #[derive(Subcommand)]
 pub enum HubSub {
+    /// Check the settings (flags, environment, --config file) and print each with where
+    /// it came from; exits 0 when `mcvpn hub` would accept them
+    #[command(after_help = "Example:\n  mcvpn hub check-config --config /etc/mcvpn/hub.toml")]
+    CheckConfig(HubArgs),
     /// Print the server URL (creating the key if it does not exist yet)
     Url(HubIdentityArgs),
     /// Relay counters and live sessions of the running hub
@@ -185,9 +223,24 @@ fn parse_overlay(s: &str) -> Result<OverlayNet, String> {
 }
 
 /// Runs `mcvpn hub` or one of its subcommands.
-pub fn run(cmd: HubCmd) -> Result<Exit> {
+///
+/// `reparse` parses the whole command line again with more arguments after it (the
+/// settings file's, as flags): see [`config`].
+pub fn run(cmd: HubCmd, reparse: config::Reparse) -> Result<Exit> {
     match cmd {
-        HubCmd { run, sub: None } => {
+        HubCmd {
+            sub: Some(HubSub::CheckConfig(_)),
+            ..
+        } => {
+            let resolved = config::resolve(reparse)?;
+            hub_settings(resolved.args.clone())?;
+            for o in &resolved.origins {
+                println!("{:<22} {:<40} ({})", o.key, o.value, o.source);
+            }
+            Ok(Exit::ok())
+        }
+        HubCmd { sub: None, .. } => {
+            let run = config::resolve(reparse)?.args;
             crate::contract::set_operator_tz(run.timezone).map_err(anyhow::Error::msg)?;
             tracing::info!(timezone = %run.timezone, "contract dates are days in this time zone");
             let settings = hub_settings(run)?;
@@ -284,6 +337,12 @@ fn hub_settings(run: HubArgs) -> Result<hub::HubSettings> {
             handshake_deadline: std::time::Duration::from_secs_f64(run.preauth.handshake_deadline),
         },
         https,
+        metrics: run
+            .metrics
+            .metrics_listen
+            .map(|listen| hub::metrics::MetricsSettings::new(listen, run.metrics.metrics_listen_public))
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
     })
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use mcvpn::cli_admin::AdminArgs;
 use mcvpn::cli_hub::HubCmd;
@@ -276,7 +276,9 @@ fn init_logging(cli_level: Option<&str>, default: &str) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Kept for `mcvpn hub`: its settings file is merged in by parsing again (cli_hub::config).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = Cli::parse_from(&argv);
     let daemon = matches!(
         cli.command,
         Command::Hub(HubCmd { sub: None, .. }) | Command::ClientDaemon | Command::Target(TargetCmd::Run { .. })
@@ -285,7 +287,7 @@ fn main() -> ExitCode {
     if prints_for_a_reader(&cli.command) {
         restore_default_sigpipe();
     }
-    let result = dispatch(cli.command);
+    let result = dispatch(cli.command, &argv);
     let exit = result.unwrap_or_else(|e| Exit::fail(exit::FAILURE, &format!("{e:#}")));
     if let Some(m) = &exit.message {
         eprintln!("mcvpn: {m}");
@@ -322,9 +324,11 @@ fn restore_default_sigpipe() {
     }
 }
 
-fn dispatch(command: Command) -> Result<Exit> {
+fn dispatch(command: Command, argv: &[std::ffi::OsString]) -> Result<Exit> {
     match command {
-        Command::Hub(cmd) => mcvpn::cli_hub::run(cmd),
+        Command::Hub(cmd) => mcvpn::cli_hub::run(cmd, &|extra| {
+            Cli::command().try_get_matches_from(argv.iter().chain(extra))
+        }),
         Command::Up(u) => client::up(UpOptions {
             paths: u.paths.paths(),
             hub: u.hub,
