@@ -122,19 +122,24 @@ pub struct MetricsArgs {
     /// (e.g. 127.0.0.1:9190). Loopback only, unless --metrics-listen-public
     #[arg(long, env = "MCVPN_METRICS_LISTEN", value_name = "ADDR|off", default_value = "off",
         value_parser = parse_metrics_listen)]
-    metrics_listen: Option<SocketAddr>,
+    metrics_listen: MetricsListen,
     /// Allow --metrics-listen on a non-loopback address (the figures reveal the service's
     /// load and activity: keep that port behind a firewall)
     #[arg(long, env = "MCVPN_METRICS_LISTEN_PUBLIC")]
     metrics_listen_public: bool,
 }
 
-fn parse_metrics_listen(s: &str) -> Result<Option<SocketAddr>, String> {
+/// `--metrics-listen`: an address, or None for `off`. A type of its own because clap
+/// reads a field of type `Option<T>` as an optional `T`, not as the parser's `Option`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsListen(pub Option<SocketAddr>);
+
+fn parse_metrics_listen(s: &str) -> Result<MetricsListen, String> {
     if s.eq_ignore_ascii_case("off") {
-        return Ok(None);
+        return Ok(MetricsListen(None));
     }
     s.parse()
-        .map(Some)
+        .map(|a| MetricsListen(Some(a)))
         .map_err(|_| format!("{s:?}: give an address like 127.0.0.1:9190, or `off`"))
 }
 
@@ -201,7 +206,7 @@ pub enum HubSub {
     /// Check the settings (flags, environment, --config file) and print each with where
     /// it came from; exits 0 when `mcvpn hub` would accept them
     #[command(after_help = "Example:\n  mcvpn hub check-config --config /etc/mcvpn/hub.toml")]
-    CheckConfig(HubArgs),
+    CheckConfig(Box<HubArgs>),
     /// Print the server URL (creating the key if it does not exist yet)
     Url(HubIdentityArgs),
     /// Relay counters and live sessions of the running hub
@@ -340,6 +345,7 @@ fn hub_settings(run: HubArgs) -> Result<hub::HubSettings> {
         metrics: run
             .metrics
             .metrics_listen
+            .0
             .map(|listen| hub::metrics::MetricsSettings::new(listen, run.metrics.metrics_listen_public))
             .transpose()
             .map_err(anyhow::Error::msg)?,

@@ -245,7 +245,7 @@ mod tests {
         assert_eq!(r.args.db, Path::new("/from/env.db"));
         assert_eq!(r.args.status_socket, Path::new("/from/file.sock"));
         assert_eq!(r.args.socket_buffer, 4096);
-        assert_eq!(r.args.metrics.metrics_listen, Some("127.0.0.1:9190".parse().unwrap()));
+        assert_eq!(r.args.metrics.metrics_listen.0, Some("127.0.0.1:9190".parse().unwrap()));
     }
 
     #[test]
