@@ -92,6 +92,7 @@ async fn start_hub_with(per_source: u32) -> Hub {
             listen: https,
             tls: None,
         }),
+        metrics: None,
     };
     tokio::spawn(async move {
         if let Err(e) = mcvpn::hub::run(settings).await {

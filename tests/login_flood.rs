@@ -74,6 +74,7 @@ async fn start_hub(dir: &Path) -> (SocketAddr, Key32) {
             ..Default::default()
         },
         https: None,
+        metrics: None,
     };
     tokio::spawn(async move {
         if let Err(e) = mcvpn::hub::run(settings).await {

@@ -41,9 +41,13 @@ pub(super) async fn serve(
             // Counted, and logged once a minute, by the refusal log: a line each would
             // let a flood fill the journal.
             tracing::debug!(%source, reason = ?r.reason, "login refused");
+            ctx.login.results.refused(r.reason);
             return refuse(wr, &r).await;
         }
-        Ok(Outcome::Enrolled { device }) => return enrolled(wr, source, &device).await,
+        Ok(Outcome::Enrolled { device }) => {
+            ctx.login.results.enrolled();
+            return enrolled(wr, source, &device).await;
+        }
         Ok(Outcome::Session {
             device,
             account,
@@ -54,8 +58,12 @@ pub(super) async fn serve(
     let name = device.name.clone();
     let (login_ok, ticket) = match start_session(ctx, source, device, &account, login.boot_id, resume_token, tx).await {
         Ok(x) => x,
-        Err(r) => return refuse(wr, &r).await,
+        Err(r) => {
+            ctx.login.results.refused(r.reason);
+            return refuse(wr, &r).await;
+        }
     };
+    ctx.login.results.ok();
     tracing::info!(%source, node = ticket.node, %name, role = login.role.as_str(), ip = %login_ok.overlay_ip,
         peers = login_ok.peers.len(), "session started");
     wr.send(&Event::LoginOk(login_ok)).await?;

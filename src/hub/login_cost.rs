@@ -22,6 +22,8 @@ pub struct LoginGuards {
     pub limiter: LoginLimiter,
     pub gate: HashGate,
     pub refusals: RefusalLog,
+    /// Node logins by result, for the metrics endpoint.
+    pub results: super::metrics::LoginResults,
 }
 
 /// Seconds a caller turned away by a full queue is told to wait.

@@ -24,6 +24,7 @@ pub mod https;
 pub mod limiter;
 mod login;
 pub mod login_cost;
+pub mod metrics;
 pub mod notices;
 pub mod preauth;
 pub mod refusals;
@@ -95,6 +96,8 @@ pub struct HubSettings {
     pub preauth: preauth::PreauthLimits,
     /// The HTTPS port (the WebSocket transport and the page on `GET /`); None: off.
     pub https: Option<https::HttpsSettings>,
+    /// The Prometheus endpoint (`/metrics`, `/healthz`, `/readyz`); None: off.
+    pub metrics: Option<metrics::MetricsSettings>,
 }
 
 impl HubIdentity {
@@ -142,10 +145,13 @@ pub async fn run(settings: HubSettings) -> Result<()> {
         None => None,
     };
     let https_listen = https_port.as_ref().map(|p| p.local_addr()).transpose()?;
+    let metrics_listener = settings.metrics.as_ref().map(metrics::bind).transpose()?;
+    let health = Arc::new(metrics::Health::default());
 
     let table = RelayTable::shared();
     let stats = Arc::new(RelayStats::default());
     udp::spawn(udp, table.clone(), stats.clone(), settings.udp_tuning)?;
+    health.relay_running.store(true, std::sync::atomic::Ordering::Release);
 
     let ctx = Arc::new(HubContext {
         keys,
@@ -165,6 +171,16 @@ pub async fn run(settings: HubSettings) -> Result<()> {
         &preauth,
         https_stats,
     )?;
+    if let Some(listener) = metrics_listener {
+        println!("metrics on http://{}/metrics", listener.local_addr()?);
+        let sources = metrics::Sources {
+            ctx: ctx.clone(),
+            relay: stats.clone(),
+            preauth: preauth.clone(),
+            health: health.clone(),
+        };
+        tokio::spawn(metrics::serve(listener, sources));
+    }
     tokio::spawn(watch_store(ctx.clone()));
     tokio::spawn(contract_jobs(ctx.clone()));
     tokio::spawn(notices::run(store, mailer));
@@ -191,6 +207,8 @@ pub async fn run(settings: HubSettings) -> Result<()> {
             tracing::info!("hub stopping");
         }
     }
+    // `/readyz` answers 503 from here on, while sessions are closed.
+    health.stopping.store(true, std::sync::atomic::Ordering::Release);
     ctx.registry.close_all("hub stopped").await;
     ctx.login.refusals.flush(&ctx.store).await;
     Ok(())

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 use crate::store::Store;
 
@@ -14,6 +15,9 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct StoreHandle {
     store: Arc<Mutex<Box<dyn Store>>>,
+    /// How long calls take as their callers see it, for the metrics endpoint: once per
+    /// store call, never per packet.
+    latency: Histogram,
 }
 
 /// A store call that did not complete: it panicked, or the runtime is shutting down.
@@ -25,7 +29,14 @@ impl StoreHandle {
     pub fn new(store: impl Store + 'static) -> StoreHandle {
         StoreHandle {
             store: Arc::new(Mutex::new(Box::new(store))),
+            // 100 µs to about 3 s.
+            latency: Histogram::new(exponential_buckets(0.0001, 4.0, 8)),
         }
+    }
+
+    /// The store calls' durations (queue and lock wait included), in seconds.
+    pub fn latency(&self) -> &Histogram {
+        &self.latency
     }
 
     /// Runs `f` with the store on the blocking pool and returns its result. The store
@@ -36,12 +47,14 @@ impl StoreHandle {
         f: impl FnOnce(&mut dyn Store) -> T + Send + 'static,
     ) -> Result<T, StoreUnavailable> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let done = tokio::task::spawn_blocking(move || {
             let mut guard = store.lock();
             f(&mut **guard)
         })
-        .await
-        .map_err(|e| {
+        .await;
+        self.latency.observe(started.elapsed().as_secs_f64());
+        done.map_err(|e| {
             tracing::error!(error = %e, "a store call failed to complete");
             StoreUnavailable(e.to_string())
         })
