@@ -72,11 +72,18 @@ pub(super) fn notify_text(c: &ContractRecord, body: &str) -> String {
     )
 }
 
-/// Queues a notice to the contract's administrator (art. 23-2, 24-3, 39). Part of the
-/// change it tells of: a suspension whose notice cannot be queued does not happen.
+/// Queues a notice to the contract's administrator (art. 23-2, 24-3, 39), or for a
+/// suspension or termination of a contract sold through a sales agent, to the agent
+/// (art. 23-2, 24-3; see `payments::advance_notice_to`). Part of the change it tells
+/// of: a suspension whose notice cannot be queued does not happen.
 fn notify(store: &mut dyn Store, c: &ContractRecord, kind: &str, subject: &str, body: &str) -> Result<(), AdminError> {
     let text = notify_text(c, body);
-    store.notice_add(c.id, kind, subject, &text)?;
+    if matches!(kind, "suspension" | "termination") {
+        let to = super::payments::advance_notice_to(c);
+        store.notice_add_to(c.id, &to, kind, None, subject, &text)?;
+    } else {
+        store.notice_add(c.id, kind, subject, &text)?;
+    }
     Ok(())
 }
 

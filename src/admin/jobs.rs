@@ -119,6 +119,8 @@ fn apply_due_one(
         done.push(format!("contract {} terminated", c.name));
         return Ok(());
     }
+    // Invoices, reminders, suspension for non-payment and its lifting (art. 23, 28, 31).
+    super::payments::daily(store, c, today, done)?;
     if c.state == ContractState::Active {
         if let Some(msg) = renewal_reminder(store, c, today)? {
             done.push(msg);
