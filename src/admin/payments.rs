@@ -314,12 +314,17 @@ fn invoice_raised(
         inv.due
     );
     audit(store, &ctx, "invoice.raise", Some(c.id), None, &what)?;
+    // Late interest bears no interest itself (art. 31: "延滞利息を除きます").
+    let interest_note = if inv.part == LATE_INTEREST_PART {
+        ""
+    } else {
+        " Late interest of 14.5% a year applies to a payment made more than 10 days after that date (art. 31)."
+    };
     let body = notify_text(
         c,
         &format!(
             "Invoice {number} for your contract ({}) was issued on {}: {} including consumption tax of {}. \
-             Please pay it by {} (art. 28). Late interest of 14.5% a year applies to a payment made more than \
-             10 days after that date (art. 31).",
+             Please pay it by {} (art. 28).{interest_note}",
             inv.part,
             inv.issued,
             yen(inv.total),

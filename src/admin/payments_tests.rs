@@ -191,7 +191,13 @@ fn advance_notices_go_to_the_sales_agent() {
     jobs(&mut s, d(2026, 11, 25), d(2027, 1, 30));
     let reminder = &notices_of(&s, "payment-reminder")[0];
     assert_eq!(reminder.to_email, "sales@agent.example");
-    assert!(reminder.body.contains("suspended from 2027-01-30"), "{}", reminder.body);
+    assert!(
+        reminder
+            .body
+            .contains("If it is still unpaid on 2027-01-30, use of the service will be suspended"),
+        "{}",
+        reminder.body
+    );
     assert_eq!(
         notices_of(&s, "nonpayment-suspension")[0].to_email,
         "sales@agent.example"

@@ -168,10 +168,10 @@ mod tests {
         };
         let due = d(2027, 1, 31);
         assert_eq!(r.step(due, due), DunningStep::Nothing);
-        assert_eq!(r.step(due, d(2027, 2, 7)), DunningStep::Nothing);
-        assert_eq!(r.step(due, d(2027, 2, 8)), DunningStep::Remind);
+        assert_eq!(r.step(due, d(2027, 2, 6)), DunningStep::Nothing);
+        assert_eq!(r.step(due, d(2027, 2, 7)), DunningStep::Remind, "7 days overdue");
         assert_eq!(r.step(due, d(2027, 2, 19)), DunningStep::Remind);
-        assert_eq!(r.step(due, d(2027, 2, 20)), DunningStep::Suspend);
+        assert_eq!(r.step(due, d(2027, 2, 20)), DunningStep::Suspend, "20 days overdue");
         assert_eq!(r.suspension_day(due), Some(d(2027, 2, 20)));
         let never = DunningRule { suspend_days: 0, ..r };
         assert_eq!(never.step(due, d(2030, 1, 1)), DunningStep::Remind);
