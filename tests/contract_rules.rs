@@ -97,6 +97,8 @@ fn invoiced(s: &mut SqliteStore, name: &str, at: NaiveDate) -> (String, Vec<Stri
         AdminCommand::Invoice {
             contract: name.into(),
             at: Some(at),
+            csv: false,
+            print: None,
         },
     )
     .unwrap();

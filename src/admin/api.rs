@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::contract::{ContractKind, Tariff, Yen};
+use crate::contract::{ContractKind, DunningRule, InvoiceState, Tariff, Yen};
 use crate::proto::control::{Key32, Role};
 use crate::store::{AccountState, ContractField, ContractState, TermKind};
 
@@ -69,12 +69,31 @@ pub enum AdminCommand {
     #[command(subcommand)]
     Notice(NoticeCmd),
     /// Invoices raised for a contract up to a date (operator). Example: mcvpn admin invoice acme --at 2027-12-01
+    ///
+    /// With --csv: the stored invoices with their state, as CSV (UTF-8 with BOM, for Excel). With --print N: stored invoice N as a printable qualified invoice (適格請求書). Examples: mcvpn admin invoice acme --csv > acme.csv; mcvpn admin invoice acme --print 3
     Invoice {
         contract: String,
         /// Date (YYYY-MM-DD); default today
         #[arg(long)]
         at: Option<NaiveDate>,
+        /// The stored invoices, their payments and states as CSV (UTF-8 with BOM)
+        #[arg(long, conflicts_with = "print")]
+        #[serde(default)]
+        csv: bool,
+        /// Stored invoice number N as a printable qualified invoice (適格請求書)
+        #[arg(long, value_name = "N")]
+        #[serde(default)]
+        print: Option<i64>,
     },
+    /// Payments against a contract's invoices, and their states (operator, art. 26-31)
+    #[command(subcommand)]
+    Payment(PaymentCmd),
+    /// When invoices fall due and how unpaid ones are pursued: reminder, suspension (operator, art. 23, 28)
+    #[command(subcommand)]
+    Dunning(DunningCmd),
+    /// The invoice issuer's name and registration number for qualified invoices (operator)
+    #[command(subcommand)]
+    Issuer(IssuerCmd),
     /// Outage compensation due to a contract from recorded outages (operator, art. 35)
     Compensation { contract: String },
     /// Recorded total outages (operator)
@@ -381,6 +400,68 @@ pub enum TariffCmd {
         #[arg(long)]
         tax_rate_bp: Option<u32>,
     },
+    /// Option work fees (art. 27-1), invoiced with the initial fee, and the BCP special terms (start month charged). Example: mcvpn admin tariff options --option 'setup visit=50000' --bcp off
+    Options {
+        /// NAME=YEN; repeat for several. Replaces the options set before
+        #[arg(long = "option", value_name = "NAME=YEN")]
+        options: Vec<String>,
+        /// Remove every option fee
+        #[arg(long, conflicts_with = "options")]
+        clear: bool,
+        /// The BCP special terms: the usage fee accrues from the start month (on), or the start month is free (off, art. 27-2)
+        #[arg(long, value_enum)]
+        bcp: Option<OnOff>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentCmd {
+    /// Record a payment received: against invoice N, or the oldest unpaid invoices first. A late payment raises its late interest (art. 31); paying every overdue invoice lifts a suspension for non-payment. Example: mcvpn admin payment add acme --amount 165000 --date 2027-01-20 --invoice 1
+    Add {
+        contract: String,
+        /// Yen received
+        #[arg(long)]
+        amount: u64,
+        /// The day it was received (YYYY-MM-DD); default today
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        /// The invoice number it pays (see `payment list`)
+        #[arg(long, value_name = "N")]
+        invoice: Option<i64>,
+    },
+    /// A contract's invoices with due dates, payments and states (open, paid, overdue). Example: mcvpn admin payment list acme
+    List { contract: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
+#[serde(rename_all = "snake_case")]
+pub enum DunningCmd {
+    /// Show the rule. Example: mcvpn admin dunning show
+    Show,
+    /// Change it: due date at the end of the month --due-months after issue, a reminder at --reminder-days overdue, suspension at --suspend-days overdue (0: never automatically). Example: mcvpn admin dunning set --reminder-days 7 --suspend-days 30
+    Set {
+        #[arg(long)]
+        due_months: Option<u32>,
+        #[arg(long)]
+        reminder_days: Option<u32>,
+        #[arg(long)]
+        suspend_days: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
+#[serde(rename_all = "snake_case")]
+pub enum IssuerCmd {
+    /// Show the issuer. Example: mcvpn admin issuer show
+    Show,
+    /// Set the issuer's name and its registration number (登録番号, T + 13 digits). Example: mcvpn admin issuer set --name 'Example KK' --registration-number T1234567890123
+    Set {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        registration_number: Option<String>,
+    },
 }
 
 /// Where a caller fills in a command's new password (see [`AdminCommand::new_password_mut`]).
@@ -450,7 +531,17 @@ pub fn authorize(scope: &Scope, cmd: &AdminCommand) -> Result<(), AdminError> {
             OutageCmd::Add { .. } | OutageCmd::List => Allowed::Operator,
         },
         C::Tariff(t) => match t {
-            TariffCmd::Show | TariffCmd::Set { .. } => Allowed::Operator,
+            TariffCmd::Show | TariffCmd::Set { .. } | TariffCmd::Options { .. } => Allowed::Operator,
+        },
+        // Money: the operator only.
+        C::Payment(p) => match p {
+            PaymentCmd::Add { .. } | PaymentCmd::List { .. } => Allowed::Operator,
+        },
+        C::Dunning(d) => match d {
+            DunningCmd::Show | DunningCmd::Set { .. } => Allowed::Operator,
+        },
+        C::Issuer(i) => match i {
+            IssuerCmd::Show | IssuerCmd::Set { .. } => Allowed::Operator,
         },
     };
     match scope {
@@ -515,6 +606,19 @@ impl AdminCommand {
             C::Tariff(t) => match t {
                 TariffCmd::Show => "tariff-show",
                 TariffCmd::Set { .. } => "tariff-set",
+                TariffCmd::Options { .. } => "tariff-options",
+            },
+            C::Payment(p) => match p {
+                PaymentCmd::Add { .. } => "payment-add",
+                PaymentCmd::List { .. } => "payment-list",
+            },
+            C::Dunning(d) => match d {
+                DunningCmd::Show => "dunning-show",
+                DunningCmd::Set { .. } => "dunning-set",
+            },
+            C::Issuer(i) => match i {
+                IssuerCmd::Show => "issuer-show",
+                IssuerCmd::Set { .. } => "issuer-set",
             },
         }
     }
@@ -563,7 +667,20 @@ impl AdminCommand {
             },
             C::Tariff(t) => match t {
                 TariffCmd::Show => false,
-                TariffCmd::Set { .. } => true,
+                TariffCmd::Set { .. } | TariffCmd::Options { .. } => true,
+            },
+            // A payment may lift a suspension: the hub re-reads its sessions after it.
+            C::Payment(p) => match p {
+                PaymentCmd::Add { .. } => true,
+                PaymentCmd::List { .. } => false,
+            },
+            C::Dunning(d) => match d {
+                DunningCmd::Show => false,
+                DunningCmd::Set { .. } => true,
+            },
+            C::Issuer(i) => match i {
+                IssuerCmd::Show => false,
+                IssuerCmd::Set { .. } => true,
             },
         }
     }
@@ -658,6 +775,11 @@ pub enum Output {
     Compensation(CompensationReport),
     Outages(Vec<OutageRow>),
     Tariff(Tariff),
+    Dunning(DunningRule),
+    Issuer(IssuerInfo),
+    Ledger(LedgerReport),
+    /// A document to print or save as it is (CSV, a printable invoice).
+    Document(Document),
 }
 
 impl Output {
@@ -982,4 +1104,51 @@ pub struct OutageRow {
 /// the epoch rather than failing a whole listing.
 pub fn time(t: crate::store::UnixTime) -> DateTime<Utc> {
     DateTime::from_timestamp(t, 0).unwrap_or_default()
+}
+
+/// `issuer show|set`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuerInfo {
+    pub name: String,
+    pub registration_number: String,
+}
+
+/// `payment list`: invoices with their states, and the payments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerReport {
+    pub contract: String,
+    /// The day the states are for.
+    pub today: NaiveDate,
+    pub invoices: Vec<LedgerRow>,
+    pub payments: Vec<PaymentRow>,
+    /// Unpaid, in yen.
+    pub outstanding: Yen,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerRow {
+    pub invoice: i64,
+    pub part: String,
+    pub issued: NaiveDate,
+    pub due: NaiveDate,
+    pub total: Yen,
+    pub paid: Yen,
+    pub settled_on: Option<NaiveDate>,
+    pub state: InvoiceState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRow {
+    pub id: i64,
+    pub invoice: i64,
+    pub amount: Yen,
+    pub paid_on: NaiveDate,
+}
+
+/// A document (`text/csv`, `text/plain`) and a file name to save it under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Document {
+    pub media_type: String,
+    pub file_name: String,
+    pub content: String,
 }

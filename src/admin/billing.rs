@@ -3,10 +3,11 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
+use super::api::OnOff;
 use super::api::{time, CompensationReport, InvoiceInfo, InvoiceLine, InvoiceReport, OutageRow};
 use super::contracts::unit_of;
 use super::{audit, visible_contract, AdminError, AdminResult, ExecCtx, Output};
-use crate::contract::{invoice_at, Cancellation, Invoice, Tariff};
+use crate::contract::{invoice_at, Cancellation, Invoice, OptionFee, Tariff};
 use crate::store::Store;
 
 const TARIFF_SETTING: &str = "tariff";
@@ -192,9 +193,61 @@ pub(super) fn tariff_set(
     )))
 }
 
+/// Parses `NAME=YEN` of `tariff options --option`.
+fn option_fee(s: &str) -> Result<OptionFee, AdminError> {
+    let refuse = || {
+        AdminError::Refused(format!(
+            "--option {s:?}: give NAME=YEN, e.g. --option 'setup visit=50000' (whole yen, tax excluded)"
+        ))
+    };
+    let (name, amount) = s.rsplit_once('=').ok_or_else(refuse)?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(refuse());
+    }
+    let amount = amount.trim().parse::<u64>().map_err(|_| refuse())?;
+    Ok(OptionFee {
+        name: name.to_string(),
+        amount,
+    })
+}
+
+pub(super) fn tariff_options(
+    store: &mut dyn Store,
+    ctx: &ExecCtx,
+    options: &[String],
+    clear: bool,
+    bcp: Option<OnOff>,
+) -> AdminResult {
+    let mut t = tariff(store);
+    if clear {
+        t.options.clear();
+    } else if !options.is_empty() {
+        t.options = options.iter().map(|o| option_fee(o)).collect::<Result<_, _>>()?;
+    }
+    if let Some(b) = bcp {
+        // The BCP special terms charge the start month (BCP ¶1); the main terms waive it (art. 27-2).
+        t.start_month_free = b == OnOff::Off;
+    }
+    let json = serde_json::to_string(&t).map_err(|e| AdminError::Internal(e.to_string()))?;
+    store.set_setting(TARIFF_SETTING, &json)?;
+    audit(store, ctx, "tariff.options", None, None, &json)?;
+    Ok(Output::Tariff(t))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::yen;
+    use super::{option_fee, yen};
+
+    #[test]
+    fn option_fees_are_name_equals_yen() {
+        let o = option_fee("setup visit=50000").unwrap();
+        assert_eq!((o.name.as_str(), o.amount), ("setup visit", 50_000));
+        assert_eq!(option_fee("a=b=7").unwrap().name, "a=b");
+        for bad in ["50000", "=5", "x=", "x=-1", "x=1.5"] {
+            assert!(option_fee(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn yen_groups_thousands() {

@@ -59,13 +59,31 @@ pub(super) fn cancellation_of(store: &dyn Store, contract_id: i64) -> Result<Opt
     }))
 }
 
-/// Queues a notice to the contract's administrator (art. 23-2, 24-3, 39), worded by the
-/// templates in force ([`notice_text`]). Part of the change it tells of: a suspension
-/// whose notice cannot be queued does not happen.
+/// Queues a notice (art. 23-2, 24-3, 39), worded by the templates in force
+/// ([`notice_text`]). Part of the change it tells of: a suspension whose notice cannot be
+/// queued does not happen.
 pub(super) fn notify(store: &mut dyn Store, c: &ContractRecord, notice: &Notice) -> Result<(), AdminError> {
-    let (subject, body) = notice_text::active().render(c, notice);
-    store.notice_add(c.id, notice.kind(), &subject, &body)?;
-    Ok(())
+    notify_once(store, c, notice, None).map(|_| ())
+}
+
+/// [`notify`], queued only once per `key` (None: always). Advance notices of a suspension
+/// or termination go to the sales agent of a contract sold through one (art. 23-2, 24-3;
+/// see `payments::advance_notice_to`) and greet the agent; the others go to the
+/// administrator (art. 39).
+pub(super) fn notify_once(
+    store: &mut dyn Store,
+    c: &ContractRecord,
+    notice: &Notice,
+    key: Option<&str>,
+) -> Result<Option<i64>, AdminError> {
+    let to = if notice.is_advance_notice() {
+        super::payments::advance_notice_to(c)
+    } else {
+        c.admin_email.clone()
+    };
+    let agent = (to != c.admin_email).then(|| super::payments::agent_name(c));
+    let (subject, body) = notice_text::active().render(c, notice, agent.as_deref());
+    Ok(store.notice_add_to(c.id, &to, notice.kind(), key, &subject, &body)?)
 }
 
 pub(super) fn add(store: &mut dyn Store, ctx: &ExecCtx, spec: &ContractSpec) -> AdminResult {

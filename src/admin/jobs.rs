@@ -5,8 +5,8 @@
 
 use chrono::NaiveDate;
 
-use super::contracts::{cancellation_of, unit_of};
-use super::notice_text::{self, Notice};
+use super::contracts::{cancellation_of, notify_once, unit_of};
+use super::notice_text::Notice;
 use super::{audit, AdminError, ExecCtx};
 use crate::contract::{first_term_end, renewal_reminder_due, term_at, termination_effective_undelivered};
 use crate::store::{ContractRecord, ContractState, Store, UnixTime};
@@ -120,6 +120,8 @@ fn apply_due_one(
         done.push(format!("contract {} terminated", c.name));
         return Ok(());
     }
+    // Invoices, reminders, suspension for non-payment and its lifting (art. 23, 28, 31).
+    super::payments::daily(store, c, today, done)?;
     if c.state == ContractState::Active {
         if let Some(msg) = renewal_reminder(store, c, today)? {
             done.push(msg);
@@ -143,24 +145,9 @@ fn renewal_reminder(store: &mut dyn Store, c: &ContractRecord, today: NaiveDate)
     let Some(r) = renewal_reminder_due(&status, today, RENEWAL_NOTICE_DAYS)? else {
         return Ok(None);
     };
-    let (subject, body) = notice_text::active().render(
-        c,
-        &Notice::Renewal {
-            term_end: r.term_end,
-            deadline: r.deadline,
-        },
-    );
-    Ok(store
-        .notice_add_once(
-            c.id,
-            Notice::Renewal {
-                term_end: r.term_end,
-                deadline: r.deadline,
-            }
-            .kind(),
-            &r.key,
-            &subject,
-            &body,
-        )?
-        .map(|_| format!("renewal reminder queued for {}", c.name)))
+    let renewal = Notice::Renewal {
+        term_end: r.term_end,
+        deadline: r.deadline,
+    };
+    Ok(notify_once(store, c, &renewal, Some(&r.key))?.map(|_| format!("renewal reminder queued for {}", c.name)))
 }

@@ -13,8 +13,12 @@ pub mod api;
 mod billing;
 mod contracts;
 mod devices;
+mod invoice_docs;
 mod jobs;
 pub mod notice_text;
+mod payments;
+#[cfg(test)]
+mod payments_tests;
 pub mod render;
 
 pub use api::{
@@ -22,6 +26,7 @@ pub use api::{
 };
 pub use contracts::{min_accounts, MIN_ACCOUNTS_SETTING};
 pub use jobs::apply_due;
+pub use payments::{advance_notice_to, NONPAYMENT_REASON};
 
 use chrono::NaiveDate;
 
@@ -163,7 +168,7 @@ fn deny(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand, why: String) -
 
 /// One function per command.
 fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> AdminResult {
-    use api::{DeviceCmd, NoticeCmd, OutageCmd, SessionCmd, TargetCmd, TariffCmd};
+    use api::{DeviceCmd, DunningCmd, IssuerCmd, NoticeCmd, OutageCmd, PaymentCmd, SessionCmd, TargetCmd, TariffCmd};
     use AdminCommand as C;
     let hash = prepared.password_hash.as_deref();
     match &prepared.cmd {
@@ -209,7 +214,43 @@ fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> AdminR
         C::Log { limit } => accounts::log(store, ctx, *limit),
         C::Notice(NoticeCmd::List { all }) => accounts::notice_list(store, ctx, *all),
         C::Notice(NoticeCmd::Preview) => Ok(Output::message(notice_text::active().preview())),
-        C::Invoice { contract, at } => billing::invoice(store, ctx, contract, at.unwrap_or(ctx.today)),
+        C::Invoice {
+            contract,
+            at,
+            csv,
+            print,
+        } => {
+            let at = at.unwrap_or(ctx.today);
+            match (csv, print) {
+                (_, Some(n)) => invoice_docs::qualified(store, ctx, contract, *n, at),
+                (true, None) => invoice_docs::csv(store, ctx, contract, at),
+                (false, None) => billing::invoice(store, ctx, contract, at),
+            }
+        }
+        C::Payment(p) => match p {
+            PaymentCmd::Add {
+                contract,
+                amount,
+                date,
+                invoice,
+            } => payments::payment_add(store, ctx, contract, *amount, date.unwrap_or(ctx.today), *invoice),
+            PaymentCmd::List { contract } => payments::ledger(store, ctx, contract),
+        },
+        C::Dunning(d) => match d {
+            DunningCmd::Show => payments::dunning_show(store),
+            DunningCmd::Set {
+                due_months,
+                reminder_days,
+                suspend_days,
+            } => payments::dunning_set(store, ctx, *due_months, *reminder_days, *suspend_days),
+        },
+        C::Issuer(i) => match i {
+            IssuerCmd::Show => payments::issuer_show(store),
+            IssuerCmd::Set {
+                name,
+                registration_number,
+            } => payments::issuer_set(store, ctx, name.as_deref(), registration_number.as_deref()),
+        },
         C::Compensation { contract } => billing::compensation(store, ctx, contract),
         C::Outage(o) => match o {
             OutageCmd::Add { start, end, note } => billing::outage_add(store, ctx, *start, *end, note),
@@ -222,6 +263,7 @@ fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> AdminR
                 annual_fee,
                 tax_rate_bp,
             } => billing::tariff_set(store, ctx, *initial_fee, *annual_fee, *tax_rate_bp),
+            TariffCmd::Options { options, clear, bcp } => billing::tariff_options(store, ctx, options, *clear, *bcp),
         },
     }
 }

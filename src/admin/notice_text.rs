@@ -53,6 +53,19 @@ const BUILT_IN: &[(&str, &str)] = &[
         "account-locked.txt",
         include_str!("../../templates/notices/account-locked.txt"),
     ),
+    ("invoice.txt", include_str!("../../templates/notices/invoice.txt")),
+    (
+        "payment-reminder.txt",
+        include_str!("../../templates/notices/payment-reminder.txt"),
+    ),
+    (
+        "nonpayment-suspension.txt",
+        include_str!("../../templates/notices/nonpayment-suspension.txt"),
+    ),
+    (
+        "nonpayment-resumption.txt",
+        include_str!("../../templates/notices/nonpayment-resumption.txt"),
+    ),
 ];
 
 /// Files in the template directory that are not templates (the built-in README copied along).
@@ -84,6 +97,37 @@ pub enum Notice {
     Renewal { term_end: NaiveDate, deadline: NaiveDate },
     /// An account of the contract was locked.
     AccountLocked { user: String, by: String },
+    /// An invoice was raised (art. 28); `late_interest`: it is the late interest of
+    /// another one (art. 31), which bears none itself. Amounts are formatted yen.
+    Invoice {
+        number: i64,
+        part: String,
+        issued: NaiveDate,
+        total: String,
+        tax: String,
+        due: NaiveDate,
+        late_interest: bool,
+    },
+    /// An invoice is overdue; also the advance notice of the suspension on
+    /// `suspension_day` (art. 23-2) when the dunning rule suspends.
+    PaymentReminder {
+        number: i64,
+        part: String,
+        issued: NaiveDate,
+        total: String,
+        due: NaiveDate,
+        balance: String,
+        suspension_day: Option<NaiveDate>,
+    },
+    /// Suspended by the dunning rule for an unpaid invoice (art. 23-1(1)).
+    NonpaymentSuspension {
+        since: NaiveDate,
+        number: i64,
+        total: String,
+        due: NaiveDate,
+    },
+    /// Every overdue invoice is paid: the suspension for non-payment is lifted.
+    NonpaymentResumption { since: NaiveDate },
 }
 
 impl Notice {
@@ -96,6 +140,28 @@ impl Notice {
             Notice::Cancellation { .. } => "cancellation",
             Notice::Renewal { .. } => "renewal",
             Notice::AccountLocked { .. } => "account-locked",
+            Notice::Invoice { .. } => "invoice",
+            Notice::PaymentReminder { .. } => "payment-reminder",
+            Notice::NonpaymentSuspension { .. } => "nonpayment-suspension",
+            Notice::NonpaymentResumption { .. } => "nonpayment-resumption",
+        }
+    }
+
+    /// An advance notice of a suspension or termination: it goes to the sales agent of a
+    /// contract sold through one (art. 23-2, 24-3), the others to the administrator (art. 39).
+    pub fn is_advance_notice(&self) -> bool {
+        match self {
+            Notice::Suspension { .. }
+            | Notice::Termination { .. }
+            | Notice::TerminationUndelivered { .. }
+            | Notice::PaymentReminder { .. }
+            | Notice::NonpaymentSuspension { .. } => true,
+            Notice::Resumption { .. }
+            | Notice::Cancellation { .. }
+            | Notice::Renewal { .. }
+            | Notice::AccountLocked { .. }
+            | Notice::Invoice { .. }
+            | Notice::NonpaymentResumption { .. } => false,
         }
     }
 
@@ -109,6 +175,10 @@ impl Notice {
             Notice::Cancellation { .. } => "cancellation.txt",
             Notice::Renewal { .. } => "renewal.txt",
             Notice::AccountLocked { .. } => "account-locked.txt",
+            Notice::Invoice { .. } => "invoice.txt",
+            Notice::PaymentReminder { .. } => "payment-reminder.txt",
+            Notice::NonpaymentSuspension { .. } => "nonpayment-suspension.txt",
+            Notice::NonpaymentResumption { .. } => "nonpayment-resumption.txt",
         }
     }
 
@@ -139,6 +209,55 @@ impl Notice {
             Notice::AccountLocked { user, by } => {
                 vec![("user", Value::from(user.as_str())), ("by", Value::from(by.as_str()))]
             }
+            Notice::Invoice {
+                number,
+                part,
+                issued,
+                total,
+                tax,
+                due,
+                late_interest,
+            } => vec![
+                ("number", Value::from(*number)),
+                ("part", Value::from(part.as_str())),
+                ("issued", date(issued)),
+                ("total", Value::from(total.as_str())),
+                ("tax", Value::from(tax.as_str())),
+                ("due", date(due)),
+                ("late_interest", Value::from(*late_interest)),
+            ],
+            Notice::PaymentReminder {
+                number,
+                part,
+                issued,
+                total,
+                due,
+                balance,
+                suspension_day,
+            } => vec![
+                ("number", Value::from(*number)),
+                ("part", Value::from(part.as_str())),
+                ("issued", date(issued)),
+                ("total", Value::from(total.as_str())),
+                ("due", date(due)),
+                ("balance", Value::from(balance.as_str())),
+                (
+                    "suspension_day",
+                    Value::from(suspension_day.map(|d| d.to_string()).unwrap_or_default()),
+                ),
+            ],
+            Notice::NonpaymentSuspension {
+                since,
+                number,
+                total,
+                due,
+            } => vec![
+                ("since", date(since)),
+                ("number", Value::from(*number)),
+                ("total", Value::from(total.as_str())),
+                ("due", date(due)),
+            ],
+            Notice::NonpaymentResumption { since } => vec![("since", date(since))],
         }
     }
 
@@ -172,6 +291,31 @@ impl Notice {
                 user: "alice".into(),
                 by: "operator".into(),
             },
+            Notice::Invoice {
+                number: 7,
+                part: "basic".into(),
+                issued: day,
+                total: "¥110,000".into(),
+                tax: "¥10,000".into(),
+                due: day,
+                late_interest: false,
+            },
+            Notice::PaymentReminder {
+                number: 7,
+                part: "basic".into(),
+                issued: day,
+                total: "¥110,000".into(),
+                due: day,
+                balance: "¥110,000".into(),
+                suspension_day: Some(day),
+            },
+            Notice::NonpaymentSuspension {
+                since: day,
+                number: 7,
+                total: "¥110,000".into(),
+                due: day,
+            },
+            Notice::NonpaymentResumption { since: day },
         ]
     }
 }
@@ -312,7 +456,8 @@ impl NoticeTemplates {
         let templates = NoticeTemplates { env, origin };
         let sample = sample_contract();
         for notice in Notice::samples() {
-            templates.try_render(&sample, &notice)?;
+            templates.try_render(&sample, &notice, None)?;
+            templates.try_render(&sample, &notice, Some("Sample Agent K.K."))?;
         }
         Ok(templates)
     }
@@ -328,7 +473,7 @@ impl NoticeTemplates {
         let c = sample_contract();
         let mut out = String::new();
         for notice in Notice::samples() {
-            let (subject, body) = self.render(&c, &notice);
+            let (subject, body) = self.render(&c, &notice, None);
             let origin = self.origin.get(notice.template()).map(|p| p.display().to_string());
             out.push_str(&format!(
                 "===== {} ({})\nSubject: {subject}\n\n{body}\n",
@@ -339,9 +484,10 @@ impl NoticeTemplates {
         out.trim_end().to_string()
     }
 
-    /// The subject and the body of `notice` to contract `c`'s administrator.
-    pub fn render(&self, c: &ContractRecord, notice: &Notice) -> (String, String) {
-        match self.try_render(c, notice) {
+    /// The subject and the body of `notice` to contract `c`'s administrator, or to its
+    /// sales agent when `agent` names it (the notice is addressed to the agent).
+    pub fn render(&self, c: &ContractRecord, notice: &Notice, agent: Option<&str>) -> (String, String) {
+        match self.try_render(c, notice, agent) {
             Ok(text) => text,
             Err(e) => {
                 // Checked at load with every notice, so only a value the samples do not
@@ -349,17 +495,23 @@ impl NoticeTemplates {
                 // the change it tells of failing.
                 tracing::warn!(error = %e, "notice template failed; the built-in text is used");
                 built_in()
-                    .try_render(c, notice)
+                    .try_render(c, notice, agent)
                     .expect("the built-in notice templates render")
             }
         }
     }
 
-    fn try_render(&self, c: &ContractRecord, notice: &Notice) -> Result<(String, String), TemplateError> {
+    fn try_render(
+        &self,
+        c: &ContractRecord,
+        notice: &Notice,
+        agent: Option<&str>,
+    ) -> Result<(String, String), TemplateError> {
         let mut values: BTreeMap<&str, Value> = BTreeMap::new();
         values.insert("contract", Value::from(c.name.as_str()));
         values.insert("admin_name", Value::from(c.admin_name.as_str()));
         values.insert("tz", Value::from(crate::contract::operator_tz().to_string()));
+        values.insert("agent", Value::from(agent.unwrap_or_default()));
         values.extend(notice.values());
         let name = notice.template();
         let render = |template: &str| -> Result<String, TemplateError> {
@@ -465,7 +617,7 @@ mod tests {
         let t = NoticeTemplates::built_in();
         let c = sample_contract();
         for n in Notice::samples() {
-            let (subject, body) = t.render(&c, &n);
+            let (subject, body) = t.render(&c, &n, None);
             assert!(subject.starts_with("【mcvpn】"), "{subject}");
             assert!(!subject.contains('\n'));
             let (ja, en) = body
@@ -489,8 +641,8 @@ mod tests {
             requested_end: late.then(|| d(2027, 5, 31)),
             late,
         };
-        let (_, on_time) = t.render(&c, &n(false));
-        let (_, late) = t.render(&c, &n(true));
+        let (_, on_time) = t.render(&c, &n(false), None);
+        let (_, late) = t.render(&c, &n(true), None);
         assert!(
             !on_time.contains("期限を過ぎて") && !on_time.contains("had passed"),
             "{on_time}"
@@ -505,11 +657,32 @@ mod tests {
     }
 
     #[test]
+    fn a_notice_to_the_sales_agent_greets_the_agent() {
+        let t = NoticeTemplates::built_in();
+        let c = sample_contract();
+        let (_, body) = t.render(
+            &c,
+            &Notice::NonpaymentSuspension {
+                since: d(2028, 3, 1),
+                number: 3,
+                total: "¥132,000".into(),
+                due: d(2028, 1, 31),
+            },
+            Some("Agent KK"),
+        );
+        assert!(
+            body.starts_with("Agent KK 御中（ご契約「sample」の販売代理店様。"),
+            "{body}"
+        );
+        assert!(!body.contains("Sample 様"), "{body}");
+    }
+
+    #[test]
     fn an_empty_administrator_name_is_greeted_by_role() {
         let t = NoticeTemplates::built_in();
         let mut c = sample_contract();
         c.admin_name.clear();
-        let (_, body) = t.render(&c, &Notice::Resumption { since: d(2027, 1, 5) });
+        let (_, body) = t.render(&c, &Notice::Resumption { since: d(2027, 1, 5) }, None);
         assert!(body.starts_with("アカウント管理者 様\n"), "{body}");
     }
 
@@ -529,7 +702,7 @@ mod tests {
         std::fs::write(dir.path().join("README.txt"), "not a template").unwrap();
         let t = NoticeTemplates::load(dir.path(), true).unwrap();
         let c = sample_contract();
-        let (subject, body) = t.render(&c, &Notice::Resumption { since: d(2027, 1, 5) });
+        let (subject, body) = t.render(&c, &Notice::Resumption { since: d(2027, 1, 5) }, None);
         assert_eq!(subject, "ご利用再開: sample");
         assert_eq!(
             body,
@@ -542,6 +715,7 @@ mod tests {
                 since: d(2027, 1, 1),
                 reason: "x".into(),
             },
+            None,
         );
         assert!(subject.starts_with("【mcvpn】ご利用停止"), "{subject}");
         assert!(body.ends_with("Sample K.K. operations\n"), "{body}");
@@ -616,6 +790,7 @@ mod tests {
                 user: "eve\r\nBcc: x@example.com".into(),
                 by: "operator".into(),
             },
+            None,
         );
         assert!(!subject.contains('\n') && !subject.contains('\r'), "{subject}");
     }

@@ -20,6 +20,8 @@ pub enum Text {
         rows: Vec<Vec<String>>,
     },
     Sections(Vec<(String, Text)>),
+    /// A document printed as it is, lines and all (only hidden controls escaped).
+    Document(String),
 }
 
 impl Text {
@@ -100,6 +102,10 @@ impl Serialize for JsonDoc<'_> {
             Output::Invoices(r) => versioned(r, s),
             Output::Compensation(r) => versioned(r, s),
             Output::Tariff(t) => versioned(t, s),
+            Output::Dunning(r) => versioned(r, s),
+            Output::Issuer(i) => versioned(i, s),
+            Output::Ledger(r) => versioned(r, s),
+            Output::Document(d) => versioned(d, s),
             Output::Contracts(rows) => rows.serialize(s),
             Output::Accounts(rows) => rows.serialize(s),
             Output::Targets(rows) => rows.serialize(s),
@@ -357,6 +363,73 @@ pub fn text(output: &Output) -> Text {
                 })
                 .collect(),
         ),
+        Output::Dunning(r) => Text::table(
+            &["item", "value"],
+            vec![
+                vec![
+                    "due date (art. 28-3)".into(),
+                    format!("end of the month {} month(s) after issue", r.due_months),
+                ],
+                vec!["reminder".into(), format!("{} day(s) overdue", r.reminder_days)],
+                vec![
+                    "suspension (art. 23-1(1))".into(),
+                    if r.suspend_days == 0 {
+                        "never automatically".into()
+                    } else {
+                        format!("{} day(s) overdue", r.suspend_days)
+                    },
+                ],
+            ],
+        ),
+        Output::Issuer(i) => Text::table(
+            &["item", "value"],
+            vec![
+                vec!["issuer (発行者)".into(), i.name.clone()],
+                vec!["registration number (登録番号)".into(), i.registration_number.clone()],
+            ],
+        ),
+        Output::Ledger(r) => Text::Sections(vec![
+            (
+                format!("invoices of {} on {}", r.contract, r.today),
+                Text::table(
+                    &["invoice", "part", "issued", "due", "total", "paid", "settled", "state"],
+                    r.invoices
+                        .iter()
+                        .map(|i| {
+                            vec![
+                                i.invoice.to_string(),
+                                i.part.clone(),
+                                i.issued.to_string(),
+                                i.due.to_string(),
+                                yen(i.total),
+                                yen(i.paid),
+                                i.settled_on.map(|d| d.to_string()).unwrap_or_default(),
+                                i.state.as_str().to_string(),
+                            ]
+                        })
+                        .collect(),
+                ),
+            ),
+            (
+                "payments".into(),
+                Text::table(
+                    &["id", "invoice", "amount", "paid on"],
+                    r.payments
+                        .iter()
+                        .map(|p| {
+                            vec![
+                                p.id.to_string(),
+                                p.invoice.to_string(),
+                                yen(p.amount),
+                                p.paid_on.to_string(),
+                            ]
+                        })
+                        .collect(),
+                ),
+            ),
+            ("outstanding".into(), Text::Message(yen(r.outstanding))),
+        ]),
+        Output::Document(d) => Text::Document(d.content.clone()),
         Output::Tariff(t) => Text::table(
             &["item", "value"],
             vec![
@@ -367,6 +440,14 @@ pub fn text(output: &Output) -> Text {
                     format!("{}.{:02}%", t.tax_rate_bp / 100, t.tax_rate_bp % 100),
                 ],
                 vec!["start month free".into(), t.start_month_free.to_string()],
+                vec![
+                    "option fees (art. 27-1)".into(),
+                    t.options
+                        .iter()
+                        .map(|o| format!("{} {}", o.name, yen(o.amount)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ],
             ],
         ),
     }
@@ -508,6 +589,29 @@ fn format_into(out: &mut String, text: &Text) {
             out.push('\n');
         }
         Text::Table { headers, rows } => format_table(out, headers, rows),
+        Text::Document(doc) => {
+            // Lines and tabs are the document's; any other control is escaped as in
+            // the rest of the output (a customer's name must not drive the terminal).
+            for (i, line) in doc.split('\n').enumerate() {
+                if i > 0 {
+                    out.push('\n');
+                }
+                let (line, cr) = match line.strip_suffix('\r') {
+                    Some(l) => (l, "\r"),
+                    None => (line, ""),
+                };
+                for field in line
+                    .split('\t')
+                    .map(escape_controls)
+                    .collect::<Vec<_>>()
+                    .join("\t")
+                    .chars()
+                {
+                    out.push(field);
+                }
+                out.push_str(cr);
+            }
+        }
         Text::Sections(parts) => {
             for (i, (title, t)) in parts.iter().enumerate() {
                 if i > 0 {

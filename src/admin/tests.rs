@@ -463,6 +463,8 @@ fn invoice_lists_the_first_term_at_delivery() {
         AdminCommand::Invoice {
             contract: "acme".into(),
             at: Some(d(2026, 11, 24)),
+            csv: false,
+            print: None,
         },
     )
     .unwrap();
@@ -700,7 +702,9 @@ fn the_command_line_parses_into_the_api_types() {
         inv,
         AdminCommand::Invoice {
             contract: "acme".into(),
-            at: Some(d(2027, 12, 1))
+            at: Some(d(2027, 12, 1)),
+            csv: false,
+            print: None,
         }
     );
 

@@ -113,6 +113,14 @@ pub enum LineKind {
         from: NaiveDate,
         to: NaiveDate,
     },
+    /// 延滞利息 (art. 31) on invoice number `invoice`: `days` days from `from` to `to`
+    /// (both included). Not subject to consumption tax.
+    LateInterest {
+        invoice: i64,
+        days: u64,
+        from: NaiveDate,
+        to: NaiveDate,
+    },
 }
 
 /// One line of an invoice, before tax.
@@ -140,6 +148,14 @@ impl LineItem {
                 to,
             } => {
                 format!("usage fee, {accounts} accounts × {months} months, {from} to {to}")
+            }
+            LineKind::LateInterest {
+                invoice,
+                days,
+                from,
+                to,
+            } => {
+                format!("late interest on invoice {invoice}, {days} days {from} to {to} at 14.5% a year (art. 31)")
             }
         }
     }

@@ -23,6 +23,10 @@ pub enum ContractError {
     )]
     AdditionalBeforeBasic { basic: NaiveDate, additional: NaiveDate },
 
+    /// A dunning rule (art. 23-1(1), 28-3) that makes no sense; the text says why.
+    #[error("{0}")]
+    Dunning(String),
+
     #[error("{end} is before {start}")]
     EndBeforeStart { start: NaiveDate, end: NaiveDate },
 

@@ -16,6 +16,8 @@
 //! - [`charges`]: initial fee, option fees and the usage fee, the free start month,
 //!   consumption tax and when each invoice is raised (art. 27, 28, 30, BCP special
 //!   terms), late interest (art. 31).
+//! - [`dunning`]: due dates (art. 28-3), invoice states, reminders and the suspension
+//!   of an unpaid contract (art. 23-1(1)).
 //! - [`outage`]: compensation for a total outage of 120 hours or more (art. 35), within
 //!   a contract's service period.
 //! - [`rules`]: the administrator's e-mail (art. 3, 5, 39), no service before the start
@@ -30,6 +32,7 @@
 
 pub mod calendar;
 pub mod charges;
+pub mod dunning;
 pub mod error;
 pub mod outage;
 pub mod rules;
@@ -45,6 +48,7 @@ pub use charges::{
     usage_fee, BilledContract, Invoice, LineItem, LineKind, OptionFee, Tariff, DEFAULT_TAX_RATE_BP,
     INTEREST_GRACE_DAYS,
 };
+pub use dunning::{days_overdue, invoice_state, DunningRule, DunningStep, InvoiceState};
 pub use error::ContractError;
 pub use outage::{compensable_days, compensation, unit_compensation, UnitCompensation, MIN_OUTAGE_HOURS};
 pub use rules::{additional_refusal, check_admin_email, not_started, renewal_reminder_due, RenewalReminder};

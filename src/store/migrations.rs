@@ -203,6 +203,41 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX devices_by_account ON devices(account_id, role);
     CREATE INDEX grants_by_account ON grants(account_id);
     "#,
+    // 6: issue 17. Invoices as raised (art. 28), numbered by their id, and the payments
+    // made against them (art. 26-31). An invoice's state (open, paid, overdue) is not
+    // stored: it follows from its due date and its payments. `raised_key` makes raising
+    // idempotent (one invoice per contract part and issue day, or per late-paid invoice
+    // for its interest). Lines are the JSON of `contract::LineItem`s, as the pure
+    // functions computed them, so that a reprint shows what was invoiced even after a
+    // tariff change.
+    r#"
+    CREATE TABLE invoices (
+        id           INTEGER PRIMARY KEY,
+        contract_id  INTEGER NOT NULL REFERENCES contracts(id),
+        raised_key   TEXT NOT NULL,
+        part         TEXT NOT NULL,
+        issued       TEXT NOT NULL,
+        due          TEXT NOT NULL,
+        term_start   TEXT,
+        term_end     TEXT,
+        lines        TEXT NOT NULL,
+        subtotal     INTEGER NOT NULL CHECK (subtotal >= 0),
+        tax_rate_bp  INTEGER NOT NULL CHECK (tax_rate_bp >= 0),
+        tax          INTEGER NOT NULL CHECK (tax >= 0),
+        total        INTEGER NOT NULL CHECK (total >= 0),
+        created_at   INTEGER NOT NULL,
+        UNIQUE (contract_id, raised_key)
+    );
+    CREATE TABLE payments (
+        id           INTEGER PRIMARY KEY,
+        contract_id  INTEGER NOT NULL REFERENCES contracts(id),
+        invoice_id   INTEGER NOT NULL REFERENCES invoices(id),
+        amount       INTEGER NOT NULL CHECK (amount > 0),
+        paid_on      TEXT NOT NULL,
+        created_at   INTEGER NOT NULL
+    );
+    CREATE INDEX payments_by_invoice ON payments(invoice_id);
+    "#,
 ];
 
 /// Runs every migration the store has not seen yet.

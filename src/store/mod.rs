@@ -530,6 +530,75 @@ pub trait RecordStore {
     fn external_change_marker(&self) -> StoreResult<i64>;
 }
 
+/// An invoice to store, as `contract::invoice_at` (or the late-interest rule) raised it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewInvoice {
+    pub contract_id: i64,
+    /// Makes raising idempotent: one invoice per key and contract.
+    pub raised_key: String,
+    /// `basic`, `additional N` or `late interest`.
+    pub part: String,
+    pub issued: NaiveDate,
+    pub due: NaiveDate,
+    pub term: Option<(NaiveDate, NaiveDate)>,
+    /// JSON of the invoice's `contract::LineItem`s.
+    pub lines_json: String,
+    pub subtotal: u64,
+    pub tax_rate_bp: u32,
+    pub tax: u64,
+    pub total: u64,
+}
+
+/// A stored invoice; its number is `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceRecord {
+    pub id: i64,
+    pub contract_id: i64,
+    pub raised_key: String,
+    pub part: String,
+    pub issued: NaiveDate,
+    pub due: NaiveDate,
+    pub term: Option<(NaiveDate, NaiveDate)>,
+    pub lines_json: String,
+    pub subtotal: u64,
+    pub tax_rate_bp: u32,
+    pub tax: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRecord {
+    pub id: i64,
+    pub contract_id: i64,
+    pub invoice_id: i64,
+    pub amount: u64,
+    pub paid_on: NaiveDate,
+}
+
+/// Invoices raised and payments received (art. 26-31).
+pub trait BillingStore {
+    /// Stores an invoice unless one with the same key exists for the contract; its
+    /// number if stored.
+    fn invoice_add(&mut self, inv: &NewInvoice) -> StoreResult<Option<i64>>;
+    /// A contract's invoices (all with `None`), oldest first.
+    fn invoices(&self, contract_id: Option<i64>) -> StoreResult<Vec<InvoiceRecord>>;
+    fn payment_add(&mut self, contract_id: i64, invoice_id: i64, amount: u64, paid_on: NaiveDate) -> StoreResult<i64>;
+    /// A contract's payments (all with `None`), in the order recorded.
+    fn payments(&self, contract_id: Option<i64>) -> StoreResult<Vec<PaymentRecord>>;
+    /// Queues a notice to `to_email` rather than the administrator (a sales agent,
+    /// art. 23-2, 24-3); with a `key`, once per key and contract (`None` if one was
+    /// queued before).
+    fn notice_add_to(
+        &mut self,
+        contract_id: i64,
+        to_email: &str,
+        kind: &str,
+        key: Option<&str>,
+        subject: &str,
+        body: &str,
+    ) -> StoreResult<Option<i64>>;
+}
+
 /// Grouping several calls into one change that a crash or an error leaves either fully
 /// applied or fully absent. Use [`atomically`], not these directly.
 pub trait TransactionStore {
@@ -581,13 +650,26 @@ pub fn atomically<T, E: From<StoreError>>(
 
 /// Everything the hub and the admin commands ask of the store.
 pub trait Store:
-    ContractStore + AccountStore + DeviceStore + SessionStore + RecordStore + TransactionStore + Send
+    ContractStore + AccountStore + DeviceStore + SessionStore + RecordStore + BillingStore + TransactionStore + Send
 {
 }
 
-impl<T: ContractStore + AccountStore + DeviceStore + SessionStore + RecordStore + TransactionStore + Send> Store for T {}
+impl<
+        T: ContractStore
+            + AccountStore
+            + DeviceStore
+            + SessionStore
+            + RecordStore
+            + BillingStore
+            + TransactionStore
+            + Send,
+    > Store for T
+{
+}
 
 /// The store traits, for `use crate::store::prelude::*`.
 pub mod prelude {
-    pub use super::{AccountStore, ContractStore, DeviceStore, RecordStore, SessionStore, Store, TransactionStore};
+    pub use super::{
+        AccountStore, BillingStore, ContractStore, DeviceStore, RecordStore, SessionStore, Store, TransactionStore,
+    };
 }

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod backup;
+mod billing;
 mod contracts;
 mod devices;
 mod records;
