@@ -18,6 +18,10 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v man >/dev/null || need+=(man-db)
 command -v dpkg-shlibdeps >/dev/null || need+=(dpkg-dev)
 command -v adduser >/dev/null || need+=(adduser)
+# netns-tests/67-metrics.sh: scrapes /metrics with curl and parses it with the reference
+# Prometheus text parser (Debian's package, for the system python3).
+command -v curl >/dev/null || need+=(curl)
+/usr/bin/python3 -c 'import prometheus_client.parser' 2>/dev/null || need+=(python3-prometheus-client)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
