@@ -84,6 +84,7 @@ else
 fi
 check "sysctl file" test -f /usr/lib/sysctl.d/60-mcvpn-hub.conf
 check "example hub.toml" test -f /usr/share/doc/mcvpn/examples/hub.toml
+check "notice templates to copy" test -f /usr/share/doc/mcvpn/examples/notices/suspension.txt
 check "/etc/mcvpn/hub.toml is a conffile" sh -c 'dpkg-query -W -f="\${Conffiles}" mcvpn | grep -q /etc/mcvpn/hub.toml'
 check "/etc/mcvpn/hub.toml readable by the hub's group only" sh -c '[ "$(stat -c %U:%G:%a /etc/mcvpn/hub.toml)" = root:mcvpn:640 ]'
 check "system user mcvpn (no login shell)" sh -c 'getent passwd mcvpn | grep -q ":/usr/sbin/nologin$" && [ "$(id -u mcvpn)" -lt 1000 ]'
