@@ -240,8 +240,12 @@ async fn connect_to_a_port_not_allowed_is_a_403() {
 
 #[tokio::test]
 async fn a_proxy_port_with_nothing_listening_is_refused_naming_the_proxy() {
-    // No squid needed: nothing listens on the port.
-    let port = free_port().await;
+    // No squid needed: nothing listens on the port. The port stays bound (without
+    // listen) for the whole test, so a squid started by a test beside this one cannot
+    // take it between choosing and connecting; a connect to it is refused.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = held.local_addr().unwrap().port();
     let proxy = Proxy {
         url: ProxyUrl {
             host: "127.0.0.1".into(),

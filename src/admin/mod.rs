@@ -213,7 +213,12 @@ fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> AdminR
         },
         C::Log { limit } => accounts::log(store, ctx, *limit),
         C::Notice(NoticeCmd::List { all }) => accounts::notice_list(store, ctx, *all),
-        C::Notice(NoticeCmd::Preview) => Ok(Output::message(notice_text::active().preview())),
+        // A document: its lines are shown as lines, not escaped as a message's would be.
+        C::Notice(NoticeCmd::Preview) => Ok(Output::Document(api::Document {
+            media_type: "text/plain; charset=utf-8".into(),
+            file_name: "notice-preview.txt".into(),
+            content: notice_text::active().preview(),
+        })),
         C::Invoice {
             contract,
             at,

@@ -1145,3 +1145,23 @@ fn a_calendar_job_that_fails_half_way_is_not_applied() {
     assert_eq!(apply_due(&mut s, 0, d(2027, 5, 1)).unwrap().len(), 1);
     assert_eq!(s.contract_by_name("acme").unwrap().state, ContractState::Cancelled);
 }
+
+/// `notice preview` is shown as a document: its lines are lines on the terminal, not
+/// `\n` escapes as in a one-line message.
+#[test]
+fn notice_preview_prints_lines_and_is_the_operators() {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    let out = run(&mut s, &op(), AdminCommand::Notice(api::NoticeCmd::Preview)).unwrap();
+    let text = render::format_text(&render::text(&out));
+    assert!(!text.contains("\\n"), "{text}");
+    assert!(
+        text.lines().any(|l| l == "===== suspension (built-in:suspension.txt)"),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l == "----- English -----"), "{text}");
+    let administrator = Scope::Contract {
+        id: 1,
+        name: "acme".into(),
+    };
+    assert!(authorize(&administrator, &AdminCommand::Notice(api::NoticeCmd::Preview)).is_err());
+}
