@@ -94,11 +94,22 @@ pub enum AdminCommand {
     /// The invoice issuer's name and registration number for qualified invoices (operator)
     #[command(subcommand)]
     Issuer(IssuerCmd),
-    /// Outage compensation due to a contract from recorded outages (operator, art. 35)
-    Compensation { contract: String },
+    /// Outage compensation due to a contract from recorded outages, less planned maintenance (operator, art. 35). Example: mcvpn admin compensation acme --statement
+    Compensation {
+        contract: String,
+        /// Print the statement for the contract's administrator (Japanese, then English)
+        #[arg(long)]
+        statement: bool,
+        /// Queue the statement as a notice to the contract's administrator
+        #[arg(long, conflicts_with = "statement")]
+        send: bool,
+    },
     /// Recorded total outages (operator)
     #[command(subcommand)]
     Outage(OutageCmd),
+    /// Planned maintenance windows, announced to every administrator in advance (operator, art. 34-2)
+    #[command(subcommand)]
+    Maintenance(MaintenanceCmd),
     /// Fees and tax (operator)
     #[command(subcommand)]
     Tariff(TariffCmd),
@@ -388,6 +399,31 @@ pub enum OutageCmd {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
 #[serde(rename_all = "snake_case")]
+pub enum MaintenanceCmd {
+    /// Announce a window (local times in --timezone). The notice goes to every contract's administrator --notice-days ahead, a reminder the day before. Example: mcvpn admin maintenance add --start 2027-03-20T02:00:00 --end 2027-03-20T05:00:00 --reason "ハブの更新 / hub upgrade"
+    Add {
+        #[arg(long)]
+        start: NaiveDateTime,
+        #[arg(long)]
+        end: NaiveDateTime,
+        /// What is done, as the administrators read it (Japanese first is best)
+        #[arg(long)]
+        reason: String,
+        /// An emergency (art. 34-2): announce it at once and say so
+        #[arg(long)]
+        emergency: bool,
+        /// How many days ahead the notice goes out
+        #[arg(long, default_value_t = 7)]
+        notice_days: u32,
+    },
+    /// List windows with their state. Example: mcvpn admin maintenance list
+    List,
+    /// Cancel a window not yet ended; administrators already told get a cancellation notice. Example: mcvpn admin maintenance cancel 3
+    Cancel { id: i64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
+#[serde(rename_all = "snake_case")]
 pub enum TariffCmd {
     /// Show the fees. Example: mcvpn admin tariff show
     Show,
@@ -530,6 +566,9 @@ pub fn authorize(scope: &Scope, cmd: &AdminCommand) -> Result<(), AdminError> {
         C::Outage(o) => match o {
             OutageCmd::Add { .. } | OutageCmd::List => Allowed::Operator,
         },
+        C::Maintenance(m) => match m {
+            MaintenanceCmd::Add { .. } | MaintenanceCmd::List | MaintenanceCmd::Cancel { .. } => Allowed::Operator,
+        },
         C::Tariff(t) => match t {
             TariffCmd::Show | TariffCmd::Set { .. } | TariffCmd::Options { .. } => Allowed::Operator,
         },
@@ -603,6 +642,11 @@ impl AdminCommand {
                 OutageCmd::Add { .. } => "outage-add",
                 OutageCmd::List => "outage-list",
             },
+            C::Maintenance(m) => match m {
+                MaintenanceCmd::Add { .. } => "maintenance-add",
+                MaintenanceCmd::List => "maintenance-list",
+                MaintenanceCmd::Cancel { .. } => "maintenance-cancel",
+            },
             C::Tariff(t) => match t {
                 TariffCmd::Show => "tariff-show",
                 TariffCmd::Set { .. } => "tariff-set",
@@ -664,6 +708,11 @@ impl AdminCommand {
             C::Outage(o) => match o {
                 OutageCmd::Add { .. } => true,
                 OutageCmd::List => false,
+            },
+            // Notices are queued by the contract job that follows a change.
+            C::Maintenance(m) => match m {
+                MaintenanceCmd::Add { .. } | MaintenanceCmd::Cancel { .. } => true,
+                MaintenanceCmd::List => false,
             },
             C::Tariff(t) => match t {
                 TariffCmd::Show => false,
@@ -774,6 +823,7 @@ pub enum Output {
     Invoices(InvoiceReport),
     Compensation(CompensationReport),
     Outages(Vec<OutageRow>),
+    Maintenance(Vec<MaintenanceRow>),
     Tariff(Tariff),
     Dunning(DunningRule),
     Issuer(IssuerInfo),
@@ -1089,6 +1139,34 @@ pub struct CompensationReport {
     /// The annual usage fee of the accounts in force during the outages.
     pub annual_fee: Yen,
     pub compensation: Yen,
+    /// Seconds of recorded outage inside planned maintenance windows, not counted (art. 34, 35-1).
+    #[serde(default)]
+    pub maintenance_excluded_s: i64,
+    /// The outages that earn compensation.
+    #[serde(default)]
+    pub counted: Vec<CountedOutageRow>,
+}
+
+/// One outage a compensation counts (UTC, clipped to the service period).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountedOutageRow {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub days: u64,
+    pub annual_fee: Yen,
+}
+
+/// `maintenance list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceRow {
+    pub id: i64,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub reason: String,
+    pub emergency: bool,
+    pub notice_days: u32,
+    /// `planned`, `in progress`, `ended` or `cancelled`.
+    pub state: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

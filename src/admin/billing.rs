@@ -4,8 +4,11 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
 use super::api::OnOff;
-use super::api::{time, CompensationReport, InvoiceInfo, InvoiceLine, InvoiceReport, OutageRow};
+use super::api::{
+    time, CompensationReport, CountedOutageRow, Document, InvoiceInfo, InvoiceLine, InvoiceReport, OutageRow,
+};
 use super::contracts::unit_of;
+use super::notice_text::{Notice, Statement, StatementOutage};
 use super::{audit, visible_contract, AdminError, AdminResult, ExecCtx, Output};
 use crate::contract::{invoice_at, Cancellation, Invoice, OptionFee, Tariff};
 use crate::store::Store;
@@ -89,11 +92,20 @@ fn invoice_info(label: &str, inv: &Invoice) -> InvoiceInfo {
     }
 }
 
-pub(super) fn compensation(store: &mut dyn Store, ctx: &ExecCtx, name: &str) -> AdminResult {
+/// What recorded outages earn contract `name` (art. 35), less the planned maintenance
+/// windows (art. 34, 35-1); with `statement` the statement for its administrator as a
+/// document, with `send` the statement queued to the administrator as a notice.
+pub(super) fn compensation(
+    store: &mut dyn Store,
+    ctx: &ExecCtx,
+    name: &str,
+    statement: bool,
+    send: bool,
+) -> AdminResult {
     let c = visible_contract(store, ctx, name)?;
     let unit = unit_of(store, c.id)?;
     let tariff = tariff(store);
-    let outages: Vec<_> = store
+    let recorded: Vec<_> = store
         .outages()?
         .into_iter()
         .filter_map(|o| {
@@ -103,18 +115,84 @@ pub(super) fn compensation(store: &mut dyn Store, ctx: &ExecCtx, name: &str) -> 
             ))
         })
         .collect();
+    let windows = super::maintenance::excluded_windows(store)?;
+    let outages = crate::contract::outside_windows(&recorded, &windows);
+    let seconds =
+        |list: &[(NaiveDateTime, NaiveDateTime)]| list.iter().map(|(s, e)| (*e - *s).num_seconds()).sum::<i64>();
+    let maintenance_excluded_s = seconds(&recorded) - seconds(&outages);
     // Art. 35 within the contract's service period, at the fee of the accounts in force.
     let last_day = store.cancellation(c.id)?.map(|x| x.effective).or(c.ended_on);
     let tz = crate::contract::operator_tz();
     let comp = crate::contract::unit_compensation(&outages, tz, &unit, tariff.annual_fee_per_account, last_day)?;
-    Ok(Output::Compensation(CompensationReport {
-        contract: c.name,
-        outages: outages.len(),
+    let report = CompensationReport {
+        contract: c.name.clone(),
+        outages: recorded.len(),
         outages_in_period: comp.outages,
         compensable_days: comp.days,
         annual_fee: comp.annual_fee,
         compensation: comp.amount,
+        maintenance_excluded_s,
+        counted: comp
+            .counted
+            .iter()
+            .map(|o| CountedOutageRow {
+                start: o.start.and_utc(),
+                end: o.end.and_utc(),
+                days: o.days,
+                annual_fee: o.annual_fee,
+            })
+            .collect(),
+    };
+    if !(statement || send) {
+        return Ok(Output::Compensation(report));
+    }
+    let notice = Notice::CompensationStatement(compensation_statement(&report, ctx.today));
+    if send {
+        let id = super::contracts::notify_once(store, &c, &notice, None)?;
+        audit(
+            store,
+            ctx,
+            "compensation.statement",
+            Some(c.id),
+            None,
+            &format!("{} for {} day(s)", yen(report.compensation), report.compensable_days),
+        )?;
+        return Ok(Output::message(format!(
+            "compensation statement for {} ({}) queued as notice {} to {}",
+            c.name,
+            yen(report.compensation),
+            id.unwrap_or_default(),
+            c.admin_email
+        )));
+    }
+    let (subject, body) = super::notice_text::active().render(&c, &notice, None);
+    Ok(Output::Document(Document {
+        media_type: "text/plain; charset=utf-8".into(),
+        file_name: format!("compensation-{}-{}.txt", c.name, ctx.today),
+        content: format!("Subject: {subject}\n\n{body}"),
     }))
+}
+
+/// The statement's words: local times, hours to one decimal, formatted yen.
+fn compensation_statement(r: &CompensationReport, on: NaiveDate) -> Statement {
+    let hours = |s: i64| format!("{:.1}", s as f64 / 3600.0);
+    Statement {
+        on,
+        outages: r
+            .counted
+            .iter()
+            .map(|o| StatementOutage {
+                start: crate::store::format_time(o.start.timestamp()),
+                end: crate::store::format_time(o.end.timestamp()),
+                hours: hours((o.end - o.start).num_seconds()),
+                days: o.days,
+                annual_fee: yen(o.annual_fee),
+            })
+            .collect(),
+        days: r.compensable_days,
+        amount: yen(r.compensation),
+        excluded_hours: hours(r.maintenance_excluded_s),
+    }
 }
 
 pub(super) fn outage_add(

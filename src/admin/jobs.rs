@@ -9,7 +9,7 @@ use super::contracts::{cancellation_of, notify_once, unit_of};
 use super::notice_text::Notice;
 use super::{audit, AdminError, ExecCtx};
 use crate::contract::{first_term_end, renewal_reminder_due, term_at, termination_effective_undelivered};
-use crate::store::{ContractRecord, ContractState, Store, UnixTime};
+use crate::store::{ContractRecord, ContractState, MaintenanceRecord, Store, UnixTime};
 
 /// Renewal reminders go out this many days before the cancellation deadline.
 pub const RENEWAL_NOTICE_DAYS: i64 = 30;
@@ -22,11 +22,14 @@ pub const TERMINATION_NOTICE: &str = "termination";
 /// whose data could not be processed (also logged as an error).
 pub fn apply_due(store: &mut dyn Store, now_t: UnixTime, today: NaiveDate) -> Result<Vec<String>, AdminError> {
     let mut done = Vec::new();
+    let windows = store.maintenance_windows()?;
     for c in store.contracts()? {
         // One transaction per contract: a job's state change, audit entry and notice
         // are stored together or not at all (and then tried again on the next pass).
         let mut done_here = Vec::new();
-        let applied = crate::store::atomically(store, |store| apply_due_one(store, &c, now_t, today, &mut done_here));
+        let applied = crate::store::atomically(store, |store| {
+            apply_due_one(store, &c, &windows, now_t, today, &mut done_here)
+        });
         if applied.is_ok() {
             done.append(&mut done_here);
         }
@@ -41,6 +44,7 @@ pub fn apply_due(store: &mut dyn Store, now_t: UnixTime, today: NaiveDate) -> Re
 fn apply_due_one(
     store: &mut dyn Store,
     c: &ContractRecord,
+    windows: &[MaintenanceRecord],
     now_t: UnixTime,
     today: NaiveDate,
     done: &mut Vec<String>,
@@ -122,6 +126,8 @@ fn apply_due_one(
     }
     // Invoices, reminders, suspension for non-payment and its lifting (art. 23, 28, 31).
     super::payments::daily(store, c, today, done)?;
+    // Planned maintenance (art. 34-2): suspended contracts are told too.
+    super::maintenance::notices_due(store, c, windows, now_t, today, done)?;
     if c.state == ContractState::Active {
         if let Some(msg) = renewal_reminder(store, c, today)? {
             done.push(msg);

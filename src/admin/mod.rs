@@ -15,6 +15,9 @@ mod contracts;
 mod devices;
 mod invoice_docs;
 mod jobs;
+mod maintenance;
+#[cfg(test)]
+mod maintenance_tests;
 pub mod notice_text;
 mod payments;
 #[cfg(test)]
@@ -26,6 +29,7 @@ pub use api::{
 };
 pub use contracts::{min_accounts, MIN_ACCOUNTS_SETTING};
 pub use jobs::apply_due;
+pub use maintenance::banner as maintenance_banner;
 pub use payments::{advance_notice_to, NONPAYMENT_REASON};
 
 use chrono::NaiveDate;
@@ -168,7 +172,10 @@ fn deny(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand, why: String) -
 
 /// One function per command.
 fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> AdminResult {
-    use api::{DeviceCmd, DunningCmd, IssuerCmd, NoticeCmd, OutageCmd, PaymentCmd, SessionCmd, TargetCmd, TariffCmd};
+    use api::{
+        DeviceCmd, DunningCmd, IssuerCmd, MaintenanceCmd, NoticeCmd, OutageCmd, PaymentCmd, SessionCmd, TargetCmd,
+        TariffCmd,
+    };
     use AdminCommand as C;
     let hash = prepared.password_hash.as_deref();
     match &prepared.cmd {
@@ -256,10 +263,25 @@ fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> AdminR
                 registration_number,
             } => payments::issuer_set(store, ctx, name.as_deref(), registration_number.as_deref()),
         },
-        C::Compensation { contract } => billing::compensation(store, ctx, contract),
+        C::Compensation {
+            contract,
+            statement,
+            send,
+        } => billing::compensation(store, ctx, contract, *statement, *send),
         C::Outage(o) => match o {
             OutageCmd::Add { start, end, note } => billing::outage_add(store, ctx, *start, *end, note),
             OutageCmd::List => billing::outage_list(store),
+        },
+        C::Maintenance(m) => match m {
+            MaintenanceCmd::Add {
+                start,
+                end,
+                reason,
+                emergency,
+                notice_days,
+            } => maintenance::add(store, ctx, *start, *end, reason, *emergency, *notice_days),
+            MaintenanceCmd::List => maintenance::list(store),
+            MaintenanceCmd::Cancel { id } => maintenance::cancel(store, ctx, *id),
         },
         C::Tariff(t) => match t {
             TariffCmd::Show => billing::tariff_show(store),

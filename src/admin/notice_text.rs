@@ -66,6 +66,22 @@ const BUILT_IN: &[(&str, &str)] = &[
         "nonpayment-resumption.txt",
         include_str!("../../templates/notices/nonpayment-resumption.txt"),
     ),
+    (
+        "maintenance.txt",
+        include_str!("../../templates/notices/maintenance.txt"),
+    ),
+    (
+        "maintenance-reminder.txt",
+        include_str!("../../templates/notices/maintenance-reminder.txt"),
+    ),
+    (
+        "maintenance-cancelled.txt",
+        include_str!("../../templates/notices/maintenance-cancelled.txt"),
+    ),
+    (
+        "compensation.txt",
+        include_str!("../../templates/notices/compensation.txt"),
+    ),
 ];
 
 /// Files in the template directory that are not templates (the built-in README copied along).
@@ -128,6 +144,46 @@ pub enum Notice {
     },
     /// Every overdue invoice is paid: the suspension for non-payment is lifted.
     NonpaymentResumption { since: NaiveDate },
+    /// The advance notice of a maintenance stop (art. 34-2); `emergency`: announced at
+    /// once, without the usual lead time. Times are formatted in the operator's zone.
+    Maintenance(MaintenanceWindow),
+    /// The same, the day before the window.
+    MaintenanceReminder(MaintenanceWindow),
+    /// An announced window will not take place.
+    MaintenanceCancelled(MaintenanceWindow),
+    /// What recorded outages earn the contract (art. 35), outage by outage.
+    CompensationStatement(Statement),
+}
+
+/// A maintenance window as the notices tell of it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MaintenanceWindow {
+    pub id: i64,
+    pub start: String,
+    pub end: String,
+    pub reason: String,
+    pub emergency: bool,
+}
+
+/// A compensation statement (art. 35): amounts are formatted yen, times local.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Statement {
+    /// The day it was made.
+    pub on: NaiveDate,
+    pub outages: Vec<StatementOutage>,
+    pub days: u64,
+    pub amount: String,
+    /// Hours of recorded outage that fell in planned maintenance and do not count.
+    pub excluded_hours: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StatementOutage {
+    pub start: String,
+    pub end: String,
+    pub hours: String,
+    pub days: u64,
+    pub annual_fee: String,
 }
 
 impl Notice {
@@ -144,6 +200,10 @@ impl Notice {
             Notice::PaymentReminder { .. } => "payment-reminder",
             Notice::NonpaymentSuspension { .. } => "nonpayment-suspension",
             Notice::NonpaymentResumption { .. } => "nonpayment-resumption",
+            Notice::Maintenance(_) => "maintenance",
+            Notice::MaintenanceReminder(_) => "maintenance-reminder",
+            Notice::MaintenanceCancelled(_) => "maintenance-cancelled",
+            Notice::CompensationStatement(_) => "compensation",
         }
     }
 
@@ -161,7 +221,11 @@ impl Notice {
             | Notice::Renewal { .. }
             | Notice::AccountLocked { .. }
             | Notice::Invoice { .. }
-            | Notice::NonpaymentResumption { .. } => false,
+            | Notice::NonpaymentResumption { .. }
+            | Notice::Maintenance(_)
+            | Notice::MaintenanceReminder(_)
+            | Notice::MaintenanceCancelled(_)
+            | Notice::CompensationStatement(_) => false,
         }
     }
 
@@ -179,6 +243,10 @@ impl Notice {
             Notice::PaymentReminder { .. } => "payment-reminder.txt",
             Notice::NonpaymentSuspension { .. } => "nonpayment-suspension.txt",
             Notice::NonpaymentResumption { .. } => "nonpayment-resumption.txt",
+            Notice::Maintenance(_) => "maintenance.txt",
+            Notice::MaintenanceReminder(_) => "maintenance-reminder.txt",
+            Notice::MaintenanceCancelled(_) => "maintenance-cancelled.txt",
+            Notice::CompensationStatement(_) => "compensation.txt",
         }
     }
 
@@ -258,6 +326,20 @@ impl Notice {
                 ("due", date(due)),
             ],
             Notice::NonpaymentResumption { since } => vec![("since", date(since))],
+            Notice::Maintenance(w) | Notice::MaintenanceReminder(w) | Notice::MaintenanceCancelled(w) => vec![
+                ("id", Value::from(w.id)),
+                ("start", Value::from(w.start.as_str())),
+                ("end", Value::from(w.end.as_str())),
+                ("reason", Value::from(w.reason.as_str())),
+                ("emergency", Value::from(w.emergency)),
+            ],
+            Notice::CompensationStatement(st) => vec![
+                ("on", date(&st.on)),
+                ("outages", Value::from_serialize(&st.outages)),
+                ("days", Value::from(st.days)),
+                ("amount", Value::from(st.amount.as_str())),
+                ("excluded_hours", Value::from(st.excluded_hours.as_str())),
+            ],
         }
     }
 
@@ -316,7 +398,41 @@ impl Notice {
                 due: day,
             },
             Notice::NonpaymentResumption { since: day },
+            Notice::Maintenance(sample_window(false)),
+            Notice::Maintenance(sample_window(true)),
+            Notice::MaintenanceReminder(sample_window(false)),
+            Notice::MaintenanceCancelled(sample_window(false)),
+            Notice::CompensationStatement(Statement {
+                on: day,
+                outages: vec![StatementOutage {
+                    start: "2027-03-01 09:00:00 +09:00".into(),
+                    end: "2027-03-06 19:00:00 +09:00".into(),
+                    hours: "130.0".into(),
+                    days: 5,
+                    annual_fee: "¥1,200,000".into(),
+                }],
+                days: 5,
+                amount: "¥16,438".into(),
+                excluded_hours: "3.0".into(),
+            }),
+            Notice::CompensationStatement(Statement {
+                on: day,
+                outages: vec![],
+                days: 0,
+                amount: "¥0".into(),
+                excluded_hours: "0.0".into(),
+            }),
         ]
+    }
+}
+
+fn sample_window(emergency: bool) -> MaintenanceWindow {
+    MaintenanceWindow {
+        id: 3,
+        start: "2027-03-20 02:00:00 +09:00".into(),
+        end: "2027-03-20 05:00:00 +09:00".into(),
+        reason: "ハブの更新 / hub upgrade".into(),
+        emergency,
     }
 }
 

@@ -115,6 +115,7 @@ impl Serialize for JsonDoc<'_> {
             Output::Log(rows) => rows.serialize(s),
             Output::Notices(rows) => rows.serialize(s),
             Output::Outages(rows) => rows.serialize(s),
+            Output::Maintenance(rows) => rows.serialize(s),
         }
     }
 }
@@ -339,15 +340,40 @@ pub fn text(output: &Output) -> Text {
             ])
         }
         Output::Compensation(r) => Text::Message(format!(
-            "{}: {} recorded outage(s), {} within the service period of 120 h or more, {} compensable day(s) \
-             (whole 24 h days), annual usage fee {} of the accounts in force -> compensation {}",
+            "{}: {} recorded outage(s), {} h of them within planned maintenance (not counted, art. 34); \
+             {} continuous outage(s) of 120 h or more within the service period, {} compensable day(s) \
+             (whole 24 h days), annual usage fee {} of the accounts in force -> compensation {}{}",
             r.contract,
             r.outages,
+            format_args!("{:.1}", r.maintenance_excluded_s as f64 / 3600.0),
             r.outages_in_period,
             r.compensable_days,
             yen(r.annual_fee),
-            yen(r.compensation)
+            yen(r.compensation),
+            r.counted
+                .iter()
+                .map(|o| format!("; {} .. {}: {} day(s)", time(&o.start), time(&o.end), o.days))
+                .collect::<String>()
         )),
+        Output::Maintenance(rows) => Text::table(
+            &["id", "start", "end", "state", "notice", "reason"],
+            rows.iter()
+                .map(|w| {
+                    vec![
+                        w.id.to_string(),
+                        time(&w.start),
+                        time(&w.end),
+                        w.state.clone(),
+                        if w.emergency {
+                            "emergency: at once".into()
+                        } else {
+                            format!("{} day(s) ahead", w.notice_days)
+                        },
+                        w.reason.clone(),
+                    ]
+                })
+                .collect(),
+        ),
         Output::Outages(rows) => Text::table(
             &["id", "start", "end", "hours", "note"],
             rows.iter()

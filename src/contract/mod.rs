@@ -34,6 +34,7 @@ pub mod calendar;
 pub mod charges;
 pub mod dunning;
 pub mod error;
+pub mod maintenance;
 pub mod outage;
 pub mod rules;
 pub mod tz;
@@ -50,7 +51,10 @@ pub use charges::{
 };
 pub use dunning::{days_overdue, invoice_state, DunningRule, DunningStep, InvoiceState};
 pub use error::ContractError;
-pub use outage::{compensable_days, compensation, unit_compensation, UnitCompensation, MIN_OUTAGE_HOURS};
+pub use maintenance::{notice_schedule, outside_windows, NoticeSchedule};
+pub use outage::{
+    compensable_days, compensation, unit_compensation, CountedOutage, UnitCompensation, MIN_OUTAGE_HOURS,
+};
 pub use rules::{additional_refusal, check_admin_email, not_started, renewal_reminder_due, RenewalReminder};
 pub use tz::{
     format_local, format_unix, operator_tz, parse_tz, set_operator_tz, start_of_day, today_in, Tz, DEFAULT_TZ,

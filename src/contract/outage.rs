@@ -84,11 +84,25 @@ pub fn compensation(outages: &[(NaiveDateTime, NaiveDateTime)], annual_fee: Yen)
     Yen::try_from(v).map_err(|_| ContractError::AmountOverflow("outage compensation"))
 }
 
+/// One continuous outage that earns compensation (the statement lists them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountedOutage {
+    /// UTC, clipped to the service period.
+    pub start: NaiveDateTime,
+    pub end: NaiveDateTime,
+    /// Whole 24-hour days (art. 35-2).
+    pub days: u64,
+    /// The annual usage fee of the accounts in force when it began.
+    pub annual_fee: Yen,
+}
+
 /// What [`unit_compensation`] found for one contract unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UnitCompensation {
     /// Continuous outages of 120 hours or more within the service period.
     pub outages: usize,
+    /// Those outages, oldest first.
+    pub counted: Vec<CountedOutage>,
     /// Their whole 24-hour days.
     pub days: u64,
     /// Annual usage fee of the accounts in force when the last counted outage began.
@@ -145,6 +159,12 @@ pub fn unit_compensation(
             .checked_add(days)
             .ok_or(ContractError::AmountOverflow("compensable days"))?;
         out.annual_fee = Yen::try_from(annual).map_err(|_| ContractError::AmountOverflow("annual fee"))?;
+        out.counted.push(CountedOutage {
+            start: s,
+            end: e,
+            days,
+            annual_fee: out.annual_fee,
+        });
     }
     out.amount =
         Yen::try_from(sum / DAYS_PER_YEAR).map_err(|_| ContractError::AmountOverflow("outage compensation"))?;

@@ -196,7 +196,20 @@ impl Live {
             .into_iter()
             .map(|d| (d.node_id(), d))
             .collect();
-        let (login, replaced) = self.admit(device.clone(), account, boot_id, db_session, resume_token, tx, peers);
+        // One small read in the same store call; a failure only loses the banner.
+        let maintenance = crate::admin::maintenance_banner(store, crate::store::now())
+            .ok()
+            .flatten();
+        let (login, replaced) = self.admit(
+            device.clone(),
+            account,
+            boot_id,
+            db_session,
+            resume_token,
+            tx,
+            peers,
+            maintenance,
+        );
         let ticket = Ticket {
             node,
             relay_session: login.session_id,
@@ -227,6 +240,7 @@ impl Live {
         resume_token: Option<String>,
         tx: UnboundedSender<Push>,
         peers: HashMap<NodeId, DeviceRecord>,
+        maintenance: Option<crate::proto::control::MaintenanceBanner>,
     ) -> (LoginOk, Option<Ended>) {
         let node = device.node_id();
         let mut sessions = self.sessions.lock();
@@ -286,6 +300,7 @@ impl Live {
             resume_token: resume_token.map(crate::secret::SecretString::new),
             peers,
             more_peers: 0,
+            maintenance,
         };
         let (login, rest) = login.split_to_fit();
         if !rest.is_empty() {

@@ -602,6 +602,9 @@ pub fn print_status(s: &NodeStatus, verbose: bool) {
             "reconnecting to the hub"
         }
     );
+    if let Some(line) = s.maintenance.as_ref().and_then(|m| m.line(crate::store::now())) {
+        println!("  {line}");
+    }
     println!("  hub:        {}", s.hub);
     if !s.transport.is_empty() {
         println!("  transport:  {}", s.transport);

@@ -313,6 +313,7 @@ impl Node {
             public_key: control.key.public_key32().to_base64(),
             peers,
             dropped: self.counters.snapshot(),
+            maintenance: login.and_then(|l| l.maintenance.clone()),
         }
     }
 }
@@ -352,6 +353,9 @@ pub struct NodeStatus {
     pub peers: Vec<PeerStatus>,
     /// Packets that went nowhere, by reason.
     pub dropped: CountersSnapshot,
+    /// Planned maintenance the hub told of at login (in progress or within a week).
+    #[serde(default)]
+    pub maintenance: Option<crate::proto::control::MaintenanceBanner>,
 }
 
 /// One peer in [`NodeStatus`].

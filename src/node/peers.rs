@@ -343,6 +343,7 @@ mod tests {
             resume_token: None,
             peers: vec![],
             more_peers: 0,
+            maintenance: None,
         }
     }
 

@@ -254,6 +254,49 @@ pub struct LoginOk {
     /// list would not fit one frame (a target reachable by hundreds of clients).
     #[serde(default)]
     pub more_peers: u32,
+    /// Planned maintenance in progress, or the next within a week (art. 34-2): `mcvpn up`
+    /// and `mcvpn status` show it in one line. It changes nothing the hub accepts.
+    #[serde(default)]
+    pub maintenance: Option<MaintenanceBanner>,
+}
+
+/// A maintenance window as nodes are told of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceBanner {
+    /// Unix times (UTC).
+    pub start: i64,
+    pub end: i64,
+    pub reason: String,
+    pub emergency: bool,
+    /// The operator's time zone (IANA name), in which the banner shows the times.
+    pub tz: String,
+}
+
+impl MaintenanceBanner {
+    /// The one line `mcvpn up` and `mcvpn status` print at `now` (Japanese, then English),
+    /// or `None` once the window has ended.
+    pub fn line(&self, now: i64) -> Option<String> {
+        let tz: crate::contract::Tz = self.tz.parse().unwrap_or(chrono_tz::Asia::Tokyo);
+        let at = |t: i64| crate::contract::format_unix(tz, t);
+        if now >= self.end {
+            return None;
+        }
+        let what = if self.emergency {
+            "緊急メンテナンス / emergency maintenance"
+        } else {
+            "メンテナンス / maintenance"
+        };
+        Some(if now >= self.start {
+            format!("{what} 実施中 / in progress until {}: {}", at(self.end), self.reason)
+        } else {
+            format!(
+                "{what} 予定 / planned {} .. {}: {}",
+                at(self.start),
+                at(self.end),
+                self.reason
+            )
+        })
+    }
 }
 
 impl LoginOk {
@@ -472,6 +515,7 @@ mod tests {
             resume_token: Some("f".repeat(64).into()),
             peers: peers.clone(),
             more_peers: 0,
+            maintenance: None,
         };
         assert!(matches!(
             encode(&Event::LoginOk(login.clone())),
@@ -503,6 +547,7 @@ mod tests {
                 resume_token: Some("tok".into()),
                 peers: vec![sample_peer()],
                 more_peers: 0,
+                maintenance: None,
             }),
             Event::Refused {
                 reason: RefuseReason::WrongCredentials,
@@ -584,6 +629,7 @@ mod tests {
             resume_token: Some("resume-tok".into()),
             peers: vec![],
             more_peers: 0,
+            maintenance: None,
         };
         let shown = format!("{login_ok:?}");
         assert!(

@@ -238,6 +238,23 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX payments_by_invoice ON payments(invoice_id);
     "#,
+    // 7: issue 18. Planned maintenance (art. 34-2): windows the operator announces, in
+    // UTC. Every contract in force is affected. `notice_days` is how far ahead the notice
+    // goes (default 7); an emergency window is announced at once. A cancelled window
+    // keeps its row (the notices sent about it refer to its number) and no longer
+    // excludes anything from compensation (art. 35).
+    r#"
+    CREATE TABLE maintenance_windows (
+        id            INTEGER PRIMARY KEY,
+        start_at      INTEGER NOT NULL,
+        end_at        INTEGER NOT NULL CHECK (end_at > start_at),
+        reason        TEXT NOT NULL,
+        emergency     INTEGER NOT NULL DEFAULT 0,
+        notice_days   INTEGER NOT NULL CHECK (notice_days >= 0),
+        created_at    INTEGER NOT NULL,
+        cancelled_at  INTEGER
+    );
+    "#,
 ];
 
 /// Runs every migration the store has not seen yet.

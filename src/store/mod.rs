@@ -265,6 +265,30 @@ pub struct NoticeRecord {
     pub failed_at: Option<UnixTime>,
 }
 
+/// A planned stop of the service (art. 34-2), as `admin maintenance add` recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceRecord {
+    pub id: i64,
+    pub start_at: UnixTime,
+    pub end_at: UnixTime,
+    pub reason: String,
+    /// Announced at once rather than `notice_days` ahead (art. 34-2: "except in emergencies").
+    pub emergency: bool,
+    pub notice_days: u32,
+    pub created_at: UnixTime,
+    pub cancelled_at: Option<UnixTime>,
+}
+
+/// A maintenance window to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMaintenance {
+    pub start_at: UnixTime,
+    pub end_at: UnixTime,
+    pub reason: String,
+    pub emergency: bool,
+    pub notice_days: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutageRecord {
     pub id: i64,
@@ -648,9 +672,28 @@ pub fn atomically<T, E: From<StoreError>>(
     result
 }
 
+/// Planned maintenance windows (art. 34-2).
+pub trait MaintenanceStore {
+    fn maintenance_add(&mut self, window: &NewMaintenance) -> StoreResult<i64>;
+    /// Every window, cancelled ones included, by start.
+    fn maintenance_windows(&self) -> StoreResult<Vec<MaintenanceRecord>>;
+    /// Cancels a window; `Refused` if it was cancelled before or has ended.
+    fn maintenance_cancel(&mut self, id: i64, at: UnixTime) -> StoreResult<MaintenanceRecord>;
+    /// Whether a notice with `key` was queued for the contract (see `notice_add_to`).
+    fn notice_queued(&self, contract_id: i64, key: &str) -> StoreResult<bool>;
+}
+
 /// Everything the hub and the admin commands ask of the store.
 pub trait Store:
-    ContractStore + AccountStore + DeviceStore + SessionStore + RecordStore + BillingStore + TransactionStore + Send
+    ContractStore
+    + AccountStore
+    + DeviceStore
+    + SessionStore
+    + RecordStore
+    + BillingStore
+    + MaintenanceStore
+    + TransactionStore
+    + Send
 {
 }
 
@@ -661,6 +704,7 @@ impl<
             + SessionStore
             + RecordStore
             + BillingStore
+            + MaintenanceStore
             + TransactionStore
             + Send,
     > Store for T
@@ -670,6 +714,7 @@ impl<
 /// The store traits, for `use crate::store::prelude::*`.
 pub mod prelude {
     pub use super::{
-        AccountStore, BillingStore, ContractStore, DeviceStore, RecordStore, SessionStore, Store, TransactionStore,
+        AccountStore, BillingStore, ContractStore, DeviceStore, MaintenanceStore, RecordStore, SessionStore, Store,
+        TransactionStore,
     };
 }
