@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod auth;
 pub mod context;
+pub mod echo;
 pub mod control;
 pub mod https;
 pub mod limiter;
