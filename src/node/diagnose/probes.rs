@@ -213,6 +213,10 @@ impl Echo {
         self.next_nonce = self.next_nonce.wrapping_add(1);
         let nonce = self.next_nonce;
         write_echo(&mut buf, nonce);
+        // An ICMP error for an earlier echo ("fragmentation needed" for the one that was
+        // too big, "port unreachable") waits on the socket and would fail this send:
+        // reading SO_ERROR clears it.
+        let _ = nix::sys::socket::getsockopt(&self.sock, nix::sys::socket::sockopt::SocketError);
         match self.sock.send(&buf) {
             Ok(_) => Ok(nonce),
             Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => Err(SendError::TooBig),
@@ -280,7 +284,8 @@ impl Echo {
             // needed" meanwhile: try exactly that next, else the next size down.
             let next_listed = MTU_SIZES.iter().copied().find(|s| *s < size)?;
             size = match self.kernel_path_mtu() {
-                Some(known) if known < size && known > next_listed => known,
+                Some(known) if known < size && known >= next_listed => known,
+                Some(known) if known < size => MTU_SIZES.iter().copied().find(|s| *s <= known).unwrap_or(known),
                 _ => next_listed,
             };
         }
