@@ -137,7 +137,10 @@ pub fn run(args: DiagnoseArgs) -> Result<Exit> {
             println!(
                 "{}",
                 match lang {
-                    Lang::Ja => format!("結果を {} に保存しました (パスワードや鍵は含みません)。", path.display()),
+                    Lang::Ja => format!(
+                        "結果を {} に保存しました (パスワードや鍵は含みません)。",
+                        path.display()
+                    ),
                     Lang::En => format!("Results written to {} (no password or key in it).", path.display()),
                 }
             );
@@ -150,7 +153,12 @@ pub fn run(args: DiagnoseArgs) -> Result<Exit> {
 pub fn show_report(file: &Path, lang: Lang, json: bool) -> Result<Exit> {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
-        Err(e) => return Ok(Exit::fail(exit::FAILURE, &format!("cannot read {}: {e}", file.display()))),
+        Err(e) => {
+            return Ok(Exit::fail(
+                exit::FAILURE,
+                &format!("cannot read {}: {e}", file.display()),
+            ))
+        }
     };
     match Report::parse(&text) {
         Ok(report) => {

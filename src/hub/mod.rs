@@ -19,8 +19,8 @@
 pub mod admin;
 pub mod auth;
 pub mod context;
-pub mod echo;
 pub mod control;
+pub mod echo;
 pub mod https;
 pub mod limiter;
 mod login;

@@ -132,10 +132,16 @@ pub fn run(socket: UdpSocket, table: SharedRelayTable, stats: Arc<RelayStats>, t
                 decide(&table, &stats, meta.addr, i, buf, meta.stride, &mut sends, &mut binds);
             }
         }
-        for &PendingBind { src, buf, start, end, .. } in binds.iter().filter(|b| b.echo) {
+        for &PendingBind {
+            src, buf, start, end, ..
+        } in binds.iter().filter(|b| b.echo)
+        {
             answer_echo(&sock, &stats, &mut echo_budget, src, &mut storage[buf][start..end]);
         }
-        for &PendingBind { src, buf, start, end, .. } in binds.iter().filter(|b| !b.echo) {
+        for &PendingBind {
+            src, buf, start, end, ..
+        } in binds.iter().filter(|b| !b.echo)
+        {
             let answer = table.write().handle_bind(src, &storage[buf][start..end]);
             match answer {
                 Ok(answer) => {

@@ -227,7 +227,13 @@ pub fn write_echo(buf: &mut [u8], nonce: u64) -> bool {
     if buf.len() < ECHO_MIN_LEN {
         return false;
     }
-    buf[..HEADER_LEN].copy_from_slice(&Header { kind: Kind::Echo, node: 0 }.encode());
+    buf[..HEADER_LEN].copy_from_slice(
+        &Header {
+            kind: Kind::Echo,
+            node: 0,
+        }
+        .encode(),
+    );
     buf[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&nonce.to_be_bytes());
     buf[HEADER_LEN + 8..].fill(0);
     true
@@ -245,7 +251,13 @@ pub fn echo_reply_in_place(datagram: &mut [u8], hub_time_ms: u64) -> bool {
     if !(ECHO_MIN_LEN..=ECHO_MAX_LEN).contains(&datagram.len()) {
         return false;
     }
-    datagram[..HEADER_LEN].copy_from_slice(&Header { kind: Kind::EchoReply, node: 0 }.encode());
+    datagram[..HEADER_LEN].copy_from_slice(
+        &Header {
+            kind: Kind::EchoReply,
+            node: 0,
+        }
+        .encode(),
+    );
     datagram[HEADER_LEN + 8..HEADER_LEN + 16].copy_from_slice(&hub_time_ms.to_be_bytes());
     datagram[HEADER_LEN + 16..].fill(0);
     true
@@ -383,7 +395,13 @@ mod tests {
         assert!(!echo_reply_in_place(&mut d, 1));
         let mut short = [0u8; ECHO_MIN_LEN - 1];
         assert!(!write_echo(&mut short, 1));
-        short[..HEADER_LEN].copy_from_slice(&Header { kind: Kind::Echo, node: 0 }.encode());
+        short[..HEADER_LEN].copy_from_slice(
+            &Header {
+                kind: Kind::Echo,
+                node: 0,
+            }
+            .encode(),
+        );
         assert!(!echo_reply_in_place(&mut short, 1));
         let mut long = vec![0u8; ECHO_MAX_LEN + 1];
         assert!(write_echo(&mut long, 1));

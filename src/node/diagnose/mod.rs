@@ -220,7 +220,9 @@ impl Finding {
     pub fn verdict(&self) -> Verdict {
         use Finding::*;
         match self {
-            UrlOk { .. } | AddressLiteral { .. } | Resolved { .. } | TcpConnected { .. } | HttpsOk { .. } => Verdict::Ok,
+            UrlOk { .. } | AddressLiteral { .. } | Resolved { .. } | TcpConnected { .. } | HttpsOk { .. } => {
+                Verdict::Ok
+            }
             UdpAnswered { .. } | Root | TunOk { .. } | RoutesClear { .. } => Verdict::Ok,
             NoUrl | UrlInvalid { .. } | ResolveFailed { .. } | TcpRefused { .. } | TcpTimeout { .. } => Verdict::Fail,
             TcpError { .. } | HttpsFailed { .. } | TunMissing | TunNotDevice | TunOpenFailed { .. } => Verdict::Fail,

@@ -284,8 +284,7 @@ impl Echo {
             // needed" meanwhile: try exactly that next, else the next size down.
             let next_listed = MTU_SIZES.iter().copied().find(|s| *s < size)?;
             size = match self.kernel_path_mtu() {
-                Some(known) if known < size && known >= next_listed => known,
-                Some(known) if known < size => MTU_SIZES.iter().copied().find(|s| *s <= known).unwrap_or(known),
+                Some(known) if known < size => known,
                 _ => next_listed,
             };
         }
@@ -464,7 +463,13 @@ pub fn routes(overlay: (Ipv4Addr, u8), iface: &str) -> Finding {
 /// the default and `iface`'s own that overlaps `overlay`. Parsed by hand: the format is
 /// fixed and eleven columns; a netlink crate would be a large dependency for one read.
 pub fn conflicting_routes(table: &str, overlay: (Ipv4Addr, u8), iface: &str) -> Vec<String> {
-    let mask_of = |len: u8| if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) };
+    let mask_of = |len: u8| {
+        if len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(len.min(32)))
+        }
+    };
     let (net, len) = (u32::from(overlay.0), overlay.1);
     let mut out = Vec::new();
     for line in table.lines().skip(1) {
@@ -474,7 +479,11 @@ pub fn conflicting_routes(table: &str, overlay: (Ipv4Addr, u8), iface: &str) -> 
         }
         // The kernel prints the network-order address as a host-order number: its bytes
         // in host order are the address's bytes.
-        let hex = |s: &str| u32::from_str_radix(s, 16).ok().map(|v| u32::from_be_bytes(v.to_ne_bytes()));
+        let hex = |s: &str| {
+            u32::from_str_radix(s, 16)
+                .ok()
+                .map(|v| u32::from_be_bytes(v.to_ne_bytes()))
+        };
         let (Some(dest), Some(mask)) = (hex(cols[1]), hex(cols[7])) else {
             continue;
         };

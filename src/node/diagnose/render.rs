@@ -16,7 +16,10 @@ impl Lang {
     /// `LC_MESSAGES`, then `LANG` (the first one set and not empty decides); Japanese
     /// when it starts with `ja`, English otherwise.
     pub fn from_locale(lc_all: Option<&str>, lc_messages: Option<&str>, lang: Option<&str>) -> Lang {
-        let chosen = [lc_all, lc_messages, lang].into_iter().flatten().find(|v| !v.is_empty());
+        let chosen = [lc_all, lc_messages, lang]
+            .into_iter()
+            .flatten()
+            .find(|v| !v.is_empty());
         match chosen {
             Some(v) if v.starts_with("ja") => Lang::Ja,
             _ => Lang::En,
@@ -448,7 +451,10 @@ pub fn render(report: &Report, lang: Lang) -> String {
         .as_ref()
         .map(|h| format!("{}:{}", h.host, h.port))
         .unwrap_or_else(|| "-".into());
-    let at = report.started_at.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S %:z");
+    let at = report
+        .started_at
+        .with_timezone(&chrono::Local)
+        .format("%Y-%m-%d %H:%M:%S %:z");
     out.push_str(&match lang {
         Lang::Ja => format!(
             "mcvpn 接続診断 ({}) ハブ {hub}、{at}、mcvpn {}、{}\n",
