@@ -60,6 +60,9 @@ pub struct AdminArgs {
     /// `HTTPS_PROXY`/`NO_PROXY`, read by `main` (not flags).
     #[arg(skip)]
     pub proxy_env: (Option<String>, Option<String>),
+    /// `LC_ALL`, `LC_MESSAGES`, `LANG`, read by `main` (`diagnose-report`'s language).
+    #[arg(skip)]
+    pub locale_env: [Option<String>; 3],
     #[command(subcommand)]
     pub what: AdminSubcommand,
 }
@@ -75,6 +78,15 @@ pub enum AdminSubcommand {
     Backup {
         /// Where to write the copy (replaced atomically if it exists)
         file: PathBuf,
+    },
+    /// Show a user's `mcvpn diagnose --report` file (needs no hub or store).
+    /// Example: mcvpn admin diagnose-report diagnose.json --lang ja
+    DiagnoseReport {
+        /// The report the user sent
+        file: PathBuf,
+        /// Language [default: from LC_ALL / LC_MESSAGES / LANG]
+        #[arg(long, value_enum)]
+        lang: Option<crate::node::diagnose::Lang>,
     },
     /// Replace the store with a backup made by `mcvpn admin backup`, after checking it.
     /// Stop the hub first. Example: systemctl stop mcvpn-hub && mcvpn admin restore FILE
@@ -122,6 +134,10 @@ pub fn load_notice_templates(dir: Option<&Path>) -> Result<crate::admin::notice_
 }
 
 pub fn run(args: AdminArgs) -> Result<Exit> {
+    if let AdminSubcommand::DiagnoseReport { file, lang } = &args.what {
+        let lang = crate::cli_diagnose::language(*lang, &args.locale_env);
+        return crate::cli_diagnose::show_report(file, lang, args.json);
+    }
     crate::contract::set_operator_tz(args.timezone).map_err(|e| anyhow!(e))?;
     let today = crate::contract::today_in(args.timezone, chrono::Utc::now());
     let mut command = match args.what {
@@ -130,7 +146,7 @@ pub fn run(args: AdminArgs) -> Result<Exit> {
             let name = match store_command {
                 AdminSubcommand::Backup { .. } => "backup",
                 AdminSubcommand::Restore { .. } => "restore",
-                AdminSubcommand::Api(_) => unreachable!("matched above"),
+                AdminSubcommand::Api(_) | AdminSubcommand::DiagnoseReport { .. } => unreachable!("matched above"),
             };
             return Ok(Exit::fail(
                 exit::USAGE,
@@ -139,6 +155,7 @@ pub fn run(args: AdminArgs) -> Result<Exit> {
         }
         AdminSubcommand::Backup { file } => return backup(&args.db, &file),
         AdminSubcommand::Restore { file } => return restore(&args.db, &file),
+        AdminSubcommand::DiagnoseReport { .. } => unreachable!("answered first"),
     };
     // Only the command line prompts; the hub and other callers get the password in the command.
     if let Some(slot) = command.new_password_mut() {

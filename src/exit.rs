@@ -17,6 +17,11 @@ pub const NOT_RUNNING: u8 = 3;
 /// daemon answered something else than a status.
 pub const STATUS_UNKNOWN: u8 = 4;
 
+/// `diagnose`: the worst check is a warning (the VPN should work, not at its best).
+pub const DIAGNOSE_WARNING: u8 = 5;
+/// `diagnose`: a check failed (the VPN will not work until it is fixed).
+pub const DIAGNOSE_FAILED: u8 = 6;
+
 /// How a command ended: a status and, on failure, what to tell the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exit {
@@ -49,6 +54,8 @@ Exit status:
   2  bad command line
   3  refused by the hub (wrong password, locked, suspended, not enrolled...)
   4  needs root: run with sudo
+`mcvpn diagnose`: 0 every check ok, 5 warnings only (works, not at its best),
+  6 a check failed (see what to do in its line)
 `mcvpn status` and `mcvpn target status` follow the LSB instead:
   0  running
   3  not running

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod channel;
 pub mod cli_admin;
+pub mod cli_diagnose;
 pub mod cli_hub;
 pub mod contract;
 pub mod docs;

@@ -96,6 +96,8 @@ enum Command {
         #[command(flatten)]
         transport: TransportArgs,
     },
+    /// Check this PC and the network path to the hub before asking for help (art. 37)
+    Diagnose(mcvpn::cli_diagnose::DiagnoseArgs),
     /// Print a shell completion script (the package installs them already)
     #[command(after_help = "Example:\n  mcvpn completions bash > ~/.local/share/bash-completion/completions/mcvpn")]
     Completions {
@@ -139,6 +141,11 @@ impl TransportArgs {
             no_proxy_env,
         }
     }
+}
+
+/// `LC_ALL`, `LC_MESSAGES`, `LANG`: the language of `diagnose` (read here only).
+fn locale_env() -> [Option<String>; 3] {
+    ["LC_ALL", "LC_MESSAGES", "LANG"].map(|v| std::env::var(v).ok())
 }
 
 /// `HTTPS_PROXY`/`https_proxy` and `NO_PROXY`/`no_proxy`, as curl reads them (the
@@ -463,8 +470,14 @@ fn dispatch(command: Command, argv: &[std::ffi::OsString]) -> Result<Exit> {
         Command::Target(TargetCmd::Status { paths, json, verbose }) => {
             client::status(&paths.paths().socket(), json, verbose)
         }
+        Command::Diagnose(mut d) => {
+            d.locale_env = locale_env();
+            d.proxy_env = proxy_env();
+            mcvpn::cli_diagnose::run(d)
+        }
         Command::Admin(mut a) => {
             a.proxy_env = proxy_env();
+            a.locale_env = locale_env();
             mcvpn::cli_admin::run(a)
         }
         Command::Passwd {

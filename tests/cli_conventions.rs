@@ -144,3 +144,46 @@ fn completions_and_man_pages_come_from_the_command_line() {
         assert!(dir.path().join("completions").join(file).exists(), "{file} missing");
     }
 }
+
+/// `mcvpn diagnose --json` is a versioned report; a bad URL fails with status 6 (the
+/// diagnose statuses: 0 ok, 5 warnings, 6 failed); `admin diagnose-report` shows it back
+/// and refuses a file that is not a report with status 1.
+#[test]
+fn diagnose_json_is_a_versioned_report_the_operator_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let out = mcvpn()
+        .args([
+            "diagnose",
+            "--json",
+            "--server",
+            "https://not-mcvpn.example",
+            "--report",
+        ])
+        .arg(&report)
+        .arg("--config")
+        .arg(dir.path().join("none.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc = json(&out.stdout);
+    assert_eq!(doc["version"], 1, "{doc}");
+    assert_eq!(doc["kind"], "mcvpn-diagnose-report", "{doc}");
+    assert_eq!(doc["checks"][0]["verdict"], "fail", "{doc}");
+    let shown = mcvpn()
+        .args(["admin", "diagnose-report", "--lang", "en"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("[FAIL] server URL and key"));
+    let not_a_report = dir.path().join("other.json");
+    std::fs::write(&not_a_report, r#"{"version": 1, "running": false}"#).unwrap();
+    let refused = mcvpn()
+        .args(["admin", "diagnose-report"])
+        .arg(&not_a_report)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not an mcvpn diagnose report"));
+}

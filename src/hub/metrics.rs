@@ -183,6 +183,16 @@ impl prometheus_client::collector::Collector for HubCollector {
                 (&[("event", "endpoint_change")], c(r.endpoint_changes)),
             ],
         )?;
+        family(
+            &mut enc,
+            "mcvpn_relay_echoes",
+            "Unauthenticated UDP echoes (mcvpn diagnose): answered, or dropped over the fixed budget",
+            MetricType::Counter,
+            &[
+                (&[("result", "answered")], c(r.echoes)),
+                (&[("result", "over_budget")], c(r.echoes_over_budget)),
+            ],
+        )?;
 
         let sessions = s.ctx.registry.summaries();
         let count = |role: &str| sessions.iter().filter(|x| x.role == role).count() as i64;

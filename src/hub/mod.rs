@@ -20,6 +20,7 @@ pub mod admin;
 pub mod auth;
 pub mod context;
 pub mod control;
+pub mod echo;
 pub mod https;
 pub mod limiter;
 mod login;

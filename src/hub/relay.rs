@@ -100,6 +100,9 @@ pub struct RelayStats {
     pub dropped_unauthorised: AtomicU64,
     pub dropped_no_route: AtomicU64,
     pub send_errors: AtomicU64,
+    /// Unauthenticated echoes answered (`mcvpn diagnose`), and those over the budget.
+    pub echoes: AtomicU64,
+    pub echoes_over_budget: AtomicU64,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -113,6 +116,8 @@ pub struct RelayStatsSnapshot {
     pub dropped_unauthorised: u64,
     pub dropped_no_route: u64,
     pub send_errors: u64,
+    pub echoes: u64,
+    pub echoes_over_budget: u64,
 }
 
 impl RelayStats {
@@ -137,6 +142,8 @@ impl RelayStats {
             dropped_unauthorised: g(&self.dropped_unauthorised),
             dropped_no_route: g(&self.dropped_no_route),
             send_errors: g(&self.send_errors),
+            echoes: g(&self.echoes),
+            echoes_over_budget: g(&self.echoes_over_budget),
         }
     }
 }

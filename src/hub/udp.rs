@@ -16,18 +16,39 @@ use std::sync::Arc;
 
 use quinn_udp::RecvMeta;
 
+use super::echo::{EchoBudget, EchoLimits};
 use super::relay::{BindAnswer, DropReason, RelayStats, RelayTable, SharedRelayTable};
 use crate::proto::relay::{self, Header, Kind, HEADER_LEN};
 use crate::udp_batch::{gso_runs, BatchUdp, UdpTuning, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, RECV_BATCH, RECV_BUF};
 
-/// A `Bind` or `Response` to apply after the read lock is released: from `src`, in
-/// `storage[buf][start..end]`.
+/// A `Bind` or `Response` to apply after the read lock is released (or, with `echo`, an
+/// `Echo` to answer then): from `src`, in `storage[buf][start..end]`.
 #[derive(Debug, Clone, Copy)]
 struct PendingBind {
     src: SocketAddr,
     buf: usize,
     start: usize,
     end: usize,
+    echo: bool,
+}
+
+/// Answers an unauthenticated `Echo` in place, within the budget (see `hub::echo`).
+fn answer_echo(sock: &BatchUdp, stats: &RelayStats, budget: &mut EchoBudget, src: SocketAddr, datagram: &mut [u8]) {
+    if !budget.allow(src.ip(), std::time::Instant::now()) {
+        stats.echoes_over_budget.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if !relay::echo_reply_in_place(datagram, now_ms) {
+        stats.count_drop(DropReason::Malformed);
+        return;
+    }
+    stats.echoes.fetch_add(1, Ordering::Relaxed);
+    if sock.send(src, datagram, None).is_err() {
+        stats.send_errors.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// What to send once the received batch has been decided.
@@ -87,6 +108,7 @@ pub fn run(socket: UdpSocket, table: SharedRelayTable, stats: Arc<RelayStats>, t
     let mut metas = [RecvMeta::default(); RECV_BATCH];
     let mut sends: Vec<Forward> = Vec::with_capacity(RECV_BATCH * 4);
     let mut binds: Vec<PendingBind> = Vec::new();
+    let mut echo_budget = EchoBudget::new(EchoLimits::default(), std::time::Instant::now());
     let mut staging: Vec<u8> = Vec::with_capacity(MAX_GSO_BYTES);
     loop {
         let n = {
@@ -110,7 +132,16 @@ pub fn run(socket: UdpSocket, table: SharedRelayTable, stats: Arc<RelayStats>, t
                 decide(&table, &stats, meta.addr, i, buf, meta.stride, &mut sends, &mut binds);
             }
         }
-        for &PendingBind { src, buf, start, end } in &binds {
+        for &PendingBind {
+            src, buf, start, end, ..
+        } in binds.iter().filter(|b| b.echo)
+        {
+            answer_echo(&sock, &stats, &mut echo_budget, src, &mut storage[buf][start..end]);
+        }
+        for &PendingBind {
+            src, buf, start, end, ..
+        } in binds.iter().filter(|b| !b.echo)
+        {
             let answer = table.write().handle_bind(src, &storage[buf][start..end]);
             match answer {
                 Ok(answer) => {
@@ -320,13 +351,14 @@ fn decide(
                 }),
                 Err(d) => stats.count_drop(d),
             },
-            Ok(Kind::Bind | Kind::Response) => binds.push(PendingBind {
+            Ok(kind @ (Kind::Bind | Kind::Response | Kind::Echo)) => binds.push(PendingBind {
                 src,
                 buf: index,
                 start,
                 end,
+                echo: kind == Kind::Echo,
             }),
-            Ok(Kind::Bound | Kind::Challenge) | Err(_) => stats.count_drop(DropReason::Malformed),
+            Ok(Kind::Bound | Kind::Challenge | Kind::EchoReply) | Err(_) => stats.count_drop(DropReason::Malformed),
         }
     }
 }

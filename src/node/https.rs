@@ -165,31 +165,7 @@ pub async fn dial(hub: &HubUrl, proxy: Option<&Proxy>, timeout: Duration) -> Res
     let deadline = Instant::now() + timeout;
     let authority = hub.https_authority();
     let proxy_name = proxy.map(|p| p.url.authority());
-    let tcp = match proxy {
-        Some(proxy) => super::proxy::connect(proxy, &authority, timeout).await?,
-        None => connect_tcp(Peer::Hub, &hub.host, hub.https_port, deadline).await?,
-    };
-
-    let server_name = match hub.host.parse::<std::net::IpAddr>() {
-        // An address: no SNI (RFC 6066 allows names only).
-        Ok(ip) => ServerName::IpAddress(ip.into()),
-        Err(_) => ServerName::try_from(hub.host.clone()).map_err(|e| DialError::Tls {
-            hub: authority.clone(),
-            proxy: proxy_name.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-        })?,
-    };
-    let tls = tokio::time::timeout_at(deadline, TlsConnector::from(tls_config()).connect(server_name, tcp))
-        .await
-        .map_err(|_| DialError::TlsTimeout {
-            hub: authority.clone(),
-            proxy: proxy_name.clone(),
-        })?
-        .map_err(|source| DialError::Tls {
-            hub: authority.clone(),
-            proxy: proxy_name.clone(),
-            source,
-        })?;
+    let tls = tls_to_hub(hub, proxy, timeout, deadline).await?;
 
     let upgrade_error = |source: tungstenite::Error| match source {
         tungstenite::Error::Http(response) => DialError::UpgradeRefused {
@@ -218,6 +194,103 @@ pub async fn dial(hub: &HubUrl, proxy: Option<&Proxy>, timeout: Duration) -> Res
     .map_err(upgrade_error)?;
     tracing::debug!(hub = %authority, proxy = ?proxy_name, "WebSocket to the hub open");
     Ok(ws)
+}
+
+/// TCP to the hub's HTTPS port (directly or through `proxy`), then TLS 1.3 with SNI =
+/// hub.host when it is a name; by `deadline`.
+async fn tls_to_hub(
+    hub: &HubUrl,
+    proxy: Option<&Proxy>,
+    timeout: Duration,
+    deadline: Instant,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, DialError> {
+    let authority = hub.https_authority();
+    let proxy_name = proxy.map(|p| p.url.authority());
+    let tcp = match proxy {
+        Some(proxy) => super::proxy::connect(proxy, &authority, timeout).await?,
+        None => connect_tcp(Peer::Hub, &hub.host, hub.https_port, deadline).await?,
+    };
+    let server_name = match hub.host.parse::<std::net::IpAddr>() {
+        // An address: no SNI (RFC 6066 allows names only).
+        Ok(ip) => ServerName::IpAddress(ip.into()),
+        Err(_) => ServerName::try_from(hub.host.clone()).map_err(|e| DialError::Tls {
+            hub: authority.clone(),
+            proxy: proxy_name.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        })?,
+    };
+    tokio::time::timeout_at(deadline, TlsConnector::from(tls_config()).connect(server_name, tcp))
+        .await
+        .map_err(|_| DialError::TlsTimeout {
+            hub: authority.clone(),
+            proxy: proxy_name.clone(),
+        })?
+        .map_err(|source| DialError::Tls {
+            hub: authority,
+            proxy: proxy_name,
+            source,
+        })
+}
+
+/// What the hub's HTTPS port answered to `GET /` (`mcvpn diagnose`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontPage {
+    pub status: u16,
+    /// The `Date` header, as sent.
+    pub date: Option<String>,
+}
+
+/// `GET /` on the hub's HTTPS port, as [`dial`] reaches it (the proxy, TLS), reading at
+/// most 16 KiB: enough to tell that the port answers HTTPS, and the hub's clock.
+pub async fn fetch_front_page(hub: &HubUrl, proxy: Option<&Proxy>, timeout: Duration) -> Result<FrontPage, DialError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + timeout;
+    let authority = hub.https_authority();
+    let proxy_name = proxy.map(|p| p.url.authority());
+    let mut tls = tls_to_hub(hub, proxy, timeout, deadline).await?;
+    let io_error = |source: std::io::Error| DialError::Tls {
+        hub: authority.clone(),
+        proxy: proxy_name.clone(),
+        source,
+    };
+    let request =
+        format!("GET / HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: mcvpn-diagnose\r\nConnection: close\r\n\r\n");
+    let mut head = Vec::with_capacity(2048);
+    let read = async {
+        tls.write_all(request.as_bytes()).await?;
+        let mut buf = [0u8; 2048];
+        while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tls.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    tokio::time::timeout_at(deadline, read)
+        .await
+        .map_err(|_| DialError::TlsTimeout {
+            hub: authority.clone(),
+            proxy: proxy_name.clone(),
+        })?
+        .map_err(io_error)?;
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(&head) {
+        Ok(_) if response.code.is_some() => Ok(FrontPage {
+            status: response.code.unwrap_or(0),
+            date: response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("date"))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned()),
+        }),
+        _ => Err(io_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the answer to GET / is not HTTP",
+        ))),
+    }
 }
 
 /// TCP to `host:port` (every address it resolves to, in turn, until `deadline`), with

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod datapath;
+pub mod diagnose;
 pub mod https;
 pub mod netconf;
 pub mod peers;

@@ -27,6 +27,17 @@
 //! * `Response`: node → hub, the node's answer to a `Challenge`: the same nonce, MAC'd
 //!   with the node's relay key.
 //!
+//! * `Echo`: anyone → hub, unauthenticated (`mcvpn diagnose`, issue 18): at least
+//!   [`ECHO_MIN_LEN`] bytes, a nonce after the header, the rest zero padding.
+//! * `EchoReply`: hub → the sender of an `Echo`, exactly as long as the request (never
+//!   longer: no amplification), the nonce echoed, the hub's clock (Unix ms) after it,
+//!   the rest zeros (the request's padding is not reflected). The hub answers within a
+//!   small fixed budget (per source and in all, `hub::echo`), so the size of each echo
+//!   tests the path MTU both ways and its round trip the loss and latency.
+//!
+//! Kinds 6 and 7 came with the echo (issue 18); a hub of before drops an echo as
+//! malformed, which `mcvpn diagnose` reports as "no answer over UDP".
+//!
 //! Kinds 4 and 5 came with the challenge (issue 11); the header and the version byte
 //! did not change. Hub and nodes of this codebase change together: a hub of before
 //! drops the new kinds as malformed, and a node of before cannot answer a challenge.
@@ -44,6 +55,11 @@ pub const HEADER_LEN: usize = 8;
 /// Length of a whole `Bind`, `Bound`, `Challenge` or `Response` datagram: header +
 /// session + counter (or nonce) + MAC.
 pub const BIND_LEN: usize = HEADER_LEN + 8 + 8 + MAC_LEN;
+/// The shortest `Echo`: header + nonce + room for the hub's clock in the reply.
+pub const ECHO_MIN_LEN: usize = HEADER_LEN + 8 + 8;
+/// The longest `Echo` the hub answers (a 1500-byte IPv4 packet's payload); longer ones
+/// are dropped as malformed.
+pub const ECHO_MAX_LEN: usize = 1500 - 28;
 /// Length of the MAC on `Bind`/`Bound`.
 pub const MAC_LEN: usize = 16;
 
@@ -60,6 +76,8 @@ pub enum Kind {
     Bound = 3,
     Challenge = 4,
     Response = 5,
+    Echo = 6,
+    EchoReply = 7,
 }
 
 impl Kind {
@@ -70,6 +88,8 @@ impl Kind {
             3 => Some(Kind::Bound),
             4 => Some(Kind::Challenge),
             5 => Some(Kind::Response),
+            6 => Some(Kind::Echo),
+            7 => Some(Kind::EchoReply),
             _ => None,
         }
     }
@@ -169,7 +189,7 @@ impl BindMsg {
     /// Call [`BindMsg::verify`] with the node's key before trusting anything in it.
     pub fn parse(datagram: &[u8]) -> Result<BindMsg, RelayError> {
         let (header, _) = Header::parse(datagram)?;
-        if header.kind == Kind::Data {
+        if matches!(header.kind, Kind::Data | Kind::Echo | Kind::EchoReply) {
             return Err(RelayError::Kind(header.kind as u8));
         }
         if datagram.len() != BIND_LEN {
@@ -198,6 +218,59 @@ impl BindMsg {
         Mac::update(&mut mac, &datagram[..BIND_LEN - MAC_LEN]);
         mac.verify_slice(&datagram[BIND_LEN - MAC_LEN..])
             .map_err(|_| RelayError::BadMac)
+    }
+}
+
+/// Writes an `Echo` request filling all of `buf` (at least [`ECHO_MIN_LEN`] bytes):
+/// the header, `nonce`, zeros. Returns false (and writes nothing) when `buf` is too short.
+pub fn write_echo(buf: &mut [u8], nonce: u64) -> bool {
+    if buf.len() < ECHO_MIN_LEN {
+        return false;
+    }
+    buf[..HEADER_LEN].copy_from_slice(
+        &Header {
+            kind: Kind::Echo,
+            node: 0,
+        }
+        .encode(),
+    );
+    buf[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&nonce.to_be_bytes());
+    buf[HEADER_LEN + 8..].fill(0);
+    true
+}
+
+/// Turns a received `Echo` into its `EchoReply` in place (same length): the nonce
+/// stays, the hub's clock `hub_time_ms` follows it, everything else becomes zero.
+/// Returns false for anything that is not an echo the hub answers (wrong kind, too
+/// short, too long), which the caller drops.
+pub fn echo_reply_in_place(datagram: &mut [u8], hub_time_ms: u64) -> bool {
+    match Header::parse(datagram) {
+        Ok((h, _)) if h.kind == Kind::Echo => {}
+        _ => return false,
+    }
+    if !(ECHO_MIN_LEN..=ECHO_MAX_LEN).contains(&datagram.len()) {
+        return false;
+    }
+    datagram[..HEADER_LEN].copy_from_slice(
+        &Header {
+            kind: Kind::EchoReply,
+            node: 0,
+        }
+        .encode(),
+    );
+    datagram[HEADER_LEN + 8..HEADER_LEN + 16].copy_from_slice(&hub_time_ms.to_be_bytes());
+    datagram[HEADER_LEN + 16..].fill(0);
+    true
+}
+
+/// Reads an `EchoReply`: `(nonce, hub clock in Unix ms)`, or None for anything else.
+pub fn parse_echo_reply(datagram: &[u8]) -> Option<(u64, u64)> {
+    match Header::parse(datagram) {
+        Ok((h, _)) if h.kind == Kind::EchoReply && datagram.len() >= ECHO_MIN_LEN => {
+            let word = |at: usize| u64::from_be_bytes(datagram[at..at + 8].try_into().expect("8 bytes"));
+            Some((word(HEADER_LEN), word(HEADER_LEN + 8)))
+        }
+        _ => None,
     }
 }
 
@@ -281,8 +354,12 @@ mod tests {
         let mut data = wire;
         data[1] = Kind::Data as u8;
         assert_eq!(BindMsg::parse(&data), Err(RelayError::Kind(1)));
-        data[1] = 6;
-        assert_eq!(BindMsg::parse(&data), Err(RelayError::Kind(6)));
+        data[1] = 8;
+        assert_eq!(BindMsg::parse(&data), Err(RelayError::Kind(8)));
+        for echo in [Kind::Echo, Kind::EchoReply] {
+            data[1] = echo as u8;
+            assert_eq!(BindMsg::parse(&data), Err(RelayError::Kind(echo as u8)));
+        }
     }
 
     #[test]
@@ -303,7 +380,47 @@ mod tests {
         assert_eq!(BindMsg::verify(&reflected, &key), Err(RelayError::BadMac));
     }
 
+    #[test]
+    fn an_echo_reply_is_as_long_as_its_request_and_reflects_no_padding() {
+        let mut d = vec![0xffu8; 1200];
+        assert!(write_echo(&mut d, 0x0102_0304_0506_0708));
+        // Whatever a sender puts in the padding, the reply carries zeros there.
+        d[40..].fill(0x5a);
+        assert!(echo_reply_in_place(&mut d, 1_700_000_000_123));
+        assert_eq!(d.len(), 1200);
+        assert_eq!(parse_echo_reply(&d), Some((0x0102_0304_0506_0708, 1_700_000_000_123)));
+        assert!(d[ECHO_MIN_LEN..].iter().all(|&b| b == 0));
+        // A reply is not answered again (no ping-pong between two hubs), nor a short,
+        // an oversized or another kind of datagram.
+        assert!(!echo_reply_in_place(&mut d, 1));
+        let mut short = [0u8; ECHO_MIN_LEN - 1];
+        assert!(!write_echo(&mut short, 1));
+        short[..HEADER_LEN].copy_from_slice(
+            &Header {
+                kind: Kind::Echo,
+                node: 0,
+            }
+            .encode(),
+        );
+        assert!(!echo_reply_in_place(&mut short, 1));
+        let mut long = vec![0u8; ECHO_MAX_LEN + 1];
+        assert!(write_echo(&mut long, 1));
+        assert!(!echo_reply_in_place(&mut long, 1));
+        let mut data = vec![0u8; 100];
+        write_data_header(&mut data, 1);
+        assert!(!echo_reply_in_place(&mut data, 1));
+        assert_eq!(parse_echo_reply(&data), None);
+    }
+
     proptest! {
+        #[test]
+        fn echo_never_panics_nor_grows(mut bytes in proptest::collection::vec(any::<u8>(), 0..1600)) {
+            let len = bytes.len();
+            let _ = echo_reply_in_place(&mut bytes, 7);
+            prop_assert_eq!(bytes.len(), len);
+            let _ = parse_echo_reply(&bytes);
+        }
+
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = Header::parse(&bytes);

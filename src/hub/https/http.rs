@@ -141,8 +141,11 @@ pub async fn answer<S: AsyncWrite + Unpin>(stream: &mut S, request: &Request) ->
         ),
         Request::Upgrade { .. } => unreachable!("an upgrade is answered by switching_protocols"),
     };
+    // Date (RFC 9110, always GMT): `mcvpn diagnose` reads the hub's clock from it when UDP
+    // does not get through.
+    let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT");
     let mut out = format!(
-        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\n{extra}Date: {date}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
         body.len()
     );
     if !matches!(request, Request::Page { head_only: true }) {
