@@ -115,6 +115,8 @@ impl Serialize for JsonDoc<'_> {
             Output::Log(rows) => rows.serialize(s),
             Output::Notices(rows) => rows.serialize(s),
             Output::Outages(rows) => rows.serialize(s),
+            Output::OutageRecorded(r) => versioned(r, s),
+            Output::Operators(rows) => rows.serialize(s),
         }
     }
 }
@@ -348,6 +350,20 @@ pub fn text(output: &Output) -> Text {
             yen(r.annual_fee),
             yen(r.compensation)
         )),
+        Output::OutageRecorded(r) => Text::Message(format!(
+            "outage {} of {} {}: {} .. {}",
+            r.id,
+            r.source,
+            r.outcome,
+            time(&r.start),
+            time(&r.end)
+        )),
+        Output::Operators(rows) => Text::table(
+            &["name", "role", "created"],
+            rows.iter()
+                .map(|o| vec![o.name.clone(), o.role.as_str().to_string(), time(&o.created)])
+                .collect(),
+        ),
         Output::Outages(rows) => Text::table(
             &["id", "start", "end", "hours", "note"],
             rows.iter()

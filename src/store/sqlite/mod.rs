@@ -6,6 +6,7 @@ mod backup;
 mod billing;
 mod contracts;
 mod devices;
+mod operators;
 mod records;
 mod sessions;
 
