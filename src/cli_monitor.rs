@@ -16,7 +16,7 @@ use crate::proto::url::HubUrl;
 
 #[derive(Args)]
 #[command(after_help = "Set up once, on the hub host (operator):\n  \
-    mcvpn admin contract add mcvpn-probe --accounts 1 --admin-email noc@operator.example\n  \
+    mcvpn admin contract add mcvpn-probe --admin-email noc@operator.example\n  \
     mcvpn admin account add mcvpn-probe probe --password-file /etc/mcvpn/probe-password\n  \
     mcvpn admin operator add watch1 --role monitor --password-file /etc/mcvpn/monitor-password\n\n\
     Then, preferably on another machine:\n  \
@@ -58,8 +58,9 @@ pub struct MonitorCmd {
     /// Serve Prometheus metrics here (e.g. 127.0.0.1:9191)
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
-    /// Send alert mails (outage started, ended) to this address; repeat for several
-    #[arg(long, value_name = "ADDRESS", requires = "smtp")]
+    /// Send alert mails (outage started, ended) to this address (with --smtp); repeat,
+    /// or separate with commas, for several
+    #[arg(long, env = "MCVPN_ALERT_MAIL_TO", value_name = "ADDRESS", value_delimiter = ',')]
     pub alert_mail_to: Vec<String>,
     /// The mail server, as the hub's --smtp: smtp://HOST[:25], smtp://USER@HOST:587, smtps://…
     #[arg(long, env = "MCVPN_SMTP", value_name = "URL", hide_env_values = true)]
@@ -96,10 +97,7 @@ fn settings(cmd: MonitorCmd) -> Result<MonitorSettings> {
                     .with_password(read_secret(file, "--smtp-password-file")?.into())
                     .map_err(anyhow::Error::msg)?;
             }
-            let from = cmd
-                .smtp_from
-                .clone()
-                .unwrap_or_else(crate::hub::notices::default_from);
+            let from = cmd.smtp_from.clone().unwrap_or_else(crate::hub::notices::default_from);
             let from = parse_from(&from).map_err(|e| anyhow!("--smtp-from: {e}"))?;
             let to = cmd
                 .alert_mail_to
@@ -134,8 +132,10 @@ fn settings(cmd: MonitorCmd) -> Result<MonitorSettings> {
 }
 
 pub fn run(cmd: MonitorCmd) -> Result<Exit> {
-    if cmd.smtp.is_some() && cmd.alert_mail_to.is_empty() {
-        tracing::warn!("--smtp without --alert-mail-to: no alert mails will be sent");
+    match (&cmd.smtp, cmd.alert_mail_to.is_empty()) {
+        (Some(_), true) => tracing::warn!("--smtp without --alert-mail-to: no alert mails will be sent"),
+        (None, false) => tracing::warn!("--alert-mail-to without --smtp: no alert mails will be sent"),
+        _ => {}
     }
     let settings = settings(cmd)?;
     let rt = tokio::runtime::Runtime::new()?;

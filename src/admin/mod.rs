@@ -15,8 +15,8 @@ mod contracts;
 mod devices;
 mod invoice_docs;
 mod jobs;
-mod operators;
 pub mod notice_text;
+mod operators;
 mod payments;
 #[cfg(test)]
 mod payments_tests;
@@ -170,7 +170,8 @@ fn deny(store: &mut dyn Store, ctx: &ExecCtx, cmd: &AdminCommand, why: String) -
 /// One function per command.
 fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> AdminResult {
     use api::{
-        DeviceCmd, DunningCmd, IssuerCmd, NoticeCmd, OperatorCmd, OutageCmd, PaymentCmd, SessionCmd, TargetCmd, TariffCmd,
+        DeviceCmd, DunningCmd, IssuerCmd, NoticeCmd, OperatorCmd, OutageCmd, PaymentCmd, SessionCmd, TargetCmd,
+        TariffCmd,
     };
     use AdminCommand as C;
     let hash = prepared.password_hash.as_deref();

@@ -23,7 +23,14 @@ pub(super) fn add(
     let hash =
         hash.ok_or_else(|| AdminError::Internal("the new password was not hashed before the command ran".into()))?;
     let o = store.operator_add(name, role, hash)?;
-    audit(store, ctx, "operator.add", None, None, &format!("{} ({})", o.name, role.as_str()))?;
+    audit(
+        store,
+        ctx,
+        "operator.add",
+        None,
+        None,
+        &format!("{} ({})", o.name, role.as_str()),
+    )?;
     Ok(Output::message(format!(
         "operator login {} added with role {}; use it with `mcvpn admin --hub URL --as {} --operator …`",
         o.name,

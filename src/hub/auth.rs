@@ -816,6 +816,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn operator_logins_refuse_unknown_and_wrong_alike() {
+        let s = store();
+        db(&s, |st| {
+            st.operator_add(
+                "watch1",
+                crate::store::OperatorRole::Monitor,
+                &password::hash("watch1-password"),
+            )
+        })
+        .await
+        .unwrap();
+        let source = "192.0.2.1:1".parse().unwrap();
+        let ok = super::authenticate_operator(&s, fresh(), "watch1", "watch1-password", source).await;
+        assert_eq!(ok.unwrap().role, crate::store::OperatorRole::Monitor);
+        let wrong = super::authenticate_operator(&s, fresh(), "watch1", "nope", source)
+            .await
+            .unwrap_err();
+        let unknown = super::authenticate_operator(&s, fresh(), "nobody", "nope", source)
+            .await
+            .unwrap_err();
+        assert_eq!(wrong, unknown);
+        assert_eq!(wrong.reason, RefuseReason::WrongCredentials);
+        // A contract account's password is not an operator login, nor the other way round.
+        let account = super::authenticate_operator(&s, fresh(), "alice", "alice-password", source)
+            .await
+            .unwrap_err();
+        assert_eq!(account, wrong);
+        let log = db(&s, move |st| st.audit_log(None, 10)).await.unwrap();
+        assert!(log
+            .iter()
+            .any(|e| e.action == "operator.login" && e.actor == "operator:watch1"));
+    }
+
+    #[tokio::test]
     async fn client_login_then_resume_keeps_the_device() {
         let s = store();
         let k = Key32([1; 32]);

@@ -40,14 +40,22 @@ pub struct MonitorMetrics {
 impl MonitorMetrics {
     pub fn registry(&self) -> Registry {
         let mut r = Registry::with_prefix("mcvpn_monitor");
-        r.register("probes", "End-to-end probes through the hub, by result", self.probes.clone());
+        r.register(
+            "probes",
+            "End-to-end probes through the hub, by result",
+            self.probes.clone(),
+        );
         r.register_with_unit(
             "probe_rtt",
             "Round trip of the last passing probe's relay datagram",
             Unit::Seconds,
             self.rtt.clone(),
         );
-        r.register("outage_open", "1 while the hub is in an outage (alerted)", self.outage_open.clone());
+        r.register(
+            "outage_open",
+            "1 while the hub is in an outage (alerted)",
+            self.outage_open.clone(),
+        );
         r.register_with_unit(
             "outage_start",
             "Start of the outage in progress (Unix time), 0 if none",

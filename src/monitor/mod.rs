@@ -217,7 +217,11 @@ fn publish(metrics: &MonitorMetrics, label: &HubLabel, tracker: Option<&Tracker>
 async fn record_pending(shared: &Shared, hub: &HubUrl, label: &HubLabel) -> Result<()> {
     let pending = {
         let state = shared.state.lock().await;
-        state.hubs.get(&label.hub).map(|t| t.pending.clone()).unwrap_or_default()
+        state
+            .hubs
+            .get(&label.hub)
+            .map(|t| t.pending.clone())
+            .unwrap_or_default()
     };
     let reach = Reach {
         hub: hub.clone(),

@@ -105,7 +105,10 @@ mod tests {
         // Alerted once, however long it lasts.
         assert_eq!(tr.on_failure(t(90), 2), None);
         assert_eq!(tr.on_failure(t(120), 2), None);
-        let ended = Outage { start: t(30), end: t(150) };
+        let ended = Outage {
+            start: t(30),
+            end: t(150),
+        };
         assert_eq!(tr.on_success(t(150)), Some(Action::AlertEnd(ended)));
         assert_eq!(tr.pending, vec![ended]);
         assert_eq!(tr.current_outage_start(), None);
@@ -146,11 +149,23 @@ mod tests {
         assert_eq!(back.on_failure(t(150), 2), None, "already alerted before the restart");
         assert_eq!(
             back.on_success(t(180)),
-            Some(Action::AlertEnd(Outage { start: t(90), end: t(180) }))
+            Some(Action::AlertEnd(Outage {
+                start: t(90),
+                end: t(180)
+            }))
         );
         assert_eq!(
             back.pending,
-            vec![Outage { start: t(0), end: t(60) }, Outage { start: t(90), end: t(180) }]
+            vec![
+                Outage {
+                    start: t(0),
+                    end: t(60)
+                },
+                Outage {
+                    start: t(90),
+                    end: t(180)
+                }
+            ]
         );
     }
 

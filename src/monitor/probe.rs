@@ -72,7 +72,9 @@ fn role_name(role: Role) -> &'static str {
 
 fn login_error(who: &str, e: LoginError) -> anyhow::Error {
     match e {
-        LoginError::Refused { reason, message, .. } => anyhow!("the hub refused the probe {who}: {message} ({reason:?})"),
+        LoginError::Refused { reason, message, .. } => {
+            anyhow!("the hub refused the probe {who}: {message} ({reason:?})")
+        }
         LoginError::Failed(e) => e.context(format!("probe {who} login")),
     }
 }

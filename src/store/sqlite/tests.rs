@@ -425,10 +425,19 @@ fn an_outage_is_recorded_once_per_source_and_start() {
         panic!("{first:?}")
     };
     // A retry after a lost answer: nothing new.
-    assert_eq!(s.outage_record("monitor:m1", 1000, 1100).unwrap(), OutageRecorded::Unchanged(id));
+    assert_eq!(
+        s.outage_record("monitor:m1", 1000, 1100).unwrap(),
+        OutageRecorded::Unchanged(id)
+    );
     // An earlier end does not shorten it; a later one extends it.
-    assert_eq!(s.outage_record("monitor:m1", 1000, 1050).unwrap(), OutageRecorded::Unchanged(id));
-    assert_eq!(s.outage_record("monitor:m1", 1000, 1200).unwrap(), OutageRecorded::Extended(id));
+    assert_eq!(
+        s.outage_record("monitor:m1", 1000, 1050).unwrap(),
+        OutageRecorded::Unchanged(id)
+    );
+    assert_eq!(
+        s.outage_record("monitor:m1", 1000, 1200).unwrap(),
+        OutageRecorded::Extended(id)
+    );
     // Another monitor seeing the same outage records its own row.
     assert!(matches!(
         s.outage_record("monitor:m2", 1000, 1100).unwrap(),
