@@ -430,6 +430,9 @@ async fn verify_password(
     .await
 }
 
+/// Reads the login of a name with its password hash (PHC string), if there is one.
+type LoginLookup<T> = fn(&mut dyn Store, &str) -> Result<Option<(T, String)>, StoreError>;
+
 /// [`verify_password`] for any kind of login: `lookup` reads the login of a name with
 /// its password hash. Accounts and operator logins share the limiter, the hash gate and
 /// the one refusal.
@@ -439,7 +442,7 @@ async fn verify_secret<T: Send + 'static>(
     source: IpAddr,
     name: Option<&str>,
     password: &str,
-    lookup: fn(&mut dyn Store, &str) -> Result<Option<(T, String)>, StoreError>,
+    lookup: LoginLookup<T>,
 ) -> Result<T, Refusal> {
     let attempt = guards.limiter.begin(source, name).map_err(Refusal::rate_limited)?;
     let record = match name {
