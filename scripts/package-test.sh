@@ -56,7 +56,7 @@ if command -v bash >/dev/null; then
         COMP_WORDS=(mcvpn st); COMP_CWORD=1; COMP_LINE="mcvpn st"; COMP_POINT=${#COMP_LINE}
         _mcvpn mcvpn st mcvpn; printf "%s\n" "${COMPREPLY[@]}" | grep -qx status'
 fi
-for unit in mcvpn-hub.service mcvpn-target.service; do
+for unit in mcvpn-hub.service mcvpn-target.service mcvpn-monitor.service; do
     check "$unit in /lib/systemd/system" test -f "/lib/systemd/system/$unit"
     check "$unit runs /usr/bin/mcvpn" grep -q "^ExecStart=/usr/bin/mcvpn " "/lib/systemd/system/$unit"
 done
@@ -65,7 +65,7 @@ check "the hub unit runs as User=mcvpn with CAP_NET_BIND_SERVICE only" sh -c \
      grep -qx "CapabilityBoundingSet=CAP_NET_BIND_SERVICE" /lib/systemd/system/mcvpn-hub.service'
 # Offline checks: no running systemd is needed for these.
 if systemd-analyze --help 2>/dev/null | grep -q -- "--offline"; then
-    for unit in mcvpn-hub.service mcvpn-target.service; do
+    for unit in mcvpn-hub.service mcvpn-target.service mcvpn-monitor.service; do
         out=$(systemd-analyze security --offline=yes "/lib/systemd/system/$unit" 2>&1 | tail -n 1)
         if echo "$out" | grep -q "Overall exposure level"; then
             pass "systemd-analyze security $unit: ${out##*: }"
@@ -74,7 +74,7 @@ if systemd-analyze --help 2>/dev/null | grep -q -- "--offline"; then
         fi
     done
 fi
-if out=$(systemd-analyze verify /lib/systemd/system/mcvpn-hub.service /lib/systemd/system/mcvpn-target.service 2>&1); then
+if out=$(systemd-analyze verify /lib/systemd/system/mcvpn-hub.service /lib/systemd/system/mcvpn-target.service /lib/systemd/system/mcvpn-monitor.service 2>&1); then
     pass "systemd-analyze verify: the units parse"
 else
     # Without a running systemd, verify cannot load its manager; only a unit-file

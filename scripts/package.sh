@@ -25,7 +25,7 @@ target/release/mcvpn debug gen-docs --out "$assets" >&2
 gzip -9n "$assets"/man1/*.1
 # The units in systemd/ name /usr/local/bin (a binary installed by hand, see README);
 # the package's binary is /usr/bin/mcvpn and its documents under /usr/share.
-for unit in mcvpn-hub.service mcvpn-target.service; do
+for unit in mcvpn-hub.service mcvpn-target.service mcvpn-monitor.service; do
     sed 's#/usr/local/#/usr/#g' "systemd/$unit" >"$assets/units/$unit"
 done
 

@@ -22,7 +22,10 @@ use crate::store::{SqliteStore, Store};
     Account administrator, from anywhere (through the hub, own contract only):\n  \
     mcvpn admin --hub 'mcvpn://hub:51820/?key=…' --as alice account list\n  \
     mcvpn admin --hub … --as alice account add bob\n  \
-    mcvpn admin --hub … --as alice target grant office-pc bob")]
+    mcvpn admin --hub … --as alice target grant office-pc bob\n\n\
+    Operator-side logins, from anywhere (added on the hub host with `mcvpn admin operator add NAME --role operator|monitor`):\n  \
+    mcvpn admin --hub … --as ops1 --operator contract list\n  \
+    mcvpn admin --hub … --as watch1 --operator outage list      # a monitor login: outages only")]
 pub struct AdminArgs {
     /// The hub's store (operator mode)
     #[arg(long, global = true, default_value = "/var/lib/mcvpn/hub.db", env = "MCVPN_HUB_DB")]
@@ -33,6 +36,10 @@ pub struct AdminArgs {
     /// The administrator account to log in as (with --hub)
     #[arg(long = "as", global = true, value_name = "ACCOUNT")]
     pub as_account: Option<String>,
+    /// Log in with --as as an operator-side login (`mcvpn admin operator add`), not as a
+    /// contract's administrator: operator rights, or outages only for a monitor login
+    #[arg(long, global = true, requires = "hub")]
+    pub operator: bool,
     /// Read the administrator's own password from this file (with --hub)
     #[arg(long, global = true)]
     pub admin_password_file: Option<PathBuf>,
@@ -179,7 +186,11 @@ pub fn run(args: AdminArgs) -> Result<Exit> {
                 transport: options.resolve(&hub, None, None, None)?,
                 hub,
             };
-            crate::node::remote::admin(&reach, account, &password, &command)?
+            if args.operator {
+                crate::node::remote::operator_admin(&reach, account, &password, &command)?
+            } else {
+                crate::node::remote::admin(&reach, account, &password, &command)?
+            }
         }
         (None, None) => {
             // The notices this command queues are worded here, as the hub would word them.

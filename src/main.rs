@@ -58,6 +58,8 @@ enum Command {
         sudo mcvpn up            # later: the hub and account are remembered in /etc/mcvpn/mcvpn.toml"
     )]
     Up(UpCmd),
+    /// Watch hubs with end-to-end probes; alert the operator and record outages (art. 35)
+    Monitor(mcvpn::cli_monitor::MonitorCmd),
     /// Take the VPN down: no interface, route or daemon is left behind
     Down(DownCmd),
     /// Show the hub, the account, the overlay address and each peer
@@ -364,7 +366,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(&argv);
     let daemon = matches!(
         cli.command,
-        Command::Hub(HubCmd { sub: None, .. }) | Command::ClientDaemon | Command::Target(TargetCmd::Run { .. })
+        Command::Hub(HubCmd { sub: None, .. })
+            | Command::ClientDaemon
+            | Command::Target(TargetCmd::Run { .. })
+            | Command::Monitor(_)
     ) || matches!(&cli.command, Command::Up(u) if u.foreground);
     init_logging(cli.log.as_deref(), if daemon { "info" } else { "warn" }, cli.log_format);
     if prints_for_a_reader(&cli.command) {
@@ -413,6 +418,7 @@ fn dispatch(command: Command, argv: &[std::ffi::OsString]) -> Result<Exit> {
         Command::Hub(cmd) => mcvpn::cli_hub::run(cmd, &|extra| {
             Cli::command().try_get_matches_from(argv.iter().chain(extra))
         }),
+        Command::Monitor(cmd) => mcvpn::cli_monitor::run(cmd),
         Command::Up(u) => client::up(UpOptions {
             paths: u.paths.paths(),
             hub: u.hub,

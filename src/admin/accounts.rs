@@ -21,7 +21,9 @@ pub(super) fn add(store: &mut dyn Store, ctx: &ExecCtx, new: &NewAccount, hash: 
     let contract = match (contract, &ctx.scope) {
         (Some(name), _) => visible_contract(store, ctx, name)?,
         (None, Scope::Contract { id, .. }) => store.contract_by_id(*id)?,
-        (None, Scope::Operator) => return Err(AdminError::Refused("name the contract to add the account to".into())),
+        (None, Scope::Operator | Scope::Monitor { .. }) => {
+            return Err(AdminError::Refused("name the contract to add the account to".into()))
+        }
     };
     // Names are unique per hub, so a name taken in another contract cannot be given
     // here either; the answer is the same whichever contract holds it (review C10).

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract::{ContractKind, DunningRule, InvoiceState, Tariff, Yen};
 use crate::proto::control::{Key32, Role};
-use crate::store::{AccountState, ContractField, ContractState, TermKind};
+use crate::store::{AccountState, ContractField, ContractState, OperatorRole, TermKind};
 
 /// The version of the JSON documents `mcvpn admin --json` prints. Raise it when a field
 /// changes meaning or disappears; adding a field does not need a new version.
@@ -32,6 +32,8 @@ pub enum Scope {
     Operator,
     /// An account administrator: their own contract only.
     Contract { id: i64, name: String },
+    /// A `monitor` operator login (`mcvpn monitor`): records and lists outages, nothing else.
+    Monitor { name: String },
 }
 
 // ---------------------------------------------------------------------------------------
@@ -104,12 +106,16 @@ pub enum AdminCommand {
         #[arg(long, conflicts_with = "statement")]
         send: bool,
     },
-    /// Recorded total outages (operator)
+    /// Recorded total outages (operator; `record` and `list` also for monitor logins)
     #[command(subcommand)]
     Outage(OutageCmd),
     /// Planned maintenance windows, announced to every administrator in advance (operator, art. 34-2)
     #[command(subcommand)]
     Maintenance(MaintenanceCmd),
+    /// Operator-side logins over the admin channel, apart from contract accounts:
+    /// `operator` (operator rights) or `monitor` (outages only, for `mcvpn monitor`)
+    #[command(subcommand)]
+    Operator(OperatorCmd),
     /// Fees and tax (operator)
     #[command(subcommand)]
     Tariff(TariffCmd),
@@ -395,6 +401,41 @@ pub enum OutageCmd {
     },
     /// List recorded outages. Example: mcvpn admin outage list
     List,
+    /// Record an outage a monitor observed, times in UTC (RFC 3339); the same source and
+    /// start again only extends its end (safe to retry). Monitor and operator logins.
+    /// Example: mcvpn admin --hub URL --as watch1 --operator outage record --start 2027-03-01T00:00:00Z --end 2027-03-01T00:05:00Z
+    Record {
+        #[arg(long)]
+        start: DateTime<Utc>,
+        #[arg(long)]
+        end: DateTime<Utc>,
+        /// Who observed it (operator only; a monitor login records as `monitor:NAME`)
+        #[arg(long)]
+        #[serde(default)]
+        source: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorCmd {
+    /// Add an operator-side login (asks for its password). Example: mcvpn admin operator add watch1 --role monitor
+    Add {
+        name: String,
+        #[arg(long, value_enum, default_value = "operator")]
+        role: OperatorRole,
+        /// Read the new login's password from this file
+        #[arg(long)]
+        #[serde(skip)]
+        password_file: Option<PathBuf>,
+        /// Filled in by the caller: the command line asks for it or reads --password-file
+        #[arg(skip)]
+        password: NewPassword,
+    },
+    /// List operator-side logins. Example: mcvpn admin operator list
+    List,
+    /// Remove an operator-side login. Example: mcvpn admin operator remove watch1
+    Remove { name: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
@@ -517,6 +558,8 @@ enum Allowed {
     /// Also a contract's account administrator, within that contract (each command
     /// then checks that what it names is in the caller's contract).
     ContractAdmin,
+    /// Also a monitor login (outages only).
+    Monitor,
 }
 
 /// Decides whether `scope` may run `cmd` at all. Exhaustive on purpose, without a
@@ -564,7 +607,11 @@ pub fn authorize(scope: &Scope, cmd: &AdminCommand) -> Result<(), AdminError> {
         },
         C::Invoice { .. } | C::Compensation { .. } => Allowed::Operator,
         C::Outage(o) => match o {
-            OutageCmd::Add { .. } | OutageCmd::List => Allowed::Operator,
+            OutageCmd::Add { .. } => Allowed::Operator,
+            OutageCmd::Record { .. } | OutageCmd::List => Allowed::Monitor,
+        },
+        C::Operator(o) => match o {
+            OperatorCmd::Add { .. } | OperatorCmd::List | OperatorCmd::Remove { .. } => Allowed::Operator,
         },
         C::Maintenance(m) => match m {
             MaintenanceCmd::Add { .. } | MaintenanceCmd::List | MaintenanceCmd::Cancel { .. } => Allowed::Operator,
@@ -583,15 +630,16 @@ pub fn authorize(scope: &Scope, cmd: &AdminCommand) -> Result<(), AdminError> {
             IssuerCmd::Show | IssuerCmd::Set { .. } => Allowed::Operator,
         },
     };
-    match scope {
-        Scope::Operator => Ok(()),
-        Scope::Contract { .. } => match allowed {
-            Allowed::ContractAdmin => Ok(()),
-            Allowed::Operator => Err(AdminError::Forbidden(format!(
-                "`{}` is for the service operator only",
-                cmd.name()
-            ))),
-        },
+    let forbidden = || AdminError::Forbidden(format!("`{}` is for the service operator only", cmd.name()));
+    match (scope, allowed) {
+        (Scope::Operator, _) => Ok(()),
+        (Scope::Contract { .. }, Allowed::ContractAdmin) => Ok(()),
+        (Scope::Contract { .. }, Allowed::Operator | Allowed::Monitor) => Err(forbidden()),
+        (Scope::Monitor { .. }, Allowed::Monitor) => Ok(()),
+        (Scope::Monitor { .. }, Allowed::Operator | Allowed::ContractAdmin) => Err(AdminError::Forbidden(format!(
+            "`{}` is not for a monitor login (it may only record and list outages)",
+            cmd.name()
+        ))),
     }
 }
 
@@ -641,6 +689,12 @@ impl AdminCommand {
             C::Outage(o) => match o {
                 OutageCmd::Add { .. } => "outage-add",
                 OutageCmd::List => "outage-list",
+                OutageCmd::Record { .. } => "outage-record",
+            },
+            C::Operator(o) => match o {
+                OperatorCmd::Add { .. } => "operator-add",
+                OperatorCmd::List => "operator-list",
+                OperatorCmd::Remove { .. } => "operator-remove",
             },
             C::Maintenance(m) => match m {
                 MaintenanceCmd::Add { .. } => "maintenance-add",
@@ -706,13 +760,18 @@ impl AdminCommand {
             | C::Invoice { .. }
             | C::Compensation { .. } => false,
             C::Outage(o) => match o {
-                OutageCmd::Add { .. } => true,
+                OutageCmd::Add { .. } | OutageCmd::Record { .. } => true,
                 OutageCmd::List => false,
             },
             // Notices are queued by the contract job that follows a change.
             C::Maintenance(m) => match m {
                 MaintenanceCmd::Add { .. } | MaintenanceCmd::Cancel { .. } => true,
                 MaintenanceCmd::List => false,
+            },
+            // Operator logins are read at each admin login: no live session to refresh.
+            C::Operator(o) => match o {
+                OperatorCmd::Add { .. } | OperatorCmd::Remove { .. } => true,
+                OperatorCmd::List => false,
             },
             C::Tariff(t) => match t {
                 TariffCmd::Show => false,
@@ -755,6 +814,16 @@ impl AdminCommand {
                 file: password_file.as_deref(),
                 password,
             }),
+            AdminCommand::Operator(OperatorCmd::Add {
+                name,
+                password_file,
+                password,
+                ..
+            }) => Some(PasswordSlot {
+                user: name,
+                file: password_file.as_deref(),
+                password,
+            }),
             _ => None,
         }
     }
@@ -764,6 +833,7 @@ impl AdminCommand {
         match self {
             AdminCommand::Account(AccountCmd::Add(a)) => Some((&a.name.user, &a.password)),
             AdminCommand::Account(AccountCmd::Password { user, password, .. }) => Some((user, password)),
+            AdminCommand::Operator(OperatorCmd::Add { name, password, .. }) => Some((name, password)),
             _ => None,
         }
     }
@@ -824,6 +894,9 @@ pub enum Output {
     Compensation(CompensationReport),
     Outages(Vec<OutageRow>),
     Maintenance(Vec<MaintenanceRow>),
+    /// `outage record`: what the store did with it.
+    OutageRecorded(OutageRecordedRow),
+    Operators(Vec<OperatorRow>),
     Tariff(Tariff),
     Dunning(DunningRule),
     Issuer(IssuerInfo),
@@ -1176,6 +1249,29 @@ pub struct OutageRow {
     pub end: DateTime<Utc>,
     pub duration_s: i64,
     pub note: String,
+    /// Who recorded it (`monitor:NAME`); absent for outages typed in by hand.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// `outage record`: the outage as stored, and whether this call added it, extended its
+/// end, or found it recorded already (a retry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutageRecordedRow {
+    pub id: i64,
+    pub source: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// `added`, `extended` or `unchanged`.
+    pub outcome: String,
+}
+
+/// `operator list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorRow {
+    pub name: String,
+    pub role: OperatorRole,
+    pub created: DateTime<Utc>,
 }
 
 /// A store time as a date-time; out-of-range values (never written by mcvpn) show as

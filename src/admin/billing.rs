@@ -1,17 +1,18 @@
 //! Charges and outage compensation (operator only), computed by `crate::contract` from
 //! the store's contracts, the tariff and the recorded outages.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use super::api::OnOff;
 use super::api::{
-    time, CompensationReport, CountedOutageRow, Document, InvoiceInfo, InvoiceLine, InvoiceReport, OutageRow,
+    time, CompensationReport, CountedOutageRow, Document, InvoiceInfo, InvoiceLine, InvoiceReport, OutageRecordedRow,
+    OutageRow,
 };
 use super::contracts::unit_of;
 use super::notice_text::{Notice, Statement, StatementOutage};
-use super::{audit, visible_contract, AdminError, AdminResult, ExecCtx, Output};
+use super::{audit, visible_contract, AdminError, AdminResult, ExecCtx, Output, Scope};
 use crate::contract::{invoice_at, Cancellation, Invoice, OptionFee, Tariff};
-use crate::store::Store;
+use crate::store::{OutageRecorded, Store};
 
 const TARIFF_SETTING: &str = "tariff";
 
@@ -224,6 +225,59 @@ pub(super) fn outage_add(
     )))
 }
 
+/// `outage record`: an outage a monitor observed (art. 35-1: from when the operator
+/// knew). A monitor login records under its own name; the operator names the source.
+pub(super) fn outage_record(
+    store: &mut dyn Store,
+    ctx: &ExecCtx,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    source: Option<&str>,
+) -> AdminResult {
+    let source = match (&ctx.scope, source) {
+        (Scope::Monitor { name }, None) => format!("monitor:{name}"),
+        (Scope::Monitor { name }, Some(given)) if given == format!("monitor:{name}") => given.to_string(),
+        (Scope::Monitor { name }, Some(given)) => {
+            return Err(AdminError::Refused(format!(
+                "a monitor login records as monitor:{name}, not {given:?}; leave --source out"
+            )))
+        }
+        (_, Some(given)) => {
+            crate::names::check("outage source", given).map_err(AdminError::Refused)?;
+            given.to_string()
+        }
+        (_, None) => return Err(AdminError::Refused("name who observed the outage with --source".into())),
+    };
+    let outcome = store.outage_record(&source, start.timestamp(), end.timestamp())?;
+    let (id, word) = match outcome {
+        OutageRecorded::Added(id) => (id, "added"),
+        OutageRecorded::Extended(id) => (id, "extended"),
+        OutageRecorded::Unchanged(id) => (id, "unchanged"),
+    };
+    if word != "unchanged" {
+        audit(
+            store,
+            ctx,
+            "outage.record",
+            None,
+            None,
+            &format!("{source}: {start} .. {end} ({word})"),
+        )?;
+    }
+    let stored = store
+        .outages()?
+        .into_iter()
+        .find(|o| o.id == id)
+        .ok_or_else(|| AdminError::Internal(format!("outage {id} vanished")))?;
+    Ok(Output::OutageRecorded(OutageRecordedRow {
+        id,
+        source,
+        start: time(stored.start_at),
+        end: time(stored.end_at),
+        outcome: word.into(),
+    }))
+}
+
 pub(super) fn outage_list(store: &mut dyn Store) -> AdminResult {
     let rows = store
         .outages()?
@@ -234,6 +288,7 @@ pub(super) fn outage_list(store: &mut dyn Store) -> AdminResult {
             end: time(o.end_at),
             duration_s: o.end_at - o.start_at,
             note: o.note,
+            source: o.source,
         })
         .collect();
     Ok(Output::Outages(rows))

@@ -116,6 +116,8 @@ impl Serialize for JsonDoc<'_> {
             Output::Notices(rows) => rows.serialize(s),
             Output::Outages(rows) => rows.serialize(s),
             Output::Maintenance(rows) => rows.serialize(s),
+            Output::OutageRecorded(r) => versioned(r, s),
+            Output::Operators(rows) => rows.serialize(s),
         }
     }
 }
@@ -372,6 +374,20 @@ pub fn text(output: &Output) -> Text {
                         w.reason.clone(),
                     ]
                 })
+                .collect(),
+        ),
+        Output::OutageRecorded(r) => Text::Message(format!(
+            "outage {} of {} {}: {} .. {}",
+            r.id,
+            r.source,
+            r.outcome,
+            time(&r.start),
+            time(&r.end)
+        )),
+        Output::Operators(rows) => Text::table(
+            &["name", "role", "created"],
+            rows.iter()
+                .map(|o| vec![o.name.clone(), o.role.as_str().to_string(), time(&o.created)])
                 .collect(),
         ),
         Output::Outages(rows) => Text::table(

@@ -1,6 +1,6 @@
 use chrono::NaiveDate;
 
-use super::api::{AccountName, NewAccount, TargetCmd, TariffCmd};
+use super::api::{AccountName, NewAccount, OperatorCmd, OutageCmd, TargetCmd, TariffCmd};
 use super::render::{self, Text};
 use super::*;
 use crate::proto::control::{Key32, Role};
@@ -1164,4 +1164,148 @@ fn notice_preview_prints_lines_and_is_the_operators() {
         name: "acme".into(),
     };
     assert!(authorize(&administrator, &AdminCommand::Notice(api::NoticeCmd::Preview)).is_err());
+}
+
+/// A monitor login (`mcvpn monitor`) may record and list outages, and nothing else.
+#[test]
+fn a_monitor_login_records_and_lists_outages_and_nothing_else() {
+    let monitor = Scope::Monitor { name: "watch1".into() };
+    let allowed = [
+        "outage record --start 2027-03-01T00:00:00Z --end 2027-03-01T00:05:00Z",
+        "outage list",
+    ];
+    let refused = [
+        "outage add --start 2027-03-01T00:00:00 --end 2027-03-06T12:00:00",
+        "contract list",
+        "contract show acme",
+        "account list",
+        "target list",
+        "session list",
+        "log",
+        "notice list",
+        "compensation acme",
+        "tariff show",
+        "operator list",
+        "operator add watch2 --role operator",
+        "operator remove watch1",
+    ];
+    for line in allowed.iter().chain(&refused) {
+        let cmd = parse_cli(&line.split(' ').collect::<Vec<_>>()).unwrap().what;
+        assert_eq!(authorize(&Scope::Operator, &cmd), Ok(()), "{line}");
+        let r = authorize(&monitor, &cmd);
+        if allowed.contains(line) {
+            assert_eq!(r, Ok(()), "{line}");
+        } else {
+            assert!(
+                matches!(&r, Err(AdminError::Forbidden(m)) if m.contains(cmd.name())),
+                "{line}: {r:?}"
+            );
+        }
+    }
+    // Account administrators may not record outages either.
+    let admin = Scope::Contract {
+        id: 1,
+        name: "acme".into(),
+    };
+    let record = parse_cli(&[
+        "outage",
+        "record",
+        "--start",
+        "2027-03-01T00:00:00Z",
+        "--end",
+        "2027-03-01T00:05:00Z",
+    ])
+    .unwrap()
+    .what;
+    assert!(matches!(authorize(&admin, &record), Err(AdminError::Forbidden(_))));
+}
+
+#[test]
+fn outage_record_through_a_monitor_login_is_idempotent_and_audited() {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    add_contract(&mut s, "acme", 10);
+    let ctx = ExecCtx {
+        scope: Scope::Monitor { name: "watch1".into() },
+        actor: "operator:watch1".into(),
+        ..op()
+    };
+    let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    let record = |end: &str, source: Option<&str>| {
+        AdminCommand::Outage(OutageCmd::Record {
+            start: t("2027-03-01T00:00:00Z"),
+            end: t(end),
+            source: source.map(str::to_string),
+        })
+    };
+    let outcome = |r: AdminResult| match r {
+        Ok(Output::OutageRecorded(r)) => (r.source, r.outcome, r.end),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        outcome(run(&mut s, &ctx, record("2027-03-01T00:05:00Z", None))),
+        ("monitor:watch1".into(), "added".into(), t("2027-03-01T00:05:00Z"))
+    );
+    assert_eq!(
+        outcome(run(&mut s, &ctx, record("2027-03-01T00:05:00Z", None))).1,
+        "unchanged"
+    );
+    assert_eq!(
+        outcome(run(&mut s, &ctx, record("2027-03-01T00:07:00Z", None))).1,
+        "extended"
+    );
+    // A monitor cannot record under another name.
+    assert!(matches!(
+        run(&mut s, &ctx, record("2027-03-01T00:07:00Z", Some("monitor:other"))),
+        Err(AdminError::Refused(_))
+    ));
+    // Anything else is refused and audited as a denial.
+    assert!(matches!(
+        run(&mut s, &ctx, AdminCommand::Contract(ContractCmd::List)),
+        Err(AdminError::Forbidden(_))
+    ));
+    let Ok(Output::Outages(rows)) = run(&mut s, &ctx, AdminCommand::Outage(OutageCmd::List)) else {
+        panic!("outage list refused")
+    };
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].duration_s, 420);
+    let log = s.audit_log(None, 20).unwrap();
+    let actions: Vec<_> = log
+        .iter()
+        .filter(|e| e.actor == "operator:watch1")
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "outage.record").count(),
+        2,
+        "{actions:?}"
+    );
+    assert!(actions.contains(&"admin.denied"), "{actions:?}");
+}
+
+#[test]
+fn operator_logins_are_added_listed_and_removed_by_the_operator() {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    let add = |name: &str, password: &str| {
+        AdminCommand::Operator(OperatorCmd::Add {
+            name: name.into(),
+            role: crate::store::OperatorRole::Monitor,
+            password_file: None,
+            password: NewPassword(password.into()),
+        })
+    };
+    assert!(matches!(
+        run(&mut s, &op(), add("watch1", "short")),
+        Err(AdminError::PasswordPolicy(_))
+    ));
+    run(&mut s, &op(), add("watch1", "watch1 has a long password")).unwrap();
+    let o = s.operator_by_name("watch1").unwrap().unwrap();
+    assert!(crate::password::verify("watch1 has a long password", &o.password_hash));
+    assert!(run(&mut s, &op(), add("watch1", "watch1 has a long password")).is_err());
+    assert_eq!(
+        rows(run(&mut s, &op(), AdminCommand::Operator(OperatorCmd::List)).unwrap())[0][..2],
+        ["watch1".to_string(), "monitor".to_string()]
+    );
+    let remove = || AdminCommand::Operator(OperatorCmd::Remove { name: "watch1".into() });
+    run(&mut s, &op(), remove()).unwrap();
+    assert!(matches!(run(&mut s, &op(), remove()), Err(AdminError::NotFound(_))));
 }

@@ -16,6 +16,7 @@ use super::reply::{refuse, Refusal};
 use crate::admin::{self, AdminCommand, AdminError, AdminResult, ExecCtx, Output, Scope};
 use crate::channel::ChannelWriter;
 use crate::proto::control::{Event, RefuseReason};
+use crate::store::OperatorRole;
 
 async fn answer(wr: &mut ChannelWriter, result: AdminResult) -> Result<()> {
     wr.send(&Event::AdminResult(result)).await?;
@@ -48,10 +49,46 @@ pub async fn serve(
         today: crate::store::today(),
         overlay: ctx.overlay,
     };
-    tracing::debug!(admin = %admin_account.username, command = command.name(), "admin command");
+    run(wr, ctx, exec, command).await
+}
+
+/// Authenticates an operator-side login and runs one command in its role's scope
+/// (`operator`: everything; `monitor`: outages only, decided by `admin::authorize`).
+pub async fn serve_operator(
+    wr: &mut ChannelWriter,
+    ctx: &Arc<HubContext>,
+    source: SocketAddr,
+    name: &str,
+    password: &str,
+    command: AdminCommand,
+) -> Result<()> {
+    let login = match auth::authenticate_operator(&ctx.store, &ctx.login, name, password, source).await {
+        Ok(o) => o,
+        Err(r) => return refuse(wr, &r).await,
+    };
+    let scope = match login.role {
+        OperatorRole::Operator => Scope::Operator,
+        OperatorRole::Monitor => Scope::Monitor {
+            name: login.name.clone(),
+        },
+    };
+    let exec = ExecCtx {
+        scope,
+        actor: format!("operator:{}", login.name),
+        source: Some(source.to_string()),
+        today: crate::store::today(),
+        overlay: ctx.overlay,
+    };
+    run(wr, ctx, exec, command).await
+}
+
+/// Runs an authenticated caller's command: a new password hashed behind the hash gate,
+/// then the command on the store, then its effect on live sessions.
+async fn run(wr: &mut ChannelWriter, ctx: &Arc<HubContext>, exec: ExecCtx, command: AdminCommand) -> Result<()> {
+    tracing::debug!(actor = %exec.actor, command = command.name(), "admin command");
     let changes = command.changes_state();
-    // Only for an authenticated administrator: hash a new password, without the store
-    // lock and behind the hash gate like every other Argon2 run.
+    // Only for an authenticated caller: hash a new password, without the store lock and
+    // behind the hash gate like every other Argon2 run.
     let prepared = match ctx.login.gate.run(move || admin::prepare(command)).await {
         Ok(p) => p,
         Err(_) => {

@@ -23,8 +23,8 @@ use super::store_handle::StoreHandle;
 use crate::password;
 use crate::proto::control::{Credential, Key32, RefuseReason, Role};
 use crate::store::{
-    now, AccountRecord, AccountState, AuditEntry, ContractRecord, ContractState, DeviceRecord, OverlayNet, Store,
-    StoreError,
+    now, AccountRecord, AccountState, AuditEntry, ContractRecord, ContractState, DeviceRecord, OperatorRecord,
+    OverlayNet, Store, StoreError,
 };
 
 /// How long a resume token lets a client reconnect without its password. Each use
@@ -421,11 +421,34 @@ async fn verify_password(
     account: Option<&str>,
     password: &str,
 ) -> Result<AccountRecord, Refusal> {
-    let attempt = guards.limiter.begin(source, account).map_err(Refusal::rate_limited)?;
-    let record = match account {
+    verify_secret(store, guards, source, account, password, |s, name| {
+        Ok(s.account_by_name(name)?.map(|a| {
+            let hash = a.password_hash.clone();
+            (a, hash)
+        }))
+    })
+    .await
+}
+
+/// Reads the login of a name with its password hash (PHC string), if there is one.
+type LoginLookup<T> = fn(&mut dyn Store, &str) -> Result<Option<(T, String)>, StoreError>;
+
+/// [`verify_password`] for any kind of login: `lookup` reads the login of a name with
+/// its password hash. Accounts and operator logins share the limiter, the hash gate and
+/// the one refusal.
+async fn verify_secret<T: Send + 'static>(
+    store: &StoreHandle,
+    guards: &LoginGuards,
+    source: IpAddr,
+    name: Option<&str>,
+    password: &str,
+    lookup: LoginLookup<T>,
+) -> Result<T, Refusal> {
+    let attempt = guards.limiter.begin(source, name).map_err(Refusal::rate_limited)?;
+    let record = match name {
         Some(name) => {
             let name = name.to_string();
-            match store_call(store, move |s| s.account_by_name(&name).map_err(store_failure)).await {
+            match store_call(store, move |s| lookup(s, &name).map_err(store_failure)).await {
                 Ok(r) => r,
                 Err(r) => {
                     attempt.not_checked();
@@ -435,7 +458,7 @@ async fn verify_password(
         }
         None => None,
     };
-    let hash = record.as_ref().map(|a| a.password_hash.clone());
+    let hash = record.as_ref().map(|(_, h)| h.clone());
     let password = password.to_string();
     let checked = hashing(guards, move || {
         let phc = match &hash {
@@ -446,7 +469,7 @@ async fn verify_password(
     })
     .await;
     match (checked, record) {
-        (Ok(true), Some(a)) => {
+        (Ok(true), Some((a, _))) => {
             attempt.succeeded();
             Ok(a)
         }
@@ -459,6 +482,50 @@ async fn verify_password(
             Err(r)
         }
     }
+}
+
+/// Authenticates an operator-side login (`mcvpn admin --operator`, `mcvpn monitor`):
+/// the same Argon2 check, limiter and refusals as account administrators; an unknown
+/// name and a wrong password get the same answer.
+pub async fn authenticate_operator(
+    store: &StoreHandle,
+    guards: &LoginGuards,
+    name: &str,
+    password: &str,
+    source: SocketAddr,
+) -> Result<OperatorRecord, Refusal> {
+    check_name("operator login", name)?;
+    let result = verify_secret(store, guards, source.ip(), Some(name), password, |s, name| {
+        Ok(s.operator_by_name(name)?.map(|o| {
+            let hash = o.password_hash.clone();
+            (o, hash)
+        }))
+    })
+    .await;
+    let o = match result {
+        Ok(o) => o,
+        Err(r) => {
+            guards
+                .refusals
+                .record("operator.login-refused", source.ip(), r.reason, Some(name), || {
+                    r.message.clone()
+                });
+            return Err(r);
+        }
+    };
+    let (actor, detail, source) = (format!("operator:{}", o.name), o.role.as_str(), source.to_string());
+    let _ = store
+        .run(move |s| {
+            let _ = s.audit(&AuditEntry {
+                actor: &actor,
+                action: "operator.login",
+                source: Some(&source),
+                detail,
+                ..Default::default()
+            });
+        })
+        .await;
+    Ok(o)
 }
 
 /// The client device of this login: the registered one, or a new registration unless
@@ -749,6 +816,40 @@ mod tests {
         assert_eq!(a.reason, RefuseReason::WrongCredentials);
         let log = db(&s, move |st| st.audit_log(None, 10)).await.unwrap();
         assert_eq!(log.iter().filter(|e| e.action == "login.refused").count(), 2);
+    }
+
+    #[tokio::test]
+    async fn operator_logins_refuse_unknown_and_wrong_alike() {
+        let s = store();
+        db(&s, |st| {
+            st.operator_add(
+                "watch1",
+                crate::store::OperatorRole::Monitor,
+                &password::hash("watch1-password"),
+            )
+        })
+        .await
+        .unwrap();
+        let source = "192.0.2.1:1".parse().unwrap();
+        let ok = super::authenticate_operator(&s, fresh(), "watch1", "watch1-password", source).await;
+        assert_eq!(ok.unwrap().role, crate::store::OperatorRole::Monitor);
+        let wrong = super::authenticate_operator(&s, fresh(), "watch1", "nope", source)
+            .await
+            .unwrap_err();
+        let unknown = super::authenticate_operator(&s, fresh(), "nobody", "nope", source)
+            .await
+            .unwrap_err();
+        assert_eq!(wrong, unknown);
+        assert_eq!(wrong.reason, RefuseReason::WrongCredentials);
+        // A contract account's password is not an operator login, nor the other way round.
+        let account = super::authenticate_operator(&s, fresh(), "alice", "alice-password", source)
+            .await
+            .unwrap_err();
+        assert_eq!(account, wrong);
+        let log = db(&s, move |st| st.audit_log(None, 10)).await.unwrap();
+        assert!(log
+            .iter()
+            .any(|e| e.action == "operator.login" && e.actor == "operator:watch1"));
     }
 
     #[tokio::test]

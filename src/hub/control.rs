@@ -100,6 +100,11 @@ async fn dispatch(
             password,
             command,
         } => admin::serve(wr, ctx, source, &account, password.expose_secret(), command).await,
+        Request::OperatorAdmin {
+            operator,
+            password,
+            command,
+        } => admin::serve_operator(wr, ctx, source, &operator, password.expose_secret(), command).await,
         Request::ChangePassword {
             account,
             old_password,

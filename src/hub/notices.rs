@@ -438,6 +438,22 @@ impl Mailer {
     /// [`SEND_TIMEOUT`]: no runtime thread waits on the mail server.
     pub async fn send(&self, n: &NoticeRecord, to: Mailbox) -> Result<(), Failure> {
         let email = message(n, &self.from, to).map_err(Failure::Message)?;
+        self.send_message(email).await
+    }
+
+    /// Sends a plain UTF-8 text mail that is not a stored notice (`mcvpn monitor`'s alerts).
+    pub async fn send_text(&self, to: Mailbox, subject: &str, body: &str) -> Result<(), Failure> {
+        let email = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(body.to_string())
+            .map_err(|e| Failure::Message(format!("cannot build the e-mail: {e}")))?;
+        self.send_message(email).await
+    }
+
+    async fn send_message(&self, email: Message) -> Result<(), Failure> {
         match tokio::time::timeout(SEND_TIMEOUT + Duration::from_secs(5), self.transport.send(email)).await {
             Err(_) => Err(Failure::Server(format!(
                 "{}: no answer within {SEND_TIMEOUT:?}",

@@ -31,10 +31,14 @@ fn settings(reach: &Reach, account: &str) -> ControlSettings {
 }
 
 fn exchange(reach: &Reach, account: &str, req: Request) -> Result<AdminResult> {
-    let settings = settings(reach, account);
     let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(exchange_async(reach, account, req))
+}
+
+async fn exchange_async(reach: &Reach, account: &str, req: Request) -> Result<AdminResult> {
+    let settings = settings(reach, account);
     // The answer is read before the connection (and its link, if any) is dropped.
-    let (answer, _connected) = rt.block_on(session::request(&settings, &req, None))?;
+    let (answer, _connected) = session::request(&settings, &req, None).await?;
     match answer {
         Event::AdminResult(result) => Ok(result),
         Event::Refused {
@@ -58,6 +62,28 @@ pub fn admin(reach: &Reach, account: &str, password: &str, command: &AdminComman
         command: command.clone(),
     };
     exchange(reach, account, req)
+}
+
+/// Runs `command` on the hub as the operator-side login `operator` (its role, operator
+/// or monitor, decides what it may do).
+pub fn operator_admin(reach: &Reach, operator: &str, password: &str, command: &AdminCommand) -> Result<AdminResult> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(operator_admin_async(reach, operator, password, command))
+}
+
+/// [`operator_admin`] inside a runtime (`mcvpn monitor`).
+pub async fn operator_admin_async(
+    reach: &Reach,
+    operator: &str,
+    password: &str,
+    command: &AdminCommand,
+) -> Result<AdminResult> {
+    let req = Request::OperatorAdmin {
+        operator: operator.to_string(),
+        password: password.into(),
+        command: command.clone(),
+    };
+    exchange_async(reach, operator, req).await
 }
 
 /// Changes `account`'s own password.

@@ -155,6 +155,14 @@ pub enum Request {
         old_password: SecretString,
         new_password: SecretString,
     },
+    /// One administrative command from an operator-side login (`mcvpn admin operator
+    /// add`; `mcvpn admin --operator`, `mcvpn monitor`), on a connection of its own. The
+    /// login's role decides the scope: `operator` everything, `monitor` outages only.
+    OperatorAdmin {
+        operator: String,
+        password: SecretString,
+        command: AdminCommand,
+    },
 }
 
 /// Why the hub refused a login. Unknown account and wrong password share one reason
@@ -484,6 +492,11 @@ mod tests {
                 account: "alice".into(),
                 old_password: "a".into(),
                 new_password: "b".into(),
+            },
+            Request::OperatorAdmin {
+                operator: "watch1".into(),
+                password: "pw".into(),
+                command: AdminCommand::Outage(crate::admin::api::OutageCmd::List),
             },
         ];
         for r in reqs {

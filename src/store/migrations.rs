@@ -255,6 +255,22 @@ pub const MIGRATIONS: &[&str] = &[
         cancelled_at  INTEGER
     );
     "#,
+    // 8: issue 18 (art. 35-1). Operator-side logins over the admin channel, apart from
+    // contract accounts: `operator` (the operator's rights) and `monitor` (record and list
+    // outages only). Outages get the source that recorded them (`monitor:NAME`, or NULL
+    // for ones typed in by hand); a source records one outage per start, so that a
+    // monitor retrying after a lost answer does not record it twice.
+    r#"
+    CREATE TABLE operators (
+        id             INTEGER PRIMARY KEY,
+        name           TEXT NOT NULL UNIQUE,
+        role           TEXT NOT NULL CHECK (role IN ('operator','monitor')),
+        password_hash  TEXT NOT NULL,
+        created_at     INTEGER NOT NULL
+    );
+    ALTER TABLE outages ADD COLUMN source TEXT;
+    CREATE UNIQUE INDEX outages_by_source ON outages(source, start_at) WHERE source IS NOT NULL;
+    "#,
 ];
 
 /// Runs every migration the store has not seen yet.

@@ -10,6 +10,7 @@ pub mod sqlite;
 use std::net::Ipv4Addr;
 
 use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
 
 use crate::contract::ContractKind;
 use crate::proto::control::{Key32, Role};
@@ -295,6 +296,65 @@ pub struct OutageRecord {
     pub start_at: UnixTime,
     pub end_at: UnixTime,
     pub note: String,
+    /// Who recorded it: `monitor:NAME`, or `None` when typed in by hand (`outage add`).
+    pub source: Option<String>,
+}
+
+/// What [`RecordStore::outage_record`] did with an outage a source reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutageRecorded {
+    /// A new outage row.
+    Added(i64),
+    /// The source had recorded this start already; its end moved later.
+    Extended(i64),
+    /// The source had recorded this start with this end (or a later one): nothing to do.
+    Unchanged(i64),
+}
+
+/// What an operator-side login may do over the admin channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OperatorRole {
+    /// The operator's rights.
+    Operator,
+    /// Record and list outages only (`mcvpn monitor`).
+    Monitor,
+}
+
+impl OperatorRole {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OperatorRole::Operator => "operator",
+            OperatorRole::Monitor => "monitor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OperatorRole> {
+        match s {
+            "operator" => Some(OperatorRole::Operator),
+            "monitor" => Some(OperatorRole::Monitor),
+            _ => None,
+        }
+    }
+}
+
+/// An operator-side login (not a contract account).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorRecord {
+    pub id: i64,
+    pub name: String,
+    pub role: OperatorRole,
+    pub password_hash: String,
+    pub created_at: UnixTime,
+}
+
+/// Operator-side logins (`mcvpn admin operator`).
+pub trait OperatorStore {
+    fn operator_add(&mut self, name: &str, role: OperatorRole, password_hash: &str) -> StoreResult<OperatorRecord>;
+    fn operator_by_name(&self, name: &str) -> StoreResult<Option<OperatorRecord>>;
+    fn operators(&self) -> StoreResult<Vec<OperatorRecord>>;
+    /// Whether there was one of that name.
+    fn operator_remove(&mut self, name: &str) -> StoreResult<bool>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -547,6 +607,10 @@ pub trait RecordStore {
     fn notice_fail(&mut self, id: i64, error: &str) -> StoreResult<()>;
     fn outage_add(&mut self, start_at: UnixTime, end_at: UnixTime, note: &str) -> StoreResult<i64>;
     fn outages(&self) -> StoreResult<Vec<OutageRecord>>;
+    /// Records an outage `source` observed, once per (source, start): a second report of
+    /// the same start only moves the end later (a monitor retrying after a lost answer,
+    /// or reporting an outage that went on).
+    fn outage_record(&mut self, source: &str, start_at: UnixTime, end_at: UnixTime) -> StoreResult<OutageRecorded>;
     fn setting(&self, key: &str) -> StoreResult<Option<String>>;
     fn set_setting(&mut self, key: &str, value: &str) -> StoreResult<()>;
     /// A number that changes whenever another process committed to the store; the
@@ -692,6 +756,7 @@ pub trait Store:
     + RecordStore
     + BillingStore
     + MaintenanceStore
+    + OperatorStore
     + TransactionStore
     + Send
 {
@@ -705,6 +770,7 @@ impl<
             + RecordStore
             + BillingStore
             + MaintenanceStore
+            + OperatorStore
             + TransactionStore
             + Send,
     > Store for T
@@ -714,7 +780,7 @@ impl<
 /// The store traits, for `use crate::store::prelude::*`.
 pub mod prelude {
     pub use super::{
-        AccountStore, BillingStore, ContractStore, DeviceStore, MaintenanceStore, RecordStore, SessionStore, Store,
-        TransactionStore,
+        AccountStore, BillingStore, ContractStore, DeviceStore, MaintenanceStore, OperatorStore, RecordStore,
+        SessionStore, Store, TransactionStore,
     };
 }

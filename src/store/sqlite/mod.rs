@@ -7,6 +7,7 @@ mod billing;
 mod contracts;
 mod devices;
 mod maintenance;
+mod operators;
 mod records;
 mod sessions;
 

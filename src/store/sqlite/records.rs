@@ -132,16 +132,46 @@ impl RecordStore for SqliteStore {
     fn outages(&self) -> StoreResult<Vec<OutageRecord>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, start_at, end_at, note FROM outages ORDER BY start_at")?;
+            .prepare("SELECT id, start_at, end_at, note, source FROM outages ORDER BY start_at, id")?;
         let rows = stmt.query_map([], |r| {
             Ok(OutageRecord {
                 id: r.get(0)?,
                 start_at: r.get(1)?,
                 end_at: r.get(2)?,
                 note: r.get(3)?,
+                source: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn outage_record(&mut self, source: &str, start_at: UnixTime, end_at: UnixTime) -> StoreResult<OutageRecorded> {
+        if end_at < start_at {
+            return Err(StoreError::Refused("an outage cannot end before it starts".into()));
+        }
+        let known: Option<(i64, UnixTime)> = self
+            .conn
+            .query_row(
+                "SELECT id, end_at FROM outages WHERE source = ?1 AND start_at = ?2",
+                params![source, start_at],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(match known {
+            None => {
+                self.conn.execute(
+                    "INSERT INTO outages (start_at, end_at, note, source) VALUES (?1, ?2, ?3, ?4)",
+                    params![start_at, end_at, format!("recorded by {source}"), source],
+                )?;
+                OutageRecorded::Added(self.conn.last_insert_rowid())
+            }
+            Some((id, known_end)) if end_at > known_end => {
+                self.conn
+                    .execute("UPDATE outages SET end_at = ?1 WHERE id = ?2", params![end_at, id])?;
+                OutageRecorded::Extended(id)
+            }
+            Some((id, _)) => OutageRecorded::Unchanged(id),
+        })
     }
 
     fn setting(&self, key: &str) -> StoreResult<Option<String>> {

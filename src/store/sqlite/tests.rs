@@ -397,3 +397,61 @@ fn peers_are_read_through_an_index() {
         );
     }
 }
+
+#[test]
+fn operator_logins_are_apart_from_accounts() {
+    let (mut s, _) = store_with_account();
+    let m = s.operator_add("watch1", OperatorRole::Monitor, "h1").unwrap();
+    assert_eq!((m.name.as_str(), m.role), ("watch1", OperatorRole::Monitor));
+    assert!(matches!(
+        s.operator_add("watch1", OperatorRole::Operator, "h2"),
+        Err(StoreError::Conflict(_))
+    ));
+    // An operator login of the same name as a contract account is another login.
+    s.operator_add("alice", OperatorRole::Operator, "h3").unwrap();
+    assert_eq!(s.account_by_name("alice").unwrap().unwrap().password_hash, "hash");
+    let names: Vec<_> = s.operators().unwrap().into_iter().map(|o| o.name).collect();
+    assert_eq!(names, ["alice", "watch1"]);
+    assert!(s.operator_remove("watch1").unwrap());
+    assert!(!s.operator_remove("watch1").unwrap());
+    assert_eq!(s.operator_by_name("watch1").unwrap(), None);
+}
+
+#[test]
+fn an_outage_is_recorded_once_per_source_and_start() {
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    let first = s.outage_record("monitor:m1", 1000, 1100).unwrap();
+    let OutageRecorded::Added(id) = first else {
+        panic!("{first:?}")
+    };
+    // A retry after a lost answer: nothing new.
+    assert_eq!(
+        s.outage_record("monitor:m1", 1000, 1100).unwrap(),
+        OutageRecorded::Unchanged(id)
+    );
+    // An earlier end does not shorten it; a later one extends it.
+    assert_eq!(
+        s.outage_record("monitor:m1", 1000, 1050).unwrap(),
+        OutageRecorded::Unchanged(id)
+    );
+    assert_eq!(
+        s.outage_record("monitor:m1", 1000, 1200).unwrap(),
+        OutageRecorded::Extended(id)
+    );
+    // Another monitor seeing the same outage records its own row.
+    assert!(matches!(
+        s.outage_record("monitor:m2", 1000, 1100).unwrap(),
+        OutageRecorded::Added(other) if other != id
+    ));
+    assert!(matches!(
+        s.outage_record("monitor:m1", 1000, 900),
+        Err(StoreError::Refused(_))
+    ));
+    // Typed-in outages (no source) are never merged.
+    s.outage_add(1000, 1100, "by hand").unwrap();
+    s.outage_add(1000, 1100, "by hand").unwrap();
+    let rows = s.outages().unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0].end_at, 1200);
+    assert_eq!(rows[0].source.as_deref(), Some("monitor:m1"));
+}
