@@ -7,7 +7,8 @@
 # the real clock, a window in progress: `mcvpn up` is accepted and shows the banner with
 # its end, and so does `mcvpn status`.
 source "$(dirname "$0")/lib.sh"
-command -v faketime >/dev/null || die "faketime is missing: run scripts/install-deps.sh"
+FAKETIME_LIB=$(dpkg -L libfaketime 2>/dev/null | grep -m1 '/libfaketime.so.1$' || true)
+[ -n "$FAKETIME_LIB" ] || die "libfaketime is missing: run scripts/install-deps.sh"
 SMTP_PORT=2525
 MAIL_DIR=$WORK/mail
 # shellcheck disable=SC2034 # read by start_hub in lib.sh
@@ -32,9 +33,11 @@ PY
 }
 
 # hub_on 'YYYY-MM-DD HH:MM:SS' (JST): starts the hub with its clock at that moment
-# (advancing; the monotonic clock is left alone so timers run as usual).
+# (advancing; the monotonic clock is left alone so timers run as usual). The library is
+# preloaded through env, which execs the hub: the `faketime` wrapper would fork, and
+# stop_hub's kill would reach the wrapper rather than the hub.
 hub_on() {
-    HUB_AS=(env FAKETIME_DONT_FAKE_MONOTONIC=1 TZ=Asia/Tokyo faketime -f "@$1")
+    HUB_AS=(env LD_PRELOAD="$FAKETIME_LIB" FAKETIME="@$1" FAKETIME_DONT_FAKE_MONOTONIC=1 TZ=Asia/Tokyo)
     start_hub
     HUB_AS=()
 }

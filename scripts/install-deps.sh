@@ -22,6 +22,8 @@ command -v adduser >/dev/null || need+=(adduser)
 # Prometheus text parser (Debian's package, for the system python3).
 command -v curl >/dev/null || need+=(curl)
 /usr/bin/python3 -c 'import prometheus_client.parser' 2>/dev/null || need+=(python3-prometheus-client)
+# netns-tests/93-maintenance.sh: the hub on a simulated date (libfaketime).
+command -v faketime >/dev/null || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
