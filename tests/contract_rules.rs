@@ -302,7 +302,11 @@ fn compensation(s: &mut SqliteStore, name: &str) -> String {
         run(
             s,
             &op(d(2029, 1, 1)),
-            AdminCommand::Compensation { contract: name.into() },
+            AdminCommand::Compensation {
+                contract: name.into(),
+                statement: false,
+                send: false,
+            },
         )
         .unwrap(),
     )

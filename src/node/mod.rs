@@ -422,6 +422,7 @@ mod tests {
                 rx_bytes: 2,
             }],
             dropped: Counters::default().snapshot(),
+            maintenance: None,
         };
         let v = serde_json::to_value(&status).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -438,6 +439,7 @@ mod tests {
                 "interface",
                 "last_error",
                 "link",
+                "maintenance",
                 "node_id",
                 "offloads",
                 "overlay_ip",
