@@ -50,6 +50,7 @@ pub async fn serve(
     };
     tracing::debug!(admin = %admin_account.username, command = command.name(), "admin command");
     let changes = command.changes_state();
+    let ends_session = command.ended_session();
     // Only for an authenticated administrator: hash a new password, without the store
     // lock and behind the hash gate like every other Argon2 run.
     let prepared = match ctx.login.gate.run(move || admin::prepare(command)).await {
@@ -69,9 +70,21 @@ pub async fn serve(
         .await?;
     // Our own writes do not move the store's change marker: apply them here.
     if result.is_ok() && changes {
-        ctx.registry.refresh().await;
+        apply_live(ctx, ends_session).await;
     }
     answer(wr, result).await
+}
+
+/// Applies a successful change to live sessions at once: ends the session an
+/// administrator ended, re-reads every session (a lock or suspension cuts them). Shared
+/// with the web console, so that both apply the same effects.
+pub async fn apply_live(ctx: &HubContext, ended_session: Option<i64>) {
+    if let Some(id) = ended_session {
+        ctx.registry
+            .end_session(id, "disconnected by the account administrator")
+            .await;
+    }
+    ctx.registry.refresh().await;
 }
 
 /// `mcvpn passwd`: the hub checks the policy, then the user proves the old password.
