@@ -262,7 +262,7 @@ fn tune(stream: &TcpStream) {
 async fn connection(shared: Arc<Shared>, tcp: TcpStream, source: SocketAddr, mut guard: PreauthGuard) {
     tune(&tcp);
     let ws = match guard.within(open(&shared, tcp)).await {
-        Ok(Ok(Opened::Link(ws))) => ws,
+        Ok(Ok(Opened::Link(ws))) => *ws,
         Ok(Ok(Opened::Console(tls, read))) => {
             // The console has its own budget from here on (ConsoleLimits).
             drop(guard);
@@ -289,9 +289,9 @@ enum Opened {
     /// A page or a refusal, answered.
     Answered,
     /// A node's link.
-    Link(Ws),
+    Link(Box<Ws>),
     /// The web console's, with every byte read so far.
-    Console(TlsStream<TcpStream>, Vec<u8>),
+    Console(Box<TlsStream<TcpStream>>, Vec<u8>),
 }
 
 /// TLS, then the request: a page or a refusal answered, the WebSocket, or the console.
@@ -313,9 +313,9 @@ async fn open(shared: &Shared, tcp: TcpStream) -> io::Result<Opened> {
             } else {
                 WebSocketStream::from_partially_read(tls, early, Role::Server, config).await
             };
-            return Ok(Opened::Link(ws));
+            return Ok(Opened::Link(Box::new(ws)));
         }
-        http::Request::Console => return Ok(Opened::Console(tls, early)),
+        http::Request::Console => return Ok(Opened::Console(Box::new(tls), early)),
         http::Request::Page { .. } => &shared.stats.pages,
         http::Request::NotFound => &shared.stats.not_found,
         http::Request::BadUpgrade(why) => {
