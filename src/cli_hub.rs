@@ -346,6 +346,7 @@ fn hub_settings(run: HubArgs) -> Result<hub::HubSettings> {
                 .tls_cert
                 .zip(run.https.tls_key)
                 .map(|(cert, key)| hub::https::TlsFiles { cert, key }),
+            console: Default::default(),
         }),
     };
     let mut identity = run.identity.identity();

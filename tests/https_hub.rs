@@ -91,6 +91,7 @@ async fn start_hub_with(per_source: u32) -> Hub {
         https: Some(HttpsSettings {
             listen: https,
             tls: None,
+            console: Default::default(),
         }),
         metrics: None,
     };

@@ -2,8 +2,8 @@
 //! administrator's within their own contract.
 
 use super::api::{
-    time, AccountAdded, AccountName, AccountRow, AuditRow, GrantRow, NewAccount, NoticeRow, OnOff, SessionRow,
-    TargetRow,
+    time, AccountAdded, AccountName, AccountRow, AuditRow, GrantRow, LogFilter, LogResult, NewAccount, NoticeRow,
+    OnOff, SessionRow, TargetRow,
 };
 use super::contracts::unit_of;
 use super::notice_text::Notice;
@@ -12,7 +12,7 @@ use super::{
     NewPassword, Output, Scope,
 };
 use crate::proto::control::{Key32, Role};
-use crate::store::{format_time, AccountRecord, AccountState, DeviceRecord, Store};
+use crate::store::{format_time, AccountRecord, AccountState, AuditQuery, DeviceRecord, Store};
 
 pub(super) fn add(store: &mut dyn Store, ctx: &ExecCtx, new: &NewAccount, hash: Option<&str>) -> AdminResult {
     let AccountName { contract, user } = &new.name;
@@ -316,9 +316,21 @@ pub(super) fn session_list(store: &mut dyn Store, ctx: &ExecCtx, all: bool) -> A
     Ok(Output::Sessions(rows))
 }
 
-pub(super) fn log(store: &mut dyn Store, ctx: &ExecCtx, limit: usize) -> AdminResult {
+pub(super) fn log(store: &mut dyn Store, ctx: &ExecCtx, limit: usize, filter: &LogFilter) -> AdminResult {
+    let tz = crate::contract::operator_tz();
+    let query = AuditQuery {
+        contract_id: scope_filter(ctx),
+        account: filter.account.clone(),
+        refused: filter.result.map(|r| r == LogResult::Refused),
+        since: filter.since.map(|d| crate::contract::start_of_day(tz, d).timestamp()),
+        until: filter
+            .until
+            .and_then(|d| d.succ_opt())
+            .map(|d| crate::contract::start_of_day(tz, d).timestamp()),
+        limit,
+    };
     let rows = store
-        .audit_log(scope_filter(ctx), limit)?
+        .audit_search(&query)?
         .into_iter()
         .map(|e| AuditRow {
             at: time(e.at),
@@ -330,6 +342,30 @@ pub(super) fn log(store: &mut dyn Store, ctx: &ExecCtx, limit: usize) -> AdminRe
         })
         .collect();
     Ok(Output::Log(rows))
+}
+
+/// Ends a live session: checks it is one of the caller's contract's live sessions (any
+/// other number gets the not-found answer) and records the request; the hub, which holds
+/// the live sessions, cuts it after this returns.
+pub(super) fn session_end(store: &mut dyn Store, ctx: &ExecCtx, session: i64) -> AdminResult {
+    let found = store
+        .sessions(true, scope_filter(ctx))?
+        .into_iter()
+        .find(|s| s.id == session)
+        .ok_or_else(|| AdminError::NotFound(format!("no live session {session}")))?;
+    let contract_id = store.account_by_name(&found.account)?.map(|a| a.contract_id);
+    audit(
+        store,
+        ctx,
+        "session.end",
+        contract_id,
+        Some(&found.account),
+        &format!("session {session} of device {} ended by {}", found.device, ctx.actor),
+    )?;
+    Ok(Output::message(format!(
+        "session {session} of {} ({}) ended",
+        found.account, found.device
+    )))
 }
 
 pub(super) fn notice_list(store: &mut dyn Store, ctx: &ExecCtx, all: bool) -> AdminResult {

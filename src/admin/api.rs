@@ -66,6 +66,9 @@ pub enum AdminCommand {
     Log {
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        #[command(flatten)]
+        #[serde(default)]
+        filter: LogFilter,
     },
     /// Notices to account administrators (suspension, termination, renewal, cancellation, locks)
     #[command(subcommand)]
@@ -360,6 +363,37 @@ pub enum SessionCmd {
         #[arg(long)]
         all: bool,
     },
+    /// End a live session at once (the node is told and does not reconnect by itself). Example: mcvpn admin session end 42
+    End { session: i64 },
+}
+
+/// `admin log`'s filters: which rows of the audit log to show (all when empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct LogFilter {
+    /// Only rows about this account
+    #[arg(long)]
+    #[serde(default)]
+    pub account: Option<String>,
+    /// Only refusals and denials (refused), or only the rest (ok)
+    #[arg(long, value_enum)]
+    #[serde(default)]
+    pub result: Option<LogResult>,
+    /// From this day (YYYY-MM-DD, in the operator's time zone)
+    #[arg(long)]
+    #[serde(default)]
+    pub since: Option<NaiveDate>,
+    /// Up to and including this day (YYYY-MM-DD, in the operator's time zone)
+    #[arg(long)]
+    #[serde(default)]
+    pub until: Option<NaiveDate>,
+}
+
+/// A log row's outcome: a refusal or denial, or anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogResult {
+    Ok,
+    Refused,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
@@ -596,9 +630,9 @@ pub fn authorize(scope: &Scope, cmd: &AdminCommand) -> Result<(), AdminError> {
             | TargetCmd::Revoke { .. }
             | TargetCmd::Grants => Allowed::ContractAdmin,
         },
-        C::Session(SessionCmd::List { .. }) | C::Log { .. } | C::Notice(NoticeCmd::List { .. }) => {
-            Allowed::ContractAdmin
-        }
+        C::Session(SessionCmd::List { .. } | SessionCmd::End { .. })
+        | C::Log { .. }
+        | C::Notice(NoticeCmd::List { .. }) => Allowed::ContractAdmin,
         C::Notice(NoticeCmd::Preview) => Allowed::Operator,
         // The account administrator manages their users' devices (the command checks the
         // account is in their contract); the operator everywhere.
@@ -677,6 +711,7 @@ impl AdminCommand {
                 TargetCmd::Grants => "grant-list",
             },
             C::Session(SessionCmd::List { .. }) => "session-list",
+            C::Session(SessionCmd::End { .. }) => "session-end",
             C::Device(d) => match d {
                 DeviceCmd::List { .. } => "device-list",
                 DeviceCmd::Remove { .. } => "device-remove",
@@ -722,6 +757,14 @@ impl AdminCommand {
     }
 
     /// Whether it changes the store (the hub re-reads live sessions after those).
+    /// The live session this command ends, for the hub to cut once it succeeded.
+    pub fn ended_session(&self) -> Option<i64> {
+        match self {
+            AdminCommand::Session(SessionCmd::End { session }) => Some(*session),
+            _ => None,
+        }
+    }
+
     pub fn changes_state(&self) -> bool {
         use AdminCommand as C;
         match self {
@@ -753,6 +796,8 @@ impl AdminCommand {
                 DeviceCmd::List { .. } => false,
                 DeviceCmd::Remove { .. } => true,
             },
+            // The session's end is the hub's to apply (it holds the live sessions).
+            C::Session(SessionCmd::End { .. }) => true,
             C::Session(SessionCmd::List { .. })
             | C::Log { .. }
             | C::Notice(NoticeCmd::List { .. })

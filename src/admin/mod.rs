@@ -26,7 +26,8 @@ mod payments_tests;
 pub mod render;
 
 pub use api::{
-    authorize, AccountCmd, AdminCommand, AdminError, AdminResult, ContractCmd, ContractSpec, NewPassword, Output, Scope,
+    authorize, AccountCmd, AdminCommand, AdminError, AdminResult, ContractCmd, ContractSpec, LogFilter, LogResult,
+    NewPassword, Output, Scope,
 };
 pub use contracts::{min_accounts, MIN_ACCOUNTS_SETTING};
 pub use jobs::apply_due;
@@ -219,7 +220,8 @@ fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> AdminR
             DeviceCmd::List { account } => devices::list(store, ctx, account.as_deref()),
             DeviceCmd::Remove { user, device } => devices::remove(store, ctx, user, device),
         },
-        C::Log { limit } => accounts::log(store, ctx, *limit),
+        C::Log { limit, filter } => accounts::log(store, ctx, *limit, filter),
+        C::Session(SessionCmd::End { session }) => accounts::session_end(store, ctx, *session),
         C::Notice(NoticeCmd::List { all }) => accounts::notice_list(store, ctx, *all),
         // A document: its lines are shown as lines, not escaped as a message's would be.
         C::Notice(NoticeCmd::Preview) => Ok(Output::Document(api::Document {

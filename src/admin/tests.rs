@@ -220,7 +220,17 @@ fn an_administrator_sees_and_changes_only_their_contract() {
     assert_eq!(denials, 8);
     // The administrator's log shows nothing that happened in globex (only their own
     // refused attempts, which name what they tried).
-    let log = rows(run(&mut s, &alice, AdminCommand::Log { limit: 100 }).unwrap());
+    let log = rows(
+        run(
+            &mut s,
+            &alice,
+            AdminCommand::Log {
+                limit: 100,
+                filter: Default::default(),
+            },
+        )
+        .unwrap(),
+    );
     assert!(log.iter().all(|r| r[2] == "admin.denied" || r[3] != "gus"), "{log:?}");
     assert!(log.iter().any(|r| r[2] == "account.add" && r[3] == "bob"));
 }

@@ -87,6 +87,7 @@ pub async fn serve_operator(
 async fn run(wr: &mut ChannelWriter, ctx: &Arc<HubContext>, exec: ExecCtx, command: AdminCommand) -> Result<()> {
     tracing::debug!(actor = %exec.actor, command = command.name(), "admin command");
     let changes = command.changes_state();
+    let ends_session = command.ended_session();
     // Only for an authenticated caller: hash a new password, without the store lock and
     // behind the hash gate like every other Argon2 run.
     let prepared = match ctx.login.gate.run(move || admin::prepare(command)).await {
@@ -106,9 +107,21 @@ async fn run(wr: &mut ChannelWriter, ctx: &Arc<HubContext>, exec: ExecCtx, comma
         .await?;
     // Our own writes do not move the store's change marker: apply them here.
     if result.is_ok() && changes {
-        ctx.registry.refresh().await;
+        apply_live(ctx, ends_session).await;
     }
     answer(wr, result).await
+}
+
+/// Applies a successful change to live sessions at once: ends the session an
+/// administrator ended, re-reads every session (a lock or suspension cuts them). Shared
+/// with the web console, so that both apply the same effects.
+pub async fn apply_live(ctx: &HubContext, ended_session: Option<i64>) {
+    if let Some(id) = ended_session {
+        ctx.registry
+            .end_session(id, "disconnected by the account administrator")
+            .await;
+    }
+    ctx.registry.refresh().await;
 }
 
 /// `mcvpn passwd`: the hub checks the policy, then the user proves the old password.

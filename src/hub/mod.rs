@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod console;
 pub mod context;
 pub mod control;
 pub mod echo;

@@ -137,6 +137,16 @@ impl Registry {
         let _ = self.store.run(move |store| live.refresh(store)).await;
     }
 
+    /// Ends the live session stored as `db_session` (an administrator's `session end`),
+    /// telling the node why; false when it is not live (any more).
+    pub async fn end_session(&self, db_session: i64, message: &str) -> bool {
+        let (live, message) = (self.live.clone(), message.to_string());
+        self.store
+            .run(move |store| live.end_session(store, db_session, &message))
+            .await
+            .unwrap_or(false)
+    }
+
     /// Ends every session (hub shutting down), recording why.
     pub async fn close_all(&self, reason: &str) {
         let (live, reason) = (self.live.clone(), reason.to_string());
@@ -477,6 +487,26 @@ impl Live {
         for e in events {
             let _ = s.tx.send(Box::new(e));
         }
+    }
+
+    fn end_session(&self, store: &mut dyn Store, db_session: i64, message: &str) -> bool {
+        let ended = {
+            let mut sessions = self.sessions.lock();
+            let Some(node) = sessions
+                .iter()
+                .find(|(_, s)| s.db_session == db_session)
+                .map(|(&node, _)| node)
+            else {
+                return false;
+            };
+            // Not transient: the node stops instead of logging straight back in.
+            let r = Refusal::new(RefuseReason::ResumeExpired, message);
+            self.kick(&mut sessions, node, &r)
+        };
+        if let Some(e) = &ended {
+            end_in_store(store, e);
+        }
+        ended.is_some()
     }
 
     fn close_all(&self, store: &mut dyn Store, reason: &str) {

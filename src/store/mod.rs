@@ -425,6 +425,19 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
+/// Which audit rows [`Store::audit_search`] returns; `None` matches anything.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub contract_id: Option<i64>,
+    pub account: Option<String>,
+    /// Some(true): refusals and denials only (`*refused*`, `*denied*` actions); Some(false): the rest.
+    pub refused: Option<bool>,
+    /// From this time (inclusive), before that one (exclusive).
+    pub since: Option<UnixTime>,
+    pub until: Option<UnixTime>,
+    pub limit: usize,
+}
+
 /// One audit entry to append.
 #[derive(Debug, Clone, Default)]
 pub struct AuditEntry<'a> {
@@ -588,6 +601,8 @@ pub trait SessionStore {
 pub trait RecordStore {
     fn audit(&mut self, entry: &AuditEntry) -> StoreResult<()>;
     fn audit_log(&self, contract_id: Option<i64>, limit: usize) -> StoreResult<Vec<AuditRecord>>;
+    /// The newest `query.limit` rows that match, oldest first.
+    fn audit_search(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
     /// Queues a notice to the contract's administrator.
     fn notice_add(&mut self, contract_id: i64, kind: &str, subject: &str, body: &str) -> StoreResult<i64>;
     /// Queues a notice unless one with the same `key` was queued for the contract

@@ -27,6 +27,9 @@ pub enum Request {
     Upgrade { accept: String },
     /// An upgrade on the WebSocket path that is not a valid one.
     BadUpgrade(&'static str),
+    /// A request under `/console` (the web console, [`crate::hub::console`]): the
+    /// connection is served by it from this request on.
+    Console,
     /// Anything else that parsed.
     NotFound,
     /// Not HTTP/1.x at all.
@@ -37,7 +40,9 @@ pub enum Request {
 
 /// Reads one request head (at most [`MAX_HEAD`] bytes) and routes it. Returns the
 /// request and the bytes read past its head (a client may send its first WebSocket
-/// frame without waiting for the 101). `Ok(None)`: the peer closed before a whole head.
+/// frame without waiting for the 101); for [`Request::Console`], every byte read (the
+/// head included), for the console's HTTP server to read again. `Ok(None)`: the peer
+/// closed before a whole head.
 pub async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Option<(Request, Vec<u8>)>> {
     let mut buf = vec![0u8; MAX_HEAD];
     let mut filled = 0;
@@ -53,6 +58,9 @@ pub async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Resu
             Ok(httparse::Status::Complete(len)) => {
                 let request = route(&req);
                 buf.truncate(filled);
+                if request == Request::Console {
+                    return Ok(Some((request, buf)));
+                }
                 return Ok(Some((request, buf.split_off(len))));
             }
             Ok(httparse::Status::Partial) if filled < MAX_HEAD => continue,
@@ -92,6 +100,9 @@ fn route(req: &httparse::Request<'_, '_>) -> Request {
             Ok(accept) => Request::Upgrade { accept },
             Err(why) => Request::BadUpgrade(why),
         };
+    }
+    if path == "/console" || path.starts_with("/console/") {
+        return Request::Console;
     }
     match (method, path, upgrade) {
         ("GET", "/", false) => Request::Page { head_only: false },
@@ -139,7 +150,9 @@ pub async fn answer<S: AsyncWrite + Unpin>(stream: &mut S, request: &Request) ->
             "request head too large\n",
             "Content-Type: text/plain\r\n",
         ),
-        Request::Upgrade { .. } => unreachable!("an upgrade is answered by switching_protocols"),
+        Request::Upgrade { .. } | Request::Console => {
+            unreachable!("an upgrade is answered by switching_protocols, the console by its server")
+        }
     };
     // Date (RFC 9110, always GMT): `mcvpn diagnose` reads the hub's clock from it when UDP
     // does not get through.
@@ -188,6 +201,14 @@ mod tests {
             Request::NotFound
         );
         assert_eq!(parse(b"POST / HTTP/1.1\r\n\r\n").await.unwrap().0, Request::NotFound);
+        let console = b"GET /console/accounts HTTP/1.1\r\nHost: x\r\n\r\nPOST";
+        let (req, read) = parse(console).await.unwrap();
+        assert_eq!(req, Request::Console);
+        assert_eq!(read, console, "the console's server reads the whole request again");
+        assert_eq!(
+            parse(b"GET /consoleX HTTP/1.1\r\n\r\n").await.unwrap().0,
+            Request::NotFound
+        );
         assert_eq!(
             parse(b"\x16\x03\x01garbage\r\n\r\n").await.unwrap().0,
             Request::Malformed

@@ -36,6 +36,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
+use super::console::{Console, ConsoleLimits};
 use super::context::HubContext;
 use super::control;
 use super::preauth::{AcceptBackoff, Preauth, PreauthEnd, PreauthGuard};
@@ -66,6 +67,8 @@ pub struct HttpsSettings {
     pub listen: SocketAddr,
     /// The operator's certificate; None: the hub's own, made on first start.
     pub tls: Option<TlsFiles>,
+    /// The web console's budget and login lifetimes (`/console/`).
+    pub console: ConsoleLimits,
 }
 
 /// The HTTPS port's counters, for `mcvpn hub stats` (`"https"`).
@@ -131,6 +134,7 @@ impl Drop for OpenLink<'_> {
 pub struct HttpsPort {
     listener: TcpListener,
     tls: TlsAcceptor,
+    console: ConsoleLimits,
     pub stats: Arc<HttpsStats>,
 }
 
@@ -142,6 +146,7 @@ struct Shared {
     /// The relay's UDP socket, where links bridge their datagrams.
     relay: SocketAddr,
     stats: Arc<HttpsStats>,
+    console: Arc<Console>,
 }
 
 impl HttpsPort {
@@ -153,6 +158,7 @@ impl HttpsPort {
         Ok(HttpsPort {
             listener,
             tls: TlsAcceptor::from(config),
+            console: settings.console,
             stats: Arc::new(HttpsStats::default()),
         })
     }
@@ -167,6 +173,7 @@ impl HttpsPort {
     pub async fn serve(self, ctx: Arc<HubContext>, preauth: Arc<Preauth>, relay: SocketAddr) {
         let shared = Arc::new(Shared {
             tls: self.tls,
+            console: Console::new(ctx.clone(), self.console),
             ctx,
             preauth,
             relay: link::local_peer(relay),
@@ -255,8 +262,14 @@ fn tune(stream: &TcpStream) {
 async fn connection(shared: Arc<Shared>, tcp: TcpStream, source: SocketAddr, mut guard: PreauthGuard) {
     tune(&tcp);
     let ws = match guard.within(open(&shared, tcp)).await {
-        Ok(Ok(Some(ws))) => ws,
-        Ok(Ok(None)) => return,
+        Ok(Ok(Opened::Link(ws))) => *ws,
+        Ok(Ok(Opened::Console(tls, read))) => {
+            // The console has its own budget from here on (ConsoleLimits).
+            drop(guard);
+            shared.console.serve(tls, read, source).await;
+            return;
+        }
+        Ok(Ok(Opened::Answered)) => return,
         Ok(Err(e)) => {
             tracing::debug!(%source, error = %e, "HTTPS connection ended");
             return;
@@ -271,15 +284,25 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, source: SocketAddr, mut
 
 type Ws = WebSocketStream<TlsStream<TcpStream>>;
 
-/// TLS, then the request: a page or a refusal answered (None), or the WebSocket.
-async fn open(shared: &Shared, tcp: TcpStream) -> io::Result<Option<Ws>> {
+/// What a connection's first request made of it.
+enum Opened {
+    /// A page or a refusal, answered.
+    Answered,
+    /// A node's link.
+    Link(Box<Ws>),
+    /// The web console's, with every byte read so far.
+    Console(Box<TlsStream<TcpStream>>, Vec<u8>),
+}
+
+/// TLS, then the request: a page or a refusal answered, the WebSocket, or the console.
+async fn open(shared: &Shared, tcp: TcpStream) -> io::Result<Opened> {
     let mut tls = shared
         .tls
         .accept(tcp)
         .await
         .inspect_err(|_| bump(&shared.stats.tls_failures))?;
     let Some((request, early)) = http::read_request(&mut tls).await? else {
-        return Ok(None);
+        return Ok(Opened::Answered);
     };
     let counter = match &request {
         http::Request::Upgrade { accept } => {
@@ -290,8 +313,9 @@ async fn open(shared: &Shared, tcp: TcpStream) -> io::Result<Option<Ws>> {
             } else {
                 WebSocketStream::from_partially_read(tls, early, Role::Server, config).await
             };
-            return Ok(Some(ws));
+            return Ok(Opened::Link(Box::new(ws)));
         }
+        http::Request::Console => return Ok(Opened::Console(Box::new(tls), early)),
         http::Request::Page { .. } => &shared.stats.pages,
         http::Request::NotFound => &shared.stats.not_found,
         http::Request::BadUpgrade(why) => {
@@ -302,7 +326,7 @@ async fn open(shared: &Shared, tcp: TcpStream) -> io::Result<Option<Ws>> {
     };
     bump(counter);
     http::answer(&mut tls, &request).await?;
-    Ok(None)
+    Ok(Opened::Answered)
 }
 
 /// Pumps the link until it ends, or until the deadline if it has not proved itself.

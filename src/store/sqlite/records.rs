@@ -35,6 +35,37 @@ impl RecordStore for SqliteStore {
         Ok(out)
     }
 
+    fn audit_search(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        // One statement for every combination: a NULL parameter switches its filter off.
+        // The contract's rows come newest first from `audit_by_contract`, so a page of a
+        // large log stops after `limit` matches.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, at, actor, action, contract_id, account, source, detail FROM audit \
+             WHERE (?1 IS NULL OR contract_id = ?1) AND (?2 IS NULL OR account = ?2) \
+             AND (?3 IS NULL OR ((action LIKE '%refused%' OR action LIKE '%denied%') = ?3)) \
+             AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5) \
+             ORDER BY id DESC LIMIT ?6",
+        )?;
+        let rows = stmt.query_map(
+            params![q.contract_id, q.account, q.refused, q.since, q.until, q.limit as i64],
+            |r| {
+                Ok(AuditRecord {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    contract_id: r.get(4)?,
+                    account: r.get(5)?,
+                    source: r.get(6)?,
+                    detail: r.get(7)?,
+                })
+            },
+        )?;
+        let mut out: Vec<AuditRecord> = rows.collect::<Result<_, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
     fn notice_add(&mut self, contract_id: i64, kind: &str, subject: &str, body: &str) -> StoreResult<i64> {
         let to: String = self
             .conn

@@ -1,0 +1,298 @@
+//! The console's HTML, rendered at compile time by `maud` (escaping by default). No
+//! script anywhere: every action is a form.
+
+use chrono::{DateTime, Utc};
+use maud::{html, Markup, DOCTYPE};
+
+use super::session::Login;
+use super::text::{grouped, Lang};
+use crate::admin::api::{AccountRow, AuditRow, ContractDetails, CurrentTerm, NoticeRow, SessionRow};
+use crate::admin::{LogFilter, LogResult};
+use crate::store::{AccountState, ContractState};
+
+/// A time as the operator's (and so the contract's) time zone shows it.
+fn when(t: DateTime<Utc>) -> String {
+    crate::contract::format_local(crate::contract::operator_tz(), t)
+}
+
+/// The frame around every page: navigation for a logged-in person, the language switch.
+pub fn layout(lang: Lang, title: &str, login: Option<&Login>, body: Markup) -> Markup {
+    let t = |ja, en| lang.t(ja, en);
+    html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " — mcvpn" }
+                link rel="stylesheet" href="/console/style.css";
+            }
+            body {
+                header {
+                    span.brand { "mcvpn " (t("管理コンソール", "console")) }
+                    @if let Some(l) = login {
+                        nav {
+                            a href="/console/" { (t("ダッシュボード", "Dashboard")) }
+                            a href="/console/accounts" { (t("アカウント", "Accounts")) }
+                            a href="/console/sessions" { (t("接続中", "Live sessions")) }
+                            a href="/console/history" { (t("接続履歴", "Access history")) }
+                            a href="/console/notices" { (t("お知らせ", "Notices")) }
+                        }
+                        form.inline method="post" action="/console/logout" {
+                            input type="hidden" name="csrf" value=(l.csrf);
+                            span { (l.account) }
+                            button type="submit" { (t("ログアウト", "Log out")) }
+                        }
+                    }
+                    span.lang {
+                        a href="?lang=ja" lang="ja" { "日本語" }
+                        " | "
+                        a href="?lang=en" lang="en" { "English" }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    @if let Some(flash) = login.and_then(|l| l.flash.as_deref()) {
+                        p.flash role="status" { (flash) }
+                    }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+pub fn login_form(lang: Lang, error: Option<&str>) -> Markup {
+    let t = |ja, en| lang.t(ja, en);
+    let body = html! {
+        @if let Some(e) = error { p.error role="alert" { (e) } }
+        form method="post" action="/console/login" {
+            label for="account" { (t("アカウント名", "Account")) }
+            input id="account" name="account" autocomplete="username" required;
+            label for="password" { (t("パスワード", "Password")) }
+            input id="password" name="password" type="password" autocomplete="current-password" required;
+            button type="submit" { (t("ログイン", "Log in")) }
+        }
+    };
+    layout(lang, t("ログイン", "Log in"), None, body)
+}
+
+fn contract_state(lang: Lang, s: ContractState) -> &'static str {
+    match s {
+        ContractState::Active => lang.t("有効", "active"),
+        ContractState::Suspended => lang.t("利用停止中", "suspended"),
+        ContractState::Terminated => lang.t("解除", "terminated"),
+        ContractState::Cancelled => lang.t("解約", "cancelled"),
+    }
+}
+
+pub fn dashboard(lang: Lang, login: &Login, c: &ContractDetails, live: usize) -> Markup {
+    let t = |ja, en| lang.t(ja, en);
+    let body = html! {
+        dl.summary {
+            dt { (t("契約", "Contract")) } dd { (c.name) }
+            dt { (t("状態", "State")) } dd { (contract_state(lang, c.state)) @if let Some(r) = &c.state_reason { " (" (r) ")" } }
+            @match &c.current_term {
+                CurrentTerm::Active { start, end, cancellation_deadline, renews, .. } => {
+                    dt { (t("現在の契約期間", "Current term")) } dd { (start) " – " (end) }
+                    dt { (t("解約申込期限", "Cancellation deadline")) } dd { (cancellation_deadline) }
+                    dt { (t("自動更新", "Renews")) } dd { @if *renews { (t("する", "yes")) } @else { (t("しない", "no")) } }
+                }
+                CurrentTerm::NotStarted { starts } => {
+                    dt { (t("利用開始日", "Starts")) } dd { (starts) }
+                }
+                CurrentTerm::Ended { last_day } => {
+                    dt { (t("最終利用日", "Last day")) } dd { (last_day) }
+                }
+                CurrentTerm::Unknown { error } => {
+                    dt { (t("契約期間", "Term")) } dd { (error) }
+                }
+            }
+            dt { (t("アカウント数", "Accounts")) }
+            dd { (grouped(c.accounts_used as i64)) " / " (grouped(c.account_quota as i64)) }
+            dt { (t("接続中のセッション", "Live sessions")) } dd { a href="/console/sessions" { (grouped(live as i64)) } }
+        }
+    };
+    layout(lang, t("ダッシュボード", "Dashboard"), Some(login), body)
+}
+
+fn csrf(login: &Login) -> Markup {
+    html! { input type="hidden" name="csrf" value=(login.csrf); }
+}
+
+pub fn accounts(lang: Lang, login: &Login, rows: &[AccountRow]) -> Markup {
+    let t = |ja, en| lang.t(ja, en);
+    let body = html! {
+        h2 { (t("アカウントの追加", "Add an account")) }
+        form method="post" action="/console/accounts/add" {
+            (csrf(login))
+            label for="new-user" { (t("アカウント名", "Account name")) }
+            input id="new-user" name="user" required autocomplete="off";
+            label for="new-password" { (t("初期パスワード（12文字以上）", "First password (12 characters or more)")) }
+            input id="new-password" name="password" type="password" required autocomplete="new-password";
+            button type="submit" { (t("追加", "Add")) }
+        }
+        h2 { (t("アカウント一覧", "Accounts")) " (" (grouped(rows.len() as i64)) ")" }
+        div.scroll {
+            table {
+                thead { tr {
+                    th scope="col" { (t("アカウント", "Account")) }
+                    th scope="col" { (t("状態", "State")) }
+                    th scope="col" { (t("作成日時", "Created")) }
+                    th scope="col" { (t("操作", "Actions")) }
+                } }
+                tbody {
+                    @for a in rows {
+                        tr {
+                            td { (a.account) }
+                            td { @match a.state { AccountState::Active => (t("有効", "active")), AccountState::Locked => (t("ロック中", "locked")) } }
+                            td { (when(a.created_at)) }
+                            td {
+                                form.inline method="post" action=(if a.state == AccountState::Locked { "/console/accounts/unlock" } else { "/console/accounts/lock" }) {
+                                    (csrf(login))
+                                    input type="hidden" name="user" value=(a.account);
+                                    button type="submit" {
+                                        @if a.state == AccountState::Locked { (t("ロック解除", "Unlock")) } @else { (t("ロック", "Lock")) }
+                                    }
+                                }
+                                form.inline method="post" action="/console/accounts/password" {
+                                    (csrf(login))
+                                    input type="hidden" name="user" value=(a.account);
+                                    label for={"pw-" (a.account)} { (t("新しいパスワード", "New password")) }
+                                    input id={"pw-" (a.account)} name="password" type="password" autocomplete="new-password" required;
+                                    button type="submit" { (t("再設定", "Reset")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout(lang, t("アカウント", "Accounts"), Some(login), body)
+}
+
+pub fn sessions(lang: Lang, login: &Login, rows: &[SessionRow]) -> Markup {
+    let t = |ja, en| lang.t(ja, en);
+    let body = html! {
+        @if rows.is_empty() { p { (t("接続中のセッションはありません。", "No live sessions.")) } }
+        @else {
+            div.scroll { table {
+                thead { tr {
+                    th scope="col" { "#" }
+                    th scope="col" { (t("アカウント", "Account")) }
+                    th scope="col" { (t("端末", "Device")) }
+                    th scope="col" { (t("種別", "Role")) }
+                    th scope="col" { (t("接続元", "From")) }
+                    th scope="col" { (t("開始", "Since")) }
+                    th scope="col" { (t("操作", "Action")) }
+                } }
+                tbody { @for s in rows { tr {
+                    td { (s.session) }
+                    td { (s.account) }
+                    td { (s.device) }
+                    td { (s.role.as_str()) }
+                    td { (s.source) }
+                    td { (when(s.started_at)) }
+                    td { form.inline method="post" action="/console/sessions/end" {
+                        (csrf(login))
+                        input type="hidden" name="session" value=(s.session);
+                        button type="submit" { (t("切断", "Disconnect")) }
+                    } }
+                } } }
+            } }
+        }
+    };
+    layout(lang, t("接続中のセッション", "Live sessions"), Some(login), body)
+}
+
+/// How many rows the history page shows (the CSV has up to [`super::CSV_ROWS`]).
+pub const HISTORY_ROWS: usize = 200;
+
+pub fn history(lang: Lang, login: &Login, filter: &LogFilter, rows: &[AuditRow], csv_query: &str) -> Markup {
+    let t = |ja, en| lang.t(ja, en);
+    let date = |d: Option<chrono::NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+    let body = html! {
+        form.filters method="get" action="/console/history" {
+            label for="f-account" { (t("アカウント", "Account")) }
+            input id="f-account" name="account" value=(filter.account.clone().unwrap_or_default());
+            label for="f-result" { (t("結果", "Result")) }
+            select id="f-result" name="result" {
+                option value="" selected[filter.result.is_none()] { (t("すべて", "all")) }
+                option value="ok" selected[filter.result == Some(LogResult::Ok)] { (t("成功", "ok")) }
+                option value="refused" selected[filter.result == Some(LogResult::Refused)] { (t("拒否", "refused")) }
+            }
+            label for="f-since" { (t("開始日", "From")) }
+            input id="f-since" name="since" type="date" value=(date(filter.since));
+            label for="f-until" { (t("終了日", "Until")) }
+            input id="f-until" name="until" type="date" value=(date(filter.until));
+            button type="submit" { (t("絞り込み", "Filter")) }
+        }
+        p { a href={"/console/history.csv?" (csv_query)} download { (t("CSVダウンロード（Excel用）", "Download CSV (for Excel)")) } }
+        p { (t("新しい順に最大200件", "Newest first, up to 200 rows")) }
+        div.scroll { table {
+            thead { tr {
+                th scope="col" { (t("日時", "Time")) }
+                th scope="col" { (t("操作者", "Actor")) }
+                th scope="col" { (t("種別", "Action")) }
+                th scope="col" { (t("アカウント", "Account")) }
+                th scope="col" { (t("接続元", "Source")) }
+                th scope="col" { (t("詳細", "Detail")) }
+            } }
+            tbody { @for r in rows.iter().rev() { tr {
+                td { (when(r.at)) }
+                td { (r.actor) }
+                td { (r.action) }
+                td { (r.account.clone().unwrap_or_default()) }
+                td { (r.source.clone().unwrap_or_default()) }
+                td { (r.detail) }
+            } } }
+        } }
+    };
+    layout(lang, t("接続履歴", "Access history"), Some(login), body)
+}
+
+pub fn notices(lang: Lang, login: &Login, rows: &[NoticeRow]) -> Markup {
+    let t = |ja, en| lang.t(ja, en);
+    let body = html! {
+        @if rows.is_empty() { p { (t("お知らせはありません。", "No notices.")) } }
+        div.scroll { table {
+            thead { tr {
+                th scope="col" { (t("日時", "Time")) }
+                th scope="col" { (t("件名", "Subject")) }
+                th scope="col" { (t("送信", "Sent")) }
+            } }
+            tbody { @for n in rows.iter().rev() { tr {
+                td { (when(n.created_at)) }
+                td { (n.subject) }
+                td { (n.sent) }
+            } } }
+        } }
+    };
+    layout(lang, t("お知らせ", "Notices"), Some(login), body)
+}
+
+/// A refusal or a missing thing, as a page.
+pub fn problem(lang: Lang, login: Option<&Login>, title: &str, message: &str) -> Markup {
+    let body = html! {
+        p.error role="alert" { (message) }
+        p { a href="/console/" { (lang.t("ダッシュボードへ戻る", "Back to the dashboard")) } }
+    };
+    layout(lang, title, login, body)
+}
+
+/// The one stylesheet: readable on a phone (no fixed widths; wide tables scroll inside
+/// their own box, never the page).
+pub const STYLE: &str = "\
+*{box-sizing:border-box}body{margin:0;font-family:system-ui,'Hiragino Sans','Noto Sans JP',sans-serif;color:#1a1a1a;background:#fafafa}\
+header{display:flex;flex-wrap:wrap;gap:.5em 1em;align-items:center;padding:.6em 1em;background:#1d3557;color:#fff}\
+header a{color:#fff}.brand{font-weight:bold}nav{display:flex;flex-wrap:wrap;gap:.3em 1em}\
+main{padding:1em;max-width:70em}h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.5em}\
+label{display:block;margin-top:.5em}input,select,button{font:inherit;padding:.35em;max-width:100%}\
+button{margin-top:.5em;cursor:pointer}form.inline{display:inline-block;margin:0 .3em .3em 0}\
+form.inline label{position:absolute;left:-9999px}\
+.scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;width:100%}\
+th,td{border-bottom:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top;word-break:break-word}\
+.error{color:#a4161a;font-weight:bold}.flash{background:#e9f5db;padding:.5em}\
+dl.summary{display:grid;grid-template-columns:max-content 1fr;gap:.3em 1em}dd{margin:0}\
+";
