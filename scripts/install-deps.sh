@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a Debian/Ubuntu machine, only what is
 # missing: iproute2 (ip, tc), nftables (nft, for the NAT routers and the firewalls of the
-# transport tests), iputils-ping, man-db, dpkg-dev and adduser (the package test), python3, procps, squid (the real HTTP proxy of
-# netns-tests/121-proxy.sh) and openssl (its password file's hash); and checks that a Rust
-# toolchain is there to build mcvpn.
+# transport tests), iputils-ping, man-db, dpkg-dev and adduser (the package test), python3,
+# procps, squid (the real HTTP proxy of netns-tests/121-proxy.sh) and openssl (its password
+# file's hash), chromium, chromium-driver and python3-selenium (the console's browser test);
+# and checks that a Rust toolchain is there to build mcvpn.
 set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
@@ -24,6 +25,11 @@ command -v curl >/dev/null || need+=(curl)
 /usr/bin/python3 -c 'import prometheus_client.parser' 2>/dev/null || need+=(python3-prometheus-client)
 # netns-tests/93-maintenance.sh: the hub on a simulated date (libfaketime).
 command -v faketime >/dev/null || need+=(faketime)
+# netns-tests/130-console.sh: the web console driven by a real browser (headless Chromium
+# through chromium-driver and Debian's selenium, for the system python3).
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
+/usr/bin/python3 -c 'import selenium' 2>/dev/null || need+=(python3-selenium)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -395,6 +395,49 @@ async fn fetch(console: &Console, a: &Authed, source: SocketAddr, cmd: AdminComm
     run(console, a, source, cmd).await.map_err(|e| refused(a, &e))
 }
 
+/// What every handler needs of its request: the console, the peer's address and the
+/// headers (cookies, language).
+struct Caller {
+    console: Shared,
+    source: SocketAddr,
+    headers: HeaderMap,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Response> {
+        let console = parts.extensions.get::<Shared>().cloned();
+        let peer = parts.extensions.get::<Peer>().copied();
+        match (console, peer) {
+            (Some(console), Some(Peer(source))) => Ok(Caller {
+                console,
+                source,
+                headers: parts.headers.clone(),
+            }),
+            // Both are inserted before any handler runs (`Console::serve`, `with_state`).
+            _ => Err(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+        }
+    }
+}
+
+/// A form that carries the login's CSRF token.
+trait CsrfForm {
+    fn csrf(&self) -> Option<&str>;
+}
+
+impl Caller {
+    /// A form's action: the login and the form's token checked, then `command(form)` run
+    /// and the person sent back to `page` with what it did (or shown the refusal).
+    async fn act_on<F: CsrfForm>(self, form: F, page: &str, command: impl FnOnce(F) -> AdminCommand) -> Response {
+        let a = match authed_form(&self.console, &self.headers, form.csrf()) {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+        act(&self.console, a, self.source, command(form), page).await
+    }
+}
+
 fn contract_name(a: &Authed) -> String {
     match &a.login.role {
         Role::AccountAdmin { contract, .. } => contract.clone(),
@@ -492,12 +535,12 @@ macro_rules! page_login {
     }};
 }
 
-async fn dashboard(
-    Extension(console): Extension<Shared>,
-    Extension(Peer(source)): Extension<Peer>,
-    headers: HeaderMap,
-    Query(q): Query<LangQuery>,
-) -> Response {
+async fn dashboard(c: Caller, Query(q): Query<LangQuery>) -> Response {
+    let Caller {
+        console,
+        source,
+        headers,
+    } = c;
     let (a, set) = page_login!(console, headers, q);
     let name = contract_name(&a);
     let details = match fetch(&console, &a, source, AdminCommand::Contract(ContractCmd::Show { name })).await {
@@ -520,12 +563,12 @@ async fn dashboard(
     with_cookie(html(pages::dashboard(a.lang, &a.login, &details, live)), set)
 }
 
-async fn accounts(
-    Extension(console): Extension<Shared>,
-    Extension(Peer(source)): Extension<Peer>,
-    headers: HeaderMap,
-    Query(q): Query<LangQuery>,
-) -> Response {
+async fn accounts(c: Caller, Query(q): Query<LangQuery>) -> Response {
+    let Caller {
+        console,
+        source,
+        headers,
+    } = c;
     let (a, set) = page_login!(console, headers, q);
     match fetch(
         &console,
@@ -548,91 +591,57 @@ struct UserForm {
     password: Option<String>,
 }
 
-async fn account_add(
-    Extension(console): Extension<Shared>,
-    Extension(Peer(source)): Extension<Peer>,
-    headers: HeaderMap,
-    Form(f): Form<UserForm>,
-) -> Response {
-    let a = match authed_form(&console, &headers, f.csrf.as_deref()) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let cmd = AdminCommand::Account(AccountCmd::Add(NewAccount {
-        name: AccountName {
-            contract: None,
+impl CsrfForm for UserForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+async fn account_add(c: Caller, Form(f): Form<UserForm>) -> Response {
+    c.act_on(f, "/console/accounts", |f| {
+        AdminCommand::Account(AccountCmd::Add(NewAccount {
+            name: AccountName {
+                contract: None,
+                user: f.user,
+            },
+            password_file: None,
+            password: NewPassword(f.password.unwrap_or_default()),
+        }))
+    })
+    .await
+}
+
+async fn account_lock(c: Caller, Form(f): Form<UserForm>) -> Response {
+    c.act_on(f, "/console/accounts", |f| {
+        AdminCommand::Account(AccountCmd::Lock { user: f.user })
+    })
+    .await
+}
+
+async fn account_unlock(c: Caller, Form(f): Form<UserForm>) -> Response {
+    c.act_on(f, "/console/accounts", |f| {
+        AdminCommand::Account(AccountCmd::Unlock { user: f.user })
+    })
+    .await
+}
+
+async fn account_password(c: Caller, Form(f): Form<UserForm>) -> Response {
+    c.act_on(f, "/console/accounts", |f| {
+        AdminCommand::Account(AccountCmd::Password {
             user: f.user,
-        },
-        password_file: None,
-        password: NewPassword(f.password.unwrap_or_default()),
-    }));
-    act(&console, a, source, cmd, "/console/accounts").await
-}
-
-async fn account_lock(
-    Extension(console): Extension<Shared>,
-    Extension(Peer(source)): Extension<Peer>,
-    headers: HeaderMap,
-    Form(f): Form<UserForm>,
-) -> Response {
-    let a = match authed_form(&console, &headers, f.csrf.as_deref()) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    act(
-        &console,
-        a,
-        source,
-        AdminCommand::Account(AccountCmd::Lock { user: f.user }),
-        "/console/accounts",
-    )
+            password_file: None,
+            password: NewPassword(f.password.unwrap_or_default()),
+        })
+    })
     .await
 }
 
-async fn account_unlock(
-    Extension(console): Extension<Shared>,
-    Extension(Peer(source)): Extension<Peer>,
-    headers: HeaderMap,
-    Form(f): Form<UserForm>,
-) -> Response {
-    let a = match authed_form(&console, &headers, f.csrf.as_deref()) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    act(
-        &console,
-        a,
+async fn sessions(c: Caller, Query(q): Query<LangQuery>) -> Response {
+    let Caller {
+        console,
         source,
-        AdminCommand::Account(AccountCmd::Unlock { user: f.user }),
-        "/console/accounts",
-    )
-    .await
-}
-
-async fn account_password(
-    Extension(console): Extension<Shared>,
-    Extension(Peer(source)): Extension<Peer>,
-    headers: HeaderMap,
-    Form(f): Form<UserForm>,
-) -> Response {
-    let a = match authed_form(&console, &headers, f.csrf.as_deref()) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let cmd = AdminCommand::Account(AccountCmd::Password {
-        user: f.user,
-        password_file: None,
-        password: NewPassword(f.password.unwrap_or_default()),
-    });
-    act(&console, a, source, cmd, "/console/accounts").await
-}
-
-async fn sessions(
-    Extension(console): Extension<Shared>,
-    Extension(Peer(source)): Extension<Peer>,
-    headers: HeaderMap,
-    Query(q): Query<LangQuery>,
-) -> Response {
+        headers,
+    } = c;
     let (a, set) = page_login!(console, headers, q);
     match fetch(
         &console,
@@ -654,18 +663,17 @@ struct SessionForm {
     session: i64,
 }
 
-async fn session_end(
-    Extension(console): Extension<Shared>,
-    Extension(Peer(source)): Extension<Peer>,
-    headers: HeaderMap,
-    Form(f): Form<SessionForm>,
-) -> Response {
-    let a = match authed_form(&console, &headers, f.csrf.as_deref()) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let cmd = AdminCommand::Session(SessionCmd::End { session: f.session });
-    act(&console, a, source, cmd, "/console/sessions").await
+impl CsrfForm for SessionForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+async fn session_end(c: Caller, Form(f): Form<SessionForm>) -> Response {
+    c.act_on(f, "/console/sessions", |f| {
+        AdminCommand::Session(SessionCmd::End { session: f.session })
+    })
+    .await
 }
 
 /// The history filters as the form sends them (empty fields are no filter).
@@ -720,12 +728,12 @@ impl HistoryQuery {
     }
 }
 
-async fn history(
-    Extension(console): Extension<Shared>,
-    Extension(Peer(source)): Extension<Peer>,
-    headers: HeaderMap,
-    Query(q): Query<HistoryQuery>,
-) -> Response {
+async fn history(c: Caller, Query(q): Query<HistoryQuery>) -> Response {
+    let Caller {
+        console,
+        source,
+        headers,
+    } = c;
     let lq = LangQuery { lang: q.lang.clone() };
     let (a, set) = page_login!(console, headers, lq);
     let filter = q.filter();
@@ -745,12 +753,12 @@ async fn history(
 
 /// The access history as CSV for Japanese Excel: UTF-8 with a byte-order mark (without
 /// it Excel reads Shift_JIS), CRLF line ends, a header row in the page's language.
-async fn history_csv(
-    Extension(console): Extension<Shared>,
-    Extension(Peer(source)): Extension<Peer>,
-    headers: HeaderMap,
-    Query(q): Query<HistoryQuery>,
-) -> Response {
+async fn history_csv(c: Caller, Query(q): Query<HistoryQuery>) -> Response {
+    let Caller {
+        console,
+        source,
+        headers,
+    } = c;
     let lq = LangQuery { lang: q.lang.clone() };
     let (a, _) = page_login!(console, headers, lq);
     let cmd = AdminCommand::Log {
@@ -808,12 +816,12 @@ pub fn history_csv_bytes(lang: Lang, rows: &[crate::admin::api::AuditRow]) -> Re
     Ok(out)
 }
 
-async fn notices(
-    Extension(console): Extension<Shared>,
-    Extension(Peer(source)): Extension<Peer>,
-    headers: HeaderMap,
-    Query(q): Query<LangQuery>,
-) -> Response {
+async fn notices(c: Caller, Query(q): Query<LangQuery>) -> Response {
+    let Caller {
+        console,
+        source,
+        headers,
+    } = c;
     let (a, set) = page_login!(console, headers, q);
     match fetch(
         &console,
