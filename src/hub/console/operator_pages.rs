@@ -285,12 +285,16 @@ pub fn invoices(
     let t = |ja, en| lang.t(ja, en);
     let body = html! {
         form.filters method="get" action="/console/invoices" {
-            label for="i-contract" { (t("契約", "Contract")) }
-            select id="i-contract" name="contract" required {
-                @for c in contracts { option value=(c.contract) selected[c.contract == chosen] { (c.contract) } }
+            div {
+                label for="i-contract" { (t("契約", "Contract")) }
+                select id="i-contract" name="contract" required {
+                    @for c in contracts { option value=(c.contract) selected[c.contract == chosen] { (c.contract) } }
+                }
             }
-            label for="i-at" { (t("基準日（空欄なら今日）", "Up to (empty: today)")) }
-            input id="i-at" name="at" type="date" value=(at.map(|d| d.to_string()).unwrap_or_default());
+            div {
+                label for="i-at" { (t("基準日（空欄なら今日）", "Up to (empty: today)")) }
+                input id="i-at" name="at" type="date" value=(at.map(|d| d.to_string()).unwrap_or_default());
+            }
             button type="submit" { (t("表示", "Show")) }
         }
         @if let Some(b) = billing {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 
 use super::session::{Login, Role};
-use super::text::{grouped, Lang};
+use super::text::{action_words, grouped, Lang};
 use super::LoginAs;
 use crate::admin::api::{AccountRow, AuditRow, ContractDetails, CurrentTerm, NoticeRow, SessionRow};
 use crate::admin::{LogFilter, LogResult};
@@ -173,7 +173,7 @@ pub fn accounts(lang: Lang, login: &Login, rows: &[AccountRow]) -> Markup {
                                     (csrf(login))
                                     input type="hidden" name="user" value=(a.account);
                                     label for={"pw-" (a.account)} { (t("新しいパスワード", "New password")) }
-                                    input id={"pw-" (a.account)} name="password" type="password" autocomplete="new-password" required;
+                                    input id={"pw-" (a.account)} name="password" type="password" autocomplete="new-password" required placeholder=(t("新しいパスワード", "New password"));
                                     button type="submit" { (t("再設定", "Reset")) }
                                 }
                             }
@@ -228,18 +228,26 @@ pub fn history(lang: Lang, login: &Login, filter: &LogFilter, rows: &[AuditRow],
     let date = |d: Option<chrono::NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
     let body = html! {
         form.filters method="get" action="/console/history" {
-            label for="f-account" { (t("アカウント", "Account")) }
-            input id="f-account" name="account" value=(filter.account.clone().unwrap_or_default());
-            label for="f-result" { (t("結果", "Result")) }
-            select id="f-result" name="result" {
-                option value="" selected[filter.result.is_none()] { (t("すべて", "all")) }
-                option value="ok" selected[filter.result == Some(LogResult::Ok)] { (t("成功", "ok")) }
-                option value="refused" selected[filter.result == Some(LogResult::Refused)] { (t("拒否", "refused")) }
+            div {
+                label for="f-account" { (t("アカウント", "Account")) }
+                input id="f-account" name="account" value=(filter.account.clone().unwrap_or_default());
             }
-            label for="f-since" { (t("開始日", "From")) }
-            input id="f-since" name="since" type="date" value=(date(filter.since));
-            label for="f-until" { (t("終了日", "Until")) }
-            input id="f-until" name="until" type="date" value=(date(filter.until));
+            div {
+                label for="f-result" { (t("結果", "Result")) }
+                select id="f-result" name="result" {
+                    option value="" selected[filter.result.is_none()] { (t("すべて", "all")) }
+                    option value="ok" selected[filter.result == Some(LogResult::Ok)] { (t("成功", "ok")) }
+                    option value="refused" selected[filter.result == Some(LogResult::Refused)] { (t("拒否", "refused")) }
+                }
+            }
+            div {
+                label for="f-since" { (t("開始日", "From")) }
+                input id="f-since" name="since" type="date" value=(date(filter.since));
+            }
+            div {
+                label for="f-until" { (t("終了日", "Until")) }
+                input id="f-until" name="until" type="date" value=(date(filter.until));
+            }
             button type="submit" { (t("絞り込み", "Filter")) }
         }
         p { a href={"/console/history.csv?" (csv_query)} download { (t("CSVダウンロード（Excel用）", "Download CSV (for Excel)")) } }
@@ -256,7 +264,12 @@ pub fn history(lang: Lang, login: &Login, filter: &LogFilter, rows: &[AuditRow],
             tbody { @for r in rows.iter().rev() { tr {
                 td { (when(r.at)) }
                 td { (r.actor) }
-                td { (r.action) }
+                td {
+                    @match action_words(lang, &r.action) {
+                        Some(words) => { (words) br; small.code { (r.action) } }
+                        None => (r.action),
+                    }
+                }
                 td { (r.account.clone().unwrap_or_default()) }
                 td { (r.source.clone().unwrap_or_default()) }
                 td { (r.detail) }
@@ -306,8 +319,12 @@ label{display:block;margin-top:.5em}input,select,button{font:inherit;padding:.35
 button{margin-top:.5em;cursor:pointer}form.inline{display:inline-block;margin:0 .3em .3em 0}\
 form.inline label{position:absolute;left:-9999px}\
 .scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;width:100%}\
-th,td{border-bottom:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top;word-break:break-word}\
-.error{color:#a4161a;font-weight:bold}fieldset.choice{border:0;padding:0;margin:.5em 0}fieldset.choice label{display:inline;margin:0 1em 0 .3em}\
-pre{white-space:pre-wrap;word-break:break-word;background:#fff;border:1px solid #ccc;padding:.5em}.flash{background:#e9f5db;padding:.5em}\
+th,td{border-bottom:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top;overflow-wrap:break-word}\
+small.code{color:#666}header form.inline span{margin-right:.5em}\
+form.filters{display:flex;flex-wrap:wrap;gap:.3em 1em;align-items:end}form.filters label{margin-top:0}\
+form.filters div{display:flex;flex-direction:column}\
+.error{color:#a4161a;font-weight:bold}.flash{background:#e9f5db;padding:.5em}\
+fieldset.choice{border:0;padding:0;margin:.5em 0}fieldset.choice label{display:inline;margin:0 1em 0 .3em}\
+pre{white-space:pre-wrap;overflow-wrap:break-word;background:#fff;border:1px solid #ccc;padding:.5em}\
 dl.summary{display:grid;grid-template-columns:max-content 1fr;gap:.3em 1em}dd{margin:0}\
 ";
