@@ -141,11 +141,21 @@ class Console:
         )
         try:
             widths = self.d.execute_script(
-                "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+                """
+                const view = document.documentElement.clientWidth;
+                // The innermost elements sticking out, to say what to mend.
+                const out = [...document.querySelectorAll('body *')]
+                    .filter(e => e.getBoundingClientRect().right > view + 0.5 && !e.closest('.scroll'))
+                    .filter(e => ![...e.children].some(c => c.getBoundingClientRect().right > view + 0.5))
+                    .slice(0, 3).map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
+                        (e.className ? '.' + e.className : '') + ' ' + Math.round(e.getBoundingClientRect().right) + 'px');
+                return [document.documentElement.scrollWidth, view, out];
+                """
             )
         finally:
             self.d.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-        check(widths[0] <= widths[1], f"{name}: no horizontal scroll at 360 px (page {widths[0]} px, view {widths[1]} px)")
+        check(widths[0] <= widths[1], f"{name}: no horizontal scroll at 360 px (page {widths[0]} px, view {widths[1]} px)"
+              + (f"; sticking out: {widths[2]}" if widths[0] > widths[1] else ""))
 
     def submit_in_row(self, row_text, button_text):
         """Clicks the button named `button_text` in the table row whose first cells hold `row_text`."""
@@ -181,11 +191,14 @@ def main():
     ap.add_argument("--user-password-file", required=True)
     ap.add_argument("--up-cmd", required=True, help="shell command: `mcvpn up` as --user")
     ap.add_argument("--running-cmd", required=True, help="shell command: succeeds while that client runs")
+    ap.add_argument("--operator", required=True, help="an operator login (`mcvpn admin operator add`)")
+    ap.add_argument("--operator-password-file", required=True)
     ap.add_argument("--out", required=True, help="directory for screenshots and the CSV")
     args = ap.parse_args()
 
     read = lambda f: open(f).read().strip()  # noqa: E731
     admin_pw, user_pw = read(args.admin_password_file), read(args.user_password_file)
+    args.operator_pw = read(args.operator_password_file)
     downloads = os.path.join(args.out, "downloads")
     os.makedirs(downloads, exist_ok=True)
 
@@ -372,7 +385,41 @@ def run(c, args, admin_pw, user_pw, downloads):
             c.path() == "/console/login" and args.user not in c.text(),
             f"the old cookie no longer opens the console ({c.path()})",
         )
+    operator_pages(c, args)
     print("shots: " + " ".join(shlex.quote(f) for f in sorted(os.listdir(c.out)) if f.endswith(".png")), flush=True)
+
+
+def operator_pages(c, args):
+    """The operator logs in with the operator choice, sees the contracts, suspends and
+    resumes one (article named on the form), and the administrator pages stay closed."""
+    d = c.d
+    c.get("/console/login")
+    d.find_element(By.ID, "as-operator").click()
+    d.find_element(By.ID, "account").send_keys(args.operator)
+    d.find_element(By.ID, "password").send_keys(args.operator_pw)
+    c.press("form[action='/console/login'] button[type=submit]", "/console/contracts")
+    cells = c.row_cells(args.contract)
+    check(c.path() == "/console/contracts" and cells is not None, f"the operator sees the contracts: {cells}")
+    c.accessible("contracts")
+    c.shot("contracts")
+    c.get(f"/console/contracts/show?name={args.contract}")
+    check("第23条" in c.text() and "第24条" in c.text() and "第18条" in c.text(),
+          "the contract page names the articles its forms apply (23, 24, 18)")
+    c.accessible("contract")
+    c.shot("contract")
+    form = "form[action='/console/contracts/suspend']"
+    d.find_element(By.CSS_SELECTOR, f"{form} input[name=reason]").send_keys("browser test")
+    c.press(f"{form} button", f"/console/contracts/show?")
+    check("利用停止中" in c.text(), "the operator suspended the contract from the console (利用停止中)")
+    c.press("form[action='/console/contracts/resume'] button", "/console/contracts/show?")
+    check("利用停止中" not in c.text(), "and resumed it")
+    for page in ("/console/invoices", "/console/outages", "/console/tariff"):
+        c.get(page)
+        check(c.path().startswith(page), f"the operator's page {page} opens")
+        c.accessible(page)
+    c.get("/console/accounts")
+    check(c.path() == "/console/contracts", f"an administrator page leads the operator to the contracts ({c.path()})")
+    c.press("form[action='/console/logout'] button", "/console/login")
 
 
 if __name__ == "__main__":

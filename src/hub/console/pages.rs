@@ -326,5 +326,7 @@ form.filters div{display:flex;flex-direction:column}\
 .error{color:#a4161a;font-weight:bold}.flash{background:#e9f5db;padding:.5em}\
 fieldset.choice{border:0;padding:0;margin:.5em 0}fieldset.choice label{display:inline;margin:0 1em 0 .3em}\
 pre{white-space:pre-wrap;overflow-wrap:break-word;background:#fff;border:1px solid #ccc;padding:.5em}\
-dl.summary{display:grid;grid-template-columns:max-content 1fr;gap:.3em 1em}dd{margin:0}\
+dl.summary{display:grid;grid-template-columns:minmax(0,max-content) minmax(0,1fr);gap:.3em 1em}dd{margin:0}\
+dt,dd{overflow-wrap:anywhere}\
+@media (max-width:40em){dl.summary{grid-template-columns:minmax(0,1fr)}dd{margin-bottom:.4em}}\
 ";
