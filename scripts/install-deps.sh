@@ -30,6 +30,8 @@ command -v faketime >/dev/null || need+=(faketime)
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 /usr/bin/python3 -c 'import selenium' 2>/dev/null || need+=(python3-selenium)
+# A Japanese font, so the test's screenshots (docs/console-*.png) show the pages as read.
+fc-list :lang=ja 2>/dev/null | grep -q . || need+=(fonts-ipafont-gothic)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

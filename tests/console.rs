@@ -660,13 +660,6 @@ fn seed_devices(s: &mut SqliteStore) {
         .unwrap();
 }
 
-/// The node number of a device, as the store has it.
-fn node_of(db: &std::path::Path, role: Role, name: &str) -> String {
-    let s = SqliteStore::open(db).unwrap();
-    let d = s.devices(Some(role), None).unwrap();
-    d.iter().find(|d| d.name == name).unwrap().node_id().to_string()
-}
-
 /// (target, account) of every grant, as the store has them.
 fn grants_in_store(db: &std::path::Path) -> Vec<(String, String)> {
     let s = SqliteStore::open(db).unwrap();
@@ -698,7 +691,7 @@ async fn targets_grants_devices_and_binding_through_the_console() {
     let mut b = Browser::new(&hub);
     b.login("alice", ADMIN_PW).await;
     let csrf = b.csrf().await;
-    let office = node_of(&hub.db, Role::Target, "office-pc");
+    let office = "office-pc".to_string();
 
     // Targets and grants: acme's target only, no grant yet.
     let page = b.get("/console/targets").await;
@@ -709,8 +702,9 @@ async fn targets_grants_devices_and_binding_through_the_console() {
         page.contains("<td>office-pc</td>") && !page.contains("globex-pc"),
         "{page}"
     );
-    assert!(page.contains("利用許可はありません"), "{page}");
+    assert!(page.contains("接続許可はありません"), "{page}");
     assert!(page.contains("<label for=\"grant-account\">"), "{page}");
+    assert!(page.contains("<option value=\"office-pc\">"), "{page}");
 
     // Grant office-pc to carol: the store has it, the CLI's listing shows it, the page too.
     let res = b
@@ -738,7 +732,7 @@ async fn targets_grants_devices_and_binding_through_the_console() {
     }
     let page = b.get("/console/targets").await.text().await.unwrap();
     assert!(
-        page.contains("carol may now reach target office-pc"),
+        page.contains("carol に対象機器 office-pc への接続を許可しました。"),
         "the flash: {page}"
     );
     assert!(page.contains("<td>carol</td>") && page.contains("取り消し"), "{page}");
@@ -779,7 +773,8 @@ async fn targets_grants_devices_and_binding_through_the_console() {
         "clients of bob only: {page}"
     );
     assert!(page.contains("オフ（"), "binding is off: {page}");
-    let laptop = node_of(&hub.db, Role::Client, "laptop");
+    assert!(page.contains("name=\"device\" value=\"laptop\""), "{page}");
+    let laptop = "laptop".to_string();
     let res = b
         .post(
             "/console/accounts/devices/remove",
@@ -794,7 +789,10 @@ async fn targets_grants_devices_and_binding_through_the_console() {
         !page.contains("<td>laptop</td>") && page.contains("<td>phone</td>"),
         "{page}"
     );
-    assert!(page.contains("client device laptop"), "the flash: {page}");
+    assert!(
+        page.contains("bob の手元端末 laptop を削除しました。"),
+        "the flash: {page}"
+    );
 
     // Device binding on, then off.
     for (state, on, shown) in [("on", true, "オン（"), ("off", false, "オフ（")] {

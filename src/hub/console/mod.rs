@@ -384,13 +384,15 @@ fn refused(a: &Authed, e: &AdminError) -> Response {
 
 /// A form's command: done → back to `page` with what it did; refused → the reason.
 async fn act(console: &Console, a: Authed, source: SocketAddr, cmd: AdminCommand, page: &str) -> Response {
+    let done = text::done_words(a.lang, &cmd);
     match run(console, &a, source, cmd).await {
         Ok(out) => {
-            let said = match out {
+            // In the page's language where the console has words for it.
+            let said = done.unwrap_or_else(|| match out {
                 Output::Message(m) => m,
                 Output::AccountAdded(x) => format!("account {} added", x.account),
                 other => format!("{other:?}"),
-            };
+            });
             console.sessions.set_flash(&a.id, said);
             Redirect::to(page).into_response()
         }

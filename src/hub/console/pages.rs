@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 
 use super::session::Login;
-use super::text::{grouped, Lang};
+use super::text::{action_words, grouped, Lang};
 use crate::admin::api::{
     AccountRow, AuditRow, ContractDetails, CurrentTerm, DeviceRow, GrantRow, NoticeRow, SessionRow, TargetRow,
 };
@@ -141,7 +141,7 @@ pub fn accounts(lang: Lang, login: &Login, rows: &[AccountRow]) -> Markup {
                 thead { tr {
                     th scope="col" { (t("アカウント", "Account")) }
                     th scope="col" { (t("状態", "State")) }
-                    th scope="col" { (t("端末の限定", "Device binding")) }
+                    th scope="col" { (t("端末認証", "Device binding")) }
                     th scope="col" { (t("作成日時", "Created")) }
                     th scope="col" { (t("操作", "Actions")) }
                 } }
@@ -165,7 +165,7 @@ pub fn accounts(lang: Lang, login: &Login, rows: &[AccountRow]) -> Markup {
                                     (csrf(login))
                                     input type="hidden" name="user" value=(a.account);
                                     label for={"pw-" (a.account)} { (t("新しいパスワード", "New password")) }
-                                    input id={"pw-" (a.account)} name="password" type="password" autocomplete="new-password" required;
+                                    input id={"pw-" (a.account)} name="password" type="password" autocomplete="new-password" required placeholder=(t("新しいパスワード", "New password"));
                                     button type="submit" { (t("再設定", "Reset")) }
                                 }
                             }
@@ -195,9 +195,18 @@ fn binding_state(lang: Lang, on: bool) -> &'static str {
 
 pub fn devices(lang: Lang, login: &Login, user: &str, binding: Option<bool>, rows: &[DeviceRow]) -> Markup {
     let t = |ja, en| lang.t(ja, en);
+    // As for targets: the name when it is the account's only device so named, else the
+    // node number.
+    let device_ref = |d: &DeviceRow| -> String {
+        if rows.iter().filter(|x| x.name == d.name).count() == 1 {
+            d.name.clone()
+        } else {
+            d.node.to_string()
+        }
+    };
     let body = html! {
         p { a href="/console/accounts" { (t("アカウント一覧へ戻る", "Back to the accounts")) } }
-        h2 { (t("端末の限定", "Device binding")) }
+        h2 { (t("端末認証", "Device binding")) }
         @if let Some(on) = binding { p { (binding_state(lang, on)) } }
         @for (state, on, label) in [("on", true, t("オンにする", "Turn on")), ("off", false, t("オフにする", "Turn off"))] {
             @if binding != Some(on) {
@@ -236,7 +245,7 @@ pub fn devices(lang: Lang, login: &Login, user: &str, binding: Option<bool>, row
                     td { form.inline method="post" action="/console/accounts/devices/remove" {
                         (csrf(login))
                         input type="hidden" name="user" value=(user);
-                        input type="hidden" name="device" value=(d.node);
+                        input type="hidden" name="device" value=(device_ref(d));
                         button type="submit" { (t("削除", "Remove")) }
                     } }
                 } } }
@@ -250,15 +259,15 @@ pub fn devices(lang: Lang, login: &Login, user: &str, binding: Option<bool>, row
 /// The targets of the contract and who else may reach them.
 pub fn targets(lang: Lang, login: &Login, targets: &[TargetRow], grants: &[GrantRow]) -> Markup {
     let t = |ja, en| lang.t(ja, en);
-    // A grant names its target by name; the node number says which one when two
-    // targets share a name.
-    let target_ref = |g: &GrantRow| -> String {
-        let mut same = targets
-            .iter()
-            .filter(|x| x.name == g.target && x.account == g.target_account);
-        match (same.next(), same.next()) {
-            (Some(x), None) => x.node.to_string(),
-            _ => g.target.clone(),
+    // How a form names a target: by its name (which the flash line then shows), or by
+    // its node number when two of the contract's targets share the name.
+    let target_ref = |name: &str, account: &str| -> String {
+        let named = targets.iter().filter(|x| x.name == name).count();
+        let mut same = targets.iter().filter(|x| x.name == name && x.account == account);
+        match (named, same.next(), same.next()) {
+            (1, _, _) => name.to_string(),
+            (_, Some(x), None) => x.node.to_string(),
+            _ => name.to_string(),
         }
     };
     let body = html! {
@@ -285,7 +294,7 @@ pub fn targets(lang: Lang, login: &Login, targets: &[TargetRow], grants: &[Grant
                     td { @if let Some(seen) = x.last_seen { (when(seen)) } @else { "—" } }
                 } } }
             } }
-            h2 { (t("利用許可の追加", "Grant a target")) }
+            h2 { (t("接続許可の追加", "Grant a target")) }
             p { (t(
                 "対象機器を、その持ち主以外の同じ契約のアカウントからも使えるようにします。",
                 "Lets another account of the contract reach a target.",
@@ -294,15 +303,15 @@ pub fn targets(lang: Lang, login: &Login, targets: &[TargetRow], grants: &[Grant
                 (csrf(login))
                 label for="grant-target" { (t("対象機器", "Target")) }
                 select id="grant-target" name="target" required {
-                    @for x in targets { option value=(x.node) { (x.name) " (" (x.account) ", " (x.node) ")" } }
+                    @for x in targets { option value=(target_ref(&x.name, &x.account)) { (x.name) " (" (x.account) ", " (x.node) ")" } }
                 }
                 label for="grant-account" { (t("許可するアカウント", "Account to allow")) }
                 input id="grant-account" name="account" required autocomplete="off";
                 button type="submit" { (t("許可", "Grant")) }
             }
         }
-        h2 { (t("利用許可", "Grants")) " (" (grouped(grants.len() as i64)) ")" }
-        @if grants.is_empty() { p { (t("利用許可はありません。", "No grants.")) } }
+        h2 { (t("接続許可", "Grants")) " (" (grouped(grants.len() as i64)) ")" }
+        @if grants.is_empty() { p { (t("接続許可はありません。", "No grants.")) } }
         @else {
             div.scroll { table {
                 thead { tr {
@@ -319,7 +328,7 @@ pub fn targets(lang: Lang, login: &Login, targets: &[TargetRow], grants: &[Grant
                     td { (when(g.since)) }
                     td { form.inline method="post" action="/console/targets/revoke" {
                         (csrf(login))
-                        input type="hidden" name="target" value=(target_ref(g));
+                        input type="hidden" name="target" value=(target_ref(&g.target, &g.target_account));
                         input type="hidden" name="account" value=(g.granted_to);
                         button type="submit" { (t("取り消し", "Revoke")) }
                     } }
@@ -327,7 +336,7 @@ pub fn targets(lang: Lang, login: &Login, targets: &[TargetRow], grants: &[Grant
             } }
         }
     };
-    layout(lang, t("対象機器と利用許可", "Targets and grants"), Some(login), body)
+    layout(lang, t("対象機器と接続許可", "Targets and grants"), Some(login), body)
 }
 
 pub fn sessions(lang: Lang, login: &Login, rows: &[SessionRow]) -> Markup {
@@ -372,18 +381,26 @@ pub fn history(lang: Lang, login: &Login, filter: &LogFilter, rows: &[AuditRow],
     let date = |d: Option<chrono::NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
     let body = html! {
         form.filters method="get" action="/console/history" {
-            label for="f-account" { (t("アカウント", "Account")) }
-            input id="f-account" name="account" value=(filter.account.clone().unwrap_or_default());
-            label for="f-result" { (t("結果", "Result")) }
-            select id="f-result" name="result" {
-                option value="" selected[filter.result.is_none()] { (t("すべて", "all")) }
-                option value="ok" selected[filter.result == Some(LogResult::Ok)] { (t("成功", "ok")) }
-                option value="refused" selected[filter.result == Some(LogResult::Refused)] { (t("拒否", "refused")) }
+            div {
+                label for="f-account" { (t("アカウント", "Account")) }
+                input id="f-account" name="account" value=(filter.account.clone().unwrap_or_default());
             }
-            label for="f-since" { (t("開始日", "From")) }
-            input id="f-since" name="since" type="date" value=(date(filter.since));
-            label for="f-until" { (t("終了日", "Until")) }
-            input id="f-until" name="until" type="date" value=(date(filter.until));
+            div {
+                label for="f-result" { (t("結果", "Result")) }
+                select id="f-result" name="result" {
+                    option value="" selected[filter.result.is_none()] { (t("すべて", "all")) }
+                    option value="ok" selected[filter.result == Some(LogResult::Ok)] { (t("成功", "ok")) }
+                    option value="refused" selected[filter.result == Some(LogResult::Refused)] { (t("拒否", "refused")) }
+                }
+            }
+            div {
+                label for="f-since" { (t("開始日", "From")) }
+                input id="f-since" name="since" type="date" value=(date(filter.since));
+            }
+            div {
+                label for="f-until" { (t("終了日", "Until")) }
+                input id="f-until" name="until" type="date" value=(date(filter.until));
+            }
             button type="submit" { (t("絞り込み", "Filter")) }
         }
         p { a href={"/console/history.csv?" (csv_query)} download { (t("CSVダウンロード（Excel用）", "Download CSV (for Excel)")) } }
@@ -400,7 +417,12 @@ pub fn history(lang: Lang, login: &Login, filter: &LogFilter, rows: &[AuditRow],
             tbody { @for r in rows.iter().rev() { tr {
                 td { (when(r.at)) }
                 td { (r.actor) }
-                td { (r.action) }
+                td {
+                    @match action_words(lang, &r.action) {
+                        Some(words) => { (words) br; small.code { (r.action) } }
+                        None => (r.action),
+                    }
+                }
                 td { (r.account.clone().unwrap_or_default()) }
                 td { (r.source.clone().unwrap_or_default()) }
                 td { (r.detail) }
@@ -450,7 +472,10 @@ label{display:block;margin-top:.5em}input,select,button{font:inherit;padding:.35
 button{margin-top:.5em;cursor:pointer}a.action{margin-right:.6em}form.inline{display:inline-block;margin:0 .3em .3em 0}\
 form.inline label{position:absolute;left:-9999px}\
 .scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;width:100%}\
-th,td{border-bottom:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top;word-break:break-word}\
+th,td{border-bottom:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top;overflow-wrap:break-word}\
+small.code{color:#666}header form.inline span{margin-right:.5em}\
+form.filters{display:flex;flex-wrap:wrap;gap:.3em 1em;align-items:end}form.filters label{margin-top:0}\
+form.filters div{display:flex;flex-direction:column}\
 .error{color:#a4161a;font-weight:bold}.flash{background:#e9f5db;padding:.5em}\
 dl.summary{display:grid;grid-template-columns:max-content 1fr;gap:.3em 1em}dd{margin:0}\
 ";

@@ -1,6 +1,8 @@
 //! The console's words, Japanese first (the administrators are Japanese IT staff),
 //! English when the browser prefers it or the person switches.
 
+use crate::admin::AdminCommand;
+
 /// The page language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -58,6 +60,95 @@ pub fn grouped(n: i64) -> String {
     out
 }
 
+/// What a form's command did, for the next page's flash line; `None` where the admin API's
+/// own (English) message is used instead.
+pub fn done_words(lang: Lang, cmd: &AdminCommand) -> Option<String> {
+    use crate::admin::api::{AccountCmd, DeviceCmd, OnOff, SessionCmd, TargetCmd};
+    let ja = lang == Lang::Ja;
+    Some(match cmd {
+        AdminCommand::Account(AccountCmd::Add(n)) if ja => format!("アカウント {} を追加しました。", n.name.user),
+        AdminCommand::Account(AccountCmd::Add(n)) => format!("Account {} added.", n.name.user),
+        AdminCommand::Account(AccountCmd::Lock { user }) if ja => {
+            format!("{user} をロックしました。接続中のセッションは切断しました。")
+        }
+        AdminCommand::Account(AccountCmd::Lock { user }) => format!("{user} locked; its live sessions were cut."),
+        AdminCommand::Account(AccountCmd::Unlock { user }) if ja => format!("{user} のロックを解除しました。"),
+        AdminCommand::Account(AccountCmd::Unlock { user }) => format!("{user} unlocked."),
+        AdminCommand::Account(AccountCmd::Password { user, .. }) if ja => {
+            format!("{user} のパスワードを再設定しました。")
+        }
+        AdminCommand::Account(AccountCmd::Password { user, .. }) => format!("{user}'s password was reset."),
+        AdminCommand::Session(SessionCmd::End { session }) if ja => format!("セッション {session} を切断しました。"),
+        AdminCommand::Session(SessionCmd::End { session }) => format!("Session {session} disconnected."),
+        AdminCommand::Target(TargetCmd::Grant { target, account }) if ja => {
+            format!("{account} に対象機器 {target} への接続を許可しました。")
+        }
+        AdminCommand::Target(TargetCmd::Grant { target, account }) => {
+            format!("{account} may now reach target {target}.")
+        }
+        AdminCommand::Target(TargetCmd::Revoke { target, account }) if ja => {
+            format!("{account} の対象機器 {target} への接続許可を取り消しました。")
+        }
+        AdminCommand::Target(TargetCmd::Revoke { target, account }) => {
+            format!("{account} may no longer reach target {target}.")
+        }
+        AdminCommand::Device(DeviceCmd::Remove { user, device }) if ja => {
+            format!("{user} の手元端末 {device} を削除しました。接続中だった場合は切断しました。")
+        }
+        AdminCommand::Device(DeviceCmd::Remove { user, device }) => {
+            format!("Device {device} of {user} removed; a live session of it was cut.")
+        }
+        AdminCommand::Account(AccountCmd::Binding { user, state }) => match (ja, state) {
+            (true, OnOff::On) => format!("{user} は登録済みの手元端末からのみログインできるようになりました。"),
+            (true, OnOff::Off) => format!("{user} はどの端末からでもログインできるようになりました。"),
+            (false, OnOff::On) => format!("{user} may now log in only from registered devices."),
+            (false, OnOff::Off) => format!("{user} may now log in from any device."),
+        },
+        _ => return None,
+    })
+}
+
+/// An audit row's action in words (`login.refused` → ログイン拒否); an action without
+/// words here shows as its code, which the CSV always carries.
+pub fn action_words(lang: Lang, action: &str) -> Option<&'static str> {
+    let (ja, en) = match action {
+        "login.accepted" => ("ログイン", "login"),
+        "login.refused" => ("ログイン拒否", "login refused"),
+        "session.start" => ("接続開始", "session started"),
+        "session.end" => ("接続終了", "session ended"),
+        "device.registered" => ("端末登録", "device registered"),
+        "device.remove" => ("端末削除", "device removed"),
+        "device.key" => ("端末鍵登録", "device key registered"),
+        "target.enrolled" => ("対象機器登録", "target enrolled"),
+        "target.add" => ("対象機器追加", "target added"),
+        "target.grant" => ("接続許可", "access granted"),
+        "target.revoke" => ("接続許可の取消", "access revoked"),
+        "account.add" => ("アカウント追加", "account added"),
+        "account.lock" => ("アカウントロック", "account locked"),
+        "account.unlock" => ("ロック解除", "account unlocked"),
+        "account.password-reset" => ("パスワード再設定", "password reset"),
+        "account.password-change" => ("パスワード変更", "password changed"),
+        "account.bind" => ("端末の事前登録", "device bound"),
+        "account.binding" => ("端末認証の設定", "device binding set"),
+        "admin.login" => ("管理者ログイン", "administrator login"),
+        "admin.login-refused" => ("管理者ログイン拒否", "administrator login refused"),
+        "admin.denied" => ("権限のない操作", "action not allowed"),
+        "contract.add" => ("契約", "contract added"),
+        "contract.additional" => ("追加契約", "additional contract"),
+        "contract.change" => ("契約内容の変更", "contract changed"),
+        "contract.admin" => ("アカウント管理者の指定", "administrator named"),
+        "contract.suspend" => ("利用停止", "suspended"),
+        "contract.resume" => ("利用再開", "resumed"),
+        "contract.cancel" | "contract.cancelled" => ("解約", "cancellation"),
+        "contract.terminate" | "contract.terminate-scheduled" | "contract.terminated" => ("契約解除", "termination"),
+        "maintenance.add" => ("保守の予定", "maintenance planned"),
+        "maintenance.cancel" => ("保守の取消", "maintenance cancelled"),
+        "outage.add" | "outage.record" => ("障害の記録", "outage recorded"),
+        _ => return None,
+    };
+    Some(lang.t(ja, en))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +164,8 @@ mod tests {
         assert_eq!(grouped(1234567), "1,234,567");
         assert_eq!(grouped(-1000), "-1,000");
         assert_eq!(grouped(999), "999");
+        assert_eq!(action_words(Lang::Ja, "login.refused"), Some("ログイン拒否"));
+        assert_eq!(action_words(Lang::En, "session.end"), Some("session ended"));
+        assert_eq!(action_words(Lang::Ja, "something.new"), None);
     }
 }
