@@ -22,6 +22,7 @@ pub mod monitor;
 pub mod names;
 pub mod node;
 pub mod password;
+pub mod plain_http;
 pub mod proto;
 pub mod secret;
 pub mod store;

@@ -171,6 +171,31 @@ impl Browser {
         let at = page.find("name=\"csrf\" value=\"").expect("a form with a token") + 19;
         page[at..at + 64].to_string()
     }
+
+    /// A login with the form's choice of kind (`admin` or `operator`): the answer as it is.
+    async fn login_as(&self, kind: &str, account: &str, password: &str) -> reqwest::Response {
+        self.post(
+            "/console/login",
+            &[("account", account), ("password", password), ("login_as", kind)],
+        )
+        .await
+    }
+
+    /// An operator's login: to the contracts page, with the cookie kept.
+    async fn login_operator(&mut self, name: &str, password: &str) {
+        let res = self.login_as("operator", name, password).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "operator login of {name}");
+        assert_eq!(res.headers()[LOCATION], "/console/contracts");
+        let set = res.headers()[SET_COOKIE].to_str().unwrap().to_string();
+        self.cookie = Some(set.split(';').next().unwrap().to_string());
+    }
+
+    /// The CSRF token of the page at `path`'s forms.
+    async fn csrf_of(&self, path: &str) -> String {
+        let page = self.get(path).await.text().await.unwrap();
+        let at = page.find("name=\"csrf\" value=\"").expect("a form with a token") + 19;
+        page[at..at + 64].to_string()
+    }
 }
 
 fn limits() -> ConsoleLimits {
@@ -923,4 +948,317 @@ async fn another_contracts_devices_and_targets_get_the_same_404_as_missing_ones(
     assert!(grants_in_store(&hub.db).is_empty());
     assert_eq!(client_devices_of(&hub.db, "bob"), ["laptop", "phone"]);
     assert!(!binding_of(&hub.db, "bob"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Operator logins and the operator's pages
+// ---------------------------------------------------------------------------------------
+
+const OPERATOR_PW: &str = "the operator's own passphrase";
+
+/// Operator logins: olga (operator), watch1 (monitor), and oscar, an operator whose name
+/// is also an account: the administrator of a third contract, initech, with
+/// [`ADMIN_PW`] (the operator login has its own password).
+fn seed_operators(s: &mut SqliteStore) {
+    let op = mcvpn::password::hash(OPERATOR_PW);
+    s.operator_add("olga", mcvpn::store::OperatorRole::Operator, &op)
+        .unwrap();
+    s.operator_add("watch1", mcvpn::store::OperatorRole::Monitor, &op)
+        .unwrap();
+    s.operator_add("oscar", mcvpn::store::OperatorRole::Operator, &op)
+        .unwrap();
+    let c = s.contract_add(&NewContract::simple("initech", 1100)).unwrap();
+    let a = s
+        .account_add("initech", "oscar", &mcvpn::password::hash(ADMIN_PW))
+        .unwrap();
+    s.contract_set_admin_account(c.id, Some(a.id)).unwrap();
+}
+
+fn contract_state(db: &std::path::Path, name: &str) -> mcvpn::store::ContractState {
+    SqliteStore::open(db).unwrap().contract_by_name(name).unwrap().state
+}
+
+/// The newest audit row with this action.
+fn last_audit(db: &std::path::Path, action: &str) -> Option<mcvpn::store::AuditRecord> {
+    let s = SqliteStore::open(db).unwrap();
+    s.audit_log(None, 100_000)
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find(|r| r.action == action)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_runs_contracts_from_the_console() {
+    use mcvpn::store::ContractState;
+    let hub = start_hub(limits(), seed_operators).await;
+    let mut b = Browser::new(&hub);
+    b.login_operator("olga", OPERATOR_PW).await;
+    let list = b.get("/console/contracts").await;
+    assert_eq!(list.status(), StatusCode::OK);
+    let list = list.text().await.unwrap();
+    for name in ["acme", "globex", "initech", "契約の追加"] {
+        assert!(list.contains(name), "{name}: {list}");
+    }
+    assert!(
+        list.contains("href=\"/console/outages\"") && !list.contains("href=\"/console/accounts\""),
+        "the operator's navigation, not the administrator's"
+    );
+    // The administrator's pages are not an operator's: back to the contracts.
+    for page in ["/console/", "/console/accounts", "/console/history", "/console/notices"] {
+        let res = b.get(page).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{page}");
+        assert_eq!(res.headers()[LOCATION], "/console/contracts", "{page}");
+    }
+    let csrf = b.csrf_of("/console/contracts").await;
+
+    // Create a contract.
+    let res = b
+        .post(
+            "/console/contracts/add",
+            &[
+                ("csrf", &csrf),
+                ("name", "hooli"),
+                ("kind", "public-body"),
+                ("accounts", "12"),
+                ("start", ""),
+                ("admin_email", "it@hooli.example"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{:?}", res.text().await);
+    assert_eq!(res.headers()[LOCATION], "/console/contracts/show?name=hooli");
+    let hooli = SqliteStore::open(&hub.db).unwrap().contract_by_name("hooli").unwrap();
+    assert_eq!(hooli.kind, mcvpn::contract::ContractKind::PublicBody);
+    assert_eq!(hooli.admin_email, "it@hooli.example");
+    let show = b.get("/console/contracts/show?name=hooli").await.text().await.unwrap();
+    assert!(
+        show.contains("contract hooli added"),
+        "the flash says what it did: {show}"
+    );
+    for article in ["第13条", "第16条", "第18条", "第23条", "第24条"] {
+        assert!(show.contains(article), "{article}");
+    }
+
+    // Suspend acme while bob is connected: his session is cut at once.
+    let (_ok, mut bob, _bob_wr) = client_login(&hub, "bob").await;
+    let no_token = b
+        .post("/console/contracts/suspend", &[("name", "acme"), ("reason", "x")])
+        .await;
+    assert_eq!(no_token.status(), StatusCode::FORBIDDEN);
+    assert_eq!(contract_state(&hub.db, "acme"), ContractState::Active);
+    let res = b
+        .post(
+            "/console/contracts/suspend",
+            &[("csrf", &csrf), ("name", "acme"), ("reason", "unpaid invoice")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(contract_state(&hub.db, "acme"), ContractState::Suspended);
+    let kick: Event = tokio::time::timeout(Duration::from_secs(2), bob.recv())
+        .await
+        .expect("bob's session is cut")
+        .unwrap();
+    assert!(matches!(kick, Event::Kick { .. }), "{kick:?}");
+    let row = last_audit(&hub.db, "contract.suspend").expect("audited");
+    assert_eq!(row.actor, "operator:olga");
+    assert_eq!(row.detail, "unpaid invoice");
+    assert!(row.source.unwrap().ends_with(" via console"));
+    let show = b.get("/console/contracts/show?name=acme").await.text().await.unwrap();
+    assert!(show.contains("利用停止中") && show.contains("unpaid invoice"), "{show}");
+
+    let res = b
+        .post("/console/contracts/resume", &[("csrf", &csrf), ("name", "acme")])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(contract_state(&hub.db, "acme"), ContractState::Active);
+    let row = last_audit(&hub.db, "contract.resume").expect("audited");
+    assert_eq!(row.actor, "operator:olga");
+    assert!(row.source.unwrap().ends_with(" via console"));
+
+    // Change a field, add accounts, record a cancellation, terminate.
+    let res = b
+        .post(
+            "/console/contracts/set",
+            &[
+                ("csrf", &csrf),
+                ("name", "acme"),
+                ("field", "phone"),
+                ("value", "03-1234-5678"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        SqliteStore::open(&hub.db)
+            .unwrap()
+            .contract_by_name("acme")
+            .unwrap()
+            .phone,
+        "03-1234-5678"
+    );
+    let res = b
+        .post(
+            "/console/contracts/add-accounts",
+            &[("csrf", &csrf), ("name", "acme"), ("accounts", "5"), ("start", "")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let show = b.get("/console/contracts/show?name=acme").await.text().await.unwrap();
+    assert!(show.contains("5 more accounts") && show.contains("追加契約"), "{show}");
+    let res = b
+        .post(
+            "/console/contracts/cancel",
+            &[("csrf", &csrf), ("name", "globex"), ("received", ""), ("end", "")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let s = SqliteStore::open(&hub.db).unwrap();
+    let globex = s.contract_by_name("globex").unwrap();
+    assert!(s.cancellation(globex.id).unwrap().is_some(), "cancellation recorded");
+    let res = b
+        .post(
+            "/console/contracts/terminate",
+            &[("csrf", &csrf), ("name", "hooli"), ("reason", "breach of art. 22")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(contract_state(&hub.db, "hooli"), ContractState::Terminated);
+    // A rule the command enforces comes back as the admin API's refusal.
+    let again = b
+        .post("/console/contracts/resume", &[("csrf", &csrf), ("name", "hooli")])
+        .await;
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    let missing = b.get("/console/contracts/show?name=nosuch").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let bad_date = b
+        .post(
+            "/console/contracts/cancel",
+            &[("csrf", &csrf), ("name", "acme"), ("received", "yesterday")],
+        )
+        .await;
+    assert!(bad_date.status().is_client_error(), "{:?}", bad_date.status());
+    assert!(s
+        .cancellation(s.contract_by_name("acme").unwrap().id)
+        .unwrap()
+        .is_none());
+
+    // Outages, invoices and compensation, the tariff.
+    let res = b
+        .post(
+            "/console/outages/add",
+            &[
+                ("csrf", &csrf),
+                ("start", "2026-03-01T00:00"),
+                ("end", "2026-03-06T12:00"),
+                ("note", "fibre cut"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{:?}", res.text().await);
+    assert_eq!(s.outages().unwrap().len(), 1);
+    let outages = b.get("/console/outages").await.text().await.unwrap();
+    assert!(outages.contains("fibre cut") && outages.contains("132.0"), "{outages}");
+    let invoices = b.get("/console/invoices?contract=acme").await;
+    assert_eq!(invoices.status(), StatusCode::OK);
+    let invoices = invoices.text().await.unwrap();
+    for part in ["第28条", "第35条", "basic", "円", "<pre>"] {
+        assert!(invoices.contains(part), "{part}: {invoices}");
+    }
+    let tariff = b.get("/console/tariff").await.text().await.unwrap();
+    assert!(tariff.contains("年間使用料") && tariff.contains("円"), "{tariff}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_administrator_never_gets_operator_rights() {
+    use mcvpn::store::ContractState;
+    let hub = start_hub(limits(), seed_operators).await;
+    let mut b = Browser::new(&hub);
+    b.login("alice", ADMIN_PW).await;
+    let csrf = b.csrf().await;
+    // The operator's pages refuse her; their forms are refused by the admin API, with
+    // no effect.
+    for page in [
+        "/console/contracts",
+        "/console/contracts/show?name=acme",
+        "/console/invoices?contract=acme",
+        "/console/outages",
+        "/console/tariff",
+    ] {
+        assert_eq!(b.get(page).await.status(), StatusCode::FORBIDDEN, "{page}");
+    }
+    for (form, fields) in [
+        ("/console/contracts/suspend", &[("name", "acme"), ("reason", "x")][..]),
+        ("/console/contracts/suspend", &[("name", "globex"), ("reason", "x")]),
+        ("/console/contracts/terminate", &[("name", "globex"), ("reason", "x")]),
+        (
+            "/console/contracts/add",
+            &[
+                ("name", "evil"),
+                ("kind", "corporation"),
+                ("accounts", "10"),
+                ("admin_email", "a@b.example"),
+            ],
+        ),
+        (
+            "/console/contracts/set",
+            &[("name", "acme"), ("field", "device-limit"), ("value", "99")],
+        ),
+        (
+            "/console/outages/add",
+            &[("start", "2026-03-01T00:00"), ("end", "2026-03-09T00:00")],
+        ),
+    ] {
+        let mut with_token = vec![("csrf", csrf.as_str())];
+        with_token.extend_from_slice(fields);
+        let res = b.post(form, &with_token).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{form} {fields:?}");
+    }
+    let s = SqliteStore::open(&hub.db).unwrap();
+    assert_eq!(contract_state(&hub.db, "acme"), ContractState::Active);
+    assert_eq!(contract_state(&hub.db, "globex"), ContractState::Active);
+    assert!(s.contract_by_name("evil").is_err());
+    assert!(s.outages().unwrap().is_empty());
+    assert_ne!(s.contract_by_name("acme").unwrap().device_limit, 99);
+    let denied = last_audit(&hub.db, "admin.denied").expect("the refusal is audited");
+    assert_eq!(denied.actor, "admin:alice");
+
+    // An account's password never makes an operator: alice, or oscar (an account and an
+    // operator), with the account's password and the operator choice, get the answer a
+    // wrong password gets.
+    let b = Browser::new(&hub);
+    for name in ["alice", "oscar"] {
+        let with_account_pw = b.login_as("operator", name, ADMIN_PW).await;
+        assert_eq!(with_account_pw.status(), StatusCode::UNAUTHORIZED, "{name}");
+        assert!(with_account_pw.headers().get(SET_COOKIE).is_none());
+        let wrong = b.login_as("operator", name, "not the password at all").await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            with_account_pw.text().await.unwrap(),
+            wrong.text().await.unwrap(),
+            "{name}"
+        );
+    }
+    // Each of oscar's passwords opens its own kind of login only.
+    let mut admin = Browser::new(&hub);
+    admin.login("oscar", ADMIN_PW).await;
+    assert_eq!(admin.get("/console/contracts").await.status(), StatusCode::FORBIDDEN);
+    let as_admin = b.login_as("admin", "oscar", OPERATOR_PW).await;
+    assert_eq!(as_admin.status(), StatusCode::UNAUTHORIZED);
+    let mut operator = Browser::new(&hub);
+    operator.login_operator("oscar", OPERATOR_PW).await;
+    assert_eq!(operator.get("/console/contracts").await.status(), StatusCode::OK);
+
+    // A monitor login is a program's: refused at the console with what to do instead.
+    let monitor = b.login_as("operator", "watch1", OPERATOR_PW).await;
+    assert_eq!(monitor.status(), StatusCode::FORBIDDEN);
+    assert!(monitor.headers().get(SET_COOKIE).is_none());
+    assert!(monitor.text().await.unwrap().contains("mcvpn monitor"));
+    // The login page offers the choice, labelled, the administrator's by default.
+    let page = b.get("/console/login").await.text().await.unwrap();
+    assert!(
+        page.contains("label for=\"as-operator\"") && page.contains("運用者"),
+        "{page}"
+    );
+    assert!(page.contains("value=\"admin\" checked"), "{page}");
 }

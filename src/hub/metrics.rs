@@ -23,13 +23,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::context::HubContext;
 use super::preauth::Preauth;
 use super::relay::RelayStats;
+use crate::plain_http::{read_head, respond, Head, OPENMETRICS};
 use crate::proto::control::RefuseReason;
 
 /// The most a request head may take: `GET /metrics` from Prometheus is a few hundred bytes.
@@ -348,23 +348,10 @@ pub async fn serve(listener: TcpListener, sources: Sources) {
 
 /// Reads one request head and answers it; the connection is then closed.
 async fn answer(mut stream: TcpStream, sources: &Sources) -> std::io::Result<()> {
-    let mut buf = vec![0u8; MAX_HEAD];
-    let mut filled = 0;
-    let (method, path) = loop {
-        let n = stream.read(&mut buf[filled..]).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        filled += n;
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf[..filled]) {
-            Ok(httparse::Status::Complete(_)) => {
-                break (req.method.unwrap_or("").to_string(), req.path.unwrap_or("").to_string())
-            }
-            Ok(httparse::Status::Partial) if filled < MAX_HEAD => continue,
-            _ => return respond(&mut stream, "400 Bad Request", "text/plain", "bad request\n", false).await,
-        }
+    let (method, path) = match read_head(&mut stream, MAX_HEAD).await? {
+        Head::Closed => return Ok(()),
+        Head::Bad => return respond(&mut stream, "400 Bad Request", "text/plain", "bad request\n", false).await,
+        Head::Request { method, path } => (method, path),
     };
     let head_only = method == "HEAD";
     if method != "GET" && !head_only {
@@ -375,8 +362,7 @@ async fn answer(mut stream: TcpStream, sources: &Sources) -> std::io::Result<()>
     match path {
         "/metrics" => {
             let body = scrape(sources).await;
-            let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-            respond(&mut stream, "200 OK", kind, &body, head_only).await
+            respond(&mut stream, "200 OK", OPENMETRICS, &body, head_only).await
         }
         "/healthz" => respond(&mut stream, "200 OK", "text/plain", "ok\n", head_only).await,
         "/readyz" => match not_ready(sources).await {
@@ -391,18 +377,6 @@ async fn answer(mut stream: TcpStream, sources: &Sources) -> std::io::Result<()>
             respond(&mut stream, "404 Not Found", "text/plain", body, head_only).await
         }
     }
-}
-
-async fn respond(stream: &mut TcpStream, status: &str, kind: &str, body: &str, head_only: bool) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    if !head_only {
-        stream.write_all(body.as_bytes()).await?;
-    }
-    stream.shutdown().await
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+use crate::plain_http::{read_head, respond, Head, OPENMETRICS};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HubLabel {
@@ -94,41 +95,24 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>) {
         tokio::spawn(async move {
             let _slot = slot;
             let _ = tokio::time::timeout(REQUEST_DEADLINE, async {
-                let mut buf = vec![0u8; MAX_HEAD];
-                let mut filled = 0;
-                let path = loop {
-                    let n = stream.read(&mut buf[filled..]).await?;
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    filled += n;
-                    let mut headers = [httparse::EMPTY_HEADER; 32];
-                    let mut req = httparse::Request::new(&mut headers);
-                    match req.parse(&buf[..filled]) {
-                        Ok(httparse::Status::Complete(_)) => break req.path.unwrap_or("").to_string(),
-                        Ok(httparse::Status::Partial) if filled < MAX_HEAD => continue,
-                        _ => break String::new(),
-                    }
-                };
-                let (status, kind, body) = match path.split('?').next() {
-                    Some("/metrics") => {
+                match read_head(&mut stream, MAX_HEAD).await? {
+                    Head::Request { path, .. } if path.split('?').next() == Some("/metrics") => {
                         let mut body = String::new();
                         let _ = prometheus_client::encoding::text::encode(&mut body, &registry);
-                        (
-                            "200 OK",
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            body,
-                        )
+                        respond(&mut stream, "200 OK", OPENMETRICS, &body, false).await
                     }
-                    _ => ("404 Not Found", "text/plain", "not found: try /metrics\n".to_string()),
-                };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                stream.write_all(head.as_bytes()).await?;
-                stream.write_all(body.as_bytes()).await?;
-                stream.shutdown().await
+                    Head::Closed => Ok(()),
+                    _ => {
+                        respond(
+                            &mut stream,
+                            "404 Not Found",
+                            "text/plain",
+                            "not found: try /metrics\n",
+                            false,
+                        )
+                        .await
+                    }
+                }
             })
             .await;
         });

@@ -1,8 +1,8 @@
-//! The account administrators' web console (issue 14), under `/console/` on the hub's
-//! HTTPS port: server-rendered pages ([`pages`]), logins kept in memory ([`session`]),
-//! every action an [`AdminCommand`] run through the same typed admin API, scope and live
-//! effects as `mcvpn admin --hub --as` (src/hub/admin.rs), audited with the source
-//! address marked "via console".
+//! The web console (issue 14), under `/console/` on the hub's HTTPS port: account
+//! administrators' pages ([`pages`]) and operators' ([`operator`]), server-rendered,
+//! logins kept in memory ([`session`]), every action an [`AdminCommand`] run through the
+//! same typed admin API, scope and live effects as `mcvpn admin --hub --as`/`--operator`
+//! (src/hub/admin.rs), audited with the source address marked "via console".
 //!
 //! The HTTPS port reads a connection's first request head itself (src/hub/https); a
 //! head for `/console` hands the connection here, where hyper serves it (keep-alive
@@ -13,6 +13,8 @@
 // of the login checks would buy nothing on a path that renders a whole page.
 #![allow(clippy::result_large_err)]
 
+pub mod operator;
+pub mod operator_pages;
 pub mod pages;
 pub mod session;
 pub mod text;
@@ -39,7 +41,8 @@ use crate::admin::api::{
     AccountCmd, AccountName, ContractCmd, DeviceCmd, NewAccount, NewPassword, NoticeCmd, OnOff, SessionCmd, TargetCmd,
 };
 use crate::admin::{self, AdminCommand, AdminError, AdminResult, ExecCtx, LogFilter, LogResult, Output};
-use session::{csrf_matches, Login, Role, SessionLimits, Sessions};
+use crate::store::OperatorRole;
+use session::{csrf_matches, Login, Pages, Role, SessionLimits, Sessions};
 use text::Lang;
 
 pub use session::SessionLimits as ConsoleSessionLimits;
@@ -121,6 +124,7 @@ impl Console {
                 .route("/console/history", get(history))
                 .route("/console/history.csv", get(history_csv))
                 .route("/console/notices", get(notices))
+                .merge(operator::routes())
                 .fallback(not_found)
                 .layer(DefaultBodyLimit::max(limits.max_body))
                 .layer(axum::middleware::from_fn(security_headers))
@@ -340,7 +344,7 @@ async fn run(console: &Console, a: &Authed, source: SocketAddr, cmd: AdminComman
     let ctx = &console.ctx;
     let exec = ExecCtx {
         scope: a.login.role.scope(),
-        actor: format!("admin:{}", a.login.account),
+        actor: a.login.role.actor(&a.login.account),
         source: Some(format!("{source} via console")),
         today: crate::store::today(),
         overlay: ctx.overlay,
@@ -391,7 +395,7 @@ async fn act(console: &Console, a: Authed, source: SocketAddr, cmd: AdminCommand
             let said = done.unwrap_or_else(|| match out {
                 Output::Message(m) => m,
                 Output::AccountAdded(x) => format!("account {} added", x.account),
-                other => format!("{other:?}"),
+                other => admin::render::format_text(&admin::render::text(&other)),
             });
             console.sessions.set_flash(&a.id, said);
             Redirect::to(page).into_response()
@@ -451,6 +455,9 @@ impl Caller {
 fn contract_name(a: &Authed) -> String {
     match &a.login.role {
         Role::AccountAdmin { contract, .. } => contract.clone(),
+        // Never reached: `page_login!` sends an operator from a contract's pages to its
+        // own. An operator has no contract of its own, and the empty name names none.
+        Role::Operator { .. } => String::new(),
     }
 }
 
@@ -477,13 +484,25 @@ async fn not_found(headers: HeaderMap) -> Response {
 
 async fn login_page(headers: HeaderMap, Query(q): Query<LangQuery>) -> Response {
     let (lang, set) = language(&headers, &q);
-    with_cookie(html(pages::login_form(lang, None)), set)
+    with_cookie(html(pages::login_form(lang, LoginAs::Admin, None)), set)
+}
+
+/// Which kind of login the form asks for: an account administrator unless the person
+/// chooses operator.
+#[derive(Deserialize, Default, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginAs {
+    #[default]
+    Admin,
+    Operator,
 }
 
 #[derive(Deserialize)]
 struct LoginForm {
     account: String,
     password: String,
+    #[serde(default)]
+    login_as: LoginAs,
 }
 
 async fn login(
@@ -494,26 +513,54 @@ async fn login(
 ) -> Response {
     let lang = language(&headers, &LangQuery::default()).0;
     let ctx = &console.ctx;
-    // The same check, limiter, hash gate and same-answer refusals as `mcvpn admin --as`.
-    match super::auth::authenticate_admin(&ctx.store, &ctx.login, &f.account, &f.password, source).await {
-        Ok((account, contract)) => {
-            // The role is decided here, once.
-            let role = Role::AccountAdmin {
-                contract_id: contract.id,
-                contract: contract.name.clone(),
-            };
-            let id = console.sessions.start(account.username.clone(), role);
-            let mut res = Redirect::to("/console/").into_response();
-            let cookie = format!("{COOKIE}={id}; Path=/console/; HttpOnly; Secure; SameSite=Strict");
-            res.headers_mut()
-                .append(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("hex id"));
-            res
+    // The same checks, limiter, hash gate and same-answer refusals as `mcvpn admin --as`
+    // and `--operator`. The role is decided here, once, from which table the name and
+    // password matched: an account's password never makes an operator.
+    let login_refused = |r: super::reply::Refusal| {
+        let page = pages::login_form(lang, f.login_as, Some(&format!("{} ({})", r.message, r.reason.hint())));
+        (StatusCode::UNAUTHORIZED, html(page)).into_response()
+    };
+    let (name, role) = match f.login_as {
+        LoginAs::Admin => {
+            match super::auth::authenticate_admin(&ctx.store, &ctx.login, &f.account, &f.password, source).await {
+                Ok((account, contract)) => (
+                    account.username,
+                    Role::AccountAdmin {
+                        contract_id: contract.id,
+                        contract: contract.name,
+                    },
+                ),
+                Err(r) => return login_refused(r),
+            }
         }
-        Err(r) => {
-            let page = pages::login_form(lang, Some(&format!("{} ({})", r.message, r.reason.hint())));
-            (StatusCode::UNAUTHORIZED, html(page)).into_response()
+        LoginAs::Operator => {
+            match super::auth::authenticate_operator(&ctx.store, &ctx.login, &f.account, &f.password, source).await {
+                Ok(o) => match o.role {
+                    OperatorRole::Operator => (o.name.clone(), Role::Operator { name: o.name }),
+                    // A monitor login is a program's (`mcvpn monitor`), not a person's.
+                    OperatorRole::Monitor => {
+                        let page = pages::login_form(
+                            lang,
+                            f.login_as,
+                            Some(lang.t(
+                                "監視用ログイン（monitor）では管理コンソールを使えません。障害の記録は mcvpn monitor が行います。運用者のログインを使ってください。",
+                                "A monitor login cannot use the console: it is for `mcvpn monitor`, which records outages. Use an operator login.",
+                            )),
+                        );
+                        return (StatusCode::FORBIDDEN, html(page)).into_response();
+                    }
+                },
+                Err(r) => return login_refused(r),
+            }
         }
-    }
+    };
+    let home = role.pages().home();
+    let id = console.sessions.start(name, role);
+    let mut res = Redirect::to(home).into_response();
+    let cookie = format!("{COOKIE}={id}; Path=/console/; HttpOnly; Secure; SameSite=Strict");
+    res.headers_mut()
+        .append(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("hex id"));
+    res
 }
 
 #[derive(Deserialize)]
@@ -539,6 +586,10 @@ macro_rules! page_login {
     ($console:expr, $headers:expr, $q:expr) => {{
         let (lang, set) = language(&$headers, &$q);
         match authed(&$console, &$headers, lang) {
+            // These are a contract's pages: an operator works on its own.
+            Ok(a) if a.login.role.pages() != Pages::Contract => {
+                return Redirect::to(a.login.role.pages().home()).into_response()
+            }
             Ok(a) => (a, set),
             Err(r) => return r,
         }

@@ -4,8 +4,9 @@
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 
-use super::session::Login;
+use super::session::{Login, Role};
 use super::text::{action_words, grouped, Lang};
+use super::LoginAs;
 use crate::admin::api::{
     AccountRow, AuditRow, ContractDetails, CurrentTerm, DeviceRow, GrantRow, NoticeRow, SessionRow, TargetRow,
 };
@@ -13,7 +14,7 @@ use crate::admin::{LogFilter, LogResult};
 use crate::store::{AccountState, ContractState};
 
 /// A time as the operator's (and so the contract's) time zone shows it.
-fn when(t: DateTime<Utc>) -> String {
+pub(super) fn when(t: DateTime<Utc>) -> String {
     crate::contract::format_local(crate::contract::operator_tz(), t)
 }
 
@@ -34,12 +35,18 @@ pub fn layout(lang: Lang, title: &str, login: Option<&Login>, body: Markup) -> M
                     span.brand { "mcvpn " (t("管理コンソール", "console")) }
                     @if let Some(l) = login {
                         nav {
-                            a href="/console/" { (t("ダッシュボード", "Dashboard")) }
-                            a href="/console/accounts" { (t("アカウント", "Accounts")) }
-                            a href="/console/targets" { (t("対象機器", "Targets")) }
-                            a href="/console/sessions" { (t("接続中", "Live sessions")) }
-                            a href="/console/history" { (t("接続履歴", "Access history")) }
-                            a href="/console/notices" { (t("お知らせ", "Notices")) }
+                            // Each login sees its own pages (decided once, by its role).
+                            @match &l.role {
+                                Role::AccountAdmin { .. } => {
+                                    a href="/console/" { (t("ダッシュボード", "Dashboard")) }
+                                    a href="/console/accounts" { (t("アカウント", "Accounts")) }
+                                    a href="/console/targets" { (t("対象機器", "Targets")) }
+                                    a href="/console/sessions" { (t("接続中", "Live sessions")) }
+                                    a href="/console/history" { (t("接続履歴", "Access history")) }
+                                    a href="/console/notices" { (t("お知らせ", "Notices")) }
+                                }
+                                Role::Operator { .. } => { (super::operator_pages::navigation(lang)) }
+                            }
                         }
                         form.inline method="post" action="/console/logout" {
                             input type="hidden" name="csrf" value=(l.csrf);
@@ -65,11 +72,18 @@ pub fn layout(lang: Lang, title: &str, login: Option<&Login>, body: Markup) -> M
     }
 }
 
-pub fn login_form(lang: Lang, error: Option<&str>) -> Markup {
+pub fn login_form(lang: Lang, login_as: LoginAs, error: Option<&str>) -> Markup {
     let t = |ja, en| lang.t(ja, en);
     let body = html! {
         @if let Some(e) = error { p.error role="alert" { (e) } }
         form method="post" action="/console/login" {
+            fieldset.choice {
+                legend { (t("ログインの種類", "Log in as")) }
+                input id="as-admin" type="radio" name="login_as" value="admin" checked[login_as == LoginAs::Admin];
+                label for="as-admin" { (t("アカウント管理者", "Account administrator")) }
+                input id="as-operator" type="radio" name="login_as" value="operator" checked[login_as == LoginAs::Operator];
+                label for="as-operator" { (t("運用者", "Operator")) }
+            }
             label for="account" { (t("アカウント名", "Account")) }
             input id="account" name="account" autocomplete="username" required;
             label for="password" { (t("パスワード", "Password")) }
@@ -80,7 +94,7 @@ pub fn login_form(lang: Lang, error: Option<&str>) -> Markup {
     layout(lang, t("ログイン", "Log in"), None, body)
 }
 
-fn contract_state(lang: Lang, s: ContractState) -> &'static str {
+pub(super) fn contract_state(lang: Lang, s: ContractState) -> &'static str {
     match s {
         ContractState::Active => lang.t("有効", "active"),
         ContractState::Suspended => lang.t("利用停止中", "suspended"),
@@ -119,7 +133,7 @@ pub fn dashboard(lang: Lang, login: &Login, c: &ContractDetails, live: usize) ->
     layout(lang, t("ダッシュボード", "Dashboard"), Some(login), body)
 }
 
-fn csrf(login: &Login) -> Markup {
+pub(super) fn csrf(login: &Login) -> Markup {
     html! { input type="hidden" name="csrf" value=(login.csrf); }
 }
 
@@ -477,5 +491,7 @@ small.code{color:#666}header form.inline span{margin-right:.5em}\
 form.filters{display:flex;flex-wrap:wrap;gap:.3em 1em;align-items:end}form.filters label{margin-top:0}\
 form.filters div{display:flex;flex-direction:column}\
 .error{color:#a4161a;font-weight:bold}.flash{background:#e9f5db;padding:.5em}\
+fieldset.choice{border:0;padding:0;margin:.5em 0}fieldset.choice label{display:inline;margin:0 1em 0 .3em}\
+pre{white-space:pre-wrap;overflow-wrap:break-word;background:#fff;border:1px solid #ccc;padding:.5em}\
 dl.summary{display:grid;grid-template-columns:max-content 1fr;gap:.3em 1em}dd{margin:0}\
 ";

@@ -35,12 +35,14 @@ impl Default for SessionLimits {
 }
 
 /// What a logged-in person may do: decided once, at login ([`Role::scope`]), so pages
-/// never reason about permissions themselves. Operator accounts slot in here as a second
-/// variant (scope `Operator`) when the hub has them.
+/// never reason about permissions themselves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     /// A contract's account administrator (アカウント管理者): their contract only.
     AccountAdmin { contract_id: i64, contract: String },
+    /// An operator-side login with the operator's rights (運用者, `mcvpn admin operator
+    /// add NAME`): every contract. Only an operator login makes it, never an account's.
+    Operator { name: String },
 }
 
 impl Role {
@@ -50,6 +52,45 @@ impl Role {
                 id: *contract_id,
                 name: contract.clone(),
             },
+            Role::Operator { .. } => Scope::Operator,
+        }
+    }
+
+    /// Who the audit log names, as the control channel names the same login
+    /// (src/hub/admin.rs): `admin:ACCOUNT` or `operator:NAME`.
+    pub fn actor(&self, account: &str) -> String {
+        match self {
+            Role::AccountAdmin { .. } => format!("admin:{account}"),
+            Role::Operator { name } => format!("operator:{name}"),
+        }
+    }
+
+    /// Which console pages the login works in (its navigation and start page). What it
+    /// may do stays with [`Role::scope`] and the admin API: this only keeps a login on
+    /// pages made for it.
+    pub fn pages(&self) -> Pages {
+        match self {
+            Role::AccountAdmin { .. } => Pages::Contract,
+            Role::Operator { .. } => Pages::Operator,
+        }
+    }
+}
+
+/// The console's two sets of pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pages {
+    /// The account administrator's: dashboard, accounts, sessions, history, notices.
+    Contract,
+    /// The operator's: contracts, invoices and compensation, outages, tariff.
+    Operator,
+}
+
+impl Pages {
+    /// The page a login starts on, and where the other set's pages send it.
+    pub fn home(self) -> &'static str {
+        match self {
+            Pages::Contract => "/console/",
+            Pages::Operator => "/console/contracts",
         }
     }
 }

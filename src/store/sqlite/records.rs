@@ -14,25 +14,11 @@ impl RecordStore for SqliteStore {
     }
 
     fn audit_log(&self, contract_id: Option<i64>, limit: usize) -> StoreResult<Vec<AuditRecord>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, at, actor, action, contract_id, account, source, detail FROM audit \
-             WHERE ?1 IS NULL OR contract_id = ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![contract_id, limit as i64], |r| {
-            Ok(AuditRecord {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                contract_id: r.get(4)?,
-                account: r.get(5)?,
-                source: r.get(6)?,
-                detail: r.get(7)?,
-            })
-        })?;
-        let mut out: Vec<AuditRecord> = rows.collect::<Result<_, _>>()?;
-        out.reverse();
-        Ok(out)
+        self.audit_search(&AuditQuery {
+            contract_id,
+            limit,
+            ..AuditQuery::default()
+        })
     }
 
     fn audit_search(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
