@@ -18,6 +18,8 @@ use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, COOKIE, LOCATION, 
 use reqwest::StatusCode;
 use tokio::net::TcpStream;
 
+use mcvpn::admin::api::TargetCmd;
+use mcvpn::admin::{AdminCommand, Output};
 use mcvpn::channel::{self, ChannelReader, ChannelWriter};
 use mcvpn::hub::console::{ConsoleLimits, ConsoleSessionLimits};
 use mcvpn::hub::https::HttpsSettings;
@@ -211,6 +213,8 @@ async fn not_logged_in_goes_to_login_and_answers_carry_the_headers() {
         "/console/history",
         "/console/history.csv",
         "/console/notices",
+        "/console/targets",
+        "/console/accounts/devices?user=bob",
     ] {
         let res = b.get(page).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{page}");
@@ -219,6 +223,19 @@ async fn not_logged_in_goes_to_login_and_answers_carry_the_headers() {
     for (form, fields) in [
         ("/console/accounts/lock", &[("user", "bob")][..]),
         ("/console/sessions/end", &[("session", "1")]),
+        (
+            "/console/targets/grant",
+            &[("target", "office-pc"), ("account", "carol")],
+        ),
+        (
+            "/console/targets/revoke",
+            &[("target", "office-pc"), ("account", "carol")],
+        ),
+        (
+            "/console/accounts/devices/remove",
+            &[("user", "bob"), ("device", "laptop")],
+        ),
+        ("/console/accounts/binding", &[("user", "bob"), ("state", "on")]),
         ("/console/logout", &[]),
     ] {
         assert_eq!(b.post(form, fields).await.status(), StatusCode::UNAUTHORIZED, "{form}");
@@ -621,6 +638,8 @@ async fn every_page_is_fast_with_a_thousand_accounts_and_a_hundred_thousand_log_
         "/console/history?result=refused".into(),
         format!("/console/history?since={week_ago}&until={today}"),
         "/console/notices".into(),
+        "/console/targets".into(),
+        "/console/accounts/devices?user=user0420".into(),
     ];
     let mut slowest = (Duration::ZERO, String::new());
     for page in &pages {
@@ -646,6 +665,289 @@ async fn every_page_is_fast_with_a_thousand_accounts_and_a_hundred_thousand_log_
     assert!(slowest.0 <= Duration::from_millis(50), "{slowest:?}");
     let accounts = b.get("/console/accounts").await.text().await.unwrap();
     assert!(accounts.contains("1,003"), "the count with thousands separators");
+}
+
+/// acme: bob's target office-pc and his client devices laptop and phone; globex: gus's
+/// target globex-pc and his client device gus-pc.
+fn seed_devices(s: &mut SqliteStore) {
+    let net = Default::default();
+    let bob = s.account_by_name("bob").unwrap().unwrap();
+    let gus = s.account_by_name("gus").unwrap().unwrap();
+    s.device_register(bob.id, Role::Target, &Key32([1; 32]), "office-pc", net)
+        .unwrap();
+    s.device_register(bob.id, Role::Client, &Key32([2; 32]), "laptop", net)
+        .unwrap();
+    s.device_register(bob.id, Role::Client, &Key32([3; 32]), "phone", net)
+        .unwrap();
+    s.device_register(gus.id, Role::Target, &Key32([4; 32]), "globex-pc", net)
+        .unwrap();
+    s.device_register(gus.id, Role::Client, &Key32([5; 32]), "gus-pc", net)
+        .unwrap();
+}
+
+/// (target, account) of every grant, as the store has them.
+fn grants_in_store(db: &std::path::Path) -> Vec<(String, String)> {
+    let s = SqliteStore::open(db).unwrap();
+    s.grants(None)
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.target, g.account))
+        .collect()
+}
+
+fn client_devices_of(db: &std::path::Path, account: &str) -> Vec<String> {
+    let s = SqliteStore::open(db).unwrap();
+    s.devices(Some(Role::Client), None)
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.account == account)
+        .map(|d| d.name)
+        .collect()
+}
+
+fn binding_of(db: &std::path::Path, account: &str) -> bool {
+    let s = SqliteStore::open(db).unwrap();
+    s.account_by_name(account).unwrap().unwrap().device_binding
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_grants_devices_and_binding_through_the_console() {
+    let hub = start_hub(limits(), seed_devices).await;
+    let mut b = Browser::new(&hub);
+    b.login("alice", ADMIN_PW).await;
+    let csrf = b.csrf().await;
+    let office = "office-pc".to_string();
+
+    // Targets and grants: acme's target only, no grant yet.
+    let page = b.get("/console/targets").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("href=\"/console/targets\""), "in the navigation");
+    assert!(
+        page.contains("<td>office-pc</td>") && !page.contains("globex-pc"),
+        "{page}"
+    );
+    assert!(page.contains("接続許可はありません"), "{page}");
+    assert!(page.contains("<label for=\"grant-account\">"), "{page}");
+    assert!(page.contains("<option value=\"office-pc\">"), "{page}");
+
+    // Grant office-pc to carol: the store has it, the CLI's listing shows it, the page too.
+    let res = b
+        .post(
+            "/console/targets/grant",
+            &[("csrf", &csrf), ("target", &office), ("account", "carol")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/console/targets");
+    assert_eq!(
+        grants_in_store(&hub.db),
+        [("office-pc".to_string(), "carol".to_string())]
+    );
+    let cli = cli_admin(&hub, AdminCommand::Target(TargetCmd::Grants)).await;
+    match cli {
+        Ok(Output::Grants(rows)) => {
+            assert_eq!(rows.len(), 1, "{rows:?}");
+            assert_eq!(
+                (rows[0].target.as_str(), rows[0].granted_to.as_str()),
+                ("office-pc", "carol")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let page = b.get("/console/targets").await.text().await.unwrap();
+    assert!(
+        page.contains("carol に対象機器 office-pc への接続を許可しました。"),
+        "the flash: {page}"
+    );
+    assert!(page.contains("<td>carol</td>") && page.contains("取り消し"), "{page}");
+    // The Revoke button carries what the handler needs.
+    assert!(
+        page.contains(&format!("name=\"target\" value=\"{office}\""))
+            && page.contains("name=\"account\" value=\"carol\""),
+        "{page}"
+    );
+    let res = b
+        .post(
+            "/console/targets/revoke",
+            &[("csrf", &csrf), ("target", &office), ("account", "carol")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(grants_in_store(&hub.db).is_empty(), "revoked");
+    match cli_admin(&hub, AdminCommand::Target(TargetCmd::Grants)).await {
+        Ok(Output::Grants(rows)) => assert!(rows.is_empty(), "{rows:?}"),
+        other => panic!("{other:?}"),
+    }
+
+    // Devices of bob, reached from the accounts page.
+    let accounts = b.get("/console/accounts").await.text().await.unwrap();
+    assert!(
+        accounts.contains("href=\"/console/accounts/devices?user=bob\""),
+        "{accounts}"
+    );
+    let page = b.get("/console/accounts/devices?user=bob").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("<td>laptop</td>") && page.contains("<td>phone</td>"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("gus-pc") && !page.contains("office-pc"),
+        "clients of bob only: {page}"
+    );
+    assert!(page.contains("オフ（"), "binding is off: {page}");
+    assert!(page.contains("name=\"device\" value=\"laptop\""), "{page}");
+    let laptop = "laptop".to_string();
+    let res = b
+        .post(
+            "/console/accounts/devices/remove",
+            &[("csrf", &csrf), ("user", "bob"), ("device", &laptop)],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/console/accounts/devices?user=bob");
+    assert_eq!(client_devices_of(&hub.db, "bob"), ["phone"]);
+    let page = b.get("/console/accounts/devices?user=bob").await.text().await.unwrap();
+    assert!(
+        !page.contains("<td>laptop</td>") && page.contains("<td>phone</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("bob の手元端末 laptop を削除しました。"),
+        "the flash: {page}"
+    );
+
+    // Device binding on, then off.
+    for (state, on, shown) in [("on", true, "オン（"), ("off", false, "オフ（")] {
+        let res = b
+            .post(
+                "/console/accounts/binding",
+                &[("csrf", &csrf), ("user", "bob"), ("state", state)],
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{state}");
+        assert_eq!(binding_of(&hub.db, "bob"), on, "{state}");
+        let page = b.get("/console/accounts/devices?user=bob").await.text().await.unwrap();
+        assert!(page.contains(shown), "{state}: {page}");
+    }
+
+    // Every form of these pages without the token: refused, nothing changed.
+    for (form, fields) in [
+        (
+            "/console/targets/grant",
+            &[("target", office.as_str()), ("account", "carol")][..],
+        ),
+        (
+            "/console/accounts/devices/remove",
+            &[("user", "bob"), ("device", "phone")],
+        ),
+        ("/console/accounts/binding", &[("user", "bob"), ("state", "on")]),
+    ] {
+        assert_eq!(b.post(form, fields).await.status(), StatusCode::FORBIDDEN, "{form}");
+    }
+    let regrant = b
+        .post(
+            "/console/targets/grant",
+            &[("csrf", &csrf), ("target", &office), ("account", "carol")],
+        )
+        .await;
+    assert_eq!(regrant.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        b.post("/console/targets/revoke", &[("target", &office), ("account", "carol")])
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(grants_in_store(&hub.db).len(), 1, "the grant stays");
+    assert_eq!(client_devices_of(&hub.db, "bob"), ["phone"]);
+    assert!(!binding_of(&hub.db, "bob"));
+    // The audit log says each was done through the console.
+    let s = SqliteStore::open(&hub.db).unwrap();
+    let log = s.audit_log(None, 1000).unwrap();
+    for action in ["target.grant", "target.revoke", "device.remove", "account.binding"] {
+        assert!(
+            log.iter().any(|r| r.action == action
+                && r.actor == "admin:alice"
+                && r.source.as_deref().is_some_and(|s| s.ends_with(" via console"))),
+            "{action}"
+        );
+    }
+}
+
+/// `theirs` (another contract's name) and `missing` (a name nobody has) must be the same
+/// 404 once each name is written the same way.
+async fn assert_same_404(theirs: reqwest::Response, missing: reqwest::Response, names: (&str, &str), what: &str) {
+    assert_eq!(theirs.status(), StatusCode::NOT_FOUND, "{what}");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND, "{what}");
+    let theirs = theirs.text().await.unwrap().replace(names.0, "NAME");
+    let missing = missing.text().await.unwrap().replace(names.1, "NAME");
+    assert_eq!(theirs, missing, "{what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_contracts_devices_and_targets_get_the_same_404_as_missing_ones() {
+    let hub = start_hub(limits(), seed_devices).await;
+    let mut b = Browser::new(&hub);
+    b.login("gina", ADMIN_PW).await;
+    let csrf = b.csrf().await;
+
+    let page = b.get("/console/targets").await.text().await.unwrap();
+    assert!(page.contains("globex-pc") && !page.contains("office-pc"), "{page}");
+    assert_same_404(
+        b.get("/console/accounts/devices?user=bob").await,
+        b.get("/console/accounts/devices?user=zed").await,
+        ("bob", "zed"),
+        "devices page",
+    )
+    .await;
+    for form in ["/console/targets/grant", "/console/targets/revoke"] {
+        // acme's target to gina's own account, and a target nobody has.
+        assert_same_404(
+            b.post(form, &[("csrf", &csrf), ("target", "office-pc"), ("account", "gus")])
+                .await,
+            b.post(form, &[("csrf", &csrf), ("target", "no-such-pc"), ("account", "gus")])
+                .await,
+            ("office-pc", "no-such-pc"),
+            form,
+        )
+        .await;
+    }
+    assert_same_404(
+        b.post(
+            "/console/accounts/devices/remove",
+            &[("csrf", &csrf), ("user", "bob"), ("device", "phone")],
+        )
+        .await,
+        b.post(
+            "/console/accounts/devices/remove",
+            &[("csrf", &csrf), ("user", "zed"), ("device", "phone")],
+        )
+        .await,
+        ("bob", "zed"),
+        "device remove",
+    )
+    .await;
+    assert_same_404(
+        b.post(
+            "/console/accounts/binding",
+            &[("csrf", &csrf), ("user", "bob"), ("state", "on")],
+        )
+        .await,
+        b.post(
+            "/console/accounts/binding",
+            &[("csrf", &csrf), ("user", "zed"), ("state", "on")],
+        )
+        .await,
+        ("bob", "zed"),
+        "binding",
+    )
+    .await;
+    // Nothing of acme's changed.
+    assert!(grants_in_store(&hub.db).is_empty());
+    assert_eq!(client_devices_of(&hub.db, "bob"), ["laptop", "phone"]);
+    assert!(!binding_of(&hub.db, "bob"));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -37,7 +37,9 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use super::context::HubContext;
-use crate::admin::api::{AccountCmd, AccountName, ContractCmd, NewAccount, NewPassword, NoticeCmd, SessionCmd};
+use crate::admin::api::{
+    AccountCmd, AccountName, ContractCmd, DeviceCmd, NewAccount, NewPassword, NoticeCmd, OnOff, SessionCmd, TargetCmd,
+};
 use crate::admin::{self, AdminCommand, AdminError, AdminResult, ExecCtx, LogFilter, LogResult, Output};
 use crate::store::OperatorRole;
 use session::{csrf_matches, Login, Pages, Role, SessionLimits, Sessions};
@@ -111,6 +113,12 @@ impl Console {
                 .route("/console/accounts/lock", post(account_lock))
                 .route("/console/accounts/unlock", post(account_unlock))
                 .route("/console/accounts/password", post(account_password))
+                .route("/console/accounts/devices", get(devices))
+                .route("/console/accounts/devices/remove", post(device_remove))
+                .route("/console/accounts/binding", post(account_binding))
+                .route("/console/targets", get(targets))
+                .route("/console/targets/grant", post(target_grant))
+                .route("/console/targets/revoke", post(target_revoke))
                 .route("/console/sessions", get(sessions))
                 .route("/console/sessions/end", post(session_end))
                 .route("/console/history", get(history))
@@ -684,6 +692,151 @@ async fn account_password(c: Caller, Form(f): Form<UserForm>) -> Response {
             user: f.user,
             password_file: None,
             password: NewPassword(f.password.unwrap_or_default()),
+        })
+    })
+    .await
+}
+
+/// The devices page of one account (its name as a query value).
+fn devices_page(user: &str) -> String {
+    let user = percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC);
+    format!("/console/accounts/devices?user={user}")
+}
+
+#[derive(Deserialize)]
+struct DevicesQuery {
+    lang: Option<String>,
+    user: Option<String>,
+}
+
+/// One account's client devices and its device binding. Another contract's account is
+/// answered as a missing one by the device listing itself.
+async fn devices(c: Caller, Query(q): Query<DevicesQuery>) -> Response {
+    let Caller {
+        console,
+        source,
+        headers,
+    } = c;
+    let lq = LangQuery { lang: q.lang.clone() };
+    let (a, set) = page_login!(console, headers, lq);
+    let Some(user) = q.user.filter(|u| !u.is_empty()) else {
+        return Redirect::to("/console/accounts").into_response();
+    };
+    let list = DeviceCmd::List {
+        account: Some(user.clone()),
+    };
+    let rows = match fetch(&console, &a, source, AdminCommand::Device(list)).await {
+        Ok(Output::Devices(rows)) => rows,
+        Ok(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Err(r) => return r,
+    };
+    let accounts = AdminCommand::Account(AccountCmd::List { contract: None });
+    let binding = match fetch(&console, &a, source, accounts).await {
+        Ok(Output::Accounts(all)) => all.iter().find(|r| r.account == user).map(|r| r.device_binding),
+        Ok(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Err(r) => return r,
+    };
+    with_cookie(html(pages::devices(a.lang, &a.login, &user, binding, &rows)), set)
+}
+
+#[derive(Deserialize)]
+struct DeviceForm {
+    csrf: Option<String>,
+    user: String,
+    /// The device's node number (or its name, when only one device has it).
+    device: String,
+}
+
+impl CsrfForm for DeviceForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+async fn device_remove(c: Caller, Form(f): Form<DeviceForm>) -> Response {
+    let page = devices_page(&f.user);
+    c.act_on(f, &page, |f| {
+        AdminCommand::Device(DeviceCmd::Remove {
+            user: f.user,
+            device: f.device,
+        })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct BindingForm {
+    csrf: Option<String>,
+    user: String,
+    state: OnOff,
+}
+
+impl CsrfForm for BindingForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+async fn account_binding(c: Caller, Form(f): Form<BindingForm>) -> Response {
+    let page = devices_page(&f.user);
+    c.act_on(f, &page, |f| {
+        AdminCommand::Account(AccountCmd::Binding {
+            user: f.user,
+            state: f.state,
+        })
+    })
+    .await
+}
+
+async fn targets(c: Caller, Query(q): Query<LangQuery>) -> Response {
+    let Caller {
+        console,
+        source,
+        headers,
+    } = c;
+    let (a, set) = page_login!(console, headers, q);
+    let targets = match fetch(&console, &a, source, AdminCommand::Target(TargetCmd::List)).await {
+        Ok(Output::Targets(rows)) => rows,
+        Ok(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Err(r) => return r,
+    };
+    let grants = match fetch(&console, &a, source, AdminCommand::Target(TargetCmd::Grants)).await {
+        Ok(Output::Grants(rows)) => rows,
+        Ok(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Err(r) => return r,
+    };
+    with_cookie(html(pages::targets(a.lang, &a.login, &targets, &grants)), set)
+}
+
+#[derive(Deserialize)]
+struct GrantForm {
+    csrf: Option<String>,
+    /// The target's node number (or its name, when only one target has it).
+    target: String,
+    account: String,
+}
+
+impl CsrfForm for GrantForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+async fn target_grant(c: Caller, Form(f): Form<GrantForm>) -> Response {
+    c.act_on(f, "/console/targets", |f| {
+        AdminCommand::Target(TargetCmd::Grant {
+            target: f.target.trim().to_string(),
+            account: f.account.trim().to_string(),
+        })
+    })
+    .await
+}
+
+async fn target_revoke(c: Caller, Form(f): Form<GrantForm>) -> Response {
+    c.act_on(f, "/console/targets", |f| {
+        AdminCommand::Target(TargetCmd::Revoke {
+            target: f.target,
+            account: f.account,
         })
     })
     .await

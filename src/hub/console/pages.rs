@@ -7,7 +7,9 @@ use maud::{html, Markup, DOCTYPE};
 use super::session::{Login, Role};
 use super::text::{action_words, grouped, Lang};
 use super::LoginAs;
-use crate::admin::api::{AccountRow, AuditRow, ContractDetails, CurrentTerm, NoticeRow, SessionRow};
+use crate::admin::api::{
+    AccountRow, AuditRow, ContractDetails, CurrentTerm, DeviceRow, GrantRow, NoticeRow, SessionRow, TargetRow,
+};
 use crate::admin::{LogFilter, LogResult};
 use crate::store::{AccountState, ContractState};
 
@@ -38,6 +40,7 @@ pub fn layout(lang: Lang, title: &str, login: Option<&Login>, body: Markup) -> M
                                 Role::AccountAdmin { .. } => {
                                     a href="/console/" { (t("ダッシュボード", "Dashboard")) }
                                     a href="/console/accounts" { (t("アカウント", "Accounts")) }
+                                    a href="/console/targets" { (t("対象機器", "Targets")) }
                                     a href="/console/sessions" { (t("接続中", "Live sessions")) }
                                     a href="/console/history" { (t("接続履歴", "Access history")) }
                                     a href="/console/notices" { (t("お知らせ", "Notices")) }
@@ -152,6 +155,7 @@ pub fn accounts(lang: Lang, login: &Login, rows: &[AccountRow]) -> Markup {
                 thead { tr {
                     th scope="col" { (t("アカウント", "Account")) }
                     th scope="col" { (t("状態", "State")) }
+                    th scope="col" { (t("端末認証", "Device binding")) }
                     th scope="col" { (t("作成日時", "Created")) }
                     th scope="col" { (t("操作", "Actions")) }
                 } }
@@ -160,8 +164,10 @@ pub fn accounts(lang: Lang, login: &Login, rows: &[AccountRow]) -> Markup {
                         tr {
                             td { (a.account) }
                             td { @match a.state { AccountState::Active => (t("有効", "active")), AccountState::Locked => (t("ロック中", "locked")) } }
+                            td { @if a.device_binding { (t("オン", "on")) } @else { (t("オフ", "off")) } }
                             td { (when(a.created_at)) }
                             td {
+                                a.action href=(super::devices_page(&a.account)) { (t("手元端末", "Devices")) }
                                 form.inline method="post" action=(if a.state == AccountState::Locked { "/console/accounts/unlock" } else { "/console/accounts/lock" }) {
                                     (csrf(login))
                                     input type="hidden" name="user" value=(a.account);
@@ -184,6 +190,167 @@ pub fn accounts(lang: Lang, login: &Login, rows: &[AccountRow]) -> Markup {
         }
     };
     layout(lang, t("アカウント", "Accounts"), Some(login), body)
+}
+
+/// Device binding on or off, as the devices page words it.
+fn binding_state(lang: Lang, on: bool) -> &'static str {
+    if on {
+        lang.t(
+            "オン（登録済みの手元端末からのみログインできます）",
+            "on (only registered devices may log in)",
+        )
+    } else {
+        lang.t(
+            "オフ（どの端末からでもログインできます）",
+            "off (any device may log in)",
+        )
+    }
+}
+
+pub fn devices(lang: Lang, login: &Login, user: &str, binding: Option<bool>, rows: &[DeviceRow]) -> Markup {
+    let t = |ja, en| lang.t(ja, en);
+    // As for targets: the name when it is the account's only device so named, else the
+    // node number.
+    let device_ref = |d: &DeviceRow| -> String {
+        if rows.iter().filter(|x| x.name == d.name).count() == 1 {
+            d.name.clone()
+        } else {
+            d.node.to_string()
+        }
+    };
+    let body = html! {
+        p { a href="/console/accounts" { (t("アカウント一覧へ戻る", "Back to the accounts")) } }
+        h2 { (t("端末認証", "Device binding")) }
+        @if let Some(on) = binding { p { (binding_state(lang, on)) } }
+        @for (state, on, label) in [("on", true, t("オンにする", "Turn on")), ("off", false, t("オフにする", "Turn off"))] {
+            @if binding != Some(on) {
+                form.inline method="post" action="/console/accounts/binding" {
+                    (csrf(login))
+                    input type="hidden" name="user" value=(user);
+                    input type="hidden" name="state" value=(state);
+                    button type="submit" { (label) }
+                }
+            }
+        }
+        h2 { (t("手元端末", "Client devices")) " (" (grouped(rows.len() as i64)) ")" }
+        @if rows.is_empty() { p { (t("登録された手元端末はありません。", "No registered devices.")) } }
+        @else {
+            p { (t(
+                "削除すると、その端末の接続は切れ、その鍵ではログインできなくなります。別の端末を登録できるようになります。",
+                "Removing a device ends its live session and its key no longer logs in; the account may register another.",
+            )) }
+            div.scroll { table {
+                thead { tr {
+                    th scope="col" { (t("端末名", "Name")) }
+                    th scope="col" { (t("ノード", "Node")) }
+                    th scope="col" { (t("アドレス", "Address")) }
+                    th scope="col" { (t("登録日時", "Registered")) }
+                    th scope="col" { (t("最終接続", "Last seen")) }
+                    th scope="col" { (t("接続中", "Online")) }
+                    th scope="col" { (t("操作", "Action")) }
+                } }
+                tbody { @for d in rows { tr {
+                    td { (d.name) }
+                    td { (d.node) }
+                    td { (d.overlay_ip) }
+                    td { (when(d.registered)) }
+                    td { @if let Some(seen) = d.last_seen { (when(seen)) } @else { "—" } }
+                    td { @if d.online { (t("はい", "yes")) } @else { (t("いいえ", "no")) } }
+                    td { form.inline method="post" action="/console/accounts/devices/remove" {
+                        (csrf(login))
+                        input type="hidden" name="user" value=(user);
+                        input type="hidden" name="device" value=(device_ref(d));
+                        button type="submit" { (t("削除", "Remove")) }
+                    } }
+                } } }
+            } }
+        }
+    };
+    let title = format!("{}{user}{}", t("", "Devices of "), t(" の手元端末", ""));
+    layout(lang, &title, Some(login), body)
+}
+
+/// The targets of the contract and who else may reach them.
+pub fn targets(lang: Lang, login: &Login, targets: &[TargetRow], grants: &[GrantRow]) -> Markup {
+    let t = |ja, en| lang.t(ja, en);
+    // How a form names a target: by its name (which the flash line then shows), or by
+    // its node number when two of the contract's targets share the name.
+    let target_ref = |name: &str, account: &str| -> String {
+        let named = targets.iter().filter(|x| x.name == name).count();
+        let mut same = targets.iter().filter(|x| x.name == name && x.account == account);
+        match (named, same.next(), same.next()) {
+            (1, _, _) => name.to_string(),
+            (_, Some(x), None) => x.node.to_string(),
+            _ => name.to_string(),
+        }
+    };
+    let body = html! {
+        h2 { (t("対象機器", "Targets")) " (" (grouped(targets.len() as i64)) ")" }
+        @if targets.is_empty() {
+            p { (t(
+                "登録された対象機器はありません（`mcvpn admin target add` で登録します）。",
+                "No targets registered (register one with `mcvpn admin target add`).",
+            )) }
+        } @else {
+            div.scroll { table {
+                thead { tr {
+                    th scope="col" { (t("名前", "Name")) }
+                    th scope="col" { (t("ノード", "Node")) }
+                    th scope="col" { (t("アカウント", "Account")) }
+                    th scope="col" { (t("アドレス", "Address")) }
+                    th scope="col" { (t("最終接続", "Last seen")) }
+                } }
+                tbody { @for x in targets { tr {
+                    td { (x.name) }
+                    td { (x.node) }
+                    td { (x.account) }
+                    td { (x.overlay_ip) }
+                    td { @if let Some(seen) = x.last_seen { (when(seen)) } @else { "—" } }
+                } } }
+            } }
+            h2 { (t("接続許可の追加", "Grant a target")) }
+            p { (t(
+                "対象機器を、その持ち主以外の同じ契約のアカウントからも使えるようにします。",
+                "Lets another account of the contract reach a target.",
+            )) }
+            form method="post" action="/console/targets/grant" {
+                (csrf(login))
+                label for="grant-target" { (t("対象機器", "Target")) }
+                select id="grant-target" name="target" required {
+                    @for x in targets { option value=(target_ref(&x.name, &x.account)) { (x.name) " (" (x.account) ", " (x.node) ")" } }
+                }
+                label for="grant-account" { (t("許可するアカウント", "Account to allow")) }
+                input id="grant-account" name="account" required autocomplete="off";
+                button type="submit" { (t("許可", "Grant")) }
+            }
+        }
+        h2 { (t("接続許可", "Grants")) " (" (grouped(grants.len() as i64)) ")" }
+        @if grants.is_empty() { p { (t("接続許可はありません。", "No grants.")) } }
+        @else {
+            div.scroll { table {
+                thead { tr {
+                    th scope="col" { (t("対象機器", "Target")) }
+                    th scope="col" { (t("持ち主", "Owner")) }
+                    th scope="col" { (t("許可されたアカウント", "Granted to")) }
+                    th scope="col" { (t("許可日時", "Since")) }
+                    th scope="col" { (t("操作", "Action")) }
+                } }
+                tbody { @for g in grants { tr {
+                    td { (g.target) }
+                    td { (g.target_account) }
+                    td { (g.granted_to) }
+                    td { (when(g.since)) }
+                    td { form.inline method="post" action="/console/targets/revoke" {
+                        (csrf(login))
+                        input type="hidden" name="target" value=(target_ref(&g.target, &g.target_account));
+                        input type="hidden" name="account" value=(g.granted_to);
+                        button type="submit" { (t("取り消し", "Revoke")) }
+                    } }
+                } } }
+            } }
+        }
+    };
+    layout(lang, t("対象機器と接続許可", "Targets and grants"), Some(login), body)
 }
 
 pub fn sessions(lang: Lang, login: &Login, rows: &[SessionRow]) -> Markup {
@@ -316,7 +483,7 @@ header{display:flex;flex-wrap:wrap;gap:.5em 1em;align-items:center;padding:.6em 
 header a{color:#fff}.brand{font-weight:bold}nav{display:flex;flex-wrap:wrap;gap:.3em 1em}\
 main{padding:1em;max-width:70em}h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.5em}\
 label{display:block;margin-top:.5em}input,select,button{font:inherit;padding:.35em;max-width:100%}\
-button{margin-top:.5em;cursor:pointer}form.inline{display:inline-block;margin:0 .3em .3em 0}\
+button{margin-top:.5em;cursor:pointer}a.action{margin-right:.6em}form.inline{display:inline-block;margin:0 .3em .3em 0}\
 form.inline label{position:absolute;left:-9999px}\
 .scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;width:100%}\
 th,td{border-bottom:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top;overflow-wrap:break-word}\

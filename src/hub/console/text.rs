@@ -63,7 +63,7 @@ pub fn grouped(n: i64) -> String {
 /// What a form's command did, for the next page's flash line; `None` where the admin API's
 /// own (English) message is used instead.
 pub fn done_words(lang: Lang, cmd: &AdminCommand) -> Option<String> {
-    use crate::admin::api::{AccountCmd, SessionCmd};
+    use crate::admin::api::{AccountCmd, DeviceCmd, OnOff, SessionCmd, TargetCmd};
     let ja = lang == Lang::Ja;
     Some(match cmd {
         AdminCommand::Account(AccountCmd::Add(n)) if ja => format!("アカウント {} を追加しました。", n.name.user),
@@ -80,6 +80,30 @@ pub fn done_words(lang: Lang, cmd: &AdminCommand) -> Option<String> {
         AdminCommand::Account(AccountCmd::Password { user, .. }) => format!("{user}'s password was reset."),
         AdminCommand::Session(SessionCmd::End { session }) if ja => format!("セッション {session} を切断しました。"),
         AdminCommand::Session(SessionCmd::End { session }) => format!("Session {session} disconnected."),
+        AdminCommand::Target(TargetCmd::Grant { target, account }) if ja => {
+            format!("{account} に対象機器 {target} への接続を許可しました。")
+        }
+        AdminCommand::Target(TargetCmd::Grant { target, account }) => {
+            format!("{account} may now reach target {target}.")
+        }
+        AdminCommand::Target(TargetCmd::Revoke { target, account }) if ja => {
+            format!("{account} の対象機器 {target} への接続許可を取り消しました。")
+        }
+        AdminCommand::Target(TargetCmd::Revoke { target, account }) => {
+            format!("{account} may no longer reach target {target}.")
+        }
+        AdminCommand::Device(DeviceCmd::Remove { user, device }) if ja => {
+            format!("{user} の手元端末 {device} を削除しました。接続中だった場合は切断しました。")
+        }
+        AdminCommand::Device(DeviceCmd::Remove { user, device }) => {
+            format!("Device {device} of {user} removed; a live session of it was cut.")
+        }
+        AdminCommand::Account(AccountCmd::Binding { user, state }) => match (ja, state) {
+            (true, OnOff::On) => format!("{user} は登録済みの手元端末からのみログインできるようになりました。"),
+            (true, OnOff::Off) => format!("{user} はどの端末からでもログインできるようになりました。"),
+            (false, OnOff::On) => format!("{user} may now log in only from registered devices."),
+            (false, OnOff::Off) => format!("{user} may now log in from any device."),
+        },
         _ => return None,
     })
 }
