@@ -312,6 +312,14 @@ def run(c, args, admin_pw, user_pw, downloads):
     rows = [r.find_elements(By.TAG_NAME, "td")[3].text for r in d.find_elements(By.CSS_SELECTOR, "tbody tr")]
     check(rows and set(rows) == {args.user}, f"history filtered to {args.user}: {len(rows)} rows, all {args.user}'s")
 
+    # Targets and grants, and the account's devices (the laptop `mcvpn up` registered).
+    c.get("/console/targets")
+    check(c.path() == "/console/targets", "the targets and grants page opens")
+    c.accessible("targets")
+    c.get(f"/console/accounts/devices?user={args.user}")
+    check(c.row_cells("vm") is not None, f"{args.user}'s device is listed: {c.row_cells('vm')}")
+    c.accessible("devices")
+
     c.get("/console/notices")
     c.accessible("notices")
     c.shot("notices")
