@@ -440,6 +440,20 @@ trait CsrfForm {
     fn csrf(&self) -> Option<&str>;
 }
 
+/// Forms whose `csrf` field carries the token.
+macro_rules! csrf_form {
+    ($($form:ident),*) => {$(
+        impl CsrfForm for $form {
+            fn csrf(&self) -> Option<&str> {
+                self.csrf.as_deref()
+            }
+        }
+    )*};
+}
+pub(crate) use csrf_form;
+
+csrf_form!(UserForm, DeviceForm, BindingForm, GrantForm, SessionForm);
+
 impl Caller {
     /// A form's action: the login and the form's token checked, then `command(form)` run
     /// and the person sent back to `page` with what it did (or shown the refusal).
@@ -652,12 +666,6 @@ struct UserForm {
     password: Option<String>,
 }
 
-impl CsrfForm for UserForm {
-    fn csrf(&self) -> Option<&str> {
-        self.csrf.as_deref()
-    }
-}
-
 async fn account_add(c: Caller, Form(f): Form<UserForm>) -> Response {
     c.act_on(f, "/console/accounts", |f| {
         AdminCommand::Account(AccountCmd::Add(NewAccount {
@@ -747,12 +755,6 @@ struct DeviceForm {
     device: String,
 }
 
-impl CsrfForm for DeviceForm {
-    fn csrf(&self) -> Option<&str> {
-        self.csrf.as_deref()
-    }
-}
-
 async fn device_remove(c: Caller, Form(f): Form<DeviceForm>) -> Response {
     let page = devices_page(&f.user);
     c.act_on(f, &page, |f| {
@@ -769,12 +771,6 @@ struct BindingForm {
     csrf: Option<String>,
     user: String,
     state: OnOff,
-}
-
-impl CsrfForm for BindingForm {
-    fn csrf(&self) -> Option<&str> {
-        self.csrf.as_deref()
-    }
 }
 
 async fn account_binding(c: Caller, Form(f): Form<BindingForm>) -> Response {
@@ -814,12 +810,6 @@ struct GrantForm {
     /// The target's node number (or its name, when only one target has it).
     target: String,
     account: String,
-}
-
-impl CsrfForm for GrantForm {
-    fn csrf(&self) -> Option<&str> {
-        self.csrf.as_deref()
-    }
 }
 
 async fn target_grant(c: Caller, Form(f): Form<GrantForm>) -> Response {
@@ -867,12 +857,6 @@ async fn sessions(c: Caller, Query(q): Query<LangQuery>) -> Response {
 struct SessionForm {
     csrf: Option<String>,
     session: i64,
-}
-
-impl CsrfForm for SessionForm {
-    fn csrf(&self) -> Option<&str> {
-        self.csrf.as_deref()
-    }
 }
 
 async fn session_end(c: Caller, Form(f): Form<SessionForm>) -> Response {

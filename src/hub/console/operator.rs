@@ -15,7 +15,9 @@ use chrono::{NaiveDate, NaiveDateTime};
 use serde::{Deserialize, Deserializer};
 
 use super::session::Pages;
-use super::{authed, fetch, html, language, operator_pages, pages, with_cookie, Authed, Caller, CsrfForm, LangQuery};
+use super::{
+    authed, csrf_form, fetch, html, language, operator_pages, pages, with_cookie, Authed, Caller, CsrfForm, LangQuery,
+};
 use crate::admin::api::{ContractSpec, OutageCmd, TariffCmd};
 use crate::admin::{AdminCommand, ContractCmd, Output};
 use crate::store::ContractField;
@@ -94,16 +96,6 @@ fn local_time<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDateTime, D::Error
     NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M")
         .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S"))
         .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a date and time like 2027-03-01T09:30")))
-}
-
-macro_rules! csrf_form {
-    ($($form:ident),*) => {$(
-        impl CsrfForm for $form {
-            fn csrf(&self) -> Option<&str> {
-                self.csrf.as_deref()
-            }
-        }
-    )*};
 }
 
 csrf_form!(

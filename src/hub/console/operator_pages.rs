@@ -5,10 +5,10 @@
 use chrono::NaiveDate;
 use maud::{html, Markup};
 
-use super::pages::{contract_state, csrf, layout, when};
+use super::pages::{contract_state, csrf, layout, term_and_quota, when};
 use super::session::Login;
 use super::text::{grouped, Lang};
-use crate::admin::api::{CompensationReport, ContractDetails, ContractSummary, CurrentTerm, InvoiceReport, OutageRow};
+use crate::admin::api::{CompensationReport, ContractDetails, ContractSummary, InvoiceReport, OutageRow};
 use crate::contract::{ContractKind, Tariff};
 use crate::store::{ContractField, TermKind};
 
@@ -126,25 +126,7 @@ pub fn contract(lang: Lang, login: &Login, c: &ContractDetails) -> Markup {
             dt { (t("契約者名", "Name")) } dd { (c.name) }
             dt { (t("種別", "Kind")) } dd { (kind(lang, c.kind)) }
             dt { (t("状態", "State")) } dd { (contract_state(lang, c.state)) @if let Some(r) = &c.state_reason { " (" (r) ")" } }
-            @match &c.current_term {
-                CurrentTerm::Active { start, end, cancellation_deadline, renews, last_day, .. } => {
-                    dt { (t("現在の契約期間", "Current term")) } dd { (start) " – " (end) }
-                    dt { (t("解約申込期限", "Cancellation deadline")) } dd { (cancellation_deadline) }
-                    dt { (t("自動更新", "Renews")) } dd { @if *renews { (t("する", "yes")) } @else { (t("しない", "no")) } }
-                    @if let Some(d) = last_day { dt { (t("最終利用日", "Last day")) } dd { (d) } }
-                }
-                CurrentTerm::NotStarted { starts } => {
-                    dt { (t("利用開始日", "Starts")) } dd { (starts) }
-                }
-                CurrentTerm::Ended { last_day } => {
-                    dt { (t("最終利用日", "Last day")) } dd { (last_day) }
-                }
-                CurrentTerm::Unknown { error } => {
-                    dt { (t("契約期間", "Term")) } dd { (error) }
-                }
-            }
-            dt { (t("アカウント数", "Accounts")) }
-            dd { (grouped(c.accounts_used as i64)) " / " (grouped(c.account_quota as i64)) }
+            (term_and_quota(lang, c))
             dt { (field_label(lang, ContractField::DeviceLimit)) } dd { (c.device_limit) }
             dt { (t("住所", "Address")) } dd { (c.address) }
             dt { (t("電話番号", "Phone")) } dd { (c.phone) }

@@ -103,30 +103,40 @@ pub(super) fn contract_state(lang: Lang, s: ContractState) -> &'static str {
     }
 }
 
+/// The current term, its cancellation deadline and the accounts used of the quota, as
+/// rows of a `dl.summary` (the dashboard's and the operator's contract page's).
+pub(super) fn term_and_quota(lang: Lang, c: &ContractDetails) -> Markup {
+    let t = |ja, en| lang.t(ja, en);
+    html! {
+        @match &c.current_term {
+            CurrentTerm::Active { start, end, cancellation_deadline, renews, last_day, .. } => {
+                dt { (t("現在の契約期間", "Current term")) } dd { (start) " – " (end) }
+                dt { (t("解約申込期限", "Cancellation deadline")) } dd { (cancellation_deadline) }
+                dt { (t("自動更新", "Renews")) } dd { @if *renews { (t("する", "yes")) } @else { (t("しない", "no")) } }
+                @if let Some(d) = last_day { dt { (t("最終利用日", "Last day")) } dd { (d) } }
+            }
+            CurrentTerm::NotStarted { starts } => {
+                dt { (t("利用開始日", "Starts")) } dd { (starts) }
+            }
+            CurrentTerm::Ended { last_day } => {
+                dt { (t("最終利用日", "Last day")) } dd { (last_day) }
+            }
+            CurrentTerm::Unknown { error } => {
+                dt { (t("契約期間", "Term")) } dd { (error) }
+            }
+        }
+        dt { (t("アカウント数", "Accounts")) }
+        dd { (grouped(c.accounts_used as i64)) " / " (grouped(c.account_quota as i64)) }
+    }
+}
+
 pub fn dashboard(lang: Lang, login: &Login, c: &ContractDetails, live: usize) -> Markup {
     let t = |ja, en| lang.t(ja, en);
     let body = html! {
         dl.summary {
             dt { (t("契約", "Contract")) } dd { (c.name) }
             dt { (t("状態", "State")) } dd { (contract_state(lang, c.state)) @if let Some(r) = &c.state_reason { " (" (r) ")" } }
-            @match &c.current_term {
-                CurrentTerm::Active { start, end, cancellation_deadline, renews, .. } => {
-                    dt { (t("現在の契約期間", "Current term")) } dd { (start) " – " (end) }
-                    dt { (t("解約申込期限", "Cancellation deadline")) } dd { (cancellation_deadline) }
-                    dt { (t("自動更新", "Renews")) } dd { @if *renews { (t("する", "yes")) } @else { (t("しない", "no")) } }
-                }
-                CurrentTerm::NotStarted { starts } => {
-                    dt { (t("利用開始日", "Starts")) } dd { (starts) }
-                }
-                CurrentTerm::Ended { last_day } => {
-                    dt { (t("最終利用日", "Last day")) } dd { (last_day) }
-                }
-                CurrentTerm::Unknown { error } => {
-                    dt { (t("契約期間", "Term")) } dd { (error) }
-                }
-            }
-            dt { (t("アカウント数", "Accounts")) }
-            dd { (grouped(c.accounts_used as i64)) " / " (grouped(c.account_quota as i64)) }
+            (term_and_quota(lang, c))
             dt { (t("接続中のセッション", "Live sessions")) } dd { a href="/console/sessions" { (grouped(live as i64)) } }
         }
     };
