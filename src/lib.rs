@@ -27,6 +27,7 @@ pub mod proto;
 pub mod secret;
 pub mod store;
 pub mod stream;
+pub mod totp;
 pub mod udp_batch;
 pub mod util;
 

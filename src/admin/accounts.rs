@@ -77,6 +77,7 @@ pub(super) fn list(store: &mut dyn Store, ctx: &ExecCtx, contract: Option<&str>)
             contract: a.contract,
             state: a.state,
             device_binding: a.device_binding,
+            totp: a.totp,
             created_at: time(a.created_at),
         })
         .collect();

@@ -245,6 +245,31 @@ pub enum AccountCmd {
         #[arg(value_enum)]
         state: OnOff,
     },
+    /// Turn on the caller's own console second factor with a secret the console generated
+    /// and a code that proves the authenticator app has it (the console's TOTP page).
+    #[command(hide = true)]
+    TotpOn {
+        #[arg(skip)]
+        secret: TotpSecret,
+        #[arg(skip)]
+        code: String,
+    },
+    /// Turn off your own console second factor (TOTP), with a current code from your authenticator app. Example: mcvpn admin --as alice account totp-off 123456
+    TotpOff { code: String },
+    /// Turn off an administrator's console second factor (TOTP), e.g. after a lost phone; they can set it up again after logging in with the password. Operator only. Example: mcvpn admin account totp-reset alice
+    TotpReset { user: String },
+}
+
+/// A TOTP secret in base32 on its way from the console's setup page to the store. Never
+/// printed (`Debug` hides it).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TotpSecret(pub String);
+
+impl std::fmt::Debug for TotpSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpSecret(…)")
+    }
 }
 
 /// `account add`: the account, its contract, and its first password.
@@ -622,6 +647,10 @@ pub fn authorize(scope: &Scope, cmd: &AdminCommand) -> Result<(), AdminError> {
             | AccountCmd::Password { .. }
             | AccountCmd::Bind { .. }
             | AccountCmd::Binding { .. } => Allowed::ContractAdmin,
+            // Their own second factor (the command finds the caller's own account).
+            AccountCmd::TotpOn { .. } | AccountCmd::TotpOff { .. } => Allowed::ContractAdmin,
+            // For a lost phone: someone other than the phone's owner vouches for them.
+            AccountCmd::TotpReset { .. } => Allowed::Operator,
         },
         C::Target(t) => match t {
             TargetCmd::List
@@ -702,6 +731,9 @@ impl AdminCommand {
                 AccountCmd::Password { .. } => "account-password",
                 AccountCmd::Bind { .. } => "account-bind",
                 AccountCmd::Binding { .. } => "account-binding",
+                AccountCmd::TotpOn { .. } => "account-totp-on",
+                AccountCmd::TotpOff { .. } => "account-totp-off",
+                AccountCmd::TotpReset { .. } => "account-totp-reset",
             },
             C::Target(t) => match t {
                 TargetCmd::List => "target-list",
@@ -786,7 +818,10 @@ impl AdminCommand {
                 | AccountCmd::Unlock { .. }
                 | AccountCmd::Password { .. }
                 | AccountCmd::Bind { .. }
-                | AccountCmd::Binding { .. } => true,
+                | AccountCmd::Binding { .. }
+                | AccountCmd::TotpOn { .. }
+                | AccountCmd::TotpOff { .. }
+                | AccountCmd::TotpReset { .. } => true,
             },
             C::Target(t) => match t {
                 TargetCmd::List | TargetCmd::Grants => false,
@@ -1136,6 +1171,9 @@ pub struct AccountRow {
     pub state: AccountState,
     /// Only registered devices may log in.
     pub device_binding: bool,
+    /// Console logins need a one-time code (TOTP) after the password.
+    #[serde(default)]
+    pub totp: bool,
     pub created_at: DateTime<Utc>,
 }
 

@@ -24,6 +24,7 @@ mod payments;
 #[cfg(test)]
 mod payments_tests;
 pub mod render;
+mod second_factor;
 
 pub use api::{
     authorize, AccountCmd, AdminCommand, AdminError, AdminResult, ContractCmd, ContractSpec, LogFilter, LogResult,
@@ -207,6 +208,9 @@ fn dispatch(store: &mut dyn Store, ctx: &ExecCtx, prepared: &Prepared) -> AdminR
             AccountCmd::Password { user, password, .. } => accounts::set_password(store, ctx, user, password, hash),
             AccountCmd::Bind { user, key, name } => accounts::bind(store, ctx, user, key, name.as_deref()),
             AccountCmd::Binding { user, state } => accounts::binding(store, ctx, user, *state),
+            AccountCmd::TotpOn { secret, code } => second_factor::on(store, ctx, &secret.0, code),
+            AccountCmd::TotpOff { code } => second_factor::off(store, ctx, code),
+            AccountCmd::TotpReset { user } => second_factor::reset(store, ctx, user),
         },
         C::Target(t) => match t {
             TargetCmd::List => accounts::target_list(store, ctx),

@@ -321,7 +321,20 @@ fn resume(s: &mut dyn Store, name: &str, key: &Key32, token: String) -> Result<O
     })
 }
 
-/// Authenticates a contract's account administrator (`mcvpn admin --hub --as`).
+/// How an account administrator's password was taken.
+#[derive(Debug)]
+pub enum AdminLogin {
+    /// Logged in; audited as `admin.login`.
+    Done(AccountRecord, ContractRecord),
+    /// The password was right, and the account has a second factor (TOTP): not logged in
+    /// until [`verify_admin_code`] accepts a code. Nothing audited yet.
+    NeedsCode(AccountRecord, ContractRecord),
+}
+
+/// Authenticates a contract's account administrator over the control channel (`mcvpn
+/// admin --hub --as`). That channel carries no one-time code, so an administrator with a
+/// second factor is refused here (`SecondFactor`, saying to use the web console) rather
+/// than let in on the password alone.
 pub async fn authenticate_admin(
     store: &StoreHandle,
     guards: &LoginGuards,
@@ -329,6 +342,35 @@ pub async fn authenticate_admin(
     password: &str,
     source: SocketAddr,
 ) -> Result<(AccountRecord, ContractRecord), Refusal> {
+    match authenticate_admin_password(store, guards, account, password, source).await? {
+        AdminLogin::Done(a, c) => Ok((a, c)),
+        AdminLogin::NeedsCode(..) => {
+            let r = Refusal::new(
+                RefuseReason::SecondFactor,
+                format!(
+                    "administrator {account} uses a second factor (one-time code), which `mcvpn admin --as` \
+                     cannot send: use the web console"
+                ),
+            );
+            guards
+                .refusals
+                .record("admin.login-refused", source.ip(), r.reason, Some(account), || {
+                    r.message.clone()
+                });
+            Err(r)
+        }
+    }
+}
+
+/// An account administrator's password: refused (and counted in the refusal log),
+/// logged in (audited), or waiting for the second factor's code.
+pub async fn authenticate_admin_password(
+    store: &StoreHandle,
+    guards: &LoginGuards,
+    account: &str,
+    password: &str,
+    source: SocketAddr,
+) -> Result<AdminLogin, Refusal> {
     check_name("account", account)?;
     let result = match verify_password(store, guards, source.ip(), Some(account), password).await {
         Ok(a) => match state_refusal(&a) {
@@ -350,32 +392,117 @@ pub async fn authenticate_admin(
         },
         Err(r) => Err(r),
     };
-    let (action, detail) = match &result {
-        Ok((_, c)) => ("admin.login", format!("administrator of {}", c.name)),
+    match result {
+        Ok((a, c)) if a.totp => Ok(AdminLogin::NeedsCode(a, c)),
+        Ok((a, c)) => {
+            audit_admin_login(store, &a, &c, source, "").await;
+            Ok(AdminLogin::Done(a, c))
+        }
         Err(r) => {
             guards
                 .refusals
                 .record("admin.login-refused", source.ip(), r.reason, Some(account), || {
                     r.message.clone()
                 });
-            return result;
+            Err(r)
         }
-    };
-    let (account, source) = (account.to_string(), source.to_string());
+    }
+}
+
+async fn audit_admin_login(store: &StoreHandle, a: &AccountRecord, c: &ContractRecord, source: SocketAddr, how: &str) {
+    let detail = format!("administrator of {}{how}", c.name);
+    let (account, contract_id, source) = (a.username.clone(), a.contract_id, source.to_string());
     let _ = store
         .run(move |s| {
-            let contract_id = s.account_by_name(&account).ok().flatten().map(|a| a.contract_id);
             let _ = s.audit(&AuditEntry {
                 actor: &account,
-                action,
-                contract_id,
+                action: "admin.login",
+                contract_id: Some(contract_id),
                 account: Some(&account),
                 source: Some(&source),
                 detail: &detail,
             });
         })
         .await;
+}
+
+/// The refusal of a wrong, malformed or already used one-time code: like a wrong
+/// password, it says nothing more.
+fn wrong_code() -> Refusal {
+    Refusal::new(
+        RefuseReason::WrongCredentials,
+        "the one-time code is wrong or was already used",
+    )
+}
+
+/// The second step of an administrator's login with a second factor: the code from their
+/// authenticator app, at most one step early or late, of a later step than any code
+/// accepted before (the store records the step in the same statement that checks it, so
+/// two requests with one code cannot both pass). Counted in the password limiter, for
+/// the same (account, source): guessing codes costs what guessing passwords does.
+/// Refusals go to the refusal log as `admin.login-refused`; the login is audited as
+/// `admin.login` "with a one-time code".
+pub async fn verify_admin_code(
+    store: &StoreHandle,
+    guards: &LoginGuards,
+    account: &AccountRecord,
+    contract: &ContractRecord,
+    code: &str,
+    source: SocketAddr,
+) -> Result<(), Refusal> {
+    let result = check_code(store, guards, account, code, source).await;
+    match &result {
+        Ok(()) => audit_admin_login(store, account, contract, source, ", with a one-time code").await,
+        Err(r) => guards.refusals.record(
+            "admin.login-refused",
+            source.ip(),
+            r.reason,
+            Some(&account.username),
+            || format!("{} (second factor)", r.message),
+        ),
+    }
     result
+}
+
+async fn check_code(
+    store: &StoreHandle,
+    guards: &LoginGuards,
+    account: &AccountRecord,
+    code: &str,
+    source: SocketAddr,
+) -> Result<(), Refusal> {
+    let attempt = guards
+        .limiter
+        .begin(source.ip(), Some(&account.username))
+        .map_err(Refusal::rate_limited)?;
+    let (id, code) = (account.id, code.to_string());
+    let checked = store_call(store, move |s| {
+        // Read and record in one call on the store's thread: no other request for this
+        // account runs in between.
+        let Some(totp) = s.account_totp(id).map_err(store_failure)? else {
+            return Ok(false);
+        };
+        let unix = now().max(0) as u64;
+        match crate::totp::accepted_step(&totp.secret, &code, unix, totp.last_step) {
+            Some(step) => s.account_totp_use_step(id, step).map_err(store_failure),
+            None => Ok(false),
+        }
+    })
+    .await;
+    match checked {
+        Ok(true) => {
+            attempt.succeeded();
+            Ok(())
+        }
+        Ok(false) => {
+            attempt.failed();
+            Err(wrong_code())
+        }
+        Err(r) => {
+            attempt.not_checked();
+            Err(r)
+        }
+    }
 }
 
 /// A user's own password change (art. 10): the old password, then the policy.

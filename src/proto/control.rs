@@ -185,6 +185,9 @@ pub enum RefuseReason {
     TooManyDevices,
     UnsupportedVersion,
     NotAdministrator,
+    /// The administrator's logins need a one-time code (TOTP), which this way of logging
+    /// in cannot carry: the web console asks for it.
+    SecondFactor,
     BadRequest,
     Internal,
 }
@@ -212,6 +215,9 @@ impl RefuseReason {
             RefuseReason::UnsupportedVersion => "update mcvpn on this machine",
             RefuseReason::NotAdministrator => {
                 "only the contract's account administrator may do this; the operator names it with `mcvpn admin contract admin`"
+            }
+            RefuseReason::SecondFactor => {
+                "use the web console (https://HUB/console/), which asks for the one-time code; after a lost phone the operator resets it with `mcvpn admin account totp-reset USER`"
             }
             RefuseReason::BadRequest => "this is a bug in mcvpn; please report it",
             RefuseReason::Internal => "try again later; if it persists, tell the operator",
@@ -582,6 +588,7 @@ mod tests {
                 contract: "acme".into(),
                 state: crate::store::AccountState::Locked,
                 device_binding: true,
+                totp: true,
                 created_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
             }]))),
         ];

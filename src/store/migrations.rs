@@ -271,6 +271,13 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE outages ADD COLUMN source TEXT;
     CREATE UNIQUE INDEX outages_by_source ON outages(source, start_at) WHERE source IS NOT NULL;
     "#,
+    // 9: issue 14. An account administrator's optional TOTP second factor for console
+    // logins: the shared secret (base32, NULL = off) and the last time step a code was
+    // accepted for, so that no code is accepted twice.
+    r#"
+    ALTER TABLE accounts ADD COLUMN totp_secret TEXT;
+    ALTER TABLE accounts ADD COLUMN totp_last_step INTEGER;
+    "#,
 ];
 
 /// Runs every migration the store has not seen yet.

@@ -372,6 +372,8 @@ pub struct AccountRecord {
     pub created_at: UnixTime,
     /// The service start of the contract's basic contract (art. 6, 7): no login before.
     pub contract_start: Option<NaiveDate>,
+    /// Console logins need a one-time code after the password ([`AccountTotp`]).
+    pub totp: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -557,6 +559,33 @@ pub trait AccountStore {
     /// Sets a new password and forgets every remembered login of the account.
     fn account_set_password(&mut self, account_id: i64, password_hash: &str) -> StoreResult<()>;
     fn account_set_binding(&mut self, account_id: i64, on: bool) -> StoreResult<()>;
+    /// The account's TOTP second factor, if it has one.
+    fn account_totp(&self, account_id: i64) -> StoreResult<Option<AccountTotp>>;
+    /// Turns the second factor on with `secret`, its code for `step` already used, or off
+    /// (`None`).
+    fn account_set_totp(&mut self, account_id: i64, secret: Option<(&str, i64)>) -> StoreResult<()>;
+    /// Records that a code for `step` was accepted, in one statement: true only if the
+    /// account has a second factor and no code of this or a later step was accepted
+    /// before, so that two requests presenting the same code cannot both succeed.
+    fn account_totp_use_step(&mut self, account_id: i64, step: i64) -> StoreResult<bool>;
+}
+
+/// An account's TOTP second factor (issue 14).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccountTotp {
+    /// The shared secret, base32 (RFC 4648, no padding), as the authenticator app has it.
+    pub secret: String,
+    /// The last time step a code was accepted for.
+    pub last_step: Option<i64>,
+}
+
+impl std::fmt::Debug for AccountTotp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountTotp")
+            .field("secret", &"…")
+            .field("last_step", &self.last_step)
+            .finish()
+    }
 }
 
 /// Devices (clients and targets), and grants of targets to other accounts.

@@ -16,6 +16,7 @@
 pub mod operator;
 pub mod operator_pages;
 pub mod pages;
+pub mod second_factor;
 pub mod session;
 pub mod text;
 
@@ -36,6 +37,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+use super::auth::AdminLogin;
 use super::context::HubContext;
 use crate::admin::api::{
     AccountCmd, AccountName, ContractCmd, DeviceCmd, NewAccount, NewPassword, NoticeCmd, OnOff, SessionCmd, TargetCmd,
@@ -125,6 +127,7 @@ impl Console {
                 .route("/console/history.csv", get(history_csv))
                 .route("/console/notices", get(notices))
                 .merge(operator::routes())
+                .merge(second_factor::routes())
                 .fallback(not_found)
                 .layer(DefaultBodyLimit::max(limits.max_body))
                 .layer(axum::middleware::from_fn(security_headers))
@@ -536,14 +539,14 @@ async fn login(
     };
     let (name, role) = match f.login_as {
         LoginAs::Admin => {
-            match super::auth::authenticate_admin(&ctx.store, &ctx.login, &f.account, &f.password, source).await {
-                Ok((account, contract)) => (
-                    account.username,
-                    Role::AccountAdmin {
-                        contract_id: contract.id,
-                        contract: contract.name,
-                    },
-                ),
+            match super::auth::authenticate_admin_password(&ctx.store, &ctx.login, &f.account, &f.password, source)
+                .await
+            {
+                Ok(AdminLogin::Done(account, contract)) => (account.username, admin_role(contract)),
+                // No session yet: the one-time code first.
+                Ok(AdminLogin::NeedsCode(account, contract)) => {
+                    return second_factor::wait_for_code(&console, account, contract)
+                }
                 Err(r) => return login_refused(r),
             }
         }
@@ -568,6 +571,18 @@ async fn login(
             }
         }
     };
+    start_session(&console, name, role)
+}
+
+fn admin_role(contract: crate::store::ContractRecord) -> Role {
+    Role::AccountAdmin {
+        contract_id: contract.id,
+        contract: contract.name,
+    }
+}
+
+/// A login starts: its cookie, and off to its start page.
+fn start_session(console: &Console, name: String, role: Role) -> Response {
     let home = role.pages().home();
     let id = console.sessions.start(name, role);
     let mut res = Redirect::to(home).into_response();

@@ -18,7 +18,7 @@ use super::session::Pages;
 use super::{
     authed, csrf_form, fetch, html, language, operator_pages, pages, with_cookie, Authed, Caller, CsrfForm, LangQuery,
 };
-use crate::admin::api::{ContractSpec, OutageCmd, TariffCmd};
+use crate::admin::api::{AccountCmd, ContractSpec, OutageCmd, TariffCmd};
 use crate::admin::{AdminCommand, ContractCmd, Output};
 use crate::store::ContractField;
 
@@ -33,6 +33,7 @@ pub fn routes() -> Router {
         .route("/console/contracts/resume", post(contract_resume))
         .route("/console/contracts/terminate", post(contract_terminate))
         .route("/console/contracts/cancel", post(contract_cancel))
+        .route("/console/contracts/totp-reset", post(totp_reset))
         .route("/console/invoices", get(invoices))
         .route("/console/invoices/send-statement", post(send_statement))
         .route("/console/outages", get(outages))
@@ -107,7 +108,8 @@ csrf_form!(
     TerminateForm,
     CancelForm,
     StatementForm,
-    OutageForm
+    OutageForm,
+    TotpResetForm
 );
 
 // ---------------------------------------------------------------------------------------
@@ -207,6 +209,22 @@ async fn contract_set(c: Caller, Form(f): Form<SetForm>) -> Response {
             field: f.field,
             value: f.value,
         })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct TotpResetForm {
+    csrf: Option<String>,
+    name: String,
+    user: String,
+}
+
+/// The administrator's second factor off, after a lost phone.
+async fn totp_reset(c: Caller, Form(f): Form<TotpResetForm>) -> Response {
+    let page = show_url(&f.name);
+    c.act_on(f, &page, |f| {
+        AdminCommand::Account(AccountCmd::TotpReset { user: f.user })
     })
     .await
 }

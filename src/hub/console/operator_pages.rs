@@ -203,6 +203,20 @@ pub fn contract(lang: Lang, login: &Login, c: &ContractDetails) -> Markup {
             button type="submit" { (t("追加", "Add")) }
         }
 
+        @if let Some(admin) = &c.admin_login {
+            h2 { (t("管理者の2段階認証のリセット", "Reset the administrator's two-step login")) }
+            p { (t(
+                "管理者がスマートフォンを紛失した場合に、本人確認のうえで行います。管理者はパスワードだけでログインし、設定し直せます。",
+                "For a lost phone, once you have confirmed who is asking: the administrator then logs in with the password alone and may set it up again.",
+            )) }
+            form method="post" action="/console/contracts/totp-reset" {
+                (csrf(login))
+                input type="hidden" name="name" value=(name);
+                input type="hidden" name="user" value=(admin);
+                button type="submit" { (t("リセット", "Reset")) " (" (admin) ")" }
+            }
+        }
+
         h2 { (t("利用停止（第23条）", "Suspend (art. 23)")) }
         p { (t("接続中のセッションはすぐに切断され、ログインできなくなります。管理者に通知します。",
                "Live sessions are cut at once and logins refused; the administrator is notified.")) }

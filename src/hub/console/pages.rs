@@ -44,6 +44,7 @@ pub fn layout(lang: Lang, title: &str, login: Option<&Login>, body: Markup) -> M
                                     a href="/console/sessions" { (t("接続中", "Live sessions")) }
                                     a href="/console/history" { (t("接続履歴", "Access history")) }
                                     a href="/console/notices" { (t("お知らせ", "Notices")) }
+                                    a href="/console/totp" { (t("2段階認証", "Two-step login")) }
                                 }
                                 Role::Operator { .. } => { (super::operator_pages::navigation(lang)) }
                             }
@@ -92,6 +93,91 @@ pub fn login_form(lang: Lang, login_as: LoginAs, error: Option<&str>) -> Markup 
         }
     };
     layout(lang, t("ログイン", "Log in"), None, body)
+}
+
+/// The second step of a login with a second factor: the code from the app.
+pub fn code_form(lang: Lang, error: Option<&str>) -> Markup {
+    let t = |ja, en| lang.t(ja, en);
+    let body = html! {
+        @if let Some(e) = error { p.error role="alert" { (e) } }
+        p { (t(
+            "パスワードを確認しました。認証アプリに表示されている6桁のコードを入力してください（5分以内、5回まで）。",
+            "Your password was accepted. Type the 6-digit code your authenticator app shows (within 5 minutes, at most 5 tries).",
+        )) }
+        form method="post" action="/console/login/code" {
+            label for="code" { (t("ワンタイムコード（6桁）", "One-time code (6 digits)")) }
+            input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" maxlength="6" required;
+            button type="submit" { (t("確認", "Verify")) }
+        }
+        p { a href="/console/login" { (t("最初からログインし直す", "Start the login again")) } }
+    };
+    layout(lang, t("ワンタイムコード", "One-time code"), None, body)
+}
+
+/// The code field of the TOTP page's forms.
+fn code_field(lang: Lang, id: &str) -> Markup {
+    html! {
+        label for=(id) { (lang.t("認証アプリの6桁のコード", "The 6-digit code from the app")) }
+        input id=(id) name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" maxlength="6" required;
+    }
+}
+
+/// The base32 secret in groups of four, as apps ask for it to be typed.
+fn grouped_secret(secret: &str) -> String {
+    secret
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The administrator's own second factor: its state, and setting it up or turning it
+/// off. `setup` is the secret being set up (kept in the login, not yet stored).
+pub fn totp(lang: Lang, login: &Login, on: bool, setup: Option<&str>) -> Markup {
+    let t = |ja, en| lang.t(ja, en);
+    let body = html! {
+        p { (t(
+            "2段階認証をオンにすると、管理コンソールへのログインでパスワードの後に認証アプリ（Google Authenticator など）のワンタイムコードが必要になります。",
+            "With two-step login on, console logins ask for a one-time code from an authenticator app (Google Authenticator and the like) after the password.",
+        )) }
+        dl.summary {
+            dt { (t("状態", "State")) }
+            dd { @if on { (t("オン", "on")) } @else { (t("オフ", "off")) } }
+        }
+        @if on {
+            h2 { (t("2段階認証を解除する", "Turn two-step login off")) }
+            p { (t(
+                "スマートフォンを紛失した場合は、運用者にリセットを依頼してください。",
+                "After a lost phone, ask the service operator to reset it.",
+            )) }
+            form method="post" action="/console/totp/off" {
+                (csrf(login))
+                (code_field(lang, "off-code"))
+                button type="submit" { (t("解除", "Turn off")) }
+            }
+        } @else if let Some(secret) = setup {
+            h2 { (t("設定", "Set up")) }
+            ol {
+                li { (t("認証アプリで次の QR コードを読み取ってください。", "Scan this QR code with your authenticator app.")) }
+                li { (t("読み取れない場合は、次のキーを手で入力してください（時間ベース）。", "If it cannot scan it, type this key by hand (time-based).")) }
+                li { (t("アプリに表示された6桁のコードを入力して確定してください。", "Type the 6-digit code the app shows to confirm.")) }
+            }
+            img.qr src="/console/totp/qr.png" alt=(t("2段階認証の設定用 QR コード", "QR code for setting up two-step login")) width="240" height="240";
+            p { (t("キー: ", "Key: ")) code.secret { (grouped_secret(secret)) } }
+            form method="post" action="/console/totp/confirm" {
+                (csrf(login))
+                (code_field(lang, "confirm-code"))
+                button type="submit" { (t("確定", "Confirm")) }
+            }
+        } @else {
+            form method="post" action="/console/totp/setup" {
+                (csrf(login))
+                button type="submit" { (t("2段階認証を設定する", "Set up two-step login")) }
+            }
+        }
+    };
+    layout(lang, t("2段階認証", "Two-step login"), Some(login), body)
 }
 
 pub(super) fn contract_state(lang: Lang, s: ContractState) -> &'static str {
@@ -505,5 +591,6 @@ fieldset.choice{border:0;padding:0;margin:.5em 0}fieldset.choice label{display:i
 pre{white-space:pre-wrap;overflow-wrap:break-word;background:#fff;border:1px solid #ccc;padding:.5em}\
 dl.summary{display:grid;grid-template-columns:minmax(0,max-content) minmax(0,1fr);gap:.3em 1em}dd{margin:0}\
 dt,dd{overflow-wrap:anywhere}\
+img.qr{display:block;max-width:100%;height:auto;image-rendering:pixelated;margin:.5em 0}code.secret{overflow-wrap:anywhere}\
 @media (max-width:40em){dl.summary{grid-template-columns:minmax(0,1fr)}dd{margin-bottom:.4em}}\
 ";

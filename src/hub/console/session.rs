@@ -11,7 +11,9 @@ use parking_lot::Mutex;
 use rand::RngCore;
 use subtle::ConstantTimeEq;
 
+use crate::admin::api::TotpSecret;
 use crate::admin::Scope;
+use crate::store::{AccountRecord, ContractRecord};
 
 /// How long a console login lasts, and how many may exist at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,8 +22,11 @@ pub struct SessionLimits {
     pub idle: Duration,
     /// Ended this long after the login, however busy.
     pub absolute: Duration,
-    /// Logins kept at once; the oldest goes when a new one would exceed it.
+    /// Logins kept at once; the oldest goes when a new one would exceed it. Logins
+    /// waiting for a one-time code are capped the same way, apart.
     pub max_sessions: usize,
+    /// How long a password-accepted login waits for its one-time code.
+    pub code_wait: Duration,
 }
 
 impl Default for SessionLimits {
@@ -30,6 +35,7 @@ impl Default for SessionLimits {
             idle: Duration::from_secs(30 * 60),
             absolute: Duration::from_secs(12 * 3600),
             max_sessions: 10_000,
+            code_wait: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -95,6 +101,10 @@ impl Pages {
     }
 }
 
+/// One-time codes a login waiting for one may try before it is dropped (the password
+/// must be given again); the password limiter counts them as well.
+pub const MAX_CODE_ATTEMPTS: u32 = 5;
+
 /// One login.
 #[derive(Debug, Clone)]
 pub struct Login {
@@ -103,14 +113,30 @@ pub struct Login {
     pub csrf: String,
     /// A sentence for the next page (what the last action did).
     pub flash: Option<String>,
+    /// A second-factor secret the TOTP page made and showed, until a code confirms it
+    /// (then the store has it) or the login ends. Kept here, not stored, so that an
+    /// abandoned setup leaves nothing behind.
+    pub totp_setup: Option<TotpSecret>,
     started: Instant,
     last_seen: Instant,
+}
+
+/// A login whose password was right, waiting for the one-time code of the account's
+/// second factor. Not a login: it opens no page.
+#[derive(Debug, Clone)]
+pub struct PendingLogin {
+    pub account: AccountRecord,
+    pub contract: ContractRecord,
+    started: Instant,
+    attempts: u32,
 }
 
 /// The console's logins, by cookie id.
 pub struct Sessions {
     limits: SessionLimits,
     table: Mutex<HashMap<String, Login>>,
+    /// Logins waiting for a one-time code, by their own cookie id.
+    pending: Mutex<HashMap<String, PendingLogin>>,
 }
 
 fn random_token() -> String {
@@ -124,6 +150,7 @@ impl Sessions {
         Sessions {
             limits,
             table: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
         }
     }
 
@@ -145,6 +172,7 @@ impl Sessions {
                 role,
                 csrf: random_token(),
                 flash: None,
+                totp_setup: None,
                 started: now,
                 last_seen: now,
             },
@@ -182,6 +210,76 @@ impl Sessions {
     pub fn end(&self, id: &str) {
         self.table.lock().remove(id);
     }
+
+    /// Keeps (or with `None` forgets) the second-factor secret being set up.
+    pub fn set_totp_setup(&self, id: &str, secret: Option<TotpSecret>) {
+        if let Some(l) = self.table.lock().get_mut(id) {
+            l.totp_setup = secret;
+        }
+    }
+
+    /// Starts waiting for the one-time code of a login whose password was right; returns
+    /// its cookie id.
+    pub fn start_pending(&self, account: AccountRecord, contract: ContractRecord) -> String {
+        let now = Instant::now();
+        let id = random_token();
+        let mut pending = self.pending.lock();
+        pending.retain(|_, p| now.duration_since(p.started) < self.limits.code_wait);
+        if pending.len() >= self.limits.max_sessions {
+            if let Some(oldest) = pending.iter().min_by_key(|(_, p)| p.started).map(|(k, _)| k.clone()) {
+                pending.remove(&oldest);
+            }
+        }
+        pending.insert(
+            id.clone(),
+            PendingLogin {
+                account,
+                contract,
+                started: now,
+                attempts: 0,
+            },
+        );
+        id
+    }
+
+    /// The waiting login behind a cookie id, if it has not expired.
+    pub fn pending(&self, id: &str) -> Option<PendingLogin> {
+        let now = Instant::now();
+        let mut pending = self.pending.lock();
+        match pending.get(id) {
+            Some(p) if now.duration_since(p.started) < self.limits.code_wait => Some(p.clone()),
+            Some(_) => {
+                pending.remove(id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Counts one code attempt of a waiting login and returns it, or `None` if it has
+    /// expired or used up its [`MAX_CODE_ATTEMPTS`] (then it is gone: the password must
+    /// be given again).
+    pub fn code_attempt(&self, id: &str) -> Option<PendingLogin> {
+        let now = Instant::now();
+        let mut pending = self.pending.lock();
+        let p = pending.get_mut(id)?;
+        if now.duration_since(p.started) >= self.limits.code_wait || p.attempts >= MAX_CODE_ATTEMPTS {
+            pending.remove(id);
+            return None;
+        }
+        p.attempts += 1;
+        let seen = p.clone();
+        if p.attempts >= MAX_CODE_ATTEMPTS {
+            // The last attempt: whatever it gives, no further one.
+            pending.remove(id);
+        }
+        Some(seen)
+    }
+
+    /// Ends a waiting login (its code was accepted).
+    pub fn end_pending(&self, id: &str) {
+        self.pending.lock().remove(id);
+    }
 }
 
 /// Whether a form's token is the login's (constant time: the token is a secret).
@@ -206,6 +304,7 @@ mod tests {
             idle: Duration::from_millis(50),
             absolute: Duration::from_millis(200),
             max_sessions: 10,
+            ..Default::default()
         });
         let id = s.start("alice".into(), admin());
         assert!(s.touch(&id).is_some());
@@ -236,5 +335,65 @@ mod tests {
         assert!(csrf_matches(&lb, Some(&lb.csrf)));
         assert!(!csrf_matches(&lb, Some(&lc.csrf)));
         assert!(!csrf_matches(&lb, None));
+    }
+
+    fn record() -> (AccountRecord, ContractRecord) {
+        let contract = ContractRecord {
+            id: 1,
+            name: "acme".into(),
+            kind: crate::contract::ContractKind::Corporation,
+            state: crate::store::ContractState::Active,
+            state_reason: None,
+            address: String::new(),
+            phone: String::new(),
+            department: String::new(),
+            sales_agent: None,
+            admin_name: String::new(),
+            admin_email: String::new(),
+            admin_account_id: Some(7),
+            terminate_at: None,
+            created_at: 0,
+            ended_on: None,
+            terminate_on_notice: false,
+            device_limit: 10,
+        };
+        let account = AccountRecord {
+            id: 7,
+            username: "alice".into(),
+            contract_id: 1,
+            contract: "acme".into(),
+            state: crate::store::AccountState::Active,
+            contract_state: crate::store::ContractState::Active,
+            password_hash: String::new(),
+            device_binding: false,
+            created_at: 0,
+            contract_start: None,
+            totp: true,
+        };
+        (account, contract)
+    }
+
+    #[test]
+    fn a_login_waiting_for_its_code_gets_five_tries_and_five_minutes() {
+        let s = Sessions::new(SessionLimits::default());
+        let (a, c) = record();
+        let id = s.start_pending(a.clone(), c.clone());
+        assert!(s.touch(&id).is_none(), "waiting for a code is no login");
+        for n in 1..=MAX_CODE_ATTEMPTS {
+            assert!(s.code_attempt(&id).is_some(), "try {n}");
+        }
+        assert!(s.pending(&id).is_none(), "gone after the last try");
+        assert!(s.code_attempt(&id).is_none());
+        assert!(s.code_attempt("nonsense").is_none());
+
+        let s = Sessions::new(SessionLimits {
+            code_wait: Duration::from_millis(50),
+            ..Default::default()
+        });
+        let id = s.start_pending(a, c);
+        assert_eq!(s.pending(&id).unwrap().account.username, "alice");
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(s.code_attempt(&id).is_none(), "expired");
+        assert!(s.pending(&id).is_none());
     }
 }

@@ -104,6 +104,22 @@ pub fn done_words(lang: Lang, cmd: &AdminCommand) -> Option<String> {
             (false, OnOff::On) => format!("{user} may now log in only from registered devices."),
             (false, OnOff::Off) => format!("{user} may now log in from any device."),
         },
+        AdminCommand::Account(AccountCmd::TotpOn { .. }) => lang
+            .t(
+                "2段階認証を設定しました。次回のログインからワンタイムコードも入力してください。",
+                "Two-step login is on: from the next login, type the one-time code after the password.",
+            )
+            .to_string(),
+        AdminCommand::Account(AccountCmd::TotpOff { .. }) => lang
+            .t(
+                "2段階認証を解除しました。ログインはパスワードだけになります。",
+                "Two-step login is off: logins need only the password.",
+            )
+            .to_string(),
+        AdminCommand::Account(AccountCmd::TotpReset { user }) if ja => {
+            format!("{user} の2段階認証をリセットしました。")
+        }
+        AdminCommand::Account(AccountCmd::TotpReset { user }) => format!("{user}'s two-step login was reset."),
         _ => return None,
     })
 }
@@ -130,6 +146,9 @@ pub fn action_words(lang: Lang, action: &str) -> Option<&'static str> {
         "account.password-change" => ("パスワード変更", "password changed"),
         "account.bind" => ("端末の事前登録", "device bound"),
         "account.binding" => ("端末認証の設定", "device binding set"),
+        "account.totp-on" => ("2段階認証の設定", "two-step login on"),
+        "account.totp-off" => ("2段階認証の解除", "two-step login off"),
+        "account.totp-reset" => ("2段階認証のリセット", "two-step login reset"),
         "admin.login" => ("管理者ログイン", "administrator login"),
         "admin.login-refused" => ("管理者ログイン拒否", "administrator login refused"),
         "admin.denied" => ("権限のない操作", "action not allowed"),
@@ -167,5 +186,9 @@ mod tests {
         assert_eq!(action_words(Lang::Ja, "login.refused"), Some("ログイン拒否"));
         assert_eq!(action_words(Lang::En, "session.end"), Some("session ended"));
         assert_eq!(action_words(Lang::Ja, "something.new"), None);
+        assert_eq!(
+            action_words(Lang::Ja, "account.totp-reset"),
+            Some("2段階認証のリセット")
+        );
     }
 }

@@ -5,7 +5,8 @@ use crate::store::*;
 
 const COLUMNS: &str =
     "a.id, a.username, a.contract_id, c.name, a.state, c.state, a.password_hash, a.device_binding, a.created_at, \
-     (SELECT t.start_date FROM contract_terms t WHERE t.contract_id = a.contract_id AND t.kind = 'basic')";
+     (SELECT t.start_date FROM contract_terms t WHERE t.contract_id = a.contract_id AND t.kind = 'basic'), \
+     a.totp_secret IS NOT NULL";
 const FROM: &str = "FROM accounts a JOIN contracts c ON c.id = a.contract_id";
 
 fn account_from_row(r: &Row) -> rusqlite::Result<AccountRecord> {
@@ -23,6 +24,7 @@ fn account_from_row(r: &Row) -> rusqlite::Result<AccountRecord> {
             .get::<_, Option<String>>(9)?
             .map(|s| super::parse_date(&s))
             .transpose()?,
+        totp: r.get(10)?,
     })
 }
 
@@ -108,5 +110,44 @@ impl AccountStore for SqliteStore {
             params![on, account_id],
         )?;
         Ok(())
+    }
+
+    fn account_totp(&self, account_id: i64) -> StoreResult<Option<AccountTotp>> {
+        let row: Option<(Option<String>, Option<i64>)> = self
+            .conn
+            .query_row(
+                "SELECT totp_secret, totp_last_step FROM accounts WHERE id = ?1",
+                [account_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match row {
+            None => Err(StoreError::NotFound(format!("no account with id {account_id}"))),
+            Some((secret, last_step)) => Ok(secret.map(|secret| AccountTotp { secret, last_step })),
+        }
+    }
+
+    fn account_set_totp(&mut self, account_id: i64, secret: Option<(&str, i64)>) -> StoreResult<()> {
+        let (secret, step) = match secret {
+            Some((s, step)) => (Some(s), Some(step)),
+            None => (None, None),
+        };
+        let n = self.conn.execute(
+            "UPDATE accounts SET totp_secret = ?1, totp_last_step = ?2 WHERE id = ?3",
+            params![secret, step, account_id],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("no account with id {account_id}")));
+        }
+        Ok(())
+    }
+
+    fn account_totp_use_step(&mut self, account_id: i64, step: i64) -> StoreResult<bool> {
+        let n = self.conn.execute(
+            "UPDATE accounts SET totp_last_step = ?2 WHERE id = ?1 AND totp_secret IS NOT NULL \
+             AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+            params![account_id, step],
+        )?;
+        Ok(n == 1)
     }
 }

@@ -455,3 +455,33 @@ fn an_outage_is_recorded_once_per_source_and_start() {
     assert_eq!(rows[0].end_at, 1200);
     assert_eq!(rows[0].source.as_deref(), Some("monitor:m1"));
 }
+
+#[test]
+fn a_second_factor_step_is_accepted_once_and_never_an_older_one() {
+    let (mut s, a) = store_with_account();
+    assert!(!a.totp);
+    assert_eq!(s.account_totp(a.id).unwrap(), None);
+    assert!(
+        !s.account_totp_use_step(a.id, 5).unwrap(),
+        "no second factor, nothing to use"
+    );
+
+    s.account_set_totp(a.id, Some(("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", 10)))
+        .unwrap();
+    assert!(s.account_by_id(a.id).unwrap().totp);
+    let t = s.account_totp(a.id).unwrap().unwrap();
+    assert_eq!(t.secret, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP");
+    assert_eq!(t.last_step, Some(10));
+    assert!(!format!("{t:?}").contains("JBSW"), "Debug hides the secret");
+
+    assert!(!s.account_totp_use_step(a.id, 10).unwrap(), "the step used at setup");
+    assert!(!s.account_totp_use_step(a.id, 9).unwrap(), "older");
+    assert!(s.account_totp_use_step(a.id, 11).unwrap());
+    assert!(!s.account_totp_use_step(a.id, 11).unwrap(), "replayed");
+    assert_eq!(s.account_totp(a.id).unwrap().unwrap().last_step, Some(11));
+
+    s.account_set_totp(a.id, None).unwrap();
+    assert!(!s.account_by_id(a.id).unwrap().totp);
+    assert_eq!(s.account_totp(a.id).unwrap(), None);
+    assert!(s.account_totp(999).is_err());
+}
