@@ -1262,3 +1262,364 @@ async fn an_account_administrator_never_gets_operator_rights() {
     );
     assert!(page.contains("value=\"admin\" checked"), "{page}");
 }
+
+// ---------------------------------------------------------------------------------------
+// The optional second factor (TOTP) of account administrators
+// ---------------------------------------------------------------------------------------
+
+/// The authenticator app: codes computed with totp-rs from the secret the page showed,
+/// not with the hub's own code.
+struct App {
+    totp: totp_rs::TOTP,
+    /// The last step a code was taken for: each code is of a later step, as a person
+    /// waiting for the next code would type it.
+    last: Option<u64>,
+}
+
+impl App {
+    fn new(secret: &str) -> App {
+        let bytes = totp_rs::Secret::Encoded(secret.to_string()).to_bytes().unwrap();
+        App {
+            totp: totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes, None, String::new()),
+            last: None,
+        }
+    }
+
+    fn now_step() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 30
+    }
+
+    /// A code the hub has not seen: the earliest step it accepts (one back) or the next
+    /// one after the last used, waiting for the clock if that is more than a step ahead.
+    async fn next_code(&mut self) -> String {
+        let step = match self.last {
+            Some(last) => last + 1,
+            None => Self::now_step() - 1,
+        }
+        .max(Self::now_step() - 1);
+        while step > Self::now_step() + 1 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        self.last = Some(step);
+        self.totp.generate(step * 30)
+    }
+
+    /// A code that is none of the three the hub accepts now.
+    fn wrong_code(&self) -> String {
+        let now = Self::now_step();
+        let right: Vec<String> = (now - 1..=now + 1).map(|s| self.totp.generate(s * 30)).collect();
+        (0..1_000_000)
+            .map(|n| format!("{n:06}"))
+            .find(|c| !right.contains(c))
+            .unwrap()
+    }
+}
+
+/// The base32 secret the TOTP page shows for manual entry (in groups of four).
+fn shown_secret(page: &str) -> String {
+    let at = page.find("<code class=\"secret\">").expect("the secret is shown") + 21;
+    let end = at + page[at..].find("</code>").unwrap();
+    page[at..end].replace(' ', "")
+}
+
+fn totp_on(db: &std::path::Path, account: &str) -> bool {
+    SqliteStore::open(db)
+        .unwrap()
+        .account_by_name(account)
+        .unwrap()
+        .unwrap()
+        .totp
+}
+
+/// A cookie a response sets, as `NAME=VALUE`.
+fn set_cookie(res: &reqwest::Response, name: &str) -> Option<String> {
+    res.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .find(|c| c.starts_with(&format!("{name}=")))
+}
+
+/// A password login that must stop at the code page: the code cookie, no login cookie.
+async fn password_step(b: &mut Browser, account: &str) {
+    b.cookie = None;
+    let res = b
+        .post("/console/login", &[("account", account), ("password", ADMIN_PW)])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/console/login/code");
+    assert_eq!(
+        set_cookie(&res, "mcvpn_console"),
+        None,
+        "no session on the password alone"
+    );
+    let code_cookie = set_cookie(&res, "mcvpn_console_code").expect("the waiting login's cookie");
+    let raw = res.headers()[SET_COOKIE].to_str().unwrap();
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Max-Age="] {
+        assert!(raw.contains(attr), "{raw}");
+    }
+    b.cookie = Some(code_cookie);
+}
+
+/// The code step: the answer as it is; on success the login cookie replaces the code's.
+async fn code_step(b: &mut Browser, code: &str) -> reqwest::Response {
+    let res = b.post("/console/login/code", &[("code", code)]).await;
+    if let Some(session) = set_cookie(&res, "mcvpn_console") {
+        b.cookie = Some(session);
+    }
+    res
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_sets_up_totp_and_logs_in_with_a_code() {
+    let hub = start_hub(limits(), seed_operators).await;
+    let mut b = Browser::new(&hub);
+    b.login("alice", ADMIN_PW).await;
+
+    // The header links the page; off, and nothing to draw yet.
+    let home = b.get("/console/").await.text().await.unwrap();
+    assert!(home.contains("href=\"/console/totp\""));
+    let page = b.get("/console/totp").await.text().await.unwrap();
+    assert!(page.contains("action=\"/console/totp/setup\""), "{page}");
+    assert_eq!(b.get("/console/totp/qr.png").await.status(), StatusCode::NOT_FOUND);
+
+    // Set up: a secret for this login, its QR code, a form for the code.
+    let csrf = b.csrf_of("/console/totp").await;
+    let res = b.post("/console/totp/setup", &[("csrf", &csrf)]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = b.get("/console/totp").await.text().await.unwrap();
+    assert!(
+        page.contains("<img class=\"qr\" src=\"/console/totp/qr.png\""),
+        "{page}"
+    );
+    for label in ["for=\"confirm-code\"", "id=\"confirm-code\""] {
+        assert!(page.contains(label), "{label}");
+    }
+    let secret = shown_secret(&page);
+    assert_eq!(secret.len(), 32, "{secret}");
+    let qr = b.get("/console/totp/qr.png").await;
+    assert_eq!(qr.status(), StatusCode::OK);
+    assert_eq!(qr.headers()["content-type"], "image/png");
+    assert_eq!(qr.headers()[CACHE_CONTROL], "no-store");
+    assert!(qr.bytes().await.unwrap().starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert!(!totp_on(&hub.db, "alice"), "nothing stored before a code proves it");
+
+    // A wrong code is refused and stores nothing; the right one stores it.
+    let mut app = App::new(&secret);
+    let res = b
+        .post("/console/totp/confirm", &[("csrf", &csrf), ("code", &app.wrong_code())])
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(!totp_on(&hub.db, "alice"));
+    let code = app.next_code().await;
+    let res = b
+        .post("/console/totp/confirm", &[("csrf", &csrf), ("code", &code)])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(totp_on(&hub.db, "alice"));
+    let row = last_audit(&hub.db, "account.totp-on").expect("audited");
+    assert_eq!(row.actor, "admin:alice");
+    assert!(row.source.unwrap().ends_with("via console"));
+    assert!(!row.detail.contains(&secret));
+    let page = b.get("/console/totp").await.text().await.unwrap();
+    assert!(page.contains("action=\"/console/totp/off\""), "now on: {page}");
+    assert_eq!(
+        b.get("/console/totp/qr.png").await.status(),
+        StatusCode::NOT_FOUND,
+        "setup is over"
+    );
+
+    // The next login: the password alone opens nothing.
+    let mut b = Browser::new(&hub);
+    password_step(&mut b, "alice").await;
+    assert_eq!(b.get("/console/").await.headers()[LOCATION], "/console/login");
+    let page = b.get("/console/login/code").await.text().await.unwrap();
+    assert!(page.contains("for=\"code\"") && page.contains("id=\"code\""));
+    // A wrong code is refused like a wrong password; the right one starts the session.
+    let res = code_step(&mut b, &app.wrong_code()).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        res.text().await.unwrap().contains("action=\"/console/login/code\""),
+        "try again"
+    );
+    let code = app.next_code().await;
+    let res = code_step(&mut b, &code).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/console/");
+    assert!(
+        set_cookie(&res, "mcvpn_console_code").unwrap().ends_with('='),
+        "the code cookie is cleared"
+    );
+    assert_eq!(b.get("/console/").await.status(), StatusCode::OK);
+    let row = last_audit(&hub.db, "admin.login").expect("audited");
+    assert!(row.detail.contains("one-time code"), "{}", row.detail);
+
+    // The same code again, on a new login: a replay, refused.
+    let mut replay = Browser::new(&hub);
+    password_step(&mut replay, "alice").await;
+    let res = code_step(&mut replay, &code).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(set_cookie(&res, "mcvpn_console"), None);
+
+    // Off: needs a current code (not one already used).
+    let csrf = b.csrf_of("/console/totp").await;
+    let res = b.post("/console/totp/off", &[("csrf", &csrf), ("code", &code)]).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::BAD_REQUEST,
+        "a used code does not turn it off"
+    );
+    assert!(totp_on(&hub.db, "alice"));
+    let res = b
+        .post(
+            "/console/totp/off",
+            &[("csrf", &csrf), ("code", &app.next_code().await)],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(!totp_on(&hub.db, "alice"));
+    assert!(last_audit(&hub.db, "account.totp-off").is_some());
+    let mut b = Browser::new(&hub);
+    b.login("alice", ADMIN_PW).await; // the password alone again
+
+    // The operator resets an administrator's (oscar of initech) after a lost phone.
+    let mut oscar = Browser::new(&hub);
+    oscar.login("oscar", ADMIN_PW).await;
+    let csrf = oscar.csrf_of("/console/totp").await;
+    oscar.post("/console/totp/setup", &[("csrf", &csrf)]).await;
+    let page = oscar.get("/console/totp").await.text().await.unwrap();
+    let mut oscar_app = App::new(&shown_secret(&page));
+    let res = oscar
+        .post(
+            "/console/totp/confirm",
+            &[("csrf", &csrf), ("code", &oscar_app.next_code().await)],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(totp_on(&hub.db, "oscar"));
+    // An administrator cannot reset anyone's, their own included.
+    let csrf = b.csrf().await;
+    let res = b
+        .post(
+            "/console/contracts/totp-reset",
+            &[("csrf", &csrf), ("name", "initech"), ("user", "oscar")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let mut olga = Browser::new(&hub);
+    olga.login_operator("olga", OPERATOR_PW).await;
+    let page = olga
+        .get("/console/contracts/show?name=initech")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("action=\"/console/contracts/totp-reset\""));
+    let csrf = olga.csrf_of("/console/contracts/show?name=initech").await;
+    let res = olga
+        .post(
+            "/console/contracts/totp-reset",
+            &[("csrf", &csrf), ("name", "initech"), ("user", "oscar")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(!totp_on(&hub.db, "oscar"));
+    let row = last_audit(&hub.db, "account.totp-reset").expect("audited");
+    assert_eq!(row.actor, "operator:olga");
+    assert_eq!(row.account.as_deref(), Some("oscar"));
+    oscar.login("oscar", ADMIN_PW).await;
+}
+
+/// Alice of acme with a second factor whose secret the test knows.
+const ALICE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+fn seed_alice_totp(s: &mut SqliteStore) {
+    let alice = s.account_by_name("alice").unwrap().unwrap();
+    s.account_set_totp(alice.id, Some((ALICE_SECRET, 0))).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_login_expires_and_has_five_tries_and_the_cli_says_to_use_the_console() {
+    let short = ConsoleLimits {
+        sessions: ConsoleSessionLimits {
+            code_wait: Duration::from_secs(1),
+            ..Default::default()
+        },
+        ..limits()
+    };
+    let hub = start_hub(short, seed_alice_totp).await;
+    let mut app = App::new(ALICE_SECRET);
+
+    // Too late: even the right code no longer logs in.
+    let mut b = Browser::new(&hub);
+    password_step(&mut b, "alice").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(b.get("/console/login/code").await.headers()[LOCATION], "/console/login");
+    let res = code_step(&mut b, &app.next_code().await).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(set_cookie(&res, "mcvpn_console"), None);
+    assert!(
+        res.text().await.unwrap().contains("action=\"/console/login\""),
+        "back to the password"
+    );
+
+    // A gentler clock for the tries (they take a while through the limiter's checks).
+    let hub = start_hub(limits(), seed_alice_totp).await;
+    let mut b = Browser::new(&hub);
+    password_step(&mut b, "alice").await;
+    for n in 1..=4 {
+        let res = code_step(&mut b, &app.wrong_code()).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "try {n}");
+        assert!(
+            res.text().await.unwrap().contains("action=\"/console/login/code\""),
+            "try {n}"
+        );
+    }
+    // The fifth wrong one ends the waiting login: even the right code is too late then.
+    let res = code_step(&mut b, &app.wrong_code()).await;
+    assert!(res.text().await.unwrap().contains("action=\"/console/login\""));
+    let res = code_step(&mut b, &app.next_code().await).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(set_cookie(&res, "mcvpn_console"), None);
+    // A new password step, and the right code works. The five wrong codes count in the
+    // password limiter as five wrong passwords would: this account from this address
+    // waits a second before its next try.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    password_step(&mut b, "alice").await;
+    let res = code_step(&mut b, &app.next_code().await).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(b.get("/console/").await.status(), StatusCode::OK);
+
+    // The control channel cannot carry a code: refused with what to do, not let in.
+    let me = KeyPair::generate();
+    let stream = TcpStream::connect(hub.listen).await.unwrap();
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Client,
+    };
+    let (mut rd, mut wr) = channel::initiate(Box::new(stream), &me, &hub.key, &hello)
+        .await
+        .unwrap();
+    wr.send(&Request::Admin {
+        account: "alice".into(),
+        password: ADMIN_PW.into(),
+        command: AdminCommand::Target(TargetCmd::List),
+    })
+    .await
+    .unwrap();
+    match tokio::time::timeout(Duration::from_secs(30), rd.recv())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Event::Refused { reason, message, .. } => {
+            assert_eq!(reason, mcvpn::proto::control::RefuseReason::SecondFactor);
+            assert!(message.contains("web console"), "{message}");
+        }
+        other => panic!("the CLI must not get in on the password alone: {other:?}"),
+    }
+}

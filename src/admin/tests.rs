@@ -1319,3 +1319,79 @@ fn operator_logins_are_added_listed_and_removed_by_the_operator() {
     run(&mut s, &op(), remove()).unwrap();
     assert!(matches!(run(&mut s, &op(), remove()), Err(AdminError::NotFound(_))));
 }
+
+#[test]
+fn an_administrator_turns_their_own_second_factor_on_and_off_and_the_operator_resets_it() {
+    use crate::totp;
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    add_contract(&mut s, "acme", 5);
+    add_contract(&mut s, "globex", 5);
+    let alice = admin_of(&mut s, "acme", "alice");
+    let gina = admin_of(&mut s, "globex", "gina");
+    let secret = totp::new_secret();
+    let now_step = totp::step_of(crate::store::now() as u64);
+    let code = |step| totp::code_at(&secret, step).unwrap();
+    let on = |code: String| {
+        AdminCommand::Account(AccountCmd::TotpOn {
+            secret: api::TotpSecret(secret.clone()),
+            code,
+        })
+    };
+    let alice_totp = |s: &SqliteStore| s.account_by_name("alice").unwrap().unwrap().totp;
+
+    // A wrong code stores nothing; the operator has no second factor of its own here.
+    let wrong = format!("{:06}", (code(now_step).parse::<u32>().unwrap() + 1) % 1_000_000);
+    assert!(matches!(run(&mut s, &alice, on(wrong)), Err(AdminError::Refused(_))));
+    assert!(matches!(run(&mut s, &op(), on(code(now_step))), Err(AdminError::Refused(m)) if m.contains("totp-reset")));
+    assert!(!alice_totp(&s));
+    run(&mut s, &alice, on(code(now_step))).unwrap();
+    assert!(alice_totp(&s));
+    assert!(
+        !s.account_by_name("gina").unwrap().unwrap().totp,
+        "only the caller's own"
+    );
+    let log = s.audit_log(None, 100).unwrap();
+    assert!(log
+        .iter()
+        .any(|r| r.action == "account.totp-on" && r.account.as_deref() == Some("alice")));
+    assert!(
+        !log.iter().any(|r| r.detail.contains(&secret)),
+        "the secret is never logged"
+    );
+
+    // Off needs a code not used yet: the setup's is spent.
+    let off = |code: String| AdminCommand::Account(AccountCmd::TotpOff { code });
+    assert!(matches!(
+        run(&mut s, &alice, off(code(now_step))),
+        Err(AdminError::Refused(_))
+    ));
+    run(&mut s, &alice, off(code(now_step + 1))).unwrap();
+    assert!(!alice_totp(&s));
+
+    // Reset: the operator's only (a contract's administrator may not, not even their
+    // own: a reset is for someone who cannot prove a code).
+    run(&mut s, &alice, on(code(now_step + 1))).unwrap();
+    let reset = |user: &str| AdminCommand::Account(AccountCmd::TotpReset { user: user.into() });
+    assert!(matches!(
+        run(&mut s, &gina, reset("alice")),
+        Err(AdminError::Forbidden(_))
+    ));
+    assert!(matches!(
+        run(&mut s, &alice, reset("alice")),
+        Err(AdminError::Forbidden(_))
+    ));
+    assert!(alice_totp(&s));
+    run(&mut s, &op(), reset("alice")).unwrap();
+    assert!(!alice_totp(&s));
+    assert!(
+        matches!(run(&mut s, &op(), reset("alice")), Err(AdminError::Refused(_))),
+        "nothing left to reset"
+    );
+    let log = s.audit_log(None, 100).unwrap();
+    assert!(log
+        .iter()
+        .any(|r| r.action == "account.totp-off" && r.account.as_deref() == Some("alice")));
+    assert!(log
+        .iter()
+        .any(|r| r.action == "account.totp-reset" && r.account.as_deref() == Some("alice")));
+}
