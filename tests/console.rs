@@ -1442,10 +1442,9 @@ async fn an_administrator_sets_up_totp_and_logs_in_with_a_code() {
     // A wrong code is refused like a wrong password; the right one starts the session.
     let res = code_step(&mut b, &app.wrong_code()).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert!(
-        res.text().await.unwrap().contains("action=\"/console/login/code\""),
-        "try again"
-    );
+    let page = res.text().await.unwrap();
+    assert!(page.contains("action=\"/console/login/code\""), "try again");
+    assert!(page.contains("ワンタイムコードが違う"), "{page}");
     let code = app.next_code().await;
     let res = code_step(&mut b, &code).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
@@ -1457,6 +1456,22 @@ async fn an_administrator_sets_up_totp_and_logs_in_with_a_code() {
     assert_eq!(b.get("/console/").await.status(), StatusCode::OK);
     let row = last_audit(&hub.db, "admin.login").expect("audited");
     assert!(row.detail.contains("one-time code"), "{}", row.detail);
+
+    // Locked between the password and the code: the right code no longer logs in.
+    let set_alice = |state: mcvpn::store::AccountState| {
+        let mut s = SqliteStore::open(&hub.db).unwrap();
+        let id = s.account_by_name("alice").unwrap().unwrap().id;
+        s.account_set_state(id, state).unwrap();
+    };
+    let mut locked = Browser::new(&hub);
+    password_step(&mut locked, "alice").await;
+    set_alice(mcvpn::store::AccountState::Locked);
+    let before = app.last;
+    let res = code_step(&mut locked, &app.next_code().await).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(set_cookie(&res, "mcvpn_console"), None, "locked meanwhile");
+    set_alice(mcvpn::store::AccountState::Active);
+    app.last = before; // the hub did not take that code: it is still good (saves a wait)
 
     // The same code again, on a new login: a replay, refused.
     let mut replay = Browser::new(&hub);

@@ -477,6 +477,11 @@ async fn check_code(
         .map_err(Refusal::rate_limited)?;
     let (id, code) = (account.id, code.to_string());
     let checked = store_call(store, move |s| {
+        // Locked or suspended since the password was taken (up to 5 minutes ago): refused
+        // as a password login would be now.
+        if let Some(r) = state_refusal(&s.account_by_id(id).map_err(store_failure)?) {
+            return Err(r);
+        }
         // Read and record in one call on the store's thread: no other request for this
         // account runs in between.
         let Some(totp) = s.account_totp(id).map_err(store_failure)? else {

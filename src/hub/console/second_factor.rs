@@ -18,6 +18,7 @@ use super::{
 };
 use crate::admin::api::{AccountCmd, TotpSecret};
 use crate::admin::{AdminCommand, Output};
+use crate::proto::control::RefuseReason;
 use crate::store::{AccountRecord, ContractRecord};
 use crate::totp;
 
@@ -91,7 +92,15 @@ async fn code_submit(c: Caller, Form(f): Form<CodeForm>) -> Response {
             clear_code_cookie(start_session(&c.console, p.account.username, admin_role(p.contract)))
         }
         Err(r) => {
-            let said = format!("{} ({})", r.message, r.reason.hint());
+            let said = match r.reason {
+                RefuseReason::WrongCredentials => lang
+                    .t(
+                        "ワンタイムコードが違うか、すでに使われたコードです。アプリに表示されている現在のコードを入力してください。",
+                        "The one-time code is wrong or was already used. Type the code the app shows now.",
+                    )
+                    .to_string(),
+                _ => format!("{} ({})", r.message, r.reason.hint()),
+            };
             if c.console.sessions.pending(&id).is_none() {
                 // That was the last try.
                 return start_again(&said);
