@@ -24,11 +24,16 @@ const SECRET_BYTES: usize = 20;
 pub fn new_secret() -> String {
     let mut bytes = [0u8; SECRET_BYTES];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    match Secret::Raw(bytes.to_vec()).to_encoded() {
-        Secret::Encoded(s) => s,
-        // `to_encoded` of a raw secret is always encoded.
-        Secret::Raw(_) => unreachable!("to_encoded returns an encoded secret"),
-    }
+    TOTP::new_unchecked(
+        Algorithm::SHA1,
+        DIGITS,
+        SKEW_STEPS as u8,
+        STEP_S,
+        bytes.to_vec(),
+        None,
+        String::new(),
+    )
+    .get_secret_base32()
 }
 
 /// The base32 secret `secret` as a generator for `label` (`NAME@CONTRACT`), or why not.
