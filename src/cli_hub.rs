@@ -61,6 +61,10 @@ impl HubIdentityArgs {
 pub struct HubArgs {
     #[command(flatten)]
     identity: HubIdentityArgs,
+    /// This hub's name among the hubs that share one store: its sessions, heartbeat and
+    /// leases are recorded under it, so each hub needs its own [default: the host name]
+    #[arg(long, env = "MCVPN_HUB_NAME", value_name = "NAME")]
+    name: Option<String>,
     /// The SQLite store of contracts, accounts and the audit log
     #[arg(long, default_value = "/var/lib/mcvpn/hub.db", env = "MCVPN_HUB_DB")]
     db: PathBuf,
@@ -355,6 +359,7 @@ fn hub_settings(run: HubArgs) -> Result<hub::HubSettings> {
     }
     Ok(hub::HubSettings {
         identity,
+        name: run.name.unwrap_or_else(crate::util::hostname),
         db: run.db,
         overlay: run.overlay,
         status_socket: run.status_socket,

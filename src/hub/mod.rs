@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cluster;
 pub mod console;
 pub mod context;
 pub mod control;
@@ -82,6 +83,9 @@ pub struct HubIdentity {
 #[derive(Debug, Clone)]
 pub struct HubSettings {
     pub identity: HubIdentity,
+    /// This hub's name among the hubs sharing one store: its sessions, heartbeat and
+    /// leases are recorded under it (see [`cluster`]).
+    pub name: String,
     pub db: PathBuf,
     pub overlay: OverlayNet,
     pub status_socket: PathBuf,
@@ -161,6 +165,7 @@ pub async fn run(settings: HubSettings) -> Result<()> {
         registry: Registry::new(store.clone(), table.clone(), settings.overlay),
         login: LoginGuards::default(),
         overlay: settings.overlay,
+        cluster: cluster::Membership::new(&settings.name),
     });
     let preauth = Preauth::new(settings.preauth);
     let https_stats = https_port.as_ref().map(|p| p.stats.clone()).zip(https_listen);
@@ -184,8 +189,11 @@ pub async fn run(settings: HubSettings) -> Result<()> {
         tokio::spawn(metrics::serve(listener, sources));
     }
     tokio::spawn(watch_store(ctx.clone()));
+    // The first beat before the jobs: a hub alone on its store holds the lease at once.
+    ctx.cluster.beat(&ctx.store).await;
+    tokio::spawn(ctx.cluster.clone().run(ctx.store.clone()));
     tokio::spawn(contract_jobs(ctx.clone()));
-    tokio::spawn(notices::run(store, mailer));
+    tokio::spawn(notices::run(store, mailer, ctx.cluster.clone()));
     let refusals = ctx.clone();
     tokio::spawn(async move { refusals.login.refusals.run(refusals.store.clone()).await });
 
@@ -232,10 +240,11 @@ async fn open_store(settings: &HubSettings) -> Result<StoreHandle> {
     let store = SqliteStore::open(db).with_context(|| format!("cannot open the store {}", db.display()))?;
     let store = StoreHandle::new(store);
     let min_accounts = settings.min_accounts.to_string();
+    let name = settings.name.clone();
     let stale = store
         .run(move |s| {
             s.set_setting(crate::admin::MIN_ACCOUNTS_SETTING, &min_accounts)?;
-            s.sessions_close_stale("hub restarted")
+            s.sessions_close_stale("hub restarted", &name)
         })
         .await??;
     if stale > 0 {
@@ -306,6 +315,10 @@ async fn contract_jobs(ctx: Arc<HubContext>) {
     let mut tick = tokio::time::interval(CONTRACT_JOBS);
     loop {
         tick.tick().await;
+        // One hub of those sharing the store runs the calendar (see `cluster`).
+        if !ctx.cluster.holds_jobs() {
+            continue;
+        }
         let done = ctx
             .store
             .run(|s| crate::admin::apply_due(s, crate::store::now(), crate::store::today()))
