@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod change_feed;
 pub mod cluster;
 pub mod console;
 pub mod context;
@@ -188,7 +189,7 @@ pub async fn run(settings: HubSettings) -> Result<()> {
         };
         tokio::spawn(metrics::serve(listener, sources));
     }
-    tokio::spawn(watch_store(ctx.clone()));
+    tokio::spawn(watch_store(ctx.clone(), None));
     // The first beat before the jobs: a hub alone on its store holds the lease at once.
     ctx.cluster.beat(&ctx.store).await;
     tokio::spawn(ctx.cluster.clone().run(ctx.store.clone()));
@@ -338,15 +339,25 @@ async fn contract_jobs(ctx: Arc<HubContext>) {
 }
 
 /// Notices store changes made by other processes (`mcvpn admin` suspending a contract,
-/// locking an account) and applies them to live sessions within [`STORE_POLL`].
-async fn watch_store(ctx: Arc<HubContext>) {
+/// locking an account, another hub on a shared store) and applies them to live
+/// sessions: at once when the store notifies them (PostgreSQL, [`change_feed`]), else
+/// within [`STORE_POLL`] by polling the store's change marker.
+async fn watch_store(ctx: Arc<HubContext>, feed: Option<change_feed::ChangeFeed>) {
     let marker = || ctx.store.run(|s| s.external_change_marker().ok());
     let mut last = marker().await.ok().flatten();
-    let mut tick = tokio::time::interval(STORE_POLL);
     loop {
-        tick.tick().await;
+        let notified = match &feed {
+            Some(feed) => tokio::select! {
+                _ = feed.changed() => true,
+                _ = tokio::time::sleep(feed.poll_interval()) => false,
+            },
+            None => {
+                tokio::time::sleep(STORE_POLL).await;
+                false
+            }
+        };
         let now = marker().await.ok().flatten();
-        if now != last {
+        if notified || now != last {
             last = now;
             ctx.registry.refresh().await;
         }
