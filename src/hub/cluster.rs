@@ -31,6 +31,11 @@ const JOBS_LEASE: &str = "jobs";
 pub struct Membership {
     name: Arc<str>,
     holds_jobs: Arc<AtomicBool>,
+    /// Since when every beat reached the store (None after a failed one). Only a hub
+    /// that has reached the store for longer than [`SILENT_AFTER`] may call another hub
+    /// silent: after an outage of the store every hub's heartbeat is old, and the live
+    /// ones need a beat's time to say so.
+    reachable_since: Arc<parking_lot::Mutex<Option<std::time::Instant>>>,
 }
 
 impl Membership {
@@ -38,6 +43,7 @@ impl Membership {
         Membership {
             name: name.into(),
             holds_jobs: Arc::new(AtomicBool::new(false)),
+            reachable_since: Default::default(),
         }
     }
 
@@ -57,12 +63,16 @@ impl Membership {
     /// relaying the sessions it has, and gives up the lease (it cannot renew it).
     pub async fn beat(&self, store: &StoreHandle) {
         let name = self.name.clone();
+        let may_judge = self
+            .reachable_since
+            .lock()
+            .is_some_and(|t| t.elapsed() > Duration::from_secs(SILENT_AFTER as u64) + HEARTBEAT);
         let outcome = store
             .run(move |s| -> crate::store::StoreResult<(bool, usize)> {
                 let now = crate::store::now();
                 s.hub_heartbeat(&name, now)?;
                 let holds = s.lease_take(JOBS_LEASE, &name, now, JOBS_LEASE_TTL)?;
-                let closed = if holds {
+                let closed = if holds && may_judge {
                     s.sessions_close_of_silent_hubs("its hub stopped answering", now - SILENT_AFTER)?
                 } else {
                     0
@@ -70,6 +80,15 @@ impl Membership {
                 Ok((holds, closed))
             })
             .await;
+        let reached = matches!(outcome, Ok(Ok(_)));
+        {
+            let mut since = self.reachable_since.lock();
+            match (reached, *since) {
+                (true, None) => *since = Some(std::time::Instant::now()),
+                (false, _) => *since = None,
+                (true, Some(_)) => {}
+            }
+        }
         let holds = match outcome {
             Ok(Ok((holds, closed))) => {
                 if closed > 0 {
