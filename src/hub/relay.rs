@@ -19,7 +19,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde::Serialize;
 
-use crate::proto::relay::{self, BindMsg, Header, Kind, NodeId, RelayKey, BIND_LEN};
+use crate::proto::relay::{self, BindMsg, Header, Kind, NodeId, RelayKey, BIND_LEN, HEADER_LEN};
 
 /// A node the control plane admitted to the relay.
 #[derive(Debug)]
@@ -69,6 +69,9 @@ impl BindAnswer {
 pub struct RelayTable {
     by_endpoint: HashMap<SocketAddr, NodeId>,
     nodes: HashMap<NodeId, RelayNode>,
+    /// Nodes other hubs of the mesh hold, at that hub's relay address (issue 15): `Data`
+    /// for them leaves as `Mesh` to that hub, which checks the pair again.
+    remote: HashMap<NodeId, SocketAddr>,
 }
 
 /// The relay table as the control plane (writes: logins, binds) and the relay loop
@@ -205,6 +208,16 @@ impl RelayTable {
         self.nodes.get(&node)
     }
 
+    /// Replaces what this hub knows of the nodes other hubs hold (see [`route`](Self::route)).
+    pub fn set_remote(&mut self, remote: HashMap<NodeId, SocketAddr>) {
+        self.remote = remote;
+    }
+
+    /// The hub holding `node` when another hub does.
+    pub fn remote_hub(&self, node: NodeId) -> Option<SocketAddr> {
+        self.remote.get(&node).copied()
+    }
+
     pub fn bound_nodes(&self) -> usize {
         self.by_endpoint.len()
     }
@@ -289,32 +302,70 @@ impl RelayTable {
         }
     }
 
-    /// Decides where `Data` from `src` naming `dst_node` goes: returns the destination
-    /// endpoint and the sender's node id, and counts `bytes` for both nodes. The caller
-    /// rewrites the header(s) to name the sender.
-    pub fn route(&self, src: SocketAddr, dst_node: NodeId, bytes: u64) -> Result<(SocketAddr, NodeId), DropReason> {
-        let sender = *self.by_endpoint.get(&src).ok_or(DropReason::Unauthorised)?;
-        let from = self
-            .nodes
-            .get(&sender)
-            .filter(|n| n.peers.contains(&dst_node))
-            .ok_or(DropReason::Unauthorised)?;
-        let to = self.nodes.get(&dst_node).ok_or(DropReason::NoRoute)?;
-        let dst = to.endpoint.ok_or(DropReason::NoRoute)?;
-        from.bytes_in.fetch_add(bytes, Ordering::Relaxed);
-        to.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-        Ok((dst, sender))
+    /// Decides where a `Data` datagram (from a node) or a `Mesh` datagram (from another
+    /// hub) goes, given its parsed `header` and `bytes` in all: returns the endpoint to
+    /// send it to and the header to put in front of it, and counts the bytes for the
+    /// nodes of this hub. The caller rewrites the header(s).
+    ///
+    /// `Data` from a bound node to a peer it may reach: to the peer's endpoint, naming
+    /// the sender; or, when another hub holds the peer, to that hub as `Mesh` naming both.
+    /// `Mesh` from the hub that holds its source, to a node of this hub whose peers
+    /// include that source: to the node, naming the source. Both hubs check the pair.
+    pub fn route(
+        &self,
+        src: SocketAddr,
+        datagram: &[u8],
+        header: Header,
+        bytes: u64,
+    ) -> Result<(SocketAddr, [u8; HEADER_LEN]), DropReason> {
+        match header.kind {
+            Kind::Data => {
+                let sender = *self.by_endpoint.get(&src).ok_or(DropReason::Unauthorised)?;
+                let from = self
+                    .nodes
+                    .get(&sender)
+                    .filter(|n| n.peers.contains(&header.node))
+                    .ok_or(DropReason::Unauthorised)?;
+                let (dst, rewritten) = match self.nodes.get(&header.node) {
+                    Some(to) => {
+                        let dst = to.endpoint.ok_or(DropReason::NoRoute)?;
+                        to.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+                        (dst, Header { kind: Kind::Data, node: sender }.encode())
+                    }
+                    None => {
+                        let hub = self.remote.get(&header.node).ok_or(DropReason::NoRoute)?;
+                        let mesh = relay::mesh_header(sender, header.node).ok_or(DropReason::NoRoute)?;
+                        (*hub, mesh)
+                    }
+                };
+                from.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+                Ok((dst, rewritten))
+            }
+            Kind::Mesh => {
+                let source = relay::mesh_source(datagram);
+                // Only the hub that holds the source speaks for it.
+                if self.remote.get(&source) != Some(&src) {
+                    return Err(DropReason::Unauthorised);
+                }
+                let to = self
+                    .nodes
+                    .get(&header.node)
+                    .filter(|n| n.peers.contains(&source))
+                    .ok_or(DropReason::Unauthorised)?;
+                let dst = to.endpoint.ok_or(DropReason::NoRoute)?;
+                to.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+                Ok((dst, Header { kind: Kind::Data, node: source }.encode()))
+            }
+            _ => Err(DropReason::Malformed),
+        }
     }
 
-    /// [`route`](Self::route) for one whole `Data` datagram: parses its header and
-    /// rewrites it to name the source. Returns the destination endpoint.
+    /// [`route`](Self::route) for one whole `Data` or `Mesh` datagram: parses its header
+    /// and rewrites it. Returns the destination endpoint.
     pub fn route_data(&self, src: SocketAddr, datagram: &mut [u8]) -> Result<SocketAddr, DropReason> {
         let (header, _) = Header::parse(datagram).map_err(|_| DropReason::Malformed)?;
-        if header.kind != Kind::Data {
-            return Err(DropReason::Malformed);
-        }
-        let (dst, sender) = self.route(src, header.node, datagram.len() as u64)?;
-        relay::rewrite_node(datagram, sender);
+        let (dst, rewritten) = self.route(src, datagram, header, datagram.len() as u64)?;
+        relay::rewrite_header(datagram, &rewritten);
         Ok(dst)
     }
 }
@@ -396,6 +447,63 @@ mod tests {
         let (h, payload) = Header::parse(&d).unwrap();
         assert_eq!(h.node, 1);
         assert_eq!(payload, b"wg!!");
+    }
+
+    /// Node 1 on hub A (192.0.2.100), node 2 on hub B (192.0.2.200), each table knowing
+    /// the other's node; node 3 on A may reach nobody.
+    fn two_hubs() -> (RelayTable, RelayTable) {
+        let mut a = RelayTable::default();
+        a.admit(1, 10, [1; 32], HashSet::from([2]));
+        bind(&mut a, 1, 10, 1, [1; 32], "192.0.2.1:1000").unwrap();
+        a.admit(3, 30, [3; 32], HashSet::new());
+        bind(&mut a, 3, 30, 1, [3; 32], "192.0.2.3:3000").unwrap();
+        a.set_remote(HashMap::from([(2, addr("192.0.2.200:51820"))]));
+        let mut b = RelayTable::default();
+        b.admit(2, 20, [2; 32], HashSet::from([1]));
+        bind(&mut b, 2, 20, 1, [2; 32], "192.0.2.2:2000").unwrap();
+        b.set_remote(HashMap::from([
+            (1, addr("192.0.2.100:51820")),
+            (3, addr("192.0.2.100:51820")),
+        ]));
+        (a, b)
+    }
+
+    #[test]
+    fn data_for_a_node_on_another_hub_crosses_the_mesh_and_arrives_naming_its_source() {
+        let (a, b) = two_hubs();
+        let mut d = data(2);
+        assert_eq!(a.route_data(addr("192.0.2.1:1000"), &mut d), Ok(addr("192.0.2.200:51820")));
+        let (h, _) = Header::parse(&d).unwrap();
+        assert_eq!((h.kind, h.node, relay::mesh_source(&d)), (Kind::Mesh, 2, 1));
+        assert_eq!(b.route_data(addr("192.0.2.100:51820"), &mut d), Ok(addr("192.0.2.2:2000")));
+        let (h, payload) = Header::parse(&d).unwrap();
+        assert_eq!((h.kind, h.node), (Kind::Data, 1));
+        assert_eq!(payload, b"wg!!");
+        assert_eq!(a.node(1).unwrap().bytes_in.load(Ordering::Relaxed), d.len() as u64);
+        assert_eq!(b.node(2).unwrap().bytes_out.load(Ordering::Relaxed), d.len() as u64);
+    }
+
+    #[test]
+    fn the_mesh_checks_the_pair_and_the_hub_on_both_sides() {
+        let (a, b) = two_hubs();
+        // Node 3 may not reach node 2: refused on its own hub.
+        assert_eq!(a.route_data(addr("192.0.2.3:3000"), &mut data(2)), Err(DropReason::Unauthorised));
+        // A hub claiming node 3 (not a peer of 2) is refused on the receiving hub.
+        let mut forged = relay::mesh_header(3, 2).unwrap().to_vec();
+        forged.extend_from_slice(b"wg!!");
+        assert_eq!(b.route_data(addr("192.0.2.100:51820"), &mut forged.clone()), Err(DropReason::Unauthorised));
+        // The right pair from an address that is not the hub holding the source.
+        let mut from_elsewhere = relay::mesh_header(1, 2).unwrap().to_vec();
+        from_elsewhere.extend_from_slice(b"wg!!");
+        assert_eq!(b.route_data(addr("192.0.2.66:51820"), &mut from_elsewhere), Err(DropReason::Unauthorised));
+        // A node cannot send `Mesh` itself: it is no hub.
+        let mut from_node = relay::mesh_header(1, 2).unwrap().to_vec();
+        from_node.extend_from_slice(b"wg!!");
+        assert_eq!(b.route_data(addr("192.0.2.2:2000"), &mut from_node), Err(DropReason::Unauthorised));
+        // A peer no hub holds: no route.
+        let mut a = a;
+        a.set_remote(HashMap::new());
+        assert_eq!(a.route_data(addr("192.0.2.1:1000"), &mut data(2)), Err(DropReason::NoRoute));
     }
 
     #[test]

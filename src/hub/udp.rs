@@ -314,11 +314,11 @@ fn decide(
     let segments = len.div_ceil(stride.max(1));
     if segments > 1 && uniform_headers(buf, stride) {
         if let Ok((h, _)) = Header::parse(buf) {
-            if h.kind == Kind::Data {
-                match table.route(src, h.node, len as u64) {
-                    Ok((dst, sender)) => {
+            if matches!(h.kind, Kind::Data | Kind::Mesh) {
+                match table.route(src, buf, h, len as u64) {
+                    Ok((dst, header)) => {
                         for start in (0..len).step_by(stride) {
-                            relay::rewrite_node(&mut buf[start..], sender);
+                            relay::rewrite_header(&mut buf[start..], &header);
                         }
                         sends.push(Forward::Batch {
                             dst,
@@ -342,7 +342,7 @@ fn decide(
         let end = (start + stride).min(len);
         let datagram = &mut buf[start..end];
         match Header::parse(datagram).map(|(h, _)| h.kind) {
-            Ok(Kind::Data) => match table.route_data(src, datagram) {
+            Ok(Kind::Data | Kind::Mesh) => match table.route_data(src, datagram) {
                 Ok(dst) => sends.push(Forward::One {
                     dst,
                     buf: index,

@@ -35,6 +35,20 @@
 //!   small fixed budget (per source and in all, `hub::echo`), so the size of each echo
 //!   tests the path MTU both ways and its round trip the loss and latency.
 //!
+//! * `Mesh`: hub → hub (issue 15), a `Data` datagram on its way from a node on one hub
+//!   to a node on another. The header names both ends in the same 8 bytes, so the
+//!   forwarding hub rewrites it in place, as it does for local traffic, and a GRO batch
+//!   still leaves as one GSO send:
+//!
+//! ```text
+//!  0        1        2                          5                          8
+//! +--------+--------+--------+--------+--------+--------+--------+--------+
+//! |version |  8     |   source node (BE u24)   | destination node (BE u24)|
+//! +--------+--------+--------+--------+--------+--------+--------+--------+
+//! ```
+//!
+//!   Node ids above [`MESH_MAX_NODE`] cannot cross hubs (16.7 million devices).
+//!
 //! Kinds 6 and 7 came with the echo (issue 18); a hub of before drops an echo as
 //! malformed, which `mcvpn diagnose` reports as "no answer over UDP".
 //!
@@ -60,6 +74,8 @@ pub const ECHO_MIN_LEN: usize = HEADER_LEN + 8 + 8;
 /// The longest `Echo` the hub answers (a 1500-byte IPv4 packet's payload); longer ones
 /// are dropped as malformed.
 pub const ECHO_MAX_LEN: usize = 1500 - 28;
+/// The largest node id a `Mesh` header can carry (24 bits).
+pub const MESH_MAX_NODE: NodeId = 0x00FF_FFFF;
 /// Length of the MAC on `Bind`/`Bound`.
 pub const MAC_LEN: usize = 16;
 
@@ -78,6 +94,7 @@ pub enum Kind {
     Response = 5,
     Echo = 6,
     EchoReply = 7,
+    Mesh = 8,
 }
 
 impl Kind {
@@ -90,6 +107,7 @@ impl Kind {
             5 => Some(Kind::Response),
             6 => Some(Kind::Echo),
             7 => Some(Kind::EchoReply),
+            8 => Some(Kind::Mesh),
             _ => None,
         }
     }
@@ -132,6 +150,12 @@ impl Header {
             return Err(RelayError::Version(buf[0]));
         }
         let kind = Kind::from_byte(buf[1]).ok_or(RelayError::Kind(buf[1]))?;
+        if kind == Kind::Mesh {
+            // No reserved bytes: the source is in them. The header names the destination
+            // like a `Data` header does; [`mesh_source`] reads the source.
+            let node = u32::from_be_bytes([0, buf[5], buf[6], buf[7]]);
+            return Ok((Header { kind, node }, &buf[HEADER_LEN..]));
+        }
         if buf[2] != 0 || buf[3] != 0 {
             return Err(RelayError::Reserved);
         }
@@ -144,6 +168,27 @@ impl Header {
 /// hub's only per-packet write: destination in, source out.
 pub fn rewrite_node(datagram: &mut [u8], node: NodeId) {
     datagram[4..HEADER_LEN].copy_from_slice(&node.to_be_bytes());
+}
+
+/// The `Mesh` header naming `source` and `destination`, or None when either id is too
+/// large for it.
+pub fn mesh_header(source: NodeId, destination: NodeId) -> Option<[u8; HEADER_LEN]> {
+    if source > MESH_MAX_NODE || destination > MESH_MAX_NODE {
+        return None;
+    }
+    let (s, d) = (source.to_be_bytes(), destination.to_be_bytes());
+    Some([VERSION, Kind::Mesh as u8, s[1], s[2], s[3], d[1], d[2], d[3]])
+}
+
+/// The source node of a datagram whose header parsed as `Mesh`.
+pub fn mesh_source(datagram: &[u8]) -> NodeId {
+    u32::from_be_bytes([0, datagram[2], datagram[3], datagram[4]])
+}
+
+/// Overwrites the whole header of a datagram whose header was already parsed (a
+/// `Data` header becoming `Mesh` on the way to another hub, and back).
+pub fn rewrite_header(datagram: &mut [u8], header: &[u8; HEADER_LEN]) {
+    datagram[..HEADER_LEN].copy_from_slice(header);
 }
 
 /// Writes a `Data` header for `node` into the first [`HEADER_LEN`] bytes of `buf`.
@@ -189,7 +234,7 @@ impl BindMsg {
     /// Call [`BindMsg::verify`] with the node's key before trusting anything in it.
     pub fn parse(datagram: &[u8]) -> Result<BindMsg, RelayError> {
         let (header, _) = Header::parse(datagram)?;
-        if matches!(header.kind, Kind::Data | Kind::Echo | Kind::EchoReply) {
+        if matches!(header.kind, Kind::Data | Kind::Echo | Kind::EchoReply | Kind::Mesh) {
             return Err(RelayError::Kind(header.kind as u8));
         }
         if datagram.len() != BIND_LEN {
@@ -295,6 +340,20 @@ mod tests {
         let (parsed, rest) = Header::parse(&bytes).unwrap();
         assert_eq!(parsed, h);
         assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn a_mesh_header_names_both_ends_in_eight_bytes() {
+        let h = mesh_header(0x00ab_cdef, 0x0012_3456).unwrap();
+        let mut datagram = h.to_vec();
+        datagram.extend_from_slice(b"wg");
+        let (parsed, rest) = Header::parse(&datagram).unwrap();
+        assert_eq!((parsed.kind, parsed.node), (Kind::Mesh, 0x0012_3456));
+        assert_eq!(mesh_source(&datagram), 0x00ab_cdef);
+        assert_eq!(rest, b"wg");
+        assert_eq!(mesh_header(MESH_MAX_NODE + 1, 1), None);
+        assert_eq!(mesh_header(1, MESH_MAX_NODE + 1), None);
+        assert!(mesh_header(MESH_MAX_NODE, MESH_MAX_NODE).is_some());
     }
 
     #[test]
