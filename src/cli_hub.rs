@@ -65,6 +65,10 @@ pub struct HubArgs {
     /// leases are recorded under it, so each hub needs its own [default: the host name]
     #[arg(long, env = "MCVPN_HUB_NAME", value_name = "NAME")]
     name: Option<String>,
+    /// Where the other hubs sharing the store send this hub relay datagrams for its nodes
+    /// (its UDP relay address as they reach it) [default: --listen, unless that is 0.0.0.0]
+    #[arg(long, env = "MCVPN_MESH_ADDR", value_name = "ADDR:PORT")]
+    mesh_addr: Option<std::net::SocketAddr>,
     /// The SQLite store of contracts, accounts and the audit log
     #[arg(long, default_value = "/var/lib/mcvpn/hub.db", env = "MCVPN_HUB_DB")]
     db: PathBuf,
@@ -357,9 +361,14 @@ fn hub_settings(run: HubArgs) -> Result<hub::HubSettings> {
     if let (None, Some(h)) = (identity.https_port, &https) {
         identity.https_port = Some(h.listen.port());
     }
+    // A hub listening on one address is reached there; on all of them, it must say.
+    let mesh_addr = run
+        .mesh_addr
+        .or_else(|| (!identity.listen.ip().is_unspecified()).then_some(identity.listen));
     Ok(hub::HubSettings {
         identity,
         name: run.name.unwrap_or_else(crate::util::hostname),
+        mesh_addr,
         db: run.db,
         overlay: run.overlay,
         status_socket: run.status_socket,

@@ -80,6 +80,7 @@ async fn start_hub(limits: ConsoleLimits, seed: impl FnOnce(&mut SqliteStore)) -
             https_port: Some(https.port()),
         },
         name: "test-hub".into(),
+        mesh_addr: None,
         db: db.clone(),
         overlay: Default::default(),
         status_socket: dir.path().join("hub.sock"),

@@ -76,6 +76,7 @@ async fn start_hub_with(per_source: u32) -> Hub {
             https_port: Some(https.port()),
         },
         name: "test-hub".into(),
+        mesh_addr: None,
         db,
         overlay: Default::default(),
         status_socket: socket.clone(),

@@ -48,6 +48,7 @@ async fn start_hub(dir: &Path) -> (SocketAddr, Key32, SocketAddr) {
             https_port: None,
         },
         name: "test-hub".into(),
+        mesh_addr: None,
         db,
         overlay: Default::default(),
         status_socket: dir.join("hub.sock"),

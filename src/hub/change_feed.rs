@@ -17,6 +17,9 @@ use tokio::sync::Notify;
 
 /// The channel the store's triggers notify.
 pub const CHANNEL: &str = "mcvpn_change";
+/// The channel notified when a session starts or ends on any hub: which hub holds which
+/// node changed (the mesh, see `hub::registry`).
+pub const PRESENCE_CHANNEL: &str = "mcvpn_presence";
 /// The change-marker poll while the listening connection is down.
 pub const POLL_WHILE_DEAF: Duration = Duration::from_millis(200);
 /// The change-marker poll while notifications arrive: a fallback only.
@@ -29,6 +32,7 @@ const RECONNECT: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct ChangeFeed {
     wake: Arc<Notify>,
+    presence: Arc<Notify>,
     listening: Arc<AtomicBool>,
 }
 
@@ -38,6 +42,7 @@ impl ChangeFeed {
     pub fn spawn(url: String, shown: String) -> ChangeFeed {
         let feed = ChangeFeed {
             wake: Arc::new(Notify::new()),
+            presence: Arc::new(Notify::new()),
             listening: Arc::new(AtomicBool::new(false)),
         };
         tokio::spawn(listen(url, shown, feed.clone()));
@@ -48,6 +53,11 @@ impl ChangeFeed {
     /// while deaf must be read).
     pub async fn changed(&self) {
         self.wake.notified().await
+    }
+
+    /// Waits for the next session start or end on any hub.
+    pub async fn presence_changed(&self) {
+        self.presence.notified().await
     }
 
     /// How long the watcher may wait before polling the change marker.
@@ -85,10 +95,13 @@ async fn listen_once(url: &str, feed: &ChangeFeed) -> Result<(), tokio_postgres:
     let (client, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     // The connection object carries the notifications; it must be polled for the
     // client's LISTEN to complete at all, so it runs in its own task.
-    let wake = feed.wake.clone();
+    let (wake, presence) = (feed.wake.clone(), feed.presence.clone());
     let mut driver = tokio::spawn(async move {
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) if n.channel() == PRESENCE_CHANNEL => {
+                    presence.notify_one()
+                }
                 Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => wake.notify_one(),
                 Some(Ok(_)) => {} // notices (warnings) from the server
                 Some(Err(e)) => return Err(e),
@@ -96,7 +109,7 @@ async fn listen_once(url: &str, feed: &ChangeFeed) -> Result<(), tokio_postgres:
             }
         }
     });
-    let listen = format!("LISTEN {CHANNEL}");
+    let listen = format!("LISTEN {CHANNEL}; LISTEN {PRESENCE_CHANNEL}");
     let listened = tokio::select! {
         r = client.batch_execute(&listen) => r,
         ended = &mut driver => return ended.unwrap_or(Ok(())),
@@ -109,6 +122,7 @@ async fn listen_once(url: &str, feed: &ChangeFeed) -> Result<(), tokio_postgres:
     tracing::info!("listening for the store's changes");
     // Changes made while this hub was not listening were never notified to it.
     feed.wake.notify_one();
+    feed.presence.notify_one();
     let ended = driver.await.unwrap_or(Ok(()));
     drop(client);
     ended

@@ -30,6 +30,8 @@ const JOBS_LEASE: &str = "jobs";
 #[derive(Debug, Clone)]
 pub struct Membership {
     name: Arc<str>,
+    /// Where the other hubs send this hub's relay datagrams ('' = not in the mesh).
+    relay_addr: Arc<str>,
     holds_jobs: Arc<AtomicBool>,
     /// Since when every beat reached the store (None after a failed one). Only a hub
     /// that has reached the store for longer than [`SILENT_AFTER`] may call another hub
@@ -39,9 +41,10 @@ pub struct Membership {
 }
 
 impl Membership {
-    pub fn new(name: &str) -> Membership {
+    pub fn new(name: &str, relay_addr: Option<std::net::SocketAddr>) -> Membership {
         Membership {
             name: name.into(),
+            relay_addr: relay_addr.map(|a| a.to_string()).unwrap_or_default().into(),
             holds_jobs: Arc::new(AtomicBool::new(false)),
             reachable_since: Default::default(),
         }
@@ -62,7 +65,7 @@ impl Membership {
     /// silent hubs closed. Errors are logged: a hub that cannot reach its store keeps
     /// relaying the sessions it has, and gives up the lease (it cannot renew it).
     pub async fn beat(&self, store: &StoreHandle) {
-        let name = self.name.clone();
+        let (name, relay_addr) = (self.name.clone(), self.relay_addr.clone());
         let may_judge = self
             .reachable_since
             .lock()
@@ -70,7 +73,7 @@ impl Membership {
         let outcome = store
             .run(move |s| -> crate::store::StoreResult<(bool, usize)> {
                 let now = crate::store::now();
-                s.hub_heartbeat(&name, now)?;
+                s.hub_heartbeat(&name, now, &relay_addr)?;
                 let holds = s.lease_take(JOBS_LEASE, &name, now, JOBS_LEASE_TTL)?;
                 let closed = if holds && may_judge {
                     s.sessions_close_of_silent_hubs("its hub stopped answering", now - SILENT_AFTER)?
@@ -134,7 +137,7 @@ mod tests {
         let path = dir.path().join("hub.db");
         let a_store = StoreHandle::new(SqliteStore::open(&path).unwrap());
         let b_store = StoreHandle::new(SqliteStore::open(&path).unwrap());
-        let (a, b) = (Membership::new("hub-a"), Membership::new("hub-b"));
+        let (a, b) = (Membership::new("hub-a", None), Membership::new("hub-b", None));
         a.beat(&a_store).await;
         b.beat(&b_store).await;
         assert!(a.holds_jobs());

@@ -122,7 +122,7 @@ async fn start_session(
         .store
         .run(move |s| {
             let _ = s.device_touch(device_id);
-            s.session_start(device_id, &from, &hub)
+            s.session_start(device_id, &from, &hub, boot_id)
         })
         .await
         .map_err(|e| store_error(&e))?

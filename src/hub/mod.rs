@@ -87,6 +87,9 @@ pub struct HubSettings {
     /// This hub's name among the hubs sharing one store: its sessions, heartbeat and
     /// leases are recorded under it (see [`cluster`]).
     pub name: String,
+    /// Where the other hubs on the shared store send this hub's relay datagrams (its
+    /// relay address as they reach it); None keeps this hub out of the mesh.
+    pub mesh_addr: Option<SocketAddr>,
     pub db: PathBuf,
     pub overlay: OverlayNet,
     pub status_socket: PathBuf,
@@ -166,7 +169,7 @@ pub async fn run(settings: HubSettings) -> Result<()> {
         registry: Registry::new(store.clone(), table.clone(), settings.overlay),
         login: LoginGuards::default(),
         overlay: settings.overlay,
-        cluster: cluster::Membership::new(&settings.name),
+        cluster: cluster::Membership::new(&settings.name, settings.mesh_addr),
     });
     let preauth = Preauth::new(settings.preauth);
     let https_stats = https_port.as_ref().map(|p| p.stats.clone()).zip(https_listen);
@@ -342,24 +345,38 @@ async fn contract_jobs(ctx: Arc<HubContext>) {
 /// locking an account, another hub on a shared store) and applies them to live
 /// sessions: at once when the store notifies them (PostgreSQL, [`change_feed`]), else
 /// within [`STORE_POLL`] by polling the store's change marker.
+///
+/// It also keeps the mesh's view of which hub holds which node current: at once when a
+/// session starts or ends anywhere (PostgreSQL), else every [`cluster::HEARTBEAT`].
 async fn watch_store(ctx: Arc<HubContext>, feed: Option<change_feed::ChangeFeed>) {
     let marker = || ctx.store.run(|s| s.external_change_marker().ok());
     let mut last = marker().await.ok().flatten();
+    let mut last_sync = std::time::Instant::now() - cluster::HEARTBEAT;
     loop {
-        let notified = match &feed {
+        let (changed, presence) = match &feed {
             Some(feed) => tokio::select! {
-                _ = feed.changed() => true,
-                _ = tokio::time::sleep(feed.poll_interval()) => false,
+                _ = feed.changed() => (true, true),
+                _ = feed.presence_changed() => (false, true),
+                _ = tokio::time::sleep(feed.poll_interval().min(cluster::HEARTBEAT)) => (false, false),
             },
             None => {
                 tokio::time::sleep(STORE_POLL).await;
-                false
+                (false, false)
             }
         };
-        let now = marker().await.ok().flatten();
-        if notified || now != last {
-            last = now;
+        if !presence {
+            let now = marker().await.ok().flatten();
+            if changed || now != last {
+                last = now;
+                ctx.registry.refresh().await;
+            }
+        } else if changed {
             ctx.registry.refresh().await;
+        }
+        if presence || last_sync.elapsed() >= cluster::HEARTBEAT {
+            last_sync = std::time::Instant::now();
+            let alive_since = crate::store::now() - cluster::SILENT_AFTER;
+            ctx.registry.sync_remote(ctx.cluster.name(), alive_since).await;
         }
     }
 }

@@ -54,6 +54,9 @@ pub struct Registry {
 /// inside a store call and are given the store.
 struct Live {
     sessions: Mutex<HashMap<NodeId, Session>>,
+    /// Nodes the other hubs hold (locked after `sessions`). Mirrored into the relay
+    /// table, which forwards their traffic to their hub.
+    remote: Mutex<HashMap<NodeId, RemotePeer>>,
     relay: SharedRelayTable,
     overlay: OverlayNet,
 }
@@ -76,8 +79,20 @@ pub struct SessionSummary {
     pub peers_online: usize,
 }
 
-fn peer_info(d: &DeviceRecord, sessions: &HashMap<NodeId, Session>) -> PeerInfo {
+/// A node another hub of the mesh holds (issue 15), as the store says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RemotePeer {
+    /// The holding hub's relay address: where `Mesh` datagrams for the node go.
+    hub: std::net::SocketAddr,
+    boot_id: u64,
+}
+
+fn peer_info(d: &DeviceRecord, sessions: &HashMap<NodeId, Session>, remote: &HashMap<NodeId, RemotePeer>) -> PeerInfo {
     let live = sessions.get(&d.node_id());
+    let boot_id = match live {
+        Some(s) => Some(s.boot_id),
+        None => remote.get(&d.node_id()).map(|r| r.boot_id),
+    };
     PeerInfo {
         node_id: d.node_id(),
         // Bounded so that one peer always fits a control frame, whatever a name grew to.
@@ -85,8 +100,8 @@ fn peer_info(d: &DeviceRecord, sessions: &HashMap<NodeId, Session>) -> PeerInfo 
         role: d.role,
         overlay_ip: d.overlay_ip,
         public_key: d.public_key,
-        online: live.is_some(),
-        boot_id: live.map_or(0, |s| s.boot_id),
+        online: boot_id.is_some(),
+        boot_id: boot_id.unwrap_or(0),
     }
 }
 
@@ -96,6 +111,7 @@ impl Registry {
             store,
             live: Arc::new(Live {
                 sessions: Mutex::new(HashMap::new()),
+                remote: Mutex::new(HashMap::new()),
                 relay,
                 overlay,
             }),
@@ -151,6 +167,16 @@ impl Registry {
     pub async fn close_all(&self, reason: &str) {
         let (live, reason) = (self.live.clone(), reason.to_string());
         let _ = self.store.run(move |store| live.close_all(store, &reason)).await;
+    }
+
+    /// Re-reads which nodes the other hubs sharing the store hold (those whose
+    /// heartbeat is at `alive_since` or later) and tells the local sessions what changed.
+    pub async fn sync_remote(&self, hub: &str, alive_since: crate::store::UnixTime) {
+        let (live, hub) = (self.live.clone(), hub.to_string());
+        let _ = self
+            .store
+            .run(move |store| live.sync_remote(store, &hub, alive_since))
+            .await;
     }
 
     pub fn summaries(&self) -> Vec<SessionSummary> {
@@ -284,8 +310,13 @@ impl Live {
             peers,
         };
         sessions.insert(node, session);
+        // A node that moved here from another hub is this hub's now.
+        let mut remote = self.remote.lock();
+        if remote.remove(&node).is_some() {
+            self.relay.write().forget_remote(node);
+        }
         // Tell online peers; a brand-new device was not in their lists yet.
-        let me = peer_info(&device, &sessions);
+        let me = peer_info(&device, &sessions, &remote);
         let peer_ids: Vec<NodeId> = sessions[&node].peers.keys().copied().collect();
         for p in peer_ids {
             if let Some(ps) = sessions.get_mut(&p) {
@@ -297,7 +328,7 @@ impl Live {
         let s = &sessions[&node];
         // Online peers first: if the list is split, the ones the node can reach at once
         // come in the first message.
-        let mut peers: Vec<PeerInfo> = s.peers.values().map(|d| peer_info(d, &sessions)).collect();
+        let mut peers: Vec<PeerInfo> = s.peers.values().map(|d| peer_info(d, &sessions, &remote)).collect();
         peers.sort_by_key(|p| (!p.online, p.node_id));
         let login = LoginOk {
             node_id: node,
@@ -349,7 +380,7 @@ impl Live {
     fn drop_session(&self, sessions: &mut HashMap<NodeId, Session>, s: Session, reason: String) -> Ended {
         let node = s.device.node_id();
         let bytes = self.relay.write().remove(node, s.relay_session);
-        let gone = peer_info(&s.device, sessions);
+        let gone = peer_info(&s.device, sessions, &self.remote.lock());
         for p in s.peers.keys() {
             if let Some(ps) = sessions.get(p) {
                 let _ = ps.tx.send(Box::new(Event::Peer(gone.clone())));
@@ -470,6 +501,7 @@ impl Live {
         let Some(s) = sessions.get(&node) else { return };
         let new: HashMap<NodeId, DeviceRecord> = peers.into_iter().map(|d| (d.node_id(), d)).collect();
         let old: HashSet<NodeId> = s.peers.keys().copied().collect();
+        let remote = self.remote.lock();
         let events: Vec<Event> = old
             .iter()
             .filter(|id| !new.contains_key(id))
@@ -477,7 +509,7 @@ impl Live {
             .chain(
                 new.values()
                     .filter(|d| !old.contains(&d.node_id()))
-                    .map(|d| Event::Peer(peer_info(d, sessions))),
+                    .map(|d| Event::Peer(peer_info(d, sessions, &remote))),
             )
             .collect();
         self.relay.write().set_peers(node, new.keys().copied().collect());
@@ -487,6 +519,68 @@ impl Live {
         for e in events {
             let _ = s.tx.send(Box::new(e));
         }
+    }
+
+    /// Reads which nodes the other hubs hold, mirrors them into the relay table and
+    /// tells the local sessions whose peers came, went or restarted elsewhere.
+    fn sync_remote(&self, store: &mut dyn Store, hub: &str, alive_since: crate::store::UnixTime) {
+        let rows = match store.remote_sessions(hub, alive_since) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read which hub holds which node");
+                return;
+            }
+        };
+        let sessions = self.sessions.lock();
+        let mut fresh: HashMap<NodeId, RemotePeer> = HashMap::new();
+        for r in rows {
+            let node = r.device_id as NodeId;
+            // A node this hub holds is this hub's, whatever a dead hub left behind.
+            if sessions.contains_key(&node) {
+                continue;
+            }
+            match r.relay_addr.parse() {
+                // Oldest first: a node's newest session wins.
+                Ok(hub) => {
+                    fresh.insert(
+                        node,
+                        RemotePeer {
+                            hub,
+                            boot_id: r.boot_id,
+                        },
+                    );
+                }
+                Err(_) => tracing::warn!(addr = %r.relay_addr, "a hub announced a relay address that is no address"),
+            }
+        }
+        let mut remote = self.remote.lock();
+        let changed: Vec<NodeId> = remote
+            .keys()
+            .chain(fresh.keys())
+            .copied()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .filter(|n| remote.get(n) != fresh.get(n))
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        *remote = fresh;
+        self.relay
+            .write()
+            .set_remote(remote.iter().map(|(&n, r)| (n, r.hub)).collect());
+        for s in sessions.values() {
+            for id in &changed {
+                if let Some(d) = s.peers.get(id) {
+                    let _ = s.tx.send(Box::new(Event::Peer(peer_info(d, &sessions, &remote))));
+                }
+            }
+        }
+        tracing::debug!(
+            changed = changed.len(),
+            remote = remote.len(),
+            "nodes on other hubs updated"
+        );
     }
 
     fn end_session(&self, store: &mut dyn Store, db_session: i64, message: &str) -> bool {
@@ -615,7 +709,7 @@ mod tests {
         let id = d.id;
         let db = f
             .store
-            .run(move |s| s.session_start(id, "test", "test-hub"))
+            .run(move |s| s.session_start(id, "test", "test-hub", 0))
             .await
             .unwrap()
             .unwrap();
@@ -650,6 +744,40 @@ mod tests {
         }
         assert!(f.relay.read().node(c_ticket.node).is_none());
         assert_eq!(f.store.run(|s| s.sessions(true, None)).await.unwrap().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_peer_another_hub_holds_is_announced_and_routed_to_that_hub_until_it_goes_silent() {
+        let f = fixture();
+        let (_ok, _ticket, mut rx) = join(&f, &f.client, 11).await;
+        while rx.try_recv().is_ok() {}
+        let (target, node) = (f.target.id, f.target.node_id());
+        let now = crate::store::now();
+        f.store
+            .run(move |s| {
+                s.hub_heartbeat("hub-b", now, "192.0.2.11:51820").unwrap();
+                s.session_start(target, "x", "hub-b", 22).unwrap();
+            })
+            .await
+            .unwrap();
+        f.reg.sync_remote("test-hub", now - 10).await;
+        match *rx.try_recv().expect("the client is told") {
+            Event::Peer(p) => assert!(p.node_id == node && p.online && p.boot_id == 22, "{p:?}"),
+            e => panic!("unexpected {e:?}"),
+        }
+        assert_eq!(
+            f.relay.read().remote_hub(node),
+            Some("192.0.2.11:51820".parse().unwrap())
+        );
+        f.reg.sync_remote("test-hub", now - 10).await;
+        assert!(rx.try_recv().is_err(), "nothing changed, nothing told");
+        // hub-b's heartbeat is too old now: its node is offline and unrouted.
+        f.reg.sync_remote("test-hub", now + 100).await;
+        match *rx.try_recv().expect("the client is told") {
+            Event::Peer(p) => assert!(p.node_id == node && !p.online, "{p:?}"),
+            e => panic!("unexpected {e:?}"),
+        }
+        assert_eq!(f.relay.read().remote_hub(node), None);
     }
 
     #[tokio::test]

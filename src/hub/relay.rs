@@ -213,6 +213,11 @@ impl RelayTable {
         self.remote = remote;
     }
 
+    /// `node` is not another hub's any more (it logged in here).
+    pub fn forget_remote(&mut self, node: NodeId) {
+        self.remote.remove(&node);
+    }
+
     /// The hub holding `node` when another hub does.
     pub fn remote_hub(&self, node: NodeId) -> Option<SocketAddr> {
         self.remote.get(&node).copied()
@@ -330,7 +335,14 @@ impl RelayTable {
                     Some(to) => {
                         let dst = to.endpoint.ok_or(DropReason::NoRoute)?;
                         to.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-                        (dst, Header { kind: Kind::Data, node: sender }.encode())
+                        (
+                            dst,
+                            Header {
+                                kind: Kind::Data,
+                                node: sender,
+                            }
+                            .encode(),
+                        )
                     }
                     None => {
                         let hub = self.remote.get(&header.node).ok_or(DropReason::NoRoute)?;
@@ -354,7 +366,14 @@ impl RelayTable {
                     .ok_or(DropReason::Unauthorised)?;
                 let dst = to.endpoint.ok_or(DropReason::NoRoute)?;
                 to.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-                Ok((dst, Header { kind: Kind::Data, node: source }.encode()))
+                Ok((
+                    dst,
+                    Header {
+                        kind: Kind::Data,
+                        node: source,
+                    }
+                    .encode(),
+                ))
             }
             _ => Err(DropReason::Malformed),
         }
@@ -472,10 +491,16 @@ mod tests {
     fn data_for_a_node_on_another_hub_crosses_the_mesh_and_arrives_naming_its_source() {
         let (a, b) = two_hubs();
         let mut d = data(2);
-        assert_eq!(a.route_data(addr("192.0.2.1:1000"), &mut d), Ok(addr("192.0.2.200:51820")));
+        assert_eq!(
+            a.route_data(addr("192.0.2.1:1000"), &mut d),
+            Ok(addr("192.0.2.200:51820"))
+        );
         let (h, _) = Header::parse(&d).unwrap();
         assert_eq!((h.kind, h.node, relay::mesh_source(&d)), (Kind::Mesh, 2, 1));
-        assert_eq!(b.route_data(addr("192.0.2.100:51820"), &mut d), Ok(addr("192.0.2.2:2000")));
+        assert_eq!(
+            b.route_data(addr("192.0.2.100:51820"), &mut d),
+            Ok(addr("192.0.2.2:2000"))
+        );
         let (h, payload) = Header::parse(&d).unwrap();
         assert_eq!((h.kind, h.node), (Kind::Data, 1));
         assert_eq!(payload, b"wg!!");
@@ -487,23 +512,38 @@ mod tests {
     fn the_mesh_checks_the_pair_and_the_hub_on_both_sides() {
         let (a, b) = two_hubs();
         // Node 3 may not reach node 2: refused on its own hub.
-        assert_eq!(a.route_data(addr("192.0.2.3:3000"), &mut data(2)), Err(DropReason::Unauthorised));
+        assert_eq!(
+            a.route_data(addr("192.0.2.3:3000"), &mut data(2)),
+            Err(DropReason::Unauthorised)
+        );
         // A hub claiming node 3 (not a peer of 2) is refused on the receiving hub.
         let mut forged = relay::mesh_header(3, 2).unwrap().to_vec();
         forged.extend_from_slice(b"wg!!");
-        assert_eq!(b.route_data(addr("192.0.2.100:51820"), &mut forged.clone()), Err(DropReason::Unauthorised));
+        assert_eq!(
+            b.route_data(addr("192.0.2.100:51820"), &mut forged.clone()),
+            Err(DropReason::Unauthorised)
+        );
         // The right pair from an address that is not the hub holding the source.
         let mut from_elsewhere = relay::mesh_header(1, 2).unwrap().to_vec();
         from_elsewhere.extend_from_slice(b"wg!!");
-        assert_eq!(b.route_data(addr("192.0.2.66:51820"), &mut from_elsewhere), Err(DropReason::Unauthorised));
+        assert_eq!(
+            b.route_data(addr("192.0.2.66:51820"), &mut from_elsewhere),
+            Err(DropReason::Unauthorised)
+        );
         // A node cannot send `Mesh` itself: it is no hub.
         let mut from_node = relay::mesh_header(1, 2).unwrap().to_vec();
         from_node.extend_from_slice(b"wg!!");
-        assert_eq!(b.route_data(addr("192.0.2.2:2000"), &mut from_node), Err(DropReason::Unauthorised));
+        assert_eq!(
+            b.route_data(addr("192.0.2.2:2000"), &mut from_node),
+            Err(DropReason::Unauthorised)
+        );
         // A peer no hub holds: no route.
         let mut a = a;
         a.set_remote(HashMap::new());
-        assert_eq!(a.route_data(addr("192.0.2.1:1000"), &mut data(2)), Err(DropReason::NoRoute));
+        assert_eq!(
+            a.route_data(addr("192.0.2.1:1000"), &mut data(2)),
+            Err(DropReason::NoRoute)
+        );
     }
 
     #[test]

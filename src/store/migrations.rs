@@ -284,10 +284,15 @@ pub const MIGRATIONS: &[&str] = &[
     // run the contract calendar, notices and outbox at a time.
     r#"
     ALTER TABLE sessions ADD COLUMN hub TEXT NOT NULL DEFAULT '';
+    -- The node's boot id, which its peers on other hubs are told (a new one resets
+    -- their WireGuard sessions with it).
+    ALTER TABLE sessions ADD COLUMN boot_id INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX sessions_open_by_hub ON sessions(hub) WHERE ended_at IS NULL;
     CREATE TABLE hubs (
         name          TEXT PRIMARY KEY,
-        heartbeat_at  INTEGER NOT NULL
+        heartbeat_at  INTEGER NOT NULL,
+        -- Where the other hubs send this hub's relay datagrams ('' = not in the mesh).
+        relay_addr    TEXT NOT NULL DEFAULT ''
     );
     CREATE TABLE leases (
         name      TEXT PRIMARY KEY,

@@ -621,14 +621,18 @@ pub trait DeviceStore {
 }
 
 pub trait SessionStore {
-    /// Opens a session of the device on the hub named `hub`.
-    fn session_start(&mut self, device_id: i64, source: &str, hub: &str) -> StoreResult<i64>;
+    /// Opens a session of the device on the hub named `hub`; `boot_id` is the node's.
+    fn session_start(&mut self, device_id: i64, source: &str, hub: &str, boot_id: u64) -> StoreResult<i64>;
     fn session_end(&mut self, session_id: i64, reason: &str, bytes_in: u64, bytes_out: u64) -> StoreResult<()>;
     /// Closes the sessions a previous process of the hub `hub` left open (it crashed or
     /// was killed). Other hubs' sessions on a shared store are theirs: untouched.
     fn sessions_close_stale(&mut self, reason: &str, hub: &str) -> StoreResult<usize>;
     /// Records that the hub `hub` is alive at `now` (every few seconds, see `hub::cluster`).
-    fn hub_heartbeat(&mut self, hub: &str, now: UnixTime) -> StoreResult<()>;
+    /// `relay_addr`: where the other hubs send this hub's relay datagrams ('' if none).
+    fn hub_heartbeat(&mut self, hub: &str, now: UnixTime, relay_addr: &str) -> StoreResult<()>;
+    /// The open sessions of the other hubs in the mesh (a relay address, a heartbeat at
+    /// `alive_since` or later), oldest first: which hub holds which node.
+    fn remote_sessions(&self, hub: &str, alive_since: UnixTime) -> StoreResult<Vec<RemoteSession>>;
     /// Closes the open sessions of every hub whose last heartbeat is older than
     /// `silent_since`: that hub died without closing them, and its nodes have moved on.
     fn sessions_close_of_silent_hubs(&mut self, reason: &str, silent_since: UnixTime) -> StoreResult<usize>;
@@ -637,6 +641,15 @@ pub trait SessionStore {
     /// holder runs the job (contract calendar, notices), the others wait.
     fn lease_take(&mut self, name: &str, holder: &str, now: UnixTime, ttl_secs: i64) -> StoreResult<bool>;
     fn sessions(&self, open_only: bool, contract_id: Option<i64>) -> StoreResult<Vec<SessionRecord>>;
+}
+
+/// A node another hub holds, as [`SessionStore::remote_sessions`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSession {
+    pub device_id: i64,
+    pub boot_id: u64,
+    /// The holding hub's relay address, as it announced it (`HOST:PORT`).
+    pub relay_addr: String,
 }
 
 /// The audit log, the notice outbox, recorded outages and hub settings.

@@ -6,11 +6,11 @@ use super::{parse_role, SqliteStore};
 use crate::store::*;
 
 impl SessionStore for SqliteStore {
-    fn session_start(&mut self, device_id: i64, source: &str, hub: &str) -> StoreResult<i64> {
+    fn session_start(&mut self, device_id: i64, source: &str, hub: &str, boot_id: u64) -> StoreResult<i64> {
         let n = self.conn.execute(
-            "INSERT INTO sessions (device_id, account_id, device_name, role, overlay_ip, source, started_at, hub) \
-             SELECT id, account_id, name, role, overlay_ip, ?2, ?3, ?4 FROM devices WHERE id = ?1",
-            params![device_id, source, now(), hub],
+            "INSERT INTO sessions (device_id, account_id, device_name, role, overlay_ip, source, started_at, hub, boot_id) \
+             SELECT id, account_id, name, role, overlay_ip, ?2, ?3, ?4, ?5 FROM devices WHERE id = ?1",
+            params![device_id, source, now(), hub, boot_id as i64],
         )?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("no device with id {device_id}")));
@@ -34,13 +34,29 @@ impl SessionStore for SqliteStore {
         )?)
     }
 
-    fn hub_heartbeat(&mut self, hub: &str, now: UnixTime) -> StoreResult<()> {
+    fn hub_heartbeat(&mut self, hub: &str, now: UnixTime, relay_addr: &str) -> StoreResult<()> {
         self.conn.execute(
-            "INSERT INTO hubs (name, heartbeat_at) VALUES (?1, ?2) \
-             ON CONFLICT (name) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-            params![hub, now],
+            "INSERT INTO hubs (name, heartbeat_at, relay_addr) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, relay_addr = excluded.relay_addr",
+            params![hub, now, relay_addr],
         )?;
         Ok(())
+    }
+
+    fn remote_sessions(&self, hub: &str, alive_since: UnixTime) -> StoreResult<Vec<RemoteSession>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT s.device_id, s.boot_id, h.relay_addr FROM sessions s JOIN hubs h ON h.name = s.hub \
+             WHERE s.ended_at IS NULL AND s.hub <> ?1 AND h.heartbeat_at >= ?2 AND h.relay_addr <> '' \
+               AND s.device_id IS NOT NULL ORDER BY s.id",
+        )?;
+        let rows = stmt.query_map(params![hub, alive_since], |r| {
+            Ok(RemoteSession {
+                device_id: r.get(0)?,
+                boot_id: r.get::<_, i64>(1)? as u64,
+                relay_addr: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn sessions_close_of_silent_hubs(&mut self, reason: &str, silent_since: UnixTime) -> StoreResult<usize> {

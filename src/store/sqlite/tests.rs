@@ -95,13 +95,13 @@ fn sessions_open_and_close() {
     let d = s
         .device_register(alice.id, Role::Client, &Key32([1; 32]), "a", OverlayNet::default())
         .unwrap();
-    let id = s.session_start(d.id, "192.0.2.1:5000", "hub-a").unwrap();
+    let id = s.session_start(d.id, "192.0.2.1:5000", "hub-a", 0).unwrap();
     assert_eq!(s.sessions(true, None).unwrap().len(), 1);
     assert_eq!(s.sessions(true, None).unwrap()[0].hub, "hub-a");
     s.session_end(id, "logout", 10, 20).unwrap();
     assert!(s.sessions(true, None).unwrap().is_empty());
-    s.session_start(d.id, "x", "hub-a").unwrap();
-    s.session_start(d.id, "y", "hub-b").unwrap();
+    s.session_start(d.id, "x", "hub-a", 0).unwrap();
+    s.session_start(d.id, "y", "hub-b", 0).unwrap();
     // A hub restarting closes its own leftovers, never another hub's live sessions.
     assert_eq!(s.sessions_close_stale("hub restarted", "hub-a").unwrap(), 1);
     let open = s.sessions(true, None).unwrap();
@@ -115,11 +115,11 @@ fn the_sessions_of_a_silent_hub_are_closed_and_a_live_hubs_are_not() {
     let d = s
         .device_register(alice.id, Role::Client, &Key32([1; 32]), "a", OverlayNet::default())
         .unwrap();
-    s.hub_heartbeat("hub-a", 1_000).unwrap();
-    s.hub_heartbeat("hub-b", 1_000).unwrap();
-    s.session_start(d.id, "x", "hub-a").unwrap();
-    s.session_start(d.id, "y", "hub-b").unwrap();
-    s.hub_heartbeat("hub-b", 1_020).unwrap(); // hub-a died at 1_000
+    s.hub_heartbeat("hub-a", 1_000, "").unwrap();
+    s.hub_heartbeat("hub-b", 1_000, "").unwrap();
+    s.session_start(d.id, "x", "hub-a", 0).unwrap();
+    s.session_start(d.id, "y", "hub-b", 0).unwrap();
+    s.hub_heartbeat("hub-b", 1_020, "").unwrap(); // hub-a died at 1_000
     assert_eq!(
         s.sessions_close_of_silent_hubs("hub stopped answering", 1_010).unwrap(),
         1
@@ -130,6 +130,41 @@ fn the_sessions_of_a_silent_hub_are_closed_and_a_live_hubs_are_not() {
     assert_eq!(
         s.sessions_close_of_silent_hubs("hub stopped answering", 1_010).unwrap(),
         0
+    );
+}
+
+#[test]
+fn remote_sessions_are_the_open_sessions_of_the_other_live_hubs_in_the_mesh() {
+    let (mut s, alice) = store_with_account();
+    let dev = |s: &mut SqliteStore, k: u8| {
+        s.device_register(
+            alice.id,
+            Role::Client,
+            &Key32([k; 32]),
+            &format!("d{k}"),
+            OverlayNet::default(),
+        )
+        .unwrap()
+    };
+    let (d1, d2, d3, d4) = (dev(&mut s, 1), dev(&mut s, 2), dev(&mut s, 3), dev(&mut s, 4));
+    s.hub_heartbeat("hub-a", 1_000, "192.0.2.1:51820").unwrap();
+    s.hub_heartbeat("hub-b", 1_000, "192.0.2.11:51820").unwrap();
+    s.hub_heartbeat("hub-c", 900, "192.0.2.12:51820").unwrap(); // silent
+    s.hub_heartbeat("hub-d", 1_000, "").unwrap(); // not in the mesh
+    s.session_start(d1.id, "x", "hub-a", 11).unwrap();
+    s.session_start(d2.id, "x", "hub-b", 22).unwrap();
+    s.session_start(d3.id, "x", "hub-c", 33).unwrap();
+    s.session_start(d4.id, "x", "hub-d", 44).unwrap();
+    let ended = s.session_start(d2.id, "x", "hub-b", 23).unwrap();
+    s.session_end(ended, "gone", 0, 0).unwrap();
+    let remote = s.remote_sessions("hub-a", 950).unwrap();
+    assert_eq!(
+        remote,
+        vec![RemoteSession {
+            device_id: d2.id,
+            boot_id: 22,
+            relay_addr: "192.0.2.11:51820".into()
+        }]
     );
 }
 
