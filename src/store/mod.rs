@@ -5,6 +5,7 @@
 //! one account database.
 
 pub mod migrations;
+pub mod postgres;
 pub mod sqlite;
 
 use std::net::Ipv4Addr;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::contract::ContractKind;
 use crate::proto::control::{Key32, Role};
 
+pub use self::postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// Seconds since the Unix epoch, the store's only time unit.
@@ -470,6 +472,13 @@ pub enum StoreError {
     DeviceLimit { account: String, limit: u32 },
     #[error("store error: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The store's server cannot be reached (PostgreSQL down or restarting); the text
+    /// names it (`the store (PostgreSQL at HOST:PORT/DB) is unavailable: ...`).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A PostgreSQL error other than a duplicate or a lost connection.
+    #[error("store error: {0}")]
+    Pg(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -1,0 +1,69 @@
+use std::net::Ipv4Addr;
+
+use super::{parse_role, PgStore};
+use crate::store::*;
+
+impl SessionStore for PgStore {
+    fn session_start(&mut self, device_id: i64, source: &str) -> StoreResult<i64> {
+        self.with(|k| {
+            k.query_opt(
+                "INSERT INTO sessions (device_id, account_id, device_name, role, overlay_ip, source, started_at) \
+                 SELECT id, account_id, name, role, overlay_ip, $2, $3 FROM devices WHERE id = $1 RETURNING id",
+                &[&device_id, &source, &now()],
+            )
+        })?
+        .map(|r| r.get(0))
+        .ok_or_else(|| StoreError::NotFound(format!("no device with id {device_id}")))
+    }
+
+    fn session_end(&mut self, session_id: i64, reason: &str, bytes_in: u64, bytes_out: u64) -> StoreResult<()> {
+        self.with(|k| {
+            k.execute(
+                "UPDATE sessions SET ended_at = $1, end_reason = $2, bytes_in = $3, bytes_out = $4 \
+                 WHERE id = $5 AND ended_at IS NULL",
+                &[&now(), &reason, &(bytes_in as i64), &(bytes_out as i64), &session_id],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn sessions_close_stale(&mut self, reason: &str) -> StoreResult<usize> {
+        let n = self.with(|k| {
+            k.execute(
+                "UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE ended_at IS NULL",
+                &[&now(), &reason],
+            )
+        })?;
+        Ok(n as usize)
+    }
+
+    fn sessions(&self, open_only: bool, contract_id: Option<i64>) -> StoreResult<Vec<SessionRecord>> {
+        let rows = self.with(|k| {
+            k.query(
+                "SELECT s.id, s.device_id, s.device_name, a.username, s.role, s.overlay_ip, s.source, s.started_at, \
+                        s.ended_at, s.end_reason, s.bytes_in, s.bytes_out \
+                 FROM sessions s JOIN accounts a ON a.id = s.account_id \
+                 WHERE (NOT $1 OR s.ended_at IS NULL) AND ($2::BIGINT IS NULL OR a.contract_id = $2) \
+                 ORDER BY s.id DESC LIMIT 1000",
+                &[&open_only, &contract_id],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| SessionRecord {
+                id: r.get(0),
+                device_id: r.get(1),
+                device: r.get(2),
+                account: r.get(3),
+                role: parse_role(r.get(4)),
+                overlay_ip: Ipv4Addr::from(r.get::<_, i64>(5) as u32),
+                source: r.get(6),
+                started_at: r.get(7),
+                ended_at: r.get(8),
+                end_reason: r.get(9),
+                bytes_in: r.get(10),
+                bytes_out: r.get(11),
+            })
+            .collect())
+    }
+}
