@@ -79,7 +79,7 @@ async fn start_hub(limits: ConsoleLimits, seed: impl FnOnce(&mut SqliteStore)) -
             public_addr: None,
             https_port: Some(https.port()),
         },
-        db: db.clone(),
+        db: db.clone().into(),
         overlay: Default::default(),
         status_socket: dir.path().join("hub.sock"),
         socket_buffer: 1 << 20,

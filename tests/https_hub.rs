@@ -75,7 +75,7 @@ async fn start_hub_with(per_source: u32) -> Hub {
             public_addr: None,
             https_port: Some(https.port()),
         },
-        db,
+        db: db.into(),
         overlay: Default::default(),
         status_socket: socket.clone(),
         socket_buffer: 1 << 20,

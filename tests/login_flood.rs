@@ -59,7 +59,7 @@ async fn start_hub(dir: &Path) -> (SocketAddr, Key32) {
             public_addr: None,
             https_port: None,
         },
-        db,
+        db: db.into(),
         overlay: Default::default(),
         status_socket: dir.join("hub.sock"),
         socket_buffer: 1 << 20,

@@ -48,7 +48,7 @@ use tokio::net::TcpListener;
 use crate::keys::KeyPair;
 use crate::local_api;
 use crate::proto::url::HubUrl;
-use crate::store::{OverlayNet, SqliteStore};
+use crate::store::OverlayNet;
 
 use self::context::HubContext;
 use self::login_cost::LoginGuards;
@@ -82,7 +82,7 @@ pub struct HubIdentity {
 #[derive(Debug, Clone)]
 pub struct HubSettings {
     pub identity: HubIdentity,
-    pub db: PathBuf,
+    pub db: crate::store::StoreLocation,
     pub overlay: OverlayNet,
     pub status_socket: PathBuf,
     pub socket_buffer: usize,
@@ -189,7 +189,7 @@ pub async fn run(settings: HubSettings) -> Result<()> {
     let refusals = ctx.clone();
     tokio::spawn(async move { refusals.login.refusals.run(refusals.store.clone()).await });
 
-    tracing::info!(%listen, db = %settings.db.display(), overlay = %settings.overlay, "hub running");
+    tracing::info!(%listen, db = %settings.db, overlay = %settings.overlay, "hub running");
     println!("mcvpn hub listening on {listen} (TCP control, UDP relay)");
     match https_listen {
         Some(addr) => println!("HTTPS (WebSocket transport) on {addr}"),
@@ -229,8 +229,8 @@ fn mailer(settings: &HubSettings) -> Result<Option<notices::Mailer>> {
 /// previous hub process left open.
 async fn open_store(settings: &HubSettings) -> Result<StoreHandle> {
     let db = &settings.db;
-    let store = SqliteStore::open(db).with_context(|| format!("cannot open the store {}", db.display()))?;
-    let store = StoreHandle::new(store);
+    let store = crate::store::open(db).with_context(|| format!("cannot open the store {db}"))?;
+    let store = StoreHandle::from_box(store);
     let min_accounts = settings.min_accounts.to_string();
     let stale = store
         .run(move |s| {
