@@ -8,6 +8,11 @@ pub mod migrations;
 pub mod postgres;
 pub mod sqlite;
 
+#[cfg(test)]
+mod pg_test;
+#[cfg(test)]
+mod tests;
+
 use std::net::Ipv4Addr;
 
 use chrono::NaiveDate;
