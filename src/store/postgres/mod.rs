@@ -249,3 +249,6 @@ fn to_u32(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
+
+#[cfg(test)]
+mod tests;
