@@ -2,7 +2,7 @@
 """TCP file transfer for the tests: prints sha256, byte count and throughput as JSON.
 
   xfer.py recv PORT OUTFILE [--timeout S]    (listens on 0.0.0.0, one connection)
-  xfer.py send HOST PORT INFILE
+  xfer.py send HOST PORT INFILE [--mbit N]   (--mbit: pace the sending to N Mbit/s)
 """
 import hashlib
 import json
@@ -38,7 +38,7 @@ def recv(port, out, timeout):
     print(json.dumps({"sha256": h.hexdigest(), "bytes": n, "seconds": round(dt, 3)}))
 
 
-def send(host, port, path):
+def send(host, port, path, mbit=None):
     h = hashlib.sha256()
     n = 0
     s = socket.create_connection((host, port), timeout=30)
@@ -51,6 +51,10 @@ def send(host, port, path):
             h.update(b)
             s.sendall(b)
             n += len(b)
+            if mbit:  # ahead of the pace: wait until the bytes sent are due
+                ahead = n * 8 / (mbit * 1e6) - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
     s.shutdown(socket.SHUT_WR)
     s.recv(1)  # wait for the receiver to close: all bytes are across
     dt = time.monotonic() - t0
@@ -64,6 +68,7 @@ if __name__ == "__main__":
         timeout = float(args[args.index("--timeout") + 1]) if "--timeout" in args else 120
         recv(int(args[1]), args[2], timeout)
     elif args[:1] == ["send"]:
-        send(args[1], int(args[2]), args[3])
+        mbit = float(args[args.index("--mbit") + 1]) if "--mbit" in args else None
+        send(args[1], int(args[2]), args[3], mbit)
     else:
         sys.exit(__doc__)

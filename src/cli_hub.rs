@@ -61,6 +61,10 @@ impl HubIdentityArgs {
 pub struct HubArgs {
     #[command(flatten)]
     identity: HubIdentityArgs,
+    /// This hub's name among the hubs that share one store: its sessions, heartbeat and
+    /// leases are recorded under it, so each hub needs its own [default: the host name]
+    #[arg(long, env = "MCVPN_HUB_NAME", value_name = "NAME")]
+    name: Option<String>,
     /// The store of contracts, accounts and the audit log: a SQLite file path (one hub),
     /// or postgres://USER@HOST:PORT/DB (also postgresql://) for several hubs sharing one
     /// PostgreSQL database; a password in the URL is never logged (prefer ~/.pgpass)
@@ -357,6 +361,7 @@ fn hub_settings(run: HubArgs) -> Result<hub::HubSettings> {
     }
     Ok(hub::HubSettings {
         identity,
+        name: run.name.unwrap_or_else(crate::util::hostname),
         db: run.db,
         overlay: run.overlay,
         status_socket: run.status_socket,

@@ -79,6 +79,7 @@ async fn start_hub(limits: ConsoleLimits, seed: impl FnOnce(&mut SqliteStore)) -
             public_addr: None,
             https_port: Some(https.port()),
         },
+        name: "test-hub".into(),
         db: db.clone().into(),
         overlay: Default::default(),
         status_socket: dir.path().join("hub.sock"),

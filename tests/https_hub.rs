@@ -75,6 +75,7 @@ async fn start_hub_with(per_source: u32) -> Hub {
             public_addr: None,
             https_port: Some(https.port()),
         },
+        name: "test-hub".into(),
         db: db.into(),
         overlay: Default::default(),
         status_socket: socket.clone(),

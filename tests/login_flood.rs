@@ -59,6 +59,7 @@ async fn start_hub(dir: &Path) -> (SocketAddr, Key32) {
             public_addr: None,
             https_port: None,
         },
+        name: "test-hub".into(),
         db: db.into(),
         overlay: Default::default(),
         status_socket: dir.join("hub.sock"),

@@ -817,7 +817,7 @@ fn devices_are_listed_and_removed_within_a_contract() {
         .unwrap();
     // A live session of bob's laptop, as the hub records it.
     let laptop = s.device_by_key(&Key32([1; 32]), Role::Client, None).unwrap().unwrap();
-    s.session_start(laptop.id, "192.0.2.1:1").unwrap();
+    s.session_start(laptop.id, "192.0.2.1:1", "hub-a").unwrap();
 
     let list = |s: &mut SqliteStore, ctx: &ExecCtx, account: Option<&str>| {
         run(

@@ -41,7 +41,10 @@ fn store_failure(e: StoreError) -> Refusal {
 }
 
 fn store_unreadable() -> Refusal {
-    Refusal::new(RefuseReason::Internal, "the hub could not read its account store")
+    Refusal::new(
+        RefuseReason::Internal,
+        "the hub's account store is unavailable (the hub logs why)",
+    )
 }
 
 /// One store call of a login decision; the store not answering is the hub's fault.

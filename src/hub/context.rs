@@ -1,5 +1,6 @@
 //! What every connection task of the hub shares.
 
+use super::cluster::Membership;
 use super::login_cost::LoginGuards;
 use super::registry::Registry;
 use super::store_handle::StoreHandle;
@@ -14,4 +15,6 @@ pub struct HubContext {
     /// The limiter, hash gate and refusal log every password check goes through.
     pub login: LoginGuards,
     pub overlay: OverlayNet,
+    /// This hub among those sharing the store: its name, and whether it runs the jobs.
+    pub cluster: Membership,
 }

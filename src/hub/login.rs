@@ -116,13 +116,13 @@ async fn start_session(
     resume_token: Option<String>,
     tx: mpsc::UnboundedSender<super::registry::Push>,
 ) -> Result<(LoginOk, Ticket), Refusal> {
-    let (device_id, from) = (device.id, source.to_string());
+    let (device_id, from, hub) = (device.id, source.to_string(), ctx.cluster.name().to_string());
     let store_error = |e: &dyn std::fmt::Display| Refusal::new(RefuseReason::Internal, format!("store: {e}"));
     let db_session = ctx
         .store
         .run(move |s| {
             let _ = s.device_touch(device_id);
-            s.session_start(device_id, &from)
+            s.session_start(device_id, &from, &hub)
         })
         .await
         .map_err(|e| store_error(&e))?

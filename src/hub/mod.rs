@@ -18,6 +18,8 @@
 
 pub mod admin;
 pub mod auth;
+pub mod change_feed;
+pub mod cluster;
 pub mod console;
 pub mod context;
 pub mod control;
@@ -82,6 +84,9 @@ pub struct HubIdentity {
 #[derive(Debug, Clone)]
 pub struct HubSettings {
     pub identity: HubIdentity,
+    /// This hub's name among the hubs sharing one store: its sessions, heartbeat and
+    /// leases are recorded under it (see [`cluster`]).
+    pub name: String,
     pub db: crate::store::StoreLocation,
     pub overlay: OverlayNet,
     pub status_socket: PathBuf,
@@ -161,6 +166,7 @@ pub async fn run(settings: HubSettings) -> Result<()> {
         registry: Registry::new(store.clone(), table.clone(), settings.overlay),
         login: LoginGuards::default(),
         overlay: settings.overlay,
+        cluster: cluster::Membership::new(&settings.name),
     });
     let preauth = Preauth::new(settings.preauth);
     let https_stats = https_port.as_ref().map(|p| p.stats.clone()).zip(https_listen);
@@ -183,9 +189,20 @@ pub async fn run(settings: HubSettings) -> Result<()> {
         };
         tokio::spawn(metrics::serve(listener, sources));
     }
-    tokio::spawn(watch_store(ctx.clone()));
+    // A PostgreSQL store tells every hub of changes at once (LISTEN); SQLite is polled.
+    let feed = match &settings.db {
+        crate::store::StoreLocation::Postgres(url) => Some(change_feed::ChangeFeed::spawn(
+            url.as_url().to_string(),
+            settings.db.to_string(),
+        )),
+        crate::store::StoreLocation::Sqlite(_) => None,
+    };
+    tokio::spawn(watch_store(ctx.clone(), feed));
+    // The first beat before the jobs: a hub alone on its store holds the lease at once.
+    ctx.cluster.beat(&ctx.store).await;
+    tokio::spawn(ctx.cluster.clone().run(ctx.store.clone()));
     tokio::spawn(contract_jobs(ctx.clone()));
-    tokio::spawn(notices::run(store, mailer));
+    tokio::spawn(notices::run(store, mailer, ctx.cluster.clone()));
     let refusals = ctx.clone();
     tokio::spawn(async move { refusals.login.refusals.run(refusals.store.clone()).await });
 
@@ -232,10 +249,11 @@ async fn open_store(settings: &HubSettings) -> Result<StoreHandle> {
     let store = crate::store::open(db).with_context(|| format!("cannot open the store {db}"))?;
     let store = StoreHandle::from_box(store);
     let min_accounts = settings.min_accounts.to_string();
+    let name = settings.name.clone();
     let stale = store
         .run(move |s| {
             s.set_setting(crate::admin::MIN_ACCOUNTS_SETTING, &min_accounts)?;
-            s.sessions_close_stale("hub restarted")
+            s.sessions_close_stale("hub restarted", &name)
         })
         .await??;
     if stale > 0 {
@@ -306,6 +324,10 @@ async fn contract_jobs(ctx: Arc<HubContext>) {
     let mut tick = tokio::time::interval(CONTRACT_JOBS);
     loop {
         tick.tick().await;
+        // One hub of those sharing the store runs the calendar (see `cluster`).
+        if !ctx.cluster.holds_jobs() {
+            continue;
+        }
         let done = ctx
             .store
             .run(|s| crate::admin::apply_due(s, crate::store::now(), crate::store::today()))
@@ -325,15 +347,25 @@ async fn contract_jobs(ctx: Arc<HubContext>) {
 }
 
 /// Notices store changes made by other processes (`mcvpn admin` suspending a contract,
-/// locking an account) and applies them to live sessions within [`STORE_POLL`].
-async fn watch_store(ctx: Arc<HubContext>) {
+/// locking an account, another hub on a shared store) and applies them to live
+/// sessions: at once when the store notifies them (PostgreSQL, [`change_feed`]), else
+/// within [`STORE_POLL`] by polling the store's change marker.
+async fn watch_store(ctx: Arc<HubContext>, feed: Option<change_feed::ChangeFeed>) {
     let marker = || ctx.store.run(|s| s.external_change_marker().ok());
     let mut last = marker().await.ok().flatten();
-    let mut tick = tokio::time::interval(STORE_POLL);
     loop {
-        tick.tick().await;
+        let notified = match &feed {
+            Some(feed) => tokio::select! {
+                _ = feed.changed() => true,
+                _ = tokio::time::sleep(feed.poll_interval()) => false,
+            },
+            None => {
+                tokio::time::sleep(STORE_POLL).await;
+                false
+            }
+        };
         let now = marker().await.ok().flatten();
-        if now != last {
+        if notified || now != last {
             last = now;
             ctx.registry.refresh().await;
         }

@@ -503,7 +503,7 @@ pub fn message(n: &NoticeRecord, from: &Mailbox, to: Mailbox) -> Result<Message,
 // --- the job -----------------------------------------------------------------
 
 /// The hub's delivery job. With no mailer it says once that delivery is off and returns.
-pub async fn run(store: StoreHandle, mailer: Option<Mailer>) {
+pub async fn run(store: StoreHandle, mailer: Option<Mailer>, cluster: super::cluster::Membership) {
     let Some(mailer) = mailer else {
         tracing::info!("notice delivery off (no --smtp): notices stay in the outbox, see `mcvpn admin notice list`");
         return;
@@ -514,6 +514,10 @@ pub async fn run(store: StoreHandle, mailer: Option<Mailer>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await; // the first tick is immediate: a pass right after the start
+                           // One hub of those sharing the store sends (see `cluster`): never a notice twice.
+        if !cluster.holds_jobs() {
+            continue;
+        }
         if !sched.server_ready(crate::store::now()) {
             continue;
         }

@@ -615,7 +615,7 @@ mod tests {
         let id = d.id;
         let db = f
             .store
-            .run(move |s| s.session_start(id, "test"))
+            .run(move |s| s.session_start(id, "test", "test-hub"))
             .await
             .unwrap()
             .unwrap();

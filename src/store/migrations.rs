@@ -278,6 +278,23 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE accounts ADD COLUMN totp_secret TEXT;
     ALTER TABLE accounts ADD COLUMN totp_last_step INTEGER;
     "#,
+    // 10: issue 15, several hubs on one store. A session belongs to the hub that holds it
+    // (a hub starting closes only its own stale sessions); hubs beat a heartbeat so that
+    // the sessions of a hub that died are closed by another; leases let exactly one hub
+    // run the contract calendar, notices and outbox at a time.
+    r#"
+    ALTER TABLE sessions ADD COLUMN hub TEXT NOT NULL DEFAULT '';
+    CREATE INDEX sessions_open_by_hub ON sessions(hub) WHERE ended_at IS NULL;
+    CREATE TABLE hubs (
+        name          TEXT PRIMARY KEY,
+        heartbeat_at  INTEGER NOT NULL
+    );
+    CREATE TABLE leases (
+        name      TEXT PRIMARY KEY,
+        holder    TEXT NOT NULL,
+        until_at  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Runs every migration the store has not seen yet.

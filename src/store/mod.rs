@@ -512,6 +512,8 @@ pub struct SessionRecord {
     /// Bytes the hub relayed from / to the device during the session.
     pub bytes_in: i64,
     pub bytes_out: i64,
+    /// The hub that holds (or held) the session; empty for sessions of before issue 15.
+    pub hub: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -725,10 +727,21 @@ pub trait DeviceStore {
 }
 
 pub trait SessionStore {
-    fn session_start(&mut self, device_id: i64, source: &str) -> StoreResult<i64>;
+    /// Opens a session of the device on the hub named `hub`.
+    fn session_start(&mut self, device_id: i64, source: &str, hub: &str) -> StoreResult<i64>;
     fn session_end(&mut self, session_id: i64, reason: &str, bytes_in: u64, bytes_out: u64) -> StoreResult<()>;
-    /// Closes sessions a previous hub process left open (it crashed or was killed).
-    fn sessions_close_stale(&mut self, reason: &str) -> StoreResult<usize>;
+    /// Closes the sessions a previous process of the hub `hub` left open (it crashed or
+    /// was killed). Other hubs' sessions on a shared store are theirs: untouched.
+    fn sessions_close_stale(&mut self, reason: &str, hub: &str) -> StoreResult<usize>;
+    /// Records that the hub `hub` is alive at `now` (every few seconds, see `hub::cluster`).
+    fn hub_heartbeat(&mut self, hub: &str, now: UnixTime) -> StoreResult<()>;
+    /// Closes the open sessions of every hub whose last heartbeat is older than
+    /// `silent_since`: that hub died without closing them, and its nodes have moved on.
+    fn sessions_close_of_silent_hubs(&mut self, reason: &str, silent_since: UnixTime) -> StoreResult<usize>;
+    /// Takes the lease `name` for `holder` until `now + ttl_secs`, or renews it if
+    /// `holder` has it already. False while another holder's lease is unexpired: the one
+    /// holder runs the job (contract calendar, notices), the others wait.
+    fn lease_take(&mut self, name: &str, holder: &str, now: UnixTime, ttl_secs: i64) -> StoreResult<bool>;
     fn sessions(&self, open_only: bool, contract_id: Option<i64>) -> StoreResult<Vec<SessionRecord>>;
 }
 

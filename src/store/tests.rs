@@ -17,6 +17,8 @@ both_backends!(
     other_accounts_are_not_peers,
     overlay_allocation_fills_gaps_when_full,
     sessions_open_and_close,
+    the_sessions_of_a_silent_hub_are_closed_and_a_live_hubs_are_not,
+    a_lease_has_one_holder_until_it_expires,
     grants_extend_peers_both_ways,
     contract_changes_are_recorded_with_who_and_when,
     additional_terms_cancellation_notices_settings,
@@ -94,12 +96,58 @@ fn sessions_open_and_close(s: &mut dyn Store) {
     let d = s
         .device_register(alice.id, Role::Client, &Key32([1; 32]), "a", OverlayNet::default())
         .unwrap();
-    let id = s.session_start(d.id, "192.0.2.1:5000").unwrap();
+    let id = s.session_start(d.id, "192.0.2.1:5000", "hub-a").unwrap();
     assert_eq!(s.sessions(true, None).unwrap().len(), 1);
+    assert_eq!(s.sessions(true, None).unwrap()[0].hub, "hub-a");
     s.session_end(id, "logout", 10, 20).unwrap();
     assert!(s.sessions(true, None).unwrap().is_empty());
-    s.session_start(d.id, "x").unwrap();
-    assert_eq!(s.sessions_close_stale("hub restarted").unwrap(), 1);
+    s.session_start(d.id, "x", "hub-a").unwrap();
+    s.session_start(d.id, "y", "hub-b").unwrap();
+    // A hub restarting closes its own leftovers, never another hub's live sessions.
+    assert_eq!(s.sessions_close_stale("hub restarted", "hub-a").unwrap(), 1);
+    let open = s.sessions(true, None).unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].hub, "hub-b");
+}
+
+fn the_sessions_of_a_silent_hub_are_closed_and_a_live_hubs_are_not(s: &mut dyn Store) {
+    let alice = with_account(s);
+    let d = s
+        .device_register(alice.id, Role::Client, &Key32([1; 32]), "a", OverlayNet::default())
+        .unwrap();
+    s.hub_heartbeat("hub-a", 1_000).unwrap();
+    s.hub_heartbeat("hub-b", 1_000).unwrap();
+    s.session_start(d.id, "x", "hub-a").unwrap();
+    s.session_start(d.id, "y", "hub-b").unwrap();
+    s.hub_heartbeat("hub-b", 1_020).unwrap(); // hub-a died at 1_000
+    assert_eq!(
+        s.sessions_close_of_silent_hubs("hub stopped answering", 1_010).unwrap(),
+        1
+    );
+    let open = s.sessions(true, None).unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].hub, "hub-b");
+    assert_eq!(
+        s.sessions_close_of_silent_hubs("hub stopped answering", 1_010).unwrap(),
+        0
+    );
+}
+
+fn a_lease_has_one_holder_until_it_expires(s: &mut dyn Store) {
+    with_account(s);
+    assert!(s.lease_take("jobs", "hub-a", 1_000, 30).unwrap());
+    assert!(
+        !s.lease_take("jobs", "hub-b", 1_010, 30).unwrap(),
+        "hub-a holds it until 1030"
+    );
+    assert!(s.lease_take("jobs", "hub-a", 1_020, 30).unwrap(), "the holder renews");
+    assert!(!s.lease_take("jobs", "hub-b", 1_049, 30).unwrap(), "renewed until 1050");
+    assert!(
+        s.lease_take("jobs", "hub-b", 1_051, 30).unwrap(),
+        "expired: another takes it"
+    );
+    assert!(!s.lease_take("jobs", "hub-a", 1_052, 30).unwrap());
+    assert!(s.lease_take("other", "hub-a", 1_052, 30).unwrap(), "leases are by name");
 }
 
 fn grants_extend_peers_both_ways(s: &mut dyn Store) {

@@ -240,6 +240,22 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER contract_terms_changed AFTER INSERT OR DELETE OR UPDATE OF start_date, kind ON contract_terms
         FOR EACH STATEMENT EXECUTE FUNCTION mcvpn_changed();
     "#,
+    // 2 = SQLite 10: issue 15, several hubs on one store (sessions carry their hub,
+    // heartbeats, leases). None of these feeds the change feed: sessions and heartbeats
+    // change on every login and every few seconds on every hub.
+    r#"
+    ALTER TABLE sessions ADD COLUMN hub TEXT NOT NULL DEFAULT '';
+    CREATE INDEX sessions_open_by_hub ON sessions(hub) WHERE ended_at IS NULL;
+    CREATE TABLE hubs (
+        name          TEXT PRIMARY KEY,
+        heartbeat_at  BIGINT NOT NULL
+    );
+    CREATE TABLE leases (
+        name      TEXT PRIMARY KEY,
+        holder    TEXT NOT NULL,
+        until_at  BIGINT NOT NULL
+    );
+    "#,
 ];
 
 /// Runs every migration the database has not seen yet, under the migration lock;

@@ -4,12 +4,12 @@ use super::{parse_role, PgStore};
 use crate::store::*;
 
 impl SessionStore for PgStore {
-    fn session_start(&mut self, device_id: i64, source: &str) -> StoreResult<i64> {
+    fn session_start(&mut self, device_id: i64, source: &str, hub: &str) -> StoreResult<i64> {
         self.with(|k| {
             k.query_opt(
-                "INSERT INTO sessions (device_id, account_id, device_name, role, overlay_ip, source, started_at) \
-                 SELECT id, account_id, name, role, overlay_ip, $2, $3 FROM devices WHERE id = $1 RETURNING id",
-                &[&device_id, &source, &now()],
+                "INSERT INTO sessions (device_id, account_id, device_name, role, overlay_ip, source, started_at, hub) \
+                 SELECT id, account_id, name, role, overlay_ip, $2, $3, $4 FROM devices WHERE id = $1 RETURNING id",
+                &[&device_id, &source, &now(), &hub],
             )
         })?
         .map(|r| r.get(0))
@@ -27,21 +27,59 @@ impl SessionStore for PgStore {
         Ok(())
     }
 
-    fn sessions_close_stale(&mut self, reason: &str) -> StoreResult<usize> {
+    fn sessions_close_stale(&mut self, reason: &str, hub: &str) -> StoreResult<usize> {
         let n = self.with(|k| {
             k.execute(
-                "UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE ended_at IS NULL",
-                &[&now(), &reason],
+                "UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE ended_at IS NULL AND hub = $3",
+                &[&now(), &reason, &hub],
             )
         })?;
         Ok(n as usize)
+    }
+
+    fn hub_heartbeat(&mut self, hub: &str, now: UnixTime) -> StoreResult<()> {
+        self.with(|k| {
+            k.execute(
+                "INSERT INTO hubs (name, heartbeat_at) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                &[&hub, &now],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn sessions_close_of_silent_hubs(&mut self, reason: &str, silent_since: UnixTime) -> StoreResult<usize> {
+        let n = self.with(|k| {
+            k.execute(
+                "UPDATE sessions SET ended_at = $1, end_reason = $2 \
+                 WHERE ended_at IS NULL AND hub IN (SELECT name FROM hubs WHERE heartbeat_at < $3)",
+                &[&now(), &reason, &silent_since],
+            )
+        })?;
+        Ok(n as usize)
+    }
+
+    fn lease_take(&mut self, name: &str, holder: &str, now: UnixTime, ttl_secs: i64) -> StoreResult<bool> {
+        // One statement, as on SQLite: the upsert takes a free or expired lease or renews
+        // one's own, and its WHERE leaves another holder's live lease alone. Two hubs
+        // racing for a free lease: the second insert waits on the first's row, then
+        // sees it live and changes nothing.
+        let n = self.with(|k| {
+            k.execute(
+                "INSERT INTO leases (name, holder, until_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_at = excluded.until_at \
+                 WHERE leases.holder = excluded.holder OR leases.until_at < $4",
+                &[&name, &holder, &(now + ttl_secs), &now],
+            )
+        })?;
+        Ok(n == 1)
     }
 
     fn sessions(&self, open_only: bool, contract_id: Option<i64>) -> StoreResult<Vec<SessionRecord>> {
         let rows = self.with(|k| {
             k.query(
                 "SELECT s.id, s.device_id, s.device_name, a.username, s.role, s.overlay_ip, s.source, s.started_at, \
-                        s.ended_at, s.end_reason, s.bytes_in, s.bytes_out \
+                        s.ended_at, s.end_reason, s.bytes_in, s.bytes_out, s.hub \
                  FROM sessions s JOIN accounts a ON a.id = s.account_id \
                  WHERE (NOT $1 OR s.ended_at IS NULL) AND ($2::BIGINT IS NULL OR a.contract_id = $2) \
                  ORDER BY s.id DESC LIMIT 1000",
@@ -63,6 +101,7 @@ impl SessionStore for PgStore {
                 end_reason: r.get(9),
                 bytes_in: r.get(10),
                 bytes_out: r.get(11),
+                hub: r.get(12),
             })
             .collect())
     }

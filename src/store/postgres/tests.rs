@@ -132,7 +132,7 @@ fn a_change_by_one_connection_moves_the_marker_the_other_sees() {
         .device_register(a.id, Role::Client, &Key32([1; 32]), "laptop", OverlayNet::default())
         .unwrap();
     let before = hub.external_change_marker().unwrap();
-    let session = admin.session_start(d.id, "192.0.2.1:1").unwrap();
+    let session = admin.session_start(d.id, "192.0.2.1:1", "hub-a").unwrap();
     admin.device_touch(d.id).unwrap();
     admin.device_set_resume(d.id, Some(&[1, 2, 3]), Some(5)).unwrap();
     admin.session_end(session, "logout", 1, 2).unwrap();

@@ -6,11 +6,11 @@ use super::{parse_role, SqliteStore};
 use crate::store::*;
 
 impl SessionStore for SqliteStore {
-    fn session_start(&mut self, device_id: i64, source: &str) -> StoreResult<i64> {
+    fn session_start(&mut self, device_id: i64, source: &str, hub: &str) -> StoreResult<i64> {
         let n = self.conn.execute(
-            "INSERT INTO sessions (device_id, account_id, device_name, role, overlay_ip, source, started_at) \
-             SELECT id, account_id, name, role, overlay_ip, ?2, ?3 FROM devices WHERE id = ?1",
-            params![device_id, source, now()],
+            "INSERT INTO sessions (device_id, account_id, device_name, role, overlay_ip, source, started_at, hub) \
+             SELECT id, account_id, name, role, overlay_ip, ?2, ?3, ?4 FROM devices WHERE id = ?1",
+            params![device_id, source, now(), hub],
         )?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("no device with id {device_id}")));
@@ -27,17 +27,46 @@ impl SessionStore for SqliteStore {
         Ok(())
     }
 
-    fn sessions_close_stale(&mut self, reason: &str) -> StoreResult<usize> {
+    fn sessions_close_stale(&mut self, reason: &str, hub: &str) -> StoreResult<usize> {
         Ok(self.conn.execute(
-            "UPDATE sessions SET ended_at = ?1, end_reason = ?2 WHERE ended_at IS NULL",
-            params![now(), reason],
+            "UPDATE sessions SET ended_at = ?1, end_reason = ?2 WHERE ended_at IS NULL AND hub = ?3",
+            params![now(), reason, hub],
         )?)
+    }
+
+    fn hub_heartbeat(&mut self, hub: &str, now: UnixTime) -> StoreResult<()> {
+        self.conn.execute(
+            "INSERT INTO hubs (name, heartbeat_at) VALUES (?1, ?2) \
+             ON CONFLICT (name) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            params![hub, now],
+        )?;
+        Ok(())
+    }
+
+    fn sessions_close_of_silent_hubs(&mut self, reason: &str, silent_since: UnixTime) -> StoreResult<usize> {
+        Ok(self.conn.execute(
+            "UPDATE sessions SET ended_at = ?1, end_reason = ?2 \
+             WHERE ended_at IS NULL AND hub IN (SELECT name FROM hubs WHERE heartbeat_at < ?3)",
+            params![now(), reason, silent_since],
+        )?)
+    }
+
+    fn lease_take(&mut self, name: &str, holder: &str, now: UnixTime, ttl_secs: i64) -> StoreResult<bool> {
+        // One statement: taking a free or expired lease and renewing one's own are the
+        // same upsert, and the WHERE leaves another holder's live lease alone.
+        let changed = self.conn.execute(
+            "INSERT INTO leases (name, holder, until_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_at = excluded.until_at \
+             WHERE leases.holder = excluded.holder OR leases.until_at < ?4",
+            params![name, holder, now + ttl_secs, now],
+        )?;
+        Ok(changed == 1)
     }
 
     fn sessions(&self, open_only: bool, contract_id: Option<i64>) -> StoreResult<Vec<SessionRecord>> {
         let mut stmt = self.conn.prepare(
             "SELECT s.id, s.device_id, s.device_name, a.username, s.role, s.overlay_ip, s.source, s.started_at, \
-                    s.ended_at, s.end_reason, s.bytes_in, s.bytes_out \
+                    s.ended_at, s.end_reason, s.bytes_in, s.bytes_out, s.hub \
              FROM sessions s JOIN accounts a ON a.id = s.account_id \
              WHERE (?1 = 0 OR s.ended_at IS NULL) AND (?2 IS NULL OR a.contract_id = ?2) \
              ORDER BY s.id DESC LIMIT 1000",
@@ -56,6 +85,7 @@ impl SessionStore for SqliteStore {
                 end_reason: r.get(9)?,
                 bytes_in: r.get(10)?,
                 bytes_out: r.get(11)?,
+                hub: r.get(12)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
