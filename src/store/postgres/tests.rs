@@ -200,3 +200,27 @@ fn an_unreachable_server_is_named_without_the_password() {
     let bad = PgStore::open("postgres://hub:s3cret@127.0.0.1:notaport/mcvpn").unwrap_err();
     assert!(!bad.to_string().contains("s3cret"), "{bad}");
 }
+
+/// Three hubs asking for the jobs lease at the same moment: exactly one gets it, every
+/// round (the calendar and the outbox run on one hub only).
+#[test]
+fn hubs_racing_for_a_lease_get_one_holder() {
+    let Some(db) = TestPg::from_env() else { return };
+    drop(db.open()); // migrated before the race
+    for round in 0..20i64 {
+        let name = format!("jobs-{round}");
+        let start = Arc::new(Barrier::new(3));
+        let hubs: Vec<_> = (0..3)
+            .map(|i| {
+                let (config, start, name) = (db.config(), start.clone(), name.clone());
+                std::thread::spawn(move || {
+                    let mut s = PgStore::open_config(config).unwrap();
+                    start.wait();
+                    s.lease_take(&name, &format!("hub-{i}"), 1_000, 30).unwrap()
+                })
+            })
+            .collect();
+        let won: Vec<bool> = hubs.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "round {round}: {won:?}");
+    }
+}
