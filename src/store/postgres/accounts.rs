@@ -123,12 +123,10 @@ impl AccountStore for PgStore {
         })?;
         match row {
             None => Err(StoreError::NotFound(format!("no account with id {account_id}"))),
-            Some(r) => Ok(r
-                .get::<_, Option<String>>(0)
-                .map(|secret| AccountTotp {
-                    secret,
-                    last_step: r.get(1),
-                })),
+            Some(r) => Ok(r.get::<_, Option<String>>(0).map(|secret| AccountTotp {
+                secret,
+                last_step: r.get(1),
+            })),
         }
     }
 

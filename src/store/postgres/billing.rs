@@ -73,7 +73,13 @@ impl BillingStore for PgStore {
         Ok(rows.iter().map(invoice_row).collect())
     }
 
-    fn payment_add(&mut self, contract_id: i64, invoice_id: i64, amount_paid: u64, paid_on: NaiveDate) -> StoreResult<i64> {
+    fn payment_add(
+        &mut self,
+        contract_id: i64,
+        invoice_id: i64,
+        amount_paid: u64,
+        paid_on: NaiveDate,
+    ) -> StoreResult<i64> {
         let amount_paid = amount(amount_paid)?;
         Ok(self
             .with(|k| {

@@ -1,5 +1,5 @@
-use chrono::NaiveDate;
 use ::postgres::Row;
+use chrono::NaiveDate;
 
 use super::{to_u32, PgStore};
 use crate::contract::ContractKind;
@@ -58,7 +58,10 @@ impl ContractStore for PgStore {
                 "a basic contract needs at least one account".into(),
             ));
         }
-        if self.with(|k| k.query_opt("SELECT 1 FROM contracts WHERE name = $1", &[&name]))?.is_some() {
+        if self
+            .with(|k| k.query_opt("SELECT 1 FROM contracts WHERE name = $1", &[&name]))?
+            .is_some()
+        {
             return Err(StoreError::Conflict(format!("contract {name:?} already exists")));
         }
         let now = now();
@@ -118,7 +121,12 @@ impl ContractStore for PgStore {
         let col = field.column();
         let old: Option<String> = self
             // As text whatever the column's type (the history records text).
-            .with(|k| k.query_opt(&format!("SELECT CAST({col} AS TEXT) FROM contracts WHERE id = $1"), &[&id]))?
+            .with(|k| {
+                k.query_opt(
+                    &format!("SELECT CAST({col} AS TEXT) FROM contracts WHERE id = $1"),
+                    &[&id],
+                )
+            })?
             .map(|r| r.get(0))
             .ok_or_else(|| StoreError::NotFound(format!("no contract with id {id}")))?;
         if field == ContractField::Name
@@ -128,13 +136,14 @@ impl ContractStore for PgStore {
         {
             return Err(StoreError::Conflict(format!("contract {value:?} already exists")));
         }
-        let limit = if field == ContractField::DeviceLimit {
-            Some(value.parse::<u32>().map_err(|_| {
-                StoreError::Refused(format!("the device limit is a number of devices, not {value:?}"))
-            })?)
-        } else {
-            None
-        };
+        let limit =
+            if field == ContractField::DeviceLimit {
+                Some(value.parse::<u32>().map_err(|_| {
+                    StoreError::Refused(format!("the device limit is a number of devices, not {value:?}"))
+                })?)
+            } else {
+                None
+            };
         let old = old.unwrap_or_default();
         let new: Option<&str> = if field == ContractField::SalesAgent && value.is_empty() {
             None
@@ -204,7 +213,12 @@ impl ContractStore for PgStore {
     }
 
     fn contract_terminate_on_notice(&mut self, id: i64, on: bool) -> StoreResult<()> {
-        self.with(|k| k.execute("UPDATE contracts SET terminate_on_notice = $1 WHERE id = $2", &[&on, &id]))?;
+        self.with(|k| {
+            k.execute(
+                "UPDATE contracts SET terminate_on_notice = $1 WHERE id = $2",
+                &[&on, &id],
+            )
+        })?;
         Ok(())
     }
 
@@ -257,7 +271,14 @@ impl ContractStore for PgStore {
                  ON CONFLICT (contract_id) DO UPDATE SET received = excluded.received, \
                  requested_end = excluded.requested_end, effective = excluded.effective, \
                  actor = excluded.actor, created_at = excluded.created_at",
-                &[&contract_id, &c.received, &c.requested_end, &c.effective, &c.actor, &c.created_at],
+                &[
+                    &contract_id,
+                    &c.received,
+                    &c.requested_end,
+                    &c.effective,
+                    &c.actor,
+                    &c.created_at,
+                ],
             )
         })?;
         Ok(())

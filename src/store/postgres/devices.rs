@@ -94,7 +94,9 @@ impl DeviceStore for PgStore {
     fn device_by_id(&self, id: i64) -> StoreResult<DeviceRecord> {
         self.with(|k| {
             k.query_opt(
-                &format!("SELECT {DEVICE_COLUMNS} FROM devices d JOIN accounts a ON a.id = d.account_id WHERE d.id = $1"),
+                &format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices d JOIN accounts a ON a.id = d.account_id WHERE d.id = $1"
+                ),
                 &[&id],
             )
         })?

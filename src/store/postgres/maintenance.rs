@@ -30,7 +30,14 @@ impl MaintenanceStore for PgStore {
                 k.query_one(
                     "INSERT INTO maintenance_windows (start_at, end_at, reason, emergency, notice_days, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                    &[&w.start_at, &w.end_at, &w.reason, &w.emergency, &i64::from(w.notice_days), &now()],
+                    &[
+                        &w.start_at,
+                        &w.end_at,
+                        &w.reason,
+                        &w.emergency,
+                        &i64::from(w.notice_days),
+                        &now(),
+                    ],
                 )
             })?
             .get(0))
@@ -48,7 +55,12 @@ impl MaintenanceStore for PgStore {
 
     fn maintenance_cancel(&mut self, id: i64, at: UnixTime) -> StoreResult<MaintenanceRecord> {
         let w = self
-            .with(|k| k.query_opt(&format!("SELECT {COLUMNS} FROM maintenance_windows WHERE id = $1"), &[&id]))?
+            .with(|k| {
+                k.query_opt(
+                    &format!("SELECT {COLUMNS} FROM maintenance_windows WHERE id = $1"),
+                    &[&id],
+                )
+            })?
             .map(|r| window(&r))
             .ok_or_else(|| StoreError::NotFound(format!("no maintenance window {id}")))?;
         if w.cancelled_at.is_some() {

@@ -51,10 +51,7 @@ pub fn describe(config: &::postgres::Config) -> String {
         None => "localhost".into(),
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    let db = config
-        .get_dbname()
-        .or(config.get_user())
-        .unwrap_or("postgres");
+    let db = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
     format!("{host}:{port}/{db}")
 }
 
@@ -109,10 +106,7 @@ impl PgStore {
     }
 
     fn unavailable(&self, e: &dyn std::fmt::Display) -> StoreError {
-        StoreError::Unavailable(format!(
-            "the store (PostgreSQL at {}) is unavailable: {e}",
-            self.label
-        ))
+        StoreError::Unavailable(format!("the store (PostgreSQL at {}) is unavailable: {e}", self.label))
     }
 
     /// Maps a driver error: a duplicate is a `Conflict` as SQLite's checks give, a lost
@@ -170,7 +164,11 @@ impl PgStore {
     /// transaction of its own, or a savepoint inside `store::atomically`'s.
     fn atomic<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, ::postgres::Error>) -> StoreResult<T> {
         let (open, done, undo) = if self.in_tx {
-            ("SAVEPOINT store_method", "RELEASE SAVEPOINT store_method", "ROLLBACK TO SAVEPOINT store_method")
+            (
+                "SAVEPOINT store_method",
+                "RELEASE SAVEPOINT store_method",
+                "ROLLBACK TO SAVEPOINT store_method",
+            )
         } else {
             ("BEGIN", "COMMIT", "ROLLBACK")
         };
@@ -248,7 +246,6 @@ fn parse_role(s: &str) -> Role {
 fn to_u32(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -15,7 +15,15 @@ impl RecordStore for PgStore {
             k.execute(
                 "INSERT INTO audit (at, actor, action, contract_id, account, source, detail) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[&now(), &e.actor, &e.action, &e.contract_id, &e.account, &e.source, &e.detail],
+                &[
+                    &now(),
+                    &e.actor,
+                    &e.action,
+                    &e.contract_id,
+                    &e.account,
+                    &e.source,
+                    &e.detail,
+                ],
             )
         })?;
         Ok(())

@@ -10,7 +10,9 @@ use crate::store::*;
 
 impl PgStore {
     fn backend_pid(&self) -> i32 {
-        self.with(|k| k.query_one("SELECT pg_backend_pid()", &[])).unwrap().get(0)
+        self.with(|k| k.query_one("SELECT pg_backend_pid()", &[]))
+            .unwrap()
+            .get(0)
     }
 }
 
@@ -136,9 +138,21 @@ fn a_change_by_one_connection_moves_the_marker_the_other_sees() {
     admin.device_touch(d.id).unwrap();
     admin.device_set_resume(d.id, Some(&[1, 2, 3]), Some(5)).unwrap();
     admin.session_end(session, "logout", 1, 2).unwrap();
-    admin.audit(&AuditEntry { actor: "hub", action: "login.accepted", ..Default::default() }).unwrap();
-    assert_eq!(hub.external_change_marker().unwrap(), before, "a login's writes are no change");
-    admin.contract_set_state(c.id, ContractState::Suspended, Some("unpaid")).unwrap();
+    admin
+        .audit(&AuditEntry {
+            actor: "hub",
+            action: "login.accepted",
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        hub.external_change_marker().unwrap(),
+        before,
+        "a login's writes are no change"
+    );
+    admin
+        .contract_set_state(c.id, ContractState::Suspended, Some("unpaid"))
+        .unwrap();
     let after = hub.external_change_marker().unwrap();
     assert!(after > before, "{before} -> {after}");
     admin.account_set_password(a.id, "new").unwrap();
@@ -154,9 +168,7 @@ fn a_lost_connection_is_unavailable_then_reconnects() {
     let mut s = db.open();
     s.contract_add(&NewContract::simple("acme", 1)).unwrap();
     let terminate = |db: &mut TestPg, pid: i32| {
-        db.admin()
-            .execute("SELECT pg_terminate_backend($1)", &[&pid])
-            .unwrap();
+        db.admin().execute("SELECT pg_terminate_backend($1)", &[&pid]).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
 
@@ -169,7 +181,10 @@ fn a_lost_connection_is_unavailable_then_reconnects() {
     let text = e.to_string();
     assert!(text.starts_with("the store (PostgreSQL at 127.0.0.1:"), "{text}");
     assert!(text.contains("is unavailable"), "{text}");
-    assert!(matches!(s.setting("x"), Err(StoreError::Unavailable(_))), "still inside the lost transaction");
+    assert!(
+        matches!(s.setting("x"), Err(StoreError::Unavailable(_))),
+        "still inside the lost transaction"
+    );
     s.rollback().unwrap();
     assert_eq!(s.setting("half").unwrap(), None, "the lost transaction left nothing");
     assert_eq!(s.contract_by_name("acme").unwrap().name, "acme");
@@ -193,7 +208,9 @@ fn an_unreachable_server_is_named_without_the_password() {
     let text = e.to_string();
     assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
     assert!(
-        text.starts_with(&format!("the store (PostgreSQL at 127.0.0.1:{port}/mcvpn) is unavailable: ")),
+        text.starts_with(&format!(
+            "the store (PostgreSQL at 127.0.0.1:{port}/mcvpn) is unavailable: "
+        )),
         "{text}"
     );
     assert!(!text.contains("s3cret"), "{text}");
