@@ -2,7 +2,7 @@
 # Installs what the demo and the tests need on a Debian/Ubuntu machine, only what is
 # missing: iproute2 (ip, tc), nftables (nft, for the NAT routers and the firewalls of the
 # transport tests), iputils-ping, man-db, dpkg-dev and adduser (the package test), python3,
-# procps, squid (the real HTTP proxy of netns-tests/121-proxy.sh) and openssl (its password
+# procps, postgresql (the PostgreSQL store's tests), squid (the real HTTP proxy of netns-tests/121-proxy.sh) and openssl (its password
 # file's hash), chromium, chromium-driver and python3-selenium (the console's browser test);
 # and checks that a Rust toolchain is there to build mcvpn.
 set -euo pipefail
@@ -32,6 +32,9 @@ command -v chromedriver >/dev/null || need+=(chromium-driver)
 /usr/bin/python3 -c 'import selenium' 2>/dev/null || need+=(python3-selenium)
 # A Japanese font, so the test's screenshots (docs/console-*.png) show the pages as read.
 fc-list :lang=ja 2>/dev/null | grep -q . || need+=(fonts-ipafont-gothic)
+# The PostgreSQL store's tests and the several-hubs tests (issue 15): a throw-away
+# PostgreSQL 15 cluster (scripts/pg-throwaway.sh).
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

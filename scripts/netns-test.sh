@@ -14,6 +14,14 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 bash scripts/install-deps.sh
 
+# The store tests run against PostgreSQL too (MCVPN_TEST_PG): a throw-away cluster for
+# this run, stopped and removed on every way out.
+PG_DIR=$(mktemp -d /tmp/mcvpn-pg.XXXXXX)
+trap 'bash scripts/pg-throwaway.sh stop "$PG_DIR"; rm -rf "$PG_DIR"' EXIT
+MCVPN_TEST_PG=$(bash scripts/pg-throwaway.sh start "$PG_DIR/cluster")
+export MCVPN_TEST_PG
+echo "== PostgreSQL for the store tests: $MCVPN_TEST_PG"
+
 echo "== cargo test"
 cargo test --release 2>&1 | grep -E "^(test result|running|error|failures)|FAILED|panicked" || true
 cargo test --release >/dev/null 2>&1 || { echo "cargo test failed"; cargo test --release 2>&1 | tail -n 40; exit 1; }

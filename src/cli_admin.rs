@@ -10,7 +10,7 @@ use clap::Args;
 
 use crate::admin::{self, render, AdminCommand, ExecCtx, NewPassword};
 use crate::exit::{self, Exit};
-use crate::store::{SqliteStore, Store};
+use crate::store::{self, SqliteStore, Store, StoreLocation};
 
 #[derive(Args)]
 #[command(after_help = "Operator, on the hub host (straight on the store):\n  \
@@ -27,9 +27,12 @@ use crate::store::{SqliteStore, Store};
     mcvpn admin --hub … --as ops1 --operator contract list\n  \
     mcvpn admin --hub … --as watch1 --operator outage list      # a monitor login: outages only")]
 pub struct AdminArgs {
-    /// The hub's store (operator mode)
-    #[arg(long, global = true, default_value = "/var/lib/mcvpn/hub.db", env = "MCVPN_HUB_DB")]
-    pub db: PathBuf,
+    /// The hub's store (operator mode): a SQLite file path, or postgres://USER@HOST:PORT/DB
+    /// (also postgresql://) when hubs share a PostgreSQL database; a password in the URL
+    /// is never printed (prefer ~/.pgpass)
+    #[arg(long, global = true, default_value = "/var/lib/mcvpn/hub.db", env = "MCVPN_HUB_DB",
+          value_parser = StoreLocation::parse)]
+    pub db: StoreLocation,
     /// Administer through this hub instead of the local store (account administrators)
     #[arg(long, global = true, requires = "as_account")]
     pub hub: Option<String>,
@@ -160,8 +163,18 @@ pub fn run(args: AdminArgs) -> Result<Exit> {
                 &format!("`admin {name}` works on the store file: run it on the hub host, without --hub"),
             ));
         }
-        AdminSubcommand::Backup { file } => return backup(&args.db, &file),
-        AdminSubcommand::Restore { file } => return restore(&args.db, &file),
+        AdminSubcommand::Backup { file } => {
+            return match args.db.sqlite_path() {
+                Some(db) => backup(db, &file),
+                None => Ok(not_a_sqlite_store("backup", &args.db)),
+            }
+        }
+        AdminSubcommand::Restore { file } => {
+            return match args.db.sqlite_path() {
+                Some(db) => restore(db, &file),
+                None => Ok(not_a_sqlite_store("restore", &args.db)),
+            }
+        }
         AdminSubcommand::DiagnoseReport { .. } => unreachable!("answered first"),
     };
     // Only the command line prompts; the hub and other callers get the password in the command.
@@ -195,12 +208,11 @@ pub fn run(args: AdminArgs) -> Result<Exit> {
         (None, None) => {
             // The notices this command queues are worded here, as the hub would word them.
             crate::admin::notice_text::install(load_notice_templates(args.notice_templates.as_deref())?);
-            if !args.db.exists() {
-                eprintln!("note: creating a new, empty store at {}", args.db.display());
+            if args.db.sqlite_path().is_some_and(|p| !p.exists()) {
+                eprintln!("note: creating a new, empty store at {}", args.db);
             }
-            let mut store =
-                SqliteStore::open(&args.db).map_err(|e| anyhow!("cannot open the store {}: {e}", args.db.display()))?;
-            run_local(&mut store, command, today)
+            let mut store = store::open(&args.db).map_err(|e| anyhow!("cannot open the store {}: {e}", args.db))?;
+            run_local(&mut *store, command, today)
         }
         _ => return Ok(Exit::fail(exit::USAGE, "--as ACCOUNT goes with --hub URL")),
     };
@@ -212,6 +224,17 @@ pub fn run(args: AdminArgs) -> Result<Exit> {
         Err(admin::AdminError::Forbidden(m)) => Ok(Exit::fail(exit::REFUSED, &format!("not allowed: {m}"))),
         Err(e) => Ok(Exit::fail(exit::FAILURE, &e.to_string())),
     }
+}
+
+/// `admin backup` / `restore` on a PostgreSQL store: PostgreSQL's own tools do it.
+fn not_a_sqlite_store(name: &str, db: &StoreLocation) -> Exit {
+    Exit::fail(
+        exit::USAGE,
+        &format!(
+            "`admin {name}` copies a SQLite store file, and the store is {db}: use pg_dump / pg_restore \
+             (pg_dump -Fc -f hub.dump DBNAME, and pg_restore --clean -d DBNAME hub.dump with the hubs stopped)"
+        ),
+    )
 }
 
 /// `mcvpn admin backup FILE`: an online copy of the store (the hub may be writing).

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use crate::exit::Exit;
 use crate::hub::{self, preauth::PreauthLimits};
 use crate::local_api::{self, LocalRequest};
-use crate::store::OverlayNet;
+use crate::store::{OverlayNet, StoreLocation};
 use crate::udp_batch::UdpTuning;
 
 pub mod config;
@@ -69,9 +69,11 @@ pub struct HubArgs {
     /// (its UDP relay address as they reach it) [default: --listen, unless that is 0.0.0.0]
     #[arg(long, env = "MCVPN_MESH_ADDR", value_name = "ADDR:PORT")]
     mesh_addr: Option<std::net::SocketAddr>,
-    /// The SQLite store of contracts, accounts and the audit log
-    #[arg(long, default_value = "/var/lib/mcvpn/hub.db", env = "MCVPN_HUB_DB")]
-    db: PathBuf,
+    /// The store of contracts, accounts and the audit log: a SQLite file path (one hub),
+    /// or postgres://USER@HOST:PORT/DB (also postgresql://) for several hubs sharing one
+    /// PostgreSQL database; a password in the URL is never logged (prefer ~/.pgpass)
+    #[arg(long, default_value = "/var/lib/mcvpn/hub.db", env = "MCVPN_HUB_DB", value_parser = StoreLocation::parse)]
+    db: StoreLocation,
     /// The overlay network node addresses come from
     #[arg(long, default_value = "100.64.0.0/10", value_parser = parse_overlay)]
     overlay: OverlayNet,

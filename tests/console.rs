@@ -81,7 +81,7 @@ async fn start_hub(limits: ConsoleLimits, seed: impl FnOnce(&mut SqliteStore)) -
         },
         name: "test-hub".into(),
         mesh_addr: None,
-        db: db.clone(),
+        db: db.clone().into(),
         overlay: Default::default(),
         status_socket: dir.path().join("hub.sock"),
         socket_buffer: 1 << 20,

@@ -77,7 +77,7 @@ async fn start_hub_with(per_source: u32) -> Hub {
         },
         name: "test-hub".into(),
         mesh_addr: None,
-        db,
+        db: db.into(),
         overlay: Default::default(),
         status_socket: socket.clone(),
         socket_buffer: 1 << 20,

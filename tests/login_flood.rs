@@ -61,7 +61,7 @@ async fn start_hub(dir: &Path) -> (SocketAddr, Key32) {
         },
         name: "test-hub".into(),
         mesh_addr: None,
-        db,
+        db: db.into(),
         overlay: Default::default(),
         status_socket: dir.join("hub.sock"),
         socket_buffer: 1 << 20,

@@ -69,6 +69,8 @@ impl From<StoreError> for AdminError {
             StoreError::Conflict(m) | StoreError::Refused(m) => AdminError::Refused(m),
             e @ StoreError::DeviceLimit { .. } => AdminError::Refused(e.to_string()),
             StoreError::Db(e) => AdminError::Internal(e.to_string()),
+            e @ StoreError::Pg(_) => AdminError::Internal(e.to_string()),
+            StoreError::Unavailable(m) => AdminError::Internal(m),
         }
     }
 }

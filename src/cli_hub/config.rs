@@ -128,6 +128,16 @@ pub fn resolve(reparse: Reparse) -> Result<Resolved> {
             };
             let value = match merged.get_raw(id) {
                 Some(_) if REDACTED.contains(&long.as_str()) => "(set, not shown)".to_string(),
+                // A PostgreSQL URL may hold a password: shown as HOST:PORT/DB.
+                Some(mut v) if long == "db" => v
+                    .next()
+                    .map(|x| {
+                        let raw = x.to_string_lossy();
+                        crate::store::StoreLocation::parse(&raw)
+                            .map(|l| l.to_string())
+                            .unwrap_or_else(|_| "(not a valid store location)".into())
+                    })
+                    .unwrap_or_default(),
                 Some(v) => v
                     .map(|x| x.to_string_lossy().into_owned())
                     .collect::<Vec<_>>()
@@ -242,10 +252,19 @@ mod tests {
         assert_eq!(source(&r, "metrics-listen-public"), ("true", "file"));
         assert_eq!(source(&r, "overlay"), ("100.64.0.0/10", "default"));
         assert_eq!(r.args.identity.listen.port(), 2222);
-        assert_eq!(r.args.db, Path::new("/from/env.db"));
+        assert_eq!(r.args.db.sqlite_path(), Some(Path::new("/from/env.db")));
         assert_eq!(r.args.status_socket, Path::new("/from/file.sock"));
         assert_eq!(r.args.socket_buffer, 4096);
         assert_eq!(r.args.metrics.metrics_listen.0, Some("127.0.0.1:9190".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_postgres_url_is_shown_without_its_password() {
+        let r = resolve_with(&["t", "--db", "postgres://hub:s3cret@db.example:5433/mcvpn"]).unwrap();
+        let (value, from) = source(&r, "db");
+        assert_eq!((value, from), ("PostgreSQL at db.example:5433/mcvpn", "flag"));
+        assert!(!format!("{:?}", r.args.db).contains("s3cret"));
+        assert!(r.args.db.sqlite_path().is_none());
     }
 
     #[test]

@@ -50,7 +50,7 @@ use tokio::net::TcpListener;
 use crate::keys::KeyPair;
 use crate::local_api;
 use crate::proto::url::HubUrl;
-use crate::store::{OverlayNet, SqliteStore};
+use crate::store::OverlayNet;
 
 use self::context::HubContext;
 use self::login_cost::LoginGuards;
@@ -90,7 +90,7 @@ pub struct HubSettings {
     /// Where the other hubs on the shared store send this hub's relay datagrams (its
     /// relay address as they reach it); None keeps this hub out of the mesh.
     pub mesh_addr: Option<SocketAddr>,
-    pub db: PathBuf,
+    pub db: crate::store::StoreLocation,
     pub overlay: OverlayNet,
     pub status_socket: PathBuf,
     pub socket_buffer: usize,
@@ -192,7 +192,15 @@ pub async fn run(settings: HubSettings) -> Result<()> {
         };
         tokio::spawn(metrics::serve(listener, sources));
     }
-    tokio::spawn(watch_store(ctx.clone(), None));
+    // A PostgreSQL store tells every hub of changes at once (LISTEN); SQLite is polled.
+    let feed = match &settings.db {
+        crate::store::StoreLocation::Postgres(url) => Some(change_feed::ChangeFeed::spawn(
+            url.as_url().to_string(),
+            settings.db.to_string(),
+        )),
+        crate::store::StoreLocation::Sqlite(_) => None,
+    };
+    tokio::spawn(watch_store(ctx.clone(), feed));
     // The first beat before the jobs: a hub alone on its store holds the lease at once.
     ctx.cluster.beat(&ctx.store).await;
     tokio::spawn(ctx.cluster.clone().run(ctx.store.clone()));
@@ -201,7 +209,7 @@ pub async fn run(settings: HubSettings) -> Result<()> {
     let refusals = ctx.clone();
     tokio::spawn(async move { refusals.login.refusals.run(refusals.store.clone()).await });
 
-    tracing::info!(%listen, db = %settings.db.display(), overlay = %settings.overlay, "hub running");
+    tracing::info!(%listen, db = %settings.db, overlay = %settings.overlay, "hub running");
     println!("mcvpn hub listening on {listen} (TCP control, UDP relay)");
     match https_listen {
         Some(addr) => println!("HTTPS (WebSocket transport) on {addr}"),
@@ -241,8 +249,8 @@ fn mailer(settings: &HubSettings) -> Result<Option<notices::Mailer>> {
 /// previous hub process left open.
 async fn open_store(settings: &HubSettings) -> Result<StoreHandle> {
     let db = &settings.db;
-    let store = SqliteStore::open(db).with_context(|| format!("cannot open the store {}", db.display()))?;
-    let store = StoreHandle::new(store);
+    let store = crate::store::open(db).with_context(|| format!("cannot open the store {db}"))?;
+    let store = StoreHandle::from_box(store);
     let min_accounts = settings.min_accounts.to_string();
     let name = settings.name.clone();
     let stale = store

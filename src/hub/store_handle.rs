@@ -27,8 +27,13 @@ pub struct StoreUnavailable(String);
 
 impl StoreHandle {
     pub fn new(store: impl Store + 'static) -> StoreHandle {
+        Self::from_box(Box::new(store))
+    }
+
+    /// A handle on a store opened with `store::open` (either backend).
+    pub fn from_box(store: Box<dyn Store>) -> StoreHandle {
         StoreHandle {
-            store: Arc::new(Mutex::new(Box::new(store))),
+            store: Arc::new(Mutex::new(store)),
             // 100 µs to about 3 s.
             latency: Histogram::new(exponential_buckets(0.0001, 4.0, 8)),
         }

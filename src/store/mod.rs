@@ -5,7 +5,13 @@
 //! one account database.
 
 pub mod migrations;
+pub mod postgres;
 pub mod sqlite;
+
+#[cfg(test)]
+mod pg_test;
+#[cfg(test)]
+mod tests;
 
 use std::net::Ipv4Addr;
 
@@ -15,7 +21,100 @@ use serde::{Deserialize, Serialize};
 use crate::contract::ContractKind;
 use crate::proto::control::{Key32, Role};
 
+pub use self::postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// Where the store is: a SQLite file (the embedded default), or a PostgreSQL database
+/// several hubs share. Parsed once at the edge (`--db`, `MCVPN_HUB_DB`); shown without
+/// the URL's password.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    Sqlite(std::path::PathBuf),
+    /// A `postgres://` or `postgresql://` URL, checked when parsed. Private: it may hold
+    /// a password, so it is never printed.
+    Postgres(PgUrl),
+}
+
+/// A PostgreSQL connection URL; `Debug` and `Display` show `HOST:PORT/DB` only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgUrl {
+    url: String,
+    label: String,
+}
+
+impl PgUrl {
+    pub fn as_url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgUrl({})", self.label)
+    }
+}
+
+impl StoreLocation {
+    /// A `postgres://` / `postgresql://` URL, or else a SQLite file path.
+    pub fn parse(s: &str) -> Result<StoreLocation, String> {
+        if self::postgres::is_url(s) {
+            let config = self::postgres::parse_url(s).map_err(|e| e.to_string())?;
+            Ok(StoreLocation::Postgres(PgUrl {
+                url: s.to_string(),
+                label: self::postgres::describe(&config),
+            }))
+        } else if s.is_empty() {
+            Err("the store is a SQLite file path or a postgres://USER@HOST:PORT/DB URL".into())
+        } else {
+            Ok(StoreLocation::Sqlite(s.into()))
+        }
+    }
+
+    /// The SQLite file, if the store is one.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        match self {
+            StoreLocation::Sqlite(p) => Some(p),
+            StoreLocation::Postgres(_) => None,
+        }
+    }
+}
+
+impl From<std::path::PathBuf> for StoreLocation {
+    fn from(p: std::path::PathBuf) -> Self {
+        StoreLocation::Sqlite(p)
+    }
+}
+
+impl std::str::FromStr for StoreLocation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        StoreLocation::parse(s)
+    }
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(p) => write!(f, "{}", p.display()),
+            StoreLocation::Postgres(u) => write!(f, "PostgreSQL at {}", u.label),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreLocation({self})")
+    }
+}
+
+/// Opens the store at `at` (creating a SQLite file, or migrating a PostgreSQL database,
+/// as needed): every production open goes through here.
+pub fn open(at: &StoreLocation) -> StoreResult<Box<dyn Store>> {
+    Ok(match at {
+        StoreLocation::Sqlite(path) => Box::new(SqliteStore::open(path)?),
+        StoreLocation::Postgres(url) => Box::new(PgStore::open(url.as_url())?),
+    })
+}
 
 /// Seconds since the Unix epoch, the store's only time unit.
 pub type UnixTime = i64;
@@ -472,6 +571,13 @@ pub enum StoreError {
     DeviceLimit { account: String, limit: u32 },
     #[error("store error: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The store's server cannot be reached (PostgreSQL down or restarting); the text
+    /// names it (`the store (PostgreSQL at HOST:PORT/DB) is unavailable: ...`).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A PostgreSQL error other than a duplicate or a lost connection.
+    #[error("store error: {0}")]
+    Pg(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -1,0 +1,251 @@
+//! The PostgreSQL store, for several hubs sharing one account database (issue 15). Each
+//! area of the [`Store`](super::Store) lives in its own file, as in [`super::sqlite`];
+//! behaviour (errors, orderings, results) is the same as SQLite's.
+//!
+//! One connection per process: the trait is synchronous and the hub calls it from one
+//! blocking task at a time (`hub::store_handle`), so the store's connection count is the
+//! number of hub and admin processes, never one per session.
+
+mod accounts;
+mod billing;
+mod contracts;
+mod devices;
+mod maintenance;
+pub mod migrations;
+mod operators;
+mod records;
+mod sessions;
+
+use std::cell::RefCell;
+use std::str::FromStr;
+
+use ::postgres::error::SqlState;
+use ::postgres::{Client, NoTls};
+
+use super::*;
+
+pub struct PgStore {
+    config: ::postgres::Config,
+    /// `HOST:PORT/DB`, for messages: never the password.
+    label: String,
+    /// `None` after the connection was lost; the next call connects again.
+    conn: RefCell<Option<Client>>,
+    /// Inside `begin`..`commit`: a lost connection fails every call until `rollback`,
+    /// rather than reconnecting and applying the rest of the change on its own.
+    in_tx: bool,
+    tx_lost: bool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("at", &self.label).finish()
+    }
+}
+
+/// `HOST:PORT/DB` of a connection configuration (a unix socket directory as the host).
+pub fn describe(config: &::postgres::Config) -> String {
+    use ::postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
+    format!("{host}:{port}/{db}")
+}
+
+/// Whether `s` names a PostgreSQL database rather than a SQLite file.
+pub fn is_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// Parses a `postgres://user[:password]@host:port/db` URL; the error never repeats it
+/// (it may hold a password).
+pub fn parse_url(url: &str) -> StoreResult<::postgres::Config> {
+    ::postgres::Config::from_str(url).map_err(|e| {
+        StoreError::Refused(format!(
+            "the store URL is not a valid PostgreSQL URL ({e}); the form is postgres://USER@HOST:PORT/DB"
+        ))
+    })
+}
+
+impl PgStore {
+    /// Connects to the database at `url` and brings its schema up to date.
+    pub fn open(url: &str) -> StoreResult<PgStore> {
+        Self::open_config(parse_url(url)?)
+    }
+
+    pub fn open_config(config: ::postgres::Config) -> StoreResult<PgStore> {
+        let label = describe(&config);
+        let store = PgStore {
+            config,
+            label,
+            conn: RefCell::new(None),
+            in_tx: false,
+            tx_lost: false,
+        };
+        let mut client = store.connect()?;
+        migrations::migrate(&mut client, &|e| store.error(e))?;
+        *store.conn.borrow_mut() = Some(client);
+        Ok(store)
+    }
+
+    /// `HOST:PORT/DB`.
+    pub fn location(&self) -> &str {
+        &self.label
+    }
+
+    fn connect(&self) -> StoreResult<Client> {
+        let mut config = self.config.clone();
+        if config.get_connect_timeout().is_none() {
+            // A hub waits for its store at most this long per call while it is down.
+            config.connect_timeout(std::time::Duration::from_secs(5));
+        }
+        config.connect(NoTls).map_err(|e| self.unavailable(&e))
+    }
+
+    fn unavailable(&self, e: &dyn std::fmt::Display) -> StoreError {
+        StoreError::Unavailable(format!("the store (PostgreSQL at {}) is unavailable: {e}", self.label))
+    }
+
+    /// Maps a driver error: a duplicate is a `Conflict` as SQLite's checks give, a lost
+    /// connection `Unavailable`, anything else `Pg`.
+    fn error(&self, e: ::postgres::Error) -> StoreError {
+        if is_connection_error(&e) {
+            return self.unavailable(&e);
+        }
+        match e.code() {
+            Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(
+                e.as_db_error()
+                    .map(|d| format!("already exists: {}", d.detail().unwrap_or(d.message())))
+                    .unwrap_or_else(|| e.to_string()),
+            ),
+            _ => StoreError::Pg(
+                e.as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| e.to_string()),
+            ),
+        }
+    }
+
+    /// Runs `f` on the connection, connecting first if it was lost. A connection error
+    /// drops the connection so that the next call tries a new one.
+    fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, ::postgres::Error>) -> StoreResult<T> {
+        if self.tx_lost {
+            return Err(self.unavailable(&"the connection was lost inside a transaction"));
+        }
+        let mut slot = self.conn.borrow_mut();
+        if slot.as_ref().is_some_and(|c| c.is_closed()) {
+            *slot = None;
+        }
+        if slot.is_none() {
+            if self.in_tx {
+                return Err(self.unavailable(&"the connection was lost inside a transaction"));
+            }
+            *slot = Some(self.connect()?);
+            tracing::info!(store = %self.label, "connected to the store again");
+        }
+        let client = slot.as_mut().expect("set above");
+        match f(client) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if is_connection_error(&e) || client.is_closed() {
+                    *slot = None;
+                    tracing::warn!(store = %self.label, error = %e, "lost the store connection");
+                    return Err(self.unavailable(&e));
+                }
+                Err(self.error(e))
+            }
+        }
+    }
+
+    /// Like [`with`](Self::with), for a store method's own multi-statement change: a
+    /// transaction of its own, or a savepoint inside `store::atomically`'s.
+    fn atomic<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, ::postgres::Error>) -> StoreResult<T> {
+        let (open, done, undo) = if self.in_tx {
+            (
+                "SAVEPOINT store_method",
+                "RELEASE SAVEPOINT store_method",
+                "ROLLBACK TO SAVEPOINT store_method",
+            )
+        } else {
+            ("BEGIN", "COMMIT", "ROLLBACK")
+        };
+        self.with(|c| {
+            c.batch_execute(open)?;
+            match f(c) {
+                Ok(v) => {
+                    c.batch_execute(done)?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    let _ = c.batch_execute(undo);
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+fn is_connection_error(e: &::postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(c) => {
+            c.code().starts_with("08")
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW
+        }
+        // No server error: the socket failed (refused, reset, timed out).
+        None => e.as_db_error().is_none(),
+    }
+}
+
+impl TransactionStore for PgStore {
+    fn begin(&mut self) -> StoreResult<()> {
+        self.with(|c| c.batch_execute("BEGIN"))?;
+        self.in_tx = true;
+        self.tx_lost = false;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> StoreResult<()> {
+        let r = self.with(|c| c.batch_execute("COMMIT"));
+        if r.is_ok() {
+            self.in_tx = false;
+        }
+        r
+    }
+
+    fn rollback(&mut self) -> StoreResult<()> {
+        if !self.in_tx {
+            return Ok(());
+        }
+        self.in_tx = false;
+        self.tx_lost = false;
+        let alive = self.conn.borrow().as_ref().is_some_and(|c| !c.is_closed());
+        if !alive {
+            return Ok(()); // the server rolled it back when the connection went
+        }
+        self.with(|c| c.batch_execute("ROLLBACK"))
+    }
+}
+
+fn parse_role(s: &str) -> Role {
+    if s == "target" {
+        Role::Target
+    } else {
+        Role::Client
+    }
+}
+
+/// The schema's integers are BIGINT; counts and limits are `u32` in the records.
+fn to_u32(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests;
