@@ -97,10 +97,13 @@ impl TestHub {
 
     /// A relay counter from `mcvpn hub stats`.
     fn relay_stat(&self, field: &str) -> u64 {
-        let stats = mcvpn::local_api::call::<serde_json::Value>(&self.status_socket, mcvpn::local_api::LocalRequest::Stats)
-            .unwrap()
-            .unwrap();
-        stats["relay"][field].as_u64().unwrap_or_else(|| panic!("no relay.{field} in {stats}"))
+        let stats =
+            mcvpn::local_api::call::<serde_json::Value>(&self.status_socket, mcvpn::local_api::LocalRequest::Stats)
+                .unwrap()
+                .unwrap();
+        stats["relay"][field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no relay.{field} in {stats}"))
     }
 }
 
@@ -214,7 +217,8 @@ fn client_and_target_move_to_the_other_hub_within_10_s() {
     {
         let mut s = SqliteStore::open(&db).unwrap();
         s.contract_add(&NewContract::simple("acme", 10)).unwrap();
-        s.account_add("acme", "alice", &mcvpn::password::hash(PASSWORD)).unwrap();
+        s.account_add("acme", "alice", &mcvpn::password::hash(PASSWORD))
+            .unwrap();
     }
     // One key file for both hubs, as the operator copies it to each.
     let hub_key = dir.path().join("hub.key");
@@ -248,7 +252,10 @@ fn client_and_target_move_to_the_other_hub_within_10_s() {
         )
         .await
         .map(|(event, _)| event);
-        assert!(matches!(enrolled, Ok(Event::Enrolled { .. })), "enrolment: {enrolled:?}");
+        assert!(
+            matches!(enrolled, Ok(Event::Enrolled { .. })),
+            "enrolment: {enrolled:?}"
+        );
         let target = start_node(target_settings, Credential::DeviceKey, false).await;
         // `mcvpn up` with the password; reconnects resume with the token.
         let client_settings = node_settings(Role::Client, &url, KeyPair::generate(), "laptop");
@@ -288,7 +295,10 @@ fn client_and_target_move_to_the_other_hub_within_10_s() {
         }
     }
     let back = back.expect("no ping within 15 s of hub A's death");
-    println!("failover: ping again {:.2} s after hub A was SIGKILLed (bound 10 s)", back.as_secs_f64());
+    println!(
+        "failover: ping again {:.2} s after hub A was SIGKILLed (bound 10 s)",
+        back.as_secs_f64()
+    );
     assert!(back <= FAILOVER_BOUND, "traffic came back only after {back:?}");
 
     for (name, n) in [("client", &client), ("target", &target)] {
@@ -296,14 +306,21 @@ fn client_and_target_move_to_the_other_hub_within_10_s() {
         assert_eq!(n.node.current_hub(), 1, "the {name} moved to hub B");
         assert_eq!(n.node.hub_addr(), hub_b.listen, "the {name}'s datagrams go to hub B");
         assert_eq!(status.current_hub, hub_b.listen.to_string());
-        assert_eq!(status.overlay_ip, Some(n.login.overlay_ip), "the {name} kept its overlay address");
+        assert_eq!(
+            status.overlay_ip,
+            Some(n.login.overlay_ip),
+            "the {name} kept its overlay address"
+        );
         assert_eq!(status.node_id, Some(n.login.node_id), "the {name} kept its node id");
         assert!(status.connected, "the {name} is connected");
     }
     // A new exchange, through hub B's relay.
     for _ in 0..5 {
         seq += 1;
-        assert!(ping(&client, &target, seq, Duration::from_secs(2)), "ping {seq} on hub B");
+        assert!(
+            ping(&client, &target, seq, Duration::from_secs(2)),
+            "ping {seq} on hub B"
+        );
     }
     let forwarded = hub_b.relay_stat("forwarded") - forwarded_before;
     assert!(forwarded >= 12, "hub B relayed only {forwarded} datagrams");

@@ -29,8 +29,8 @@ use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::proto::control::{Event, LoginOk, Role};
-use crate::proto::url;
 use crate::proto::relay::NodeId;
+use crate::proto::url;
 use crate::udp_batch::{BatchUdp, Offloads};
 
 use self::datapath::{Counters, CountersSnapshot, DataPath, Destination};
@@ -116,7 +116,10 @@ impl Node {
                 .authority()
                 .to_socket_addrs()
                 .with_context(|| format!("cannot resolve the hub address {hub}"))
-                .and_then(|mut a| a.next().ok_or_else(|| anyhow!("the hub address {hub} resolves to nothing")));
+                .and_then(|mut a| {
+                    a.next()
+                        .ok_or_else(|| anyhow!("the hub address {hub} resolves to nothing"))
+                });
             match addr {
                 Ok(addr) => {
                     resolved = Ok((index, addr));

@@ -145,11 +145,7 @@ impl HubUrl {
         if keys.is_empty() {
             return Err(UrlError::NoKey);
         }
-        Ok(HubUrl {
-            hubs,
-            keys,
-            https_port,
-        })
+        Ok(HubUrl { hubs, keys, https_port })
     }
 
     /// The hubs, in the URL's order (at least one).
@@ -371,12 +367,18 @@ mod tests {
     #[test]
     fn several_hubs_with_ports_and_ipv6() {
         let k = Key32([3; 32]).to_base64();
-        let u = HubUrl::parse(&format!("mcvpn://hub1.example:4433,[2001:db8::2],192.0.2.3:9000/?key={k}&https=8443"))
-            .unwrap();
+        let u = HubUrl::parse(&format!(
+            "mcvpn://hub1.example:4433,[2001:db8::2],192.0.2.3:9000/?key={k}&https=8443"
+        ))
+        .unwrap();
         let hubs: Vec<(&str, u16)> = u.hubs().iter().map(|h| (h.host.as_str(), h.port)).collect();
         assert_eq!(
             hubs,
-            [("hub1.example", 4433), ("2001:db8::2", DEFAULT_PORT), ("192.0.2.3", 9000)]
+            [
+                ("hub1.example", 4433),
+                ("2001:db8::2", DEFAULT_PORT),
+                ("192.0.2.3", 9000)
+            ]
         );
         assert_eq!((u.https_port, u.keys.len()), (8443, 1));
         assert_eq!(
@@ -393,7 +395,10 @@ mod tests {
         assert_eq!(u.only(4), u.only(1), "an index past the end wraps around");
         assert_eq!(u.split(), vec![u.only(0), u.only(1), u.only(2)]);
         // The first hub is what a one-hub tool sees.
-        assert_eq!((u.host(), u.port(), u.authority()), ("hub1.example", 4433, "hub1.example:4433".into()));
+        assert_eq!(
+            (u.host(), u.port(), u.authority()),
+            ("hub1.example", 4433, "hub1.example:4433".into())
+        );
     }
 
     #[test]
