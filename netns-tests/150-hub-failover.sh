@@ -7,12 +7,10 @@
 # on the HTTPS transport (its first connect skipping the dead hub), killing the second. The hubs' logs, the nodes'
 # status and the figures are kept in target/netns-artefacts/150-hub-failover/.
 source "$(dirname "$0")/lib.sh"
-
-# The shared store. A SQLite file for now (three processes, one file); set HUB_DB to a
-# postgres://… URL once the PostgreSQL store lands (`--db` takes either).
-HUB_DB=$WORK/hub.db
-# The three hubs: one namespace (the hub's), three addresses, one process each.
-HUB_IPS=("$HUB_IP" 192.0.2.11 192.0.2.12)
+# The shared store: a throw-away PostgreSQL in its own namespace (hubs.sh), and the
+# three hubs each in its own namespace.
+source "$(dirname "$0")/hubs.sh"
+HUB_IPS=("$HUB_IP" 192.0.2.11 192.0.2.12) # 0-based here
 HUB_PIDS=()
 BOUND_S=10
 ARTEFACTS=$ROOT/target/netns-artefacts/$TEST_NAME
@@ -29,7 +27,7 @@ FIGURES=()
 
 start_hub_n() { # start_hub_n N: hub N (0-based) on ${HUB_IPS[N]}, sharing the key and the store
     local ip=${HUB_IPS[$1]}
-    ip netns exec "$NS_HUB" "$MCVPN" hub --listen "$ip:$HUB_PORT" --db "$HUB_DB" --key "$HUB_KEY" \
+    ip netns exec "${HUB_NSS[$1 + 1]}" "$MCVPN" hub --name "hub$1" --listen "$ip:$HUB_PORT" --db "$HUB_DB" --key "$HUB_KEY" \
         --https-listen "$ip:$HUB_HTTPS_PORT" --status-socket "$WORK/hub-$1.sock" >>"$WORK/hub-$1.log" 2>&1 &
     HUB_PIDS[$1]=$!
     wait_until 10 "hub $1 status socket" "$MCVPN" hub stats --status-socket "$WORK/hub-$1.sock"
@@ -61,8 +59,8 @@ ping_back() {
     le "$BACK" "$BOUND_S" && pass "$1: traffic flows again within $BOUND_S s ($BACK s)" || fail "$1: traffic back only after $BACK s"
 }
 
-topo_up
-for ip in "${HUB_IPS[@]:1}"; do ip -n "$NS_HUB" addr add "$ip/24" dev eth0; done
+hubs_topo_up
+start_pg
 for n in 0 1 2; do start_hub_n "$n"; done
 # One URL naming the three hubs: the key (and HTTPS port) of the first hub's URL.
 ONE_URL=$("$MCVPN" hub url --key "$HUB_KEY" --listen "$HUB_IP:$HUB_PORT")
@@ -141,5 +139,14 @@ targets=$(admin target list --json | count)
 FIGURES+=("alice's client devices in the store: $devices, targets: $targets")
 [ "$devices" = 1 ] && [ "$targets" = 1 ] && pass "the store holds one client device and one target, none duplicated" ||
     fail "the store holds $devices client devices and $targets targets (want 1 and 1)"
+# The killed hubs' sessions are closed by the hub holding the jobs lease once their
+# heartbeat is 10 s old: the store then holds exactly the two live sessions, on the hub
+# both nodes are on now.
+open_sessions() { psql_ "SELECT string_agg(hub, ',' ORDER BY hub) FROM sessions WHERE ended_at IS NULL"; }
+t2=$(now)
+two_open() { [ "$(psql_ "SELECT count(*) FROM sessions WHERE ended_at IS NULL")" = 2 ]; }
+wait_until 30 "the dead hubs' sessions closed in the store" two_open \
+    && pass "the store holds the two live sessions only ($(open_sessions)), $(elapsed "$t2") s after the check began"
+FIGURES+=("open sessions in the store after both failovers: $(open_sessions)")
 keep_artefacts
 log "figures and logs in $ARTEFACTS"

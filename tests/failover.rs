@@ -55,6 +55,7 @@ impl TestHub {
         let log = std::fs::File::create(dir.join(format!("hub-{name}.log"))).unwrap();
         let process = Command::new(env!("CARGO_BIN_EXE_mcvpn"))
             .arg("hub")
+            .args(["--name", name])
             .arg("--listen")
             .arg(listen.to_string())
             .arg("--db")
