@@ -13,8 +13,8 @@ PG_BIN=/usr/lib/postgresql/15/bin
 NS_HUB2=$P-hub2 NS_HUB3=$P-hub3 NS_PG=$P-pg
 ALL_NS+=("$NS_HUB2" "$NS_HUB3" "$NS_PG")
 HUB_NSS=("" "$NS_HUB" "$NS_HUB2" "$NS_HUB3") # indexed 1..3
-HUB_IPS=("" 192.0.2.1 192.0.2.11 192.0.2.12)
-HUB_PIDS=("" "" "" "")
+HUBN_IPS=("" 192.0.2.1 192.0.2.11 192.0.2.12)
+HUBN_PIDS=("" "" "" "")
 PG_IP=192.0.2.20
 PG_PORT=5432
 HUB_DB=postgres://postgres@$PG_IP:$PG_PORT/mcvpn
@@ -34,7 +34,7 @@ hubs_topo_up() {
     for i in 2 3; do
         veth "${HUB_NSS[$i]}" eth0 "$NS_WAN" "h$i"
         ip -n "$NS_WAN" link set "h$i" master br0
-        ip -n "${HUB_NSS[$i]}" addr add "${HUB_IPS[$i]}/24" dev eth0
+        ip -n "${HUB_NSS[$i]}" addr add "${HUBN_IPS[$i]}/24" dev eth0
     done
     veth "$NS_PG" eth0 "$NS_WAN" pg0
     ip -n "$NS_WAN" link set pg0 master br0
@@ -72,20 +72,20 @@ hub_sock() { echo "$WORK/hub$1.sock"; }
 start_hub_n() {
     local i=$1
     shift
-    ip netns exec "${HUB_NSS[$i]}" "$MCVPN" hub --name "hub$i" --listen "${HUB_IPS[$i]}:$HUB_PORT" --db "$HUB_DB" \
-        --key "$HUB_KEY" --https-listen "${HUB_IPS[$i]}:$HUB_HTTPS_PORT" --status-socket "$(hub_sock "$i")" "$@" \
+    ip netns exec "${HUB_NSS[$i]}" "$MCVPN" hub --name "hub$i" --listen "${HUBN_IPS[$i]}:$HUB_PORT" --db "$HUB_DB" \
+        --key "$HUB_KEY" --https-listen "${HUBN_IPS[$i]}:$HUB_HTTPS_PORT" --status-socket "$(hub_sock "$i")" "$@" \
         >>"$WORK/hub$i.log" 2>&1 &
-    HUB_PIDS[i]=$!
+    HUBN_PIDS[i]=$!
     wait_until 20 "hub$i status socket" "$MCVPN" hub stats --status-socket "$(hub_sock "$i")"
 }
 
 stop_hub_n() { # stop_hub_n I [SIGNAL]
-    kill "-${2:-TERM}" "${HUB_PIDS[$1]}" 2>/dev/null || true
-    wait "${HUB_PIDS[$1]}" 2>/dev/null || true
+    kill "-${2:-TERM}" "${HUBN_PIDS[$1]}" 2>/dev/null || true
+    wait "${HUBN_PIDS[$1]}" 2>/dev/null || true
 }
 
 # hub_url_n I: the server URL naming hub I only.
-hub_url_n() { "$MCVPN" hub url --key "$HUB_KEY" --listen "${HUB_IPS[$1]}:$HUB_PORT"; }
+hub_url_n() { "$MCVPN" hub url --key "$HUB_KEY" --listen "${HUBN_IPS[$1]}:$HUB_PORT"; }
 
 # hub_session_count I [ACCOUNT]: live sessions on hub I (of ACCOUNT only, if given).
 hub_session_count() {

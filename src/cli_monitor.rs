@@ -26,7 +26,7 @@ use crate::proto::url::HubUrl;
     An outage starts at the first failed probe of a run of --failures-for-outage failures and ends at the\n\
     first passing probe; it is recorded on the hub (`mcvpn admin outage list`) as soon as the hub answers.")]
 pub struct MonitorCmd {
-    /// A hub to watch (its server URL); repeat for several
+    /// A hub to watch (its server URL); repeat for several, or give a URL naming several
     #[arg(long = "hub", required = true, value_name = "URL")]
     pub hubs: Vec<String>,
     /// Seconds between probes
@@ -88,7 +88,11 @@ fn settings(cmd: MonitorCmd) -> Result<MonitorSettings> {
         .hubs
         .iter()
         .map(|h| HubUrl::parse(h).map_err(|e| anyhow!("--hub {h}: {e}")))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        // A URL naming several hubs: each is watched (and alerted on) on its own.
+        .flat_map(|url| url.split())
+        .collect();
     let alerts = match &cmd.smtp {
         Some(url) if !cmd.alert_mail_to.is_empty() => {
             let mut smtp = SmtpConfig::parse(url).map_err(|e| anyhow!("--smtp: {e}"))?;

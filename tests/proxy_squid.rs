@@ -299,12 +299,12 @@ async fn echo_hub() -> SocketAddr {
 }
 
 fn hub_url(https_port: u16) -> HubUrl {
-    HubUrl {
-        host: "127.0.0.1".into(),
-        port: 51820,
-        keys: vec![mcvpn::proto::control::Key32([7; 32])],
+    HubUrl::single(
+        "127.0.0.1",
+        51820,
+        vec![mcvpn::proto::control::Key32([7; 32])],
         https_port,
-    }
+    )
 }
 
 #[tokio::test]

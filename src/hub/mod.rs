@@ -123,13 +123,13 @@ impl HubIdentity {
             None if self.listen.ip().is_unspecified() => (crate::util::hostname(), self.listen.port()),
             None => (self.listen.ip().to_string(), self.listen.port()),
         };
-        HubUrl {
+        HubUrl::single(
             host,
             port,
-            keys: keys.iter().map(|k| k.public_key32()).collect(),
+            keys.iter().map(|k| k.public_key32()).collect(),
             // Left at 443 when HTTPS is off: nodes then find nothing there, and say so.
-            https_port: self.https_port.unwrap_or(crate::proto::url::DEFAULT_HTTPS_PORT),
-        }
+            self.https_port.unwrap_or(crate::proto::url::DEFAULT_HTTPS_PORT),
+        )
     }
 
     /// The hub's key (created on first start), then the extra keys.
@@ -151,7 +151,7 @@ pub async fn run(settings: HubSettings) -> Result<()> {
     let (udp, tcp) = bind(listen, settings.socket_buffer)?;
     let relay_addr = udp.local_addr()?;
     let https_port = match &settings.https {
-        Some(h) => Some(https::HttpsPort::bind(h, &settings.identity.key, &url.host)?),
+        Some(h) => Some(https::HttpsPort::bind(h, &settings.identity.key, url.host())?),
         None => None,
     };
     let https_listen = https_port.as_ref().map(|p| p.local_addr()).transpose()?;

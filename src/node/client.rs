@@ -465,7 +465,7 @@ fn client_settings(req: &DaemonRequest) -> Result<NodeSettings> {
     // `up` chose the proxy (command line, config, environment); the daemon only parses it.
     let proxy = match &req.proxy {
         None => None,
-        Some(given) => super::proxy::choose_proxy(Some(given), None, None, &hub.host)
+        Some(given) => super::proxy::choose_proxy(Some(given), None, None, hub.host())
             .map_err(|e| anyhow!("--proxy: {e}"))?
             .map(|url| super::proxy::Proxy {
                 url,
@@ -606,6 +606,9 @@ pub fn print_status(s: &NodeStatus, verbose: bool) {
         println!("  {line}");
     }
     println!("  hub:        {}", s.hub);
+    if !s.current_hub.is_empty() {
+        println!("  on hub:     {}", s.current_hub);
+    }
     if !s.transport.is_empty() {
         println!("  transport:  {}", s.transport);
     }

@@ -208,12 +208,12 @@ async fn tls_to_hub(
     let proxy_name = proxy.map(|p| p.url.authority());
     let tcp = match proxy {
         Some(proxy) => super::proxy::connect(proxy, &authority, timeout).await?,
-        None => connect_tcp(Peer::Hub, &hub.host, hub.https_port, deadline).await?,
+        None => connect_tcp(Peer::Hub, hub.host(), hub.https_port, deadline).await?,
     };
-    let server_name = match hub.host.parse::<std::net::IpAddr>() {
+    let server_name = match hub.host().parse::<std::net::IpAddr>() {
         // An address: no SNI (RFC 6066 allows names only).
         Ok(ip) => ServerName::IpAddress(ip.into()),
-        Err(_) => ServerName::try_from(hub.host.clone()).map_err(|e| DialError::Tls {
+        Err(_) => ServerName::try_from(hub.host().to_string()).map_err(|e| DialError::Tls {
             hub: authority.clone(),
             proxy: proxy_name.clone(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
@@ -468,12 +468,7 @@ mod tests {
     use tokio_tungstenite::tungstenite::Message;
 
     fn hub_url(host: &str, https_port: u16) -> HubUrl {
-        HubUrl {
-            host: host.into(),
-            port: 51820,
-            keys: vec![crate::proto::control::Key32([7; 32])],
-            https_port,
-        }
+        HubUrl::single(host, 51820, vec![crate::proto::control::Key32([7; 32])], https_port)
     }
 
     fn server_tls() -> tokio_rustls::TlsAcceptor {

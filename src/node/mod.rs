@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::proto::control::{Event, LoginOk, Role};
 use crate::proto::relay::NodeId;
+use crate::proto::url;
 use crate::udp_batch::{BatchUdp, Offloads};
 
 use self::datapath::{Counters, CountersSnapshot, DataPath, Destination};
@@ -39,6 +40,30 @@ pub use self::settings::{
     ControlSettings, DataPathSettings, DataPathTuning, NodeSettings, TransportMode, DEFAULT_SOCKET_BUFFER,
 };
 use self::transport::TransportState;
+
+/// Which hub of the server URL the node is on, and where its UDP relay is.
+#[derive(Debug, Clone, Copy)]
+struct CurrentHub {
+    index: usize,
+    addr: SocketAddr,
+    /// The session with it was lost: the next login starts at the hub after it.
+    lost: bool,
+}
+
+/// The TUN under a node's data path.
+enum TunSource {
+    /// The kernel's, created (with its address and routes) at the first login.
+    Kernel,
+    /// An in-process channel, handed over at the first login: for tests without root
+    /// (no address, no routes; the test plays the kernel).
+    Channel(Mutex<Option<tun::ChannelTun>>),
+}
+
+/// The running data path, over whichever TUN the node has.
+enum RunningDataPath {
+    Kernel(Arc<DataPath>),
+    Channel(#[allow(dead_code)] Arc<DataPath<tun::ChannelTun>>),
+}
 
 #[derive(Debug, Default)]
 struct Connection {
@@ -57,12 +82,15 @@ pub struct Node {
     pub counters: Arc<Counters>,
     udp: Arc<BatchUdp>,
     offloads: Offloads,
-    hub_addr: SocketAddr,
-    /// Where the datagrams go now: `hub_addr`, or the HTTPS link's loopback end.
+    /// The hub the node is on (moved by a login at another hub of the URL).
+    hub: Mutex<CurrentHub>,
+    /// Where the datagrams go now: the current hub's UDP address, or the HTTPS link's
+    /// loopback end.
     dest: Arc<Destination>,
     /// The links and what `status` shows of the transport (see `transport`).
     pub transport: TransportState,
-    datapath: OnceLock<Arc<DataPath>>,
+    tun: TunSource,
+    datapath: OnceLock<RunningDataPath>,
     conn: Mutex<Connection>,
     /// Which announced peers this session accepts (set by each login).
     scope: Mutex<Option<PeerScope>>,
@@ -70,13 +98,38 @@ pub struct Node {
 
 impl Node {
     pub fn new(settings: NodeSettings) -> Result<Node> {
-        let hub = &settings.control.hub;
-        let hub_addr = hub
-            .authority()
-            .to_socket_addrs()
-            .with_context(|| format!("cannot resolve the hub address {}", hub.authority()))?
-            .next()
-            .ok_or_else(|| anyhow!("the hub address {} resolves to nothing", hub.authority()))?;
+        Node::with_tun(settings, TunSource::Kernel)
+    }
+
+    /// A node whose TUN is `tun`, an in-process channel (tests without root): the
+    /// kernel's interface, its address and its routes are left alone.
+    pub fn with_channel_tun(settings: NodeSettings, tun: tun::ChannelTun) -> Result<Node> {
+        Node::with_tun(settings, TunSource::Channel(Mutex::new(Some(tun))))
+    }
+
+    fn with_tun(settings: NodeSettings, tun: TunSource) -> Result<Node> {
+        // The first hub that resolves: the UDP socket's address family follows it (a
+        // URL that mixes IPv4 and IPv6 hubs reaches only those of that family).
+        let mut resolved = Err(anyhow!("the server URL names no hub"));
+        for (index, hub) in settings.control.hub.hubs().iter().enumerate() {
+            let addr = hub
+                .authority()
+                .to_socket_addrs()
+                .with_context(|| format!("cannot resolve the hub address {hub}"))
+                .and_then(|mut a| {
+                    a.next()
+                        .ok_or_else(|| anyhow!("the hub address {hub} resolves to nothing"))
+                });
+            match addr {
+                Ok(addr) => {
+                    resolved = Ok((index, addr));
+                    break;
+                }
+                Err(e) if resolved.is_err() => resolved = Err(e),
+                Err(_) => {}
+            }
+        }
+        let (hub_index, hub_addr) = resolved?;
         let bind: SocketAddr = if hub_addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().unwrap();
         let udp = UdpSocket::bind(bind).context("cannot open a UDP socket")?;
         udp.connect(hub_addr).context("cannot address the hub over UDP")?;
@@ -91,9 +144,14 @@ impl Node {
             counters: Arc::new(Counters::default()),
             udp: Arc::new(udp),
             offloads,
-            hub_addr,
+            hub: Mutex::new(CurrentHub {
+                index: hub_index,
+                addr: hub_addr,
+                lost: false,
+            }),
             dest: Arc::new(Destination::new(hub_addr)),
             transport: TransportState::default(),
+            tun,
             datapath: OnceLock::new(),
             conn: Mutex::new(Connection::default()),
             scope: Mutex::new(None),
@@ -126,22 +184,25 @@ impl Node {
         match self.datapath.get() {
             None => {
                 let data = &self.settings.data;
-                let tun = netconf::create_tun(&data.iface, login.overlay_ip, prefix, data.mtu, self.offloads.tun)?;
-                let dp = Arc::new(DataPath {
-                    tun: Arc::new(tun),
-                    udp: self.udp.clone(),
-                    hub: self.dest.clone(),
-                    mtu: data.mtu,
-                    peers: self.peers.clone(),
-                    relay: self.relay.clone(),
-                    counters: self.counters.clone(),
-                    tuning: data.tuning,
-                    tx_turn: parking_lot::Mutex::new(()),
-                });
-                dp.spawn().context("cannot start the packet threads")?;
-                let _ = self.datapath.set(dp);
+                let running = match &self.tun {
+                    TunSource::Kernel => {
+                        let tun =
+                            netconf::create_tun(&data.iface, login.overlay_ip, prefix, data.mtu, self.offloads.tun)?;
+                        let dp = Arc::new(self.data_path(tun));
+                        dp.spawn().context("cannot start the packet threads")?;
+                        RunningDataPath::Kernel(dp)
+                    }
+                    TunSource::Channel(tun) => {
+                        let tun = tun.lock().take().ok_or_else(|| anyhow!("the channel TUN was taken"))?;
+                        let dp = Arc::new(self.data_path(tun));
+                        dp.spawn().context("cannot start the packet threads")?;
+                        RunningDataPath::Channel(dp)
+                    }
+                };
+                let _ = self.datapath.set(running);
             }
-            Some(dp) => {
+            Some(RunningDataPath::Channel(_)) => {}
+            Some(RunningDataPath::Kernel(dp)) => {
                 let previous = self.conn.lock().login.as_ref().map(|l| l.overlay_ip);
                 if previous != Some(login.overlay_ip) {
                     tracing::warn!(ip = %login.overlay_ip, "the hub gave a new overlay address");
@@ -159,6 +220,21 @@ impl Node {
         c.since = Some(Instant::now());
         c.last_error = None;
         Ok(())
+    }
+
+    fn data_path<T: tun::TunDevice>(&self, tun: T) -> DataPath<T> {
+        let data = &self.settings.data;
+        DataPath {
+            tun: Arc::new(tun),
+            udp: self.udp.clone(),
+            hub: self.dest.clone(),
+            mtu: data.mtu,
+            peers: self.peers.clone(),
+            relay: self.relay.clone(),
+            counters: self.counters.clone(),
+            tuning: data.tuning,
+            tx_turn: parking_lot::Mutex::new(()),
+        }
     }
 
     pub fn set_connected(&self, connected: bool, error: Option<String>) {
@@ -217,7 +293,7 @@ impl Node {
             Change::Added(p) | Change::Reset(p) | Change::Updated(p) => {
                 tracing::info!(peer = %p.name, node = p.node_id, ip = %p.overlay_ip, online = p.online,
                     change = change_name(&change), "peer");
-                if self.settings.control.role == Role::Client && p.role == Role::Target {
+                if self.settings.control.role == Role::Client && p.role == Role::Target && self.kernel_tun() {
                     if let Err(e) = netconf::add_host_route(&self.settings.data.iface, p.overlay_ip) {
                         tracing::error!(error = %e, "cannot add the route to a target");
                     }
@@ -225,16 +301,74 @@ impl Node {
             }
             Change::Removed(p) => {
                 tracing::info!(peer = %p.name, node = p.node_id, "peer removed");
-                if self.settings.control.role == Role::Client && p.role == Role::Target {
+                if self.settings.control.role == Role::Client && p.role == Role::Target && self.kernel_tun() {
                     let _ = netconf::remove_host_route(&self.settings.data.iface, p.overlay_ip);
                 }
             }
         }
     }
 
-    /// The hub's UDP address (what the datagrams go to when not on a link).
+    fn kernel_tun(&self) -> bool {
+        matches!(self.tun, TunSource::Kernel)
+    }
+
+    /// The current hub's UDP address (what the datagrams go to when not on a link).
     pub fn hub_addr(&self) -> SocketAddr {
-        self.hub_addr
+        self.hub.lock().addr
+    }
+
+    /// The current hub's index in the server URL's list.
+    pub fn current_hub(&self) -> usize {
+        self.hub.lock().index
+    }
+
+    /// The current hub as `host:port`, as the server URL names it.
+    pub fn current_hub_addr(&self) -> url::HubAddr {
+        let index = self.current_hub();
+        self.settings.control.hub.only(index).first().clone()
+    }
+
+    /// The server URL narrowed to the current hub: what a new link dials.
+    pub fn current_hub_url(&self) -> url::HubUrl {
+        self.settings.control.hub.only(self.current_hub())
+    }
+
+    /// The order in which the next login tries the hubs: the URL's order, or round
+    /// robin after the current hub once its session was lost.
+    pub fn hub_order(&self) -> Vec<usize> {
+        let h = *self.hub.lock();
+        self.settings.control.hub.try_order(h.lost.then_some(h.index))
+    }
+
+    /// The session with the current hub was lost: the next login starts at the next hub.
+    pub fn hub_lost(&self) {
+        self.hub.lock().lost = true;
+    }
+
+    /// A login at hub `index` succeeded: the node is on it now. When that is another hub
+    /// than before (`addr` its UDP address), datagrams on UDP follow at once (a link is
+    /// the transport manager's to move, see `transport`); the WireGuard sessions with
+    /// the peers are untouched, only the relay under them moved.
+    pub fn logged_in_at(&self, index: usize, addr: SocketAddr) {
+        let mut h = self.hub.lock();
+        h.lost = false;
+        if h.index == index && h.addr == addr {
+            return;
+        }
+        let old = *h;
+        *h = CurrentHub {
+            index,
+            addr,
+            lost: false,
+        };
+        drop(h);
+        if self.dest.get() == old.addr {
+            if let Err(e) = self.dest.switch(&self.udp, addr) {
+                tracing::error!(error = %e, %addr, "cannot point the data path at the new hub's UDP address");
+            }
+        }
+        tracing::info!(hub = %self.current_hub_addr(), %addr, from = %self.settings.control.hub.only(old.index).first(),
+            "moved to another hub of the server URL");
     }
 
     /// The data path's socket as a link's loopback end reaches it.
@@ -296,7 +430,8 @@ impl Node {
             role: control.role,
             pid: std::process::id(),
             hub: control.hub.to_string(),
-            hub_addr: self.hub_addr.to_string(),
+            current_hub: self.current_hub_addr().to_string(),
+            hub_addr: self.hub_addr().to_string(),
             account: login.map(|l| l.account.clone()).or_else(|| control.account.clone()),
             contract: login.map(|l| l.contract.clone()),
             interface: self.settings.data.iface.clone(),
@@ -327,6 +462,9 @@ pub struct NodeStatus {
     pub pid: u32,
     /// The server URL.
     pub hub: String,
+    /// The hub of the URL the node is on now (`host:port`).
+    #[serde(default)]
+    pub current_hub: String,
     /// What it resolved to.
     pub hub_addr: String,
     pub account: Option<String>,
@@ -395,6 +533,7 @@ mod tests {
             role: Role::Target,
             pid: 42,
             hub: "mcvpn://h:1/?key=k".into(),
+            current_hub: "h:1".into(),
             hub_addr: "192.0.2.1:1".into(),
             account: Some("alice".into()),
             contract: None,
@@ -433,6 +572,7 @@ mod tests {
                 "connected",
                 "connected_for_s",
                 "contract",
+                "current_hub",
                 "dropped",
                 "hub",
                 "hub_addr",

@@ -24,6 +24,17 @@ const HUB_SILENCE_LIMIT: Duration = Duration::from_secs(30);
 /// Reconnect backoff: doubling from the first to the last value.
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// The backoff's ceiling when the URL names several hubs: each attempt tries every hub,
+/// and a node must be back (on another hub) within 10 s of its hub's death, which an
+/// 8 s wait after one unlucky attempt would break.
+pub const BACKOFF_MAX_SEVERAL_HUBS: Duration = Duration::from_secs(2);
+/// How long TCP to one hub may take when the URL names several: a hub that does not
+/// answer at all must not hold the others back for `CONNECT_TIMEOUT`.
+pub const CONNECT_TIMEOUT_SEVERAL_HUBS: Duration = Duration::from_secs(3);
+/// With several hubs, a silent hub is given up sooner (and pinged more often), so that
+/// a node whose hub vanished without a word moves to another within the 10 s bound.
+const PING_INTERVAL_SEVERAL_HUBS: Duration = Duration::from_secs(2);
+const HUB_SILENCE_LIMIT_SEVERAL_HUBS: Duration = Duration::from_secs(6);
 /// How long a target waits after a refusal (a suspended contract) before asking again:
 /// short, so that lifting a suspension brings targets back within seconds. A target's
 /// login costs the hub no password hashing, so this is cheap.
@@ -74,19 +85,63 @@ pub struct Connected {
     pub rd: ChannelReader,
     pub wr: ChannelWriter,
     pub link: Option<LinkHandle>,
+    /// Which hub of the server URL answered (its index in `HubUrl::hubs`).
+    pub hub: usize,
 }
 
 /// How long TCP to the hub's control port may take in `auto` before the control
 /// channel takes the HTTPS link instead.
 pub const TCP_FALLBACK_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Connects to the hub and runs the Noise handshake, trying each pinned hub key in
-/// turn (during a key rotation the URL carries two). The control channel runs over
-/// TCP to the hub's port, or over the HTTPS link (see [`ControlSettings::transport`]):
-/// `auto` takes the link when a proxy is set or TCP fails within 3 s. `data_socket` is
-/// where that link's datagrams go (the node's data path socket; None for a one-shot
-/// command, which has none).
+/// Connects to the first hub of the server URL that answers, in the URL's order (see
+/// [`connect_in_order`]).
 pub async fn connect(settings: &ControlSettings, data_socket: Option<SocketAddr>) -> anyhow::Result<Connected> {
+    connect_in_order(settings, data_socket, &settings.hub.try_order(None)).await
+}
+
+/// Tries the hubs of the server URL in `order` (indexes into `HubUrl::hubs`) and
+/// returns the first connection that works, with the hub it reached. A proxy's refusal
+/// stops the search (the user must fix it, and it would refuse the others too).
+pub async fn connect_in_order(
+    settings: &ControlSettings,
+    data_socket: Option<SocketAddr>,
+    order: &[usize],
+) -> anyhow::Result<Connected> {
+    let several = settings.hub.hubs().len() > 1;
+    let mut failures = Vec::new();
+    for &index in order {
+        let hub = settings.hub.only(index);
+        match connect_to(settings, &hub, data_socket, several).await {
+            Ok(mut c) => {
+                c.hub = index;
+                return Ok(c);
+            }
+            Err(e) if is_proxy_refusal(&e) || !several => return Err(e),
+            Err(e) => {
+                tracing::info!(hub = %hub.first(), error = %format!("{e:#}"), "hub not reachable; trying the next");
+                failures.push(format!("{}: {e:#}", hub.first()));
+            }
+        }
+    }
+    Err(match failures.len() {
+        0 => anyhow!("no hub to try"),
+        _ => anyhow!("no hub of the server URL answered ({})", failures.join("; ")),
+    })
+}
+
+/// Connects to the one hub `hub` names and runs the Noise handshake, trying each pinned
+/// hub key in turn (during a key rotation the URL carries two). The control channel
+/// runs over TCP to the hub's port, or over the HTTPS link (see
+/// [`ControlSettings::transport`]): `auto` takes the link when a proxy is set or TCP
+/// fails within 3 s. `data_socket` is where that link's datagrams go (the node's data
+/// path socket; None for a one-shot command, which has none). `several`: the URL names
+/// other hubs too, so a silent one is given up sooner.
+async fn connect_to(
+    settings: &ControlSettings,
+    hub: &crate::proto::url::HubUrl,
+    data_socket: Option<SocketAddr>,
+    several: bool,
+) -> anyhow::Result<Connected> {
     let hello = Hello {
         version: PROTOCOL_VERSION,
         role: settings.role,
@@ -94,16 +149,25 @@ pub async fn connect(settings: &ControlSettings, data_socket: Option<SocketAddr>
     let mode = settings.transport;
     let mut over_link = transport::control_over_link_first(mode, settings.proxy.as_ref());
     let mut last_err = anyhow!("no hub key to try");
-    for hub_key in &settings.hub.keys {
+    for hub_key in &hub.keys {
         if !over_link {
             let tcp_timeout = if transport::control_may_use_link(mode) {
                 TCP_FALLBACK_TIMEOUT
+            } else if several {
+                CONNECT_TIMEOUT_SEVERAL_HUBS
             } else {
                 CONNECT_TIMEOUT
             };
-            match connect_tcp(settings, tcp_timeout).await {
+            match connect_tcp(hub, tcp_timeout).await {
                 Ok(stream) => match channel::initiate(Box::new(stream), &settings.key, hub_key, &hello).await {
-                    Ok((rd, wr)) => return Ok(Connected { rd, wr, link: None }),
+                    Ok((rd, wr)) => {
+                        return Ok(Connected {
+                            rd,
+                            wr,
+                            link: None,
+                            hub: 0,
+                        })
+                    }
                     Err(e) => {
                         last_err = e;
                         continue;
@@ -116,13 +180,10 @@ pub async fn connect(settings: &ControlSettings, data_socket: Option<SocketAddr>
                 Err(e) => return Err(e),
             }
         }
-        let ws = https::dial(&settings.hub, settings.proxy.as_ref(), transport::DIAL_TIMEOUT)
+        let ws = https::dial(hub, settings.proxy.as_ref(), transport::DIAL_TIMEOUT)
             .await
             .map_err(|e| {
-                let message = format!(
-                    "cannot reach the hub's HTTPS port {}: {e}",
-                    settings.hub.https_authority()
-                );
+                let message = format!("cannot reach the hub's HTTPS port {}: {e}", hub.https_authority());
                 if e.is_proxy_refusal() {
                     anyhow::Error::new(ProxyRefused(message))
                 } else {
@@ -138,6 +199,7 @@ pub async fn connect(settings: &ControlSettings, data_socket: Option<SocketAddr>
                     rd,
                     wr,
                     link: Some(link),
+                    hub: 0,
                 });
             }
             Err(e) => {
@@ -167,17 +229,12 @@ pub fn is_proxy_refusal(e: &anyhow::Error) -> bool {
     e.downcast_ref::<ProxyRefused>().is_some()
 }
 
-async fn connect_tcp(settings: &ControlSettings, limit: Duration) -> anyhow::Result<TcpStream> {
-    let addrs = resolve(&settings.hub.authority()).await?;
+async fn connect_tcp(hub: &crate::proto::url::HubUrl, limit: Duration) -> anyhow::Result<TcpStream> {
+    let addrs = resolve(&hub.authority()).await?;
     let stream = timeout(limit, TcpStream::connect(&addrs[..]))
         .await
-        .map_err(|_| {
-            anyhow!(
-                "no answer from the hub at {} within {limit:?}",
-                settings.hub.authority()
-            )
-        })?
-        .with_context(|| format!("cannot connect to the hub at {}", settings.hub.authority()))?;
+        .map_err(|_| anyhow!("no answer from the hub at {} within {limit:?}", hub.authority()))?
+        .with_context(|| format!("cannot connect to the hub at {}", hub.authority()))?;
     stream.set_nodelay(true)?;
     Ok(stream)
 }
@@ -189,13 +246,28 @@ pub async fn request(
     req: &Request,
     data_socket: Option<SocketAddr>,
 ) -> anyhow::Result<(Event, Connected)> {
-    let Connected { mut rd, mut wr, link } = connect(settings, data_socket).await?;
+    request_in_order(settings, req, data_socket, &settings.hub.try_order(None)).await
+}
+
+/// [`request`] to the first hub that answers, trying them in `order`.
+async fn request_in_order(
+    settings: &ControlSettings,
+    req: &Request,
+    data_socket: Option<SocketAddr>,
+    order: &[usize],
+) -> anyhow::Result<(Event, Connected)> {
+    let Connected {
+        mut rd,
+        mut wr,
+        link,
+        hub,
+    } = connect_in_order(settings, data_socket, order).await?;
     wr.send(req).await?;
     let answer: Event = timeout(ANSWER_TIMEOUT, rd.recv())
         .await
         .map_err(|_| anyhow!("the hub did not answer within {ANSWER_TIMEOUT:?}"))?
         .map_err(|e| e.context("the hub closed the connection before answering"))?;
-    Ok((answer, Connected { rd, wr, link }))
+    Ok((answer, Connected { rd, wr, link, hub }))
 }
 
 /// Connects to the hub and logs in. Returns the hub's first answer (`LoginOk` or
@@ -207,6 +279,26 @@ pub async fn login(
     enroll: bool,
     data_socket: Option<SocketAddr>,
 ) -> Result<(Event, Connected), LoginError> {
+    login_in_order(
+        settings,
+        boot_id,
+        credential,
+        enroll,
+        data_socket,
+        &settings.hub.try_order(None),
+    )
+    .await
+}
+
+/// [`login`] at the first hub that answers, trying them in `order`.
+async fn login_in_order(
+    settings: &ControlSettings,
+    boot_id: u64,
+    credential: Credential,
+    enroll: bool,
+    data_socket: Option<SocketAddr>,
+    order: &[usize],
+) -> Result<(Event, Connected), LoginError> {
     let req = Request::Login {
         account: settings.account.clone(),
         credential,
@@ -215,7 +307,10 @@ pub async fn login(
         boot_id,
         enroll,
     };
-    match request(settings, &req, data_socket).await.map_err(LoginError::Failed)? {
+    match request_in_order(settings, &req, data_socket, order)
+        .await
+        .map_err(LoginError::Failed)?
+    {
         (
             Event::Refused {
                 reason,
@@ -235,6 +330,9 @@ pub async fn login(
 
 /// A node's login: its control channel may take the HTTPS link, whose datagrams then
 /// reach the node's data path socket; the node keeps that link (see `transport`).
+/// The hubs are tried in the node's order (see [`Node::hub_order`]); a login on another
+/// hub than before moves the node there (its datagrams included) before it returns, so
+/// that the caller's `apply_login` binds at the new hub.
 pub async fn login_node(
     node: &Node,
     credential: Credential,
@@ -242,15 +340,26 @@ pub async fn login_node(
     let data_socket = node
         .data_socket_addr()
         .map_err(|e| LoginError::Failed(anyhow!("cannot read the data path socket's address: {e}")))?;
-    let (event, c) = login(
+    let (event, c) = login_in_order(
         &node.settings.control,
         node.boot_id,
         credential,
         false,
         Some(data_socket),
+        &node.hub_order(),
     )
     .await?;
     if matches!(event, Event::LoginOk(_)) {
+        let addr = if c.hub == node.current_hub() {
+            node.hub_addr()
+        } else {
+            // Of the UDP socket's address family when the name has one (see `Node::new`).
+            let hub = node.settings.control.hub.only(c.hub);
+            let addrs = resolve(&hub.authority()).await.map_err(LoginError::Failed)?;
+            let v4 = node.hub_addr().is_ipv4();
+            addrs.iter().find(|a| a.is_ipv4() == v4).copied().unwrap_or(addrs[0])
+        };
+        node.logged_in_at(c.hub, addr);
         node.transport.set_control_link(c.link);
     }
     Ok((event, c.rd, c.wr))
@@ -276,7 +385,12 @@ pub async fn run_session(node: &Node, mut rd: ChannelReader, mut wr: ChannelWrit
             }
         }
     });
-    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let (ping_interval, silence_limit) = if node.settings.control.hub.hubs().len() > 1 {
+        (PING_INTERVAL_SEVERAL_HUBS, HUB_SILENCE_LIMIT_SEVERAL_HUBS)
+    } else {
+        (PING_INTERVAL, HUB_SILENCE_LIMIT)
+    };
+    let mut ping = tokio::time::interval(ping_interval);
     let mut seq = 0u64;
     let mut last_heard = Instant::now();
     let end = loop {
@@ -291,8 +405,8 @@ pub async fn run_session(node: &Node, mut rd: ChannelReader, mut wr: ChannelWrit
                 None => break SessionEnd::Lost("connection closed".into()),
             },
             _ = ping.tick() => {
-                if last_heard.elapsed() > HUB_SILENCE_LIMIT {
-                    break SessionEnd::Lost(format!("no word from the hub for {} s", HUB_SILENCE_LIMIT.as_secs()));
+                if last_heard.elapsed() > silence_limit {
+                    break SessionEnd::Lost(format!("no word from the hub for {} s", silence_limit.as_secs()));
                 }
                 seq += 1;
                 if let Err(e) = wr.send(&Request::Ping { seq }).await {
@@ -334,6 +448,12 @@ pub async fn supervise(
                 node.set_connected(false, Some(why.clone()));
             }
         }
+        node.hub_lost();
+        let backoff_max = if node.settings.control.hub.hubs().len() > 1 {
+            BACKOFF_MAX_SEVERAL_HUBS
+        } else {
+            BACKOFF_MAX
+        };
         let mut backoff = BACKOFF_MIN;
         loop {
             tokio::time::sleep(backoff).await;
@@ -342,7 +462,8 @@ pub async fn supervise(
                     if let Err(e) = node.apply_login(&ok) {
                         tracing::error!(error = %e, "cannot apply the new session");
                     }
-                    tracing::info!(ip = %ok.overlay_ip, peers = ok.peers.len(), "reconnected to the hub");
+                    tracing::info!(ip = %ok.overlay_ip, peers = ok.peers.len(), hub = %node.current_hub_addr(),
+                        "reconnected to the hub");
                     login = ok;
                     (rd, wr) = (r, w);
                     break;
@@ -365,7 +486,7 @@ pub async fn supervise(
                 }
                 Err(e) => tracing::info!(error = %e, "hub not reachable yet"),
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            backoff = (backoff * 2).min(backoff_max);
         }
     }
 }

@@ -115,7 +115,7 @@ impl TransportOptions {
             explicit,
             self.https_proxy_env.as_deref(),
             self.no_proxy_env.as_deref(),
-            &hub.host,
+            hub.host(),
         )
         .map_err(|e| anyhow::anyhow!("--proxy: {e}"))?;
         let Some(url) = url else {

@@ -424,7 +424,7 @@ async fn ensure_data_link(node: &Arc<Node>) -> anyhow::Result<()> {
             Some(l) => l.clone(),
             None => {
                 let control = &node.settings.control;
-                let ws = https::dial(&control.hub, control.proxy.as_ref(), DIAL_TIMEOUT)
+                let ws = https::dial(&node.current_hub_url(), control.proxy.as_ref(), DIAL_TIMEOUT)
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 let link = start_link(

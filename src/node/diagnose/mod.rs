@@ -373,15 +373,15 @@ pub fn run(settings: &DiagnoseSettings) -> Report {
     let hub = match &settings.hub {
         Ok(hub) => {
             hub_summary = Some(HubSummary {
-                host: hub.host.clone(),
-                port: hub.port,
+                host: hub.host().to_string(),
+                port: hub.port(),
                 https_port: hub.https_port,
             });
             checks.push(CheckResult::new(
                 CheckId::Url,
                 Finding::UrlOk {
-                    host: hub.host.clone(),
-                    port: hub.port,
+                    host: hub.host().to_string(),
+                    port: hub.port(),
                     https_port: hub.https_port,
                     keys: hub.keys.len(),
                 },
@@ -457,7 +457,7 @@ fn network_checks(settings: &DiagnoseSettings, hub: &HubUrl) -> (Vec<CheckResult
     };
 
     // 2. Name resolution.
-    let (dns, addrs) = probes::resolve(&hub.host, hub.port);
+    let (dns, addrs) = probes::resolve(hub.host(), hub.port());
     out.push(CheckResult::new(CheckId::Dns, dns));
     let Some(addr) = addrs.first().copied() else {
         // Through a proxy, the proxy resolves the name: HTTPS may still be worth a try,
