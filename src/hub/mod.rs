@@ -249,7 +249,13 @@ fn mailer(settings: &HubSettings) -> Result<Option<notices::Mailer>> {
 /// previous hub process left open.
 async fn open_store(settings: &HubSettings) -> Result<StoreHandle> {
     let db = &settings.db;
-    let store = crate::store::open(db).with_context(|| format!("cannot open the store {db}"))?;
+    // Blocking: PostgreSQL's synchronous client runs its own runtime, which cannot
+    // start on one of tokio's workers.
+    let at = db.clone();
+    let store = tokio::task::spawn_blocking(move || crate::store::open(&at))
+        .await
+        .context("the store opening task failed")?
+        .with_context(|| format!("cannot open the store {db}"))?;
     let store = StoreHandle::from_box(store);
     let min_accounts = settings.min_accounts.to_string();
     let name = settings.name.clone();

@@ -284,9 +284,16 @@ pub fn migrate(client: &mut Client, map: &dyn Fn(::postgres::Error) -> StoreErro
 }
 
 fn migrate_locked(client: &mut Client, map: &dyn Fn(::postgres::Error) -> StoreError) -> StoreResult<u32> {
-    client
-        .batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-        .map_err(map)?;
+    // Not CREATE TABLE IF NOT EXISTS: its NOTICE would be logged at every start.
+    let fresh: bool = client
+        .query_one("SELECT to_regclass('schema_version') IS NULL", &[])
+        .map_err(map)?
+        .get(0);
+    if fresh {
+        client
+            .batch_execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+            .map_err(map)?;
+    }
     let current: Option<i64> = client
         .query_opt("SELECT version FROM schema_version", &[])
         .map_err(map)?

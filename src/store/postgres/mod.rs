@@ -102,7 +102,7 @@ impl PgStore {
             // A hub waits for its store at most this long per call while it is down.
             config.connect_timeout(std::time::Duration::from_secs(5));
         }
-        config.connect(NoTls).map_err(|e| self.unavailable(&e))
+        config.connect(NoTls).map_err(|e| self.unavailable(&error_text(&e)))
     }
 
     fn unavailable(&self, e: &dyn std::fmt::Display) -> StoreError {
@@ -113,7 +113,7 @@ impl PgStore {
     /// connection `Unavailable`, anything else `Pg`.
     fn error(&self, e: ::postgres::Error) -> StoreError {
         if is_connection_error(&e) {
-            return self.unavailable(&e);
+            return self.unavailable(&error_text(&e));
         }
         match e.code() {
             Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(
@@ -121,11 +121,7 @@ impl PgStore {
                     .map(|d| format!("already exists: {}", d.detail().unwrap_or(d.message())))
                     .unwrap_or_else(|| e.to_string()),
             ),
-            _ => StoreError::Pg(
-                e.as_db_error()
-                    .map(|d| d.message().to_string())
-                    .unwrap_or_else(|| e.to_string()),
-            ),
+            _ => StoreError::Pg(error_text(&e)),
         }
     }
 
@@ -152,8 +148,9 @@ impl PgStore {
             Err(e) => {
                 if is_connection_error(&e) || client.is_closed() {
                     *slot = None;
-                    tracing::warn!(store = %self.label, error = %e, "lost the store connection");
-                    return Err(self.unavailable(&e));
+                    let text = error_text(&e);
+                    tracing::warn!(store = %self.label, error = %text, "lost the store connection");
+                    return Err(self.unavailable(&text));
                 }
                 Err(self.error(e))
             }
@@ -185,6 +182,20 @@ impl PgStore {
                 }
             }
         })
+    }
+}
+
+/// The driver's error in words: the server's message for a server error (its `Display`
+/// is only "db error"), else the error and its cause ("error connecting to server:
+/// Connection refused").
+fn error_text(e: &::postgres::Error) -> String {
+    use std::error::Error as _;
+    if let Some(db) = e.as_db_error() {
+        return db.message().to_string();
+    }
+    match e.source() {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 
@@ -231,6 +242,21 @@ impl TransactionStore for PgStore {
             return Ok(()); // the server rolled it back when the connection went
         }
         self.with(|c| c.batch_execute("ROLLBACK"))
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Closing the synchronous client blocks on its own runtime, which panics on a
+        // tokio worker (the hub's store handle may be dropped on one): close it on a
+        // thread of its own there.
+        if let Some(client) = self.conn.get_mut().take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::Builder::new()
+                    .name("store-close".into())
+                    .spawn(move || drop(client));
+            }
+        }
     }
 }
 

@@ -214,6 +214,7 @@ fn an_unreachable_server_is_named_without_the_password() {
         "{text}"
     );
     assert!(!text.contains("s3cret"), "{text}");
+    assert!(text.contains("refused"), "the cause is given: {text}");
     let bad = PgStore::open("postgres://hub:s3cret@127.0.0.1:notaport/mcvpn").unwrap_err();
     assert!(!bad.to_string().contains("s3cret"), "{bad}");
 }
