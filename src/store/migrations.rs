@@ -1,6 +1,10 @@
 //! Versioned schema migrations. `PRAGMA user_version` records how many have run; each
 //! migration runs in its own transaction, so a crash leaves the store at a version
 //! boundary. Never edit a migration that has shipped: append a new one.
+//!
+//! PostgreSQL (`store::postgres::migrations`) has the same schema in its dialect: its
+//! migration 1 equals SQLite's 1 to 9; every SQLite migration from 10 on gets exactly one
+//! PostgreSQL twin appended there, in order (a test compares the tables and columns).
 
 use rusqlite::Connection;
 
