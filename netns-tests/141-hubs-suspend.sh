@@ -31,14 +31,23 @@ hubs=$(psql_ "SELECT string_agg(DISTINCT hub, ',' ORDER BY hub) FROM sessions WH
 t0=$(date +%s.%N)
 admin contract suspend acme --reason "unpaid invoice" >/dev/null || die "suspend failed"
 cut_on() { [ "$(hub_session_count "$1" alice)" = 0 ]; }
+# Both hubs checked in each round, so neither's figure waits on the other's.
+declare -A cut_ms=()
+deadline=$((SECONDS + 5))
+while [ "${#cut_ms[@]}" -lt 2 ] && [ "$SECONDS" -lt "$deadline" ]; do
+    for i in 1 3; do
+        if [ -z "${cut_ms[$i]:-}" ] && cut_on "$i"; then
+            cut_ms[$i]=$(python3 -c "import time; print(int((time.time() - $t0) * 1000))")
+        fi
+    done
+    sleep 0.01
+done
 for i in 1 3; do
-    deadline=$((SECONDS + 5))
-    until cut_on "$i" || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.02; done
-    ms=$(python3 -c "import time; print(int((time.time() - $t0) * 1000))")
-    if cut_on "$i" && [ "$ms" -le 1000 ]; then
-        pass "hub$i cut acme's session ${ms} ms after the suspension (limit 1000 ms)"
+    ms=${cut_ms[$i]:-never}
+    if [ "$ms" != never ] && [ "$ms" -le 1000 ]; then
+        pass "hub$i cut acme's session ${ms} ms after the suspension (limit 1000 ms; checked every ~0.1 s)"
     else
-        fail "hub$i still held acme's session ${ms} ms after the suspension"
+        fail "hub$i: acme's session cut after: $ms ms"
     fi
 done
 [ "$(hub_session_count 2 bob)" = 1 ] && pass "beta's session on hub2 was not cut" || fail "bob was cut too"

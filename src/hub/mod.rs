@@ -380,7 +380,8 @@ async fn watch_store(ctx: Arc<HubContext>, feed: Option<change_feed::ChangeFeed>
         };
         if !presence {
             let now = marker().await.ok().flatten();
-            if changed || now != last {
+            // No marker: the store did not answer; nothing is known to have changed.
+            if changed || (now.is_some() && now != last) {
                 last = now;
                 ctx.registry.refresh().await;
             }

@@ -420,9 +420,20 @@ impl Live {
         // suspension must not wait for every other session's peers to be read (issue 13).
         let mut accounts: HashMap<i64, Result<AccountRecord, String>> = HashMap::new();
         for &(_, account_id, _) in &live {
-            accounts
-                .entry(account_id)
-                .or_insert_with(|| store.account_by_id(account_id).map_err(|e| e.to_string()));
+            if accounts.contains_key(&account_id) {
+                continue;
+            }
+            let read = match store.account_by_id(account_id) {
+                Ok(a) => Ok(a),
+                Err(crate::store::StoreError::NotFound(e)) => Err(e),
+                // The store is not answering (a PostgreSQL restart): that says nothing
+                // about the sessions, which go on; the next change or poll refreshes.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot refresh the sessions: the store did not answer");
+                    return;
+                }
+            };
+            accounts.insert(account_id, read);
         }
         let mut ended = Vec::new();
         {
@@ -460,6 +471,10 @@ impl Live {
             for (node, found) in looked_up {
                 let (account, device, peers) = match found {
                     Ok(x) => x,
+                    Err(e) if !matches!(e, crate::store::StoreError::NotFound(_)) => {
+                        tracing::warn!(node, error = %e, "cannot refresh a session: the store did not answer");
+                        continue;
+                    }
                     Err(e) => {
                         let r = Refusal::new(RefuseReason::DeviceNotAllowed, format!("this device was removed ({e})"));
                         ended.extend(self.kick(&mut sessions, node, &r));

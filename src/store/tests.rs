@@ -137,9 +137,15 @@ fn the_sessions_of_a_silent_hub_are_closed_and_a_live_hubs_are_not(s: &mut dyn S
 fn remote_sessions_are_the_open_sessions_of_the_other_live_hubs_in_the_mesh(s: &mut dyn Store) {
     let alice = with_account(s);
     let mut dev = |k: u8| {
-        s.device_register(alice.id, Role::Client, &Key32([k; 32]), &format!("d{k}"), OverlayNet::default())
-            .unwrap()
-            .id
+        s.device_register(
+            alice.id,
+            Role::Client,
+            &Key32([k; 32]),
+            &format!("d{k}"),
+            OverlayNet::default(),
+        )
+        .unwrap()
+        .id
     };
     let (d1, d2, d3, d4) = (dev(1), dev(2), dev(3), dev(4));
     s.hub_heartbeat("hub-a", 1_000, "192.0.2.1:51820").unwrap();
