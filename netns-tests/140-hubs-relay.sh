@@ -2,7 +2,9 @@
 # Several hubs, one PostgreSQL (issue 15, test 1): a client on hub1 reaches a target on
 # hub3. hub1 forwards the client's datagrams to hub3 as `Mesh` datagrams (both ends named
 # in the 8-byte header), hub3 checks the pair again and delivers them: ping, then 64 MiB
-# with equal sha256, and the hubs' counters show the mesh carried it.
+# with equal sha256, and the hubs' counters show the mesh carried it. Then the figures
+# (printed, not asserted): 256 MiB across the mesh and, the client moved to hub3, the
+# same on one hub, with each hub's CPU seconds per GB.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/hubs.sh"
 hubs_topo_up
@@ -42,3 +44,31 @@ f1=$(fwd 1) f2=$(fwd 2) f3=$(fwd 3)
 log "forwarded bytes: hub1 $f1, hub2 $f2, hub3 $f3"
 [ "$f1" -gt $((64 << 20)) ] && [ "$f3" -gt $((64 << 20)) ] && pass "hub1 and hub3 both carried the transfer" || fail "the mesh did not carry it"
 [ "$f2" -lt 1000000 ] && pass "hub2 stayed out of it" || fail "hub2 forwarded $f2 bytes"
+
+# Figures: across the mesh, then on one hub (the client moved to hub3), same run.
+cpu_s() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
+head -c $((256 << 20)) /dev/urandom >"$WORK/payload"
+measure() { # measure LABEL: 256 MiB client → target; sets MBIT and the hubs' CPU seconds
+    local c1 c3
+    c1=$(cpu_s "${HUBN_PIDS[1]}") c3=$(cpu_s "${HUBN_PIDS[3]}")
+    ip netns exec "$NS_TGT" python3 "$ROOT/netns-tests/xfer.py" recv 5001 "$WORK/received" --timeout 120 >"$WORK/recv.json" &
+    local rpid=$!
+    sleep 0.5
+    in_ns "$NS_CLI" python3 "$ROOT/netns-tests/xfer.py" send "$TIP" 5001 "$WORK/payload" >"$WORK/send.json" || fail "$1: send failed"
+    wait "$rpid" || fail "$1: receive failed"
+    [ "$(json_get "['sha256']" <"$WORK/send.json")" = "$(json_get "['sha256']" <"$WORK/recv.json")" ] || fail "$1: sha256 mismatch"
+    MBIT=$(json_get "['mbit_s']" <"$WORK/send.json")
+    CPU1=$(python3 -c "print(round(($(cpu_s "${HUBN_PIDS[1]}") - $c1) / (256 * 1.048576 / 1000) , 2))")
+    CPU3=$(python3 -c "print(round(($(cpu_s "${HUBN_PIDS[3]}") - $c3) / (256 * 1.048576 / 1000) , 2))")
+}
+measure "across the mesh"
+MESH=$MBIT
+log "figure: 256 MiB across the mesh (hub1 → hub3): $MESH Mbit/s; CPU per GB: hub1 ${CPU1} s, hub3 ${CPU3} s"
+client_cmd "$NS_CLI" c1 down >/dev/null || fail "down failed"
+HUB_URL=$(hub_url_n 3)
+client_up "$NS_CLI" c1 alice >/dev/null || die "alice's up on hub3 failed"
+wait_until 10 "ping on hub3" in_ns "$NS_CLI" ping -c 1 -W 1 "$TIP"
+measure "on one hub"
+ONE=$MBIT
+log "figure: 256 MiB on one hub (hub3): $ONE Mbit/s; CPU per GB: hub3 ${CPU3} s"
+log "figure: across the mesh / one hub = $(python3 -c "print(round(100 * $MESH / $ONE))") % (goal: at least 70 %; one python stream, same run)"
