@@ -42,8 +42,7 @@ use mcvpn::keys::KeyPair;
 use mcvpn::proto::control::{Credential, Event, Hello, Key32, RefuseReason, Request, Role, PROTOCOL_VERSION};
 use mcvpn::proto::relay::{BindMsg, Kind, NodeId, RelayKey, BIND_LEN};
 use mcvpn::secret::SecretString;
-use mcvpn::store::prelude::*;
-use mcvpn::store::{NewContract, OverlayNet, SqliteStore};
+use mcvpn::store::{NewContract, OverlayNet, StoreLocation};
 use rand::{Rng, RngCore};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -101,6 +100,10 @@ pub struct ControlBenchArgs {
     /// Worker processes the sessions are shared among [default: enough for the open-file limit]
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
+    /// The store: an empty PostgreSQL database (postgres://USER@HOST:PORT/DB), to compare
+    /// with the default, a new SQLite file in the work directory
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
@@ -151,6 +154,8 @@ pub struct ControlBenchReport {
     /// The hub's Argon2 parameters (those of the account hashes it verifies).
     pub argon2_params: String,
     pub seed_s: f64,
+    /// `sqlite` (a new file) or `postgresql` (`--db`).
+    pub store: String,
     pub password: PasswordFigures,
     pub ramp: RampFigures,
     pub idle: IdleFigures,
@@ -416,7 +421,7 @@ fn mcvpn_binary(args: &ControlBenchArgs) -> Result<PathBuf> {
     Ok(p)
 }
 
-fn start_hub(bin: &Path, work: &Path, listen: SocketAddr) -> Result<Hub> {
+fn start_hub(bin: &Path, work: &Path, db: &str, listen: SocketAddr) -> Result<Hub> {
     let log = std::fs::File::create(work.join("hub.log"))?;
     let child = Command::new(bin)
         .arg("hub")
@@ -425,7 +430,7 @@ fn start_hub(bin: &Path, work: &Path, listen: SocketAddr) -> Result<Hub> {
         .arg("--key")
         .arg(work.join("hub.key"))
         .arg("--db")
-        .arg(work.join("hub.db"))
+        .arg(db)
         .arg("--status-socket")
         .arg(work.join("hub.sock"))
         .args(["--https-listen", "off"])
@@ -467,8 +472,10 @@ fn token_hash(token: &str) -> Vec<u8> {
 /// The password logins' accounts, each with the device key it logs in with.
 type PasswordAccounts = Vec<(String, KeyPair)>;
 
-fn seed(db: &Path, args: &ControlBenchArgs) -> Result<(Vec<Dev>, PasswordAccounts, String)> {
-    let mut s = SqliteStore::open(db).map_err(|e| anyhow!("cannot open the store: {e}"))?;
+fn seed(db: &str, args: &ControlBenchArgs) -> Result<(Vec<Dev>, PasswordAccounts, String)> {
+    let at = StoreLocation::parse(db).map_err(|e| anyhow!("--db: {e}"))?;
+    let mut store = mcvpn::store::open(&at).map_err(|e| anyhow!("cannot open the store: {e}"))?;
+    let s = &mut *store;
     let hash = mcvpn::password::hash(PASSWORD);
     let params = hash.split('$').nth(3).unwrap_or("?").to_string();
     let per_account = args.devices_per_account.max(1);
@@ -1019,10 +1026,16 @@ async fn run(args: &ControlBenchArgs) -> Result<ControlBenchReport> {
             (d.clone(), Some(TempDir(d)))
         }
     };
-    let db = work.join("hub.db");
-    if db.exists() {
-        bail!("{} exists already: give an empty --workdir", db.display());
-    }
+    let db = match &args.db {
+        Some(url) => url.clone(),
+        None => {
+            let file = work.join("hub.db");
+            if file.exists() {
+                bail!("{} exists already: give an empty --workdir", file.display());
+            }
+            file.display().to_string()
+        }
+    };
 
     eprintln!("control: seeding the store ({} devices)", args.sessions);
     let t = Instant::now();
@@ -1031,6 +1044,7 @@ async fn run(args: &ControlBenchArgs) -> Result<ControlBenchReport> {
         tokio::task::spawn_blocking(move || seed(&db, &a)).await??
     };
     report.seed_s = t.elapsed().as_secs_f64();
+    report.store = if args.db.is_some() { "postgresql" } else { "sqlite" }.into();
     report.argon2_params = format!("argon2id {params}");
     report.contracts = devs.iter().map(|d| d.contract).max().map_or(0, |c| c + 1);
     let hub_key = KeyPair::generate();
@@ -1050,7 +1064,7 @@ async fn run(args: &ControlBenchArgs) -> Result<ControlBenchReport> {
 
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     eprintln!("control: starting the hub on {listen}");
-    let mut hub = start_hub(&bin, &work, listen)?;
+    let mut hub = start_hub(&bin, &work, &db, listen)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let shared = Arc::new(Shared::new(listen, hub_key.public_key32(), 0, args.concurrency));
