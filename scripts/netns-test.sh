@@ -23,8 +23,19 @@ export MCVPN_TEST_PG
 echo "== PostgreSQL for the store tests: $MCVPN_TEST_PG"
 
 echo "== cargo test"
-cargo test --release 2>&1 | grep -E "^(test result|running|error|failures)|FAILED|panicked" || true
-cargo test --release >/dev/null 2>&1 || { echo "cargo test failed"; cargo test --release 2>&1 | tail -n 40; exit 1; }
+# One run, kept whole: a summary here, and on a failure the failing tests' own output
+# (a second run to show it could pass and hide a flaky failure).
+test_log=$(mktemp /tmp/mcvpn-cargo-test.XXXXXX)
+if cargo test --release --no-fail-fast >"$test_log" 2>&1; then
+    grep -E "^(test result|running)" "$test_log" || true
+    rm -f "$test_log"
+else
+    grep -E "^(test result|running|error)|FAILED|panicked at" "$test_log" || true
+    echo "cargo test failed; the failing tests' output:"
+    sed -n '/^failures:$/,/^test result:/p' "$test_log" | head -n 200
+    echo "(the whole log: $test_log)"
+    exit 1
+fi
 echo "== building mcvpn (release)"
 cargo build --release --quiet
 

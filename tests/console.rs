@@ -10,7 +10,9 @@
 //!
 //!     cargo test --release --test console -- --nocapture
 
-use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket};
+mod common;
+use common::free_addr;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -40,13 +42,7 @@ struct Hub {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
-fn free_tcp() -> SocketAddr {
-    StdTcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
 
 /// Two contracts: acme (administrator alice, users bob, carol) and globex
 /// (administrator gina, user gus). `seed` adds more before the hub starts.
@@ -67,8 +63,8 @@ async fn start_hub(limits: ConsoleLimits, seed: impl FnOnce(&mut SqliteStore)) -
         }
         seed(&mut s);
     }
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let https = free_tcp();
+    let listen = free_addr();
+    let https = free_addr();
     let key_path = dir.path().join("hub.key");
     let key = KeyPair::load_or_create(&key_path).unwrap().public_key32();
     let settings = HubSettings {

@@ -11,7 +11,8 @@
 //! (`ChannelTun`, as in `relay_pair.rs`): this test plays the kernel behind them, so it
 //! needs no root.
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+mod common;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -48,9 +49,7 @@ impl Drop for TestHub {
 
 impl TestHub {
     fn start(dir: &Path, name: &str, db: &Path, key: &Path) -> TestHub {
-        // The hub binds TCP and UDP on one port: take one that is free for UDP now.
-        let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let listen = common::free_addr();
         let status_socket = dir.join(format!("{name}.sock"));
         let log = std::fs::File::create(dir.join(format!("hub-{name}.log"))).unwrap();
         let process = Command::new(env!("CARGO_BIN_EXE_mcvpn"))

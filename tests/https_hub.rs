@@ -6,7 +6,9 @@
 //! The pre-authentication deadline is 1 s here (5 s by default) so that the tests that
 //! wait for it are short.
 
-use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket};
+mod common;
+use common::free_addr;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,14 +42,7 @@ struct Hub {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    // The hub binds TCP and UDP on one port: take one that is free for UDP now.
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
-fn free_tcp() -> SocketAddr {
-    StdTcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
 
 async fn start_hub() -> Hub {
     start_hub_with(mcvpn::hub::preauth::PreauthLimits::default().per_source).await
@@ -62,8 +57,8 @@ async fn start_hub_with(per_source: u32) -> Hub {
         s.account_add("acme", "alice", &mcvpn::password::hash(PASSWORD))
             .unwrap();
     }
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let https = free_tcp();
+    let listen = free_addr();
+    let https = free_addr();
     let key = dir.path().join("hub.key");
     let hub_key = KeyPair::load_or_create(&key).unwrap().public_key32();
     let socket = dir.path().join("hub.sock");

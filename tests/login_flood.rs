@@ -14,7 +14,9 @@
 //! before the fix used a smaller one, because there every wrong login holds 19 MiB of
 //! Argon2 memory at once on a shared machine).
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+mod common;
+use common::free_addr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -31,10 +33,6 @@ const PASSWORD: &str = "alice's long passphrase";
 /// How long the real user may wait, flood or not (issue 11, item 2).
 const PATIENCE: Duration = Duration::from_secs(5);
 
-fn free_port() -> u16 {
-    // The hub binds TCP and UDP on one port: take one that is free for UDP now.
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// The store the hub opens: contract acme, account alice.
 fn make_store(db: &Path) {
@@ -48,7 +46,7 @@ fn make_store(db: &Path) {
 async fn start_hub(dir: &Path) -> (SocketAddr, Key32) {
     let db = dir.join("hub.db");
     make_store(&db);
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = free_addr();
     let key = dir.join("hub.key");
     let hub_key = KeyPair::load_or_create(&key).unwrap().public_key32();
     let settings = HubSettings {

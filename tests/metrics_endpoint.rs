@@ -7,6 +7,8 @@
 //!
 //!     cargo test --release --test metrics_endpoint -- --nocapture
 
+mod common;
+use common::free_addr;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -24,9 +26,6 @@ use mcvpn::store::{NewContract, SqliteStore};
 
 const PASSWORD: &str = "alice's long passphrase";
 
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 async fn start_hub(dir: &Path) -> (SocketAddr, Key32, SocketAddr) {
     let db = dir.join("hub.db");
@@ -35,8 +34,8 @@ async fn start_hub(dir: &Path) -> (SocketAddr, Key32, SocketAddr) {
     s.account_add("acme", "alice", &mcvpn::password::hash(PASSWORD))
         .unwrap();
     drop(s);
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = free_addr();
+    let metrics = free_addr();
     let key = dir.join("hub.key");
     let hub_key = KeyPair::load_or_create(&key).unwrap().public_key32();
     let settings = HubSettings {

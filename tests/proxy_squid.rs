@@ -5,6 +5,7 @@
 //! Skipped, with a notice, where `/usr/sbin/squid` is not installed
 //! (`scripts/install-deps.sh` installs it for CI).
 
+mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -58,7 +59,7 @@ impl Squid {
         std::fs::write(&htpasswd, format!("{USER}:{}", String::from_utf8(hash.stdout).unwrap())).unwrap();
         std::fs::set_permissions(&htpasswd, std::fs::Permissions::from_mode(0o644)).unwrap();
 
-        let port = free_port().await;
+        let port = common::free_port();
         let d = dir.path().display();
         let ports: Vec<String> = allowed_ports.iter().map(u16::to_string).collect();
         let conf = format!(
@@ -143,14 +144,6 @@ impl Drop for Squid {
     }
 }
 
-async fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A TCP echo listener on loopback (many connections).
 async fn echo_listener() -> SocketAddr {
