@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Several hubs, one PostgreSQL (issue 15, test 1): a client on hub1 reaches a target on
 # hub3. hub1 forwards the client's datagrams to hub3 as `Mesh` datagrams (both ends named
-# in the 8-byte header), hub3 checks the pair again and delivers them: ping, then 64 MiB
+# in the 8-byte header) over the link the two hubs made (a Noise KK handshake on the
+# hub key), hub3 checks the pair again and delivers them: ping, then 64 MiB
 # with equal sha256, and the hubs' counters show the mesh carried it. Then the figures
 # (printed, not asserted): 256 MiB across the mesh and, the client moved to hub3, the
 # same on one hub, with each hub's CPU seconds per GB.
@@ -44,6 +45,13 @@ f1=$(fwd 1) f2=$(fwd 2) f3=$(fwd 3)
 log "forwarded bytes: hub1 $f1, hub2 $f2, hub3 $f3"
 [ "$f1" -gt $((64 << 20)) ] && [ "$f3" -gt $((64 << 20)) ] && pass "hub1 and hub3 both carried the transfer" || fail "the mesh did not carry it"
 [ "$f2" -lt 1000000 ] && pass "hub2 stayed out of it" || fail "hub2 forwarded $f2 bytes"
+# The mesh datagrams went over a Noise-authenticated link between hub1 and hub3 (the
+# handshakes each side completed; hub2 had no reason to link).
+links() { "$MCVPN" hub stats --status-socket "$(hub_sock "$1")" --json | json_get "['relay']['mesh_handshakes']"; }
+l1=$(links 1) l2=$(links 2) l3=$(links 3)
+log "mesh handshakes completed: hub1 $l1, hub2 $l2, hub3 $l3"
+[ "$l1" -ge 1 ] && [ "$l3" -ge 1 ] && [ "$l2" = 0 ] && pass "hub1 and hub3 linked (Noise KK), hub2 did not" \
+    || fail "mesh links: hub1 $l1, hub2 $l2, hub3 $l3"
 
 # Figures: across the mesh, then on one hub (the client moved to hub3), same run.
 cpu_s() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }

@@ -11,6 +11,13 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unnamed".to_string())
 }
 
+/// The wall clock in Unix milliseconds (0 before 1970, which no machine here is at).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }

@@ -2,10 +2,21 @@
 //! parsers first: they must never panic, and what they accept must encode back to itself.
 #![no_main]
 
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
 use libfuzzer_sys::fuzz_target;
+use mcvpn::hub::mesh_link::MeshLinks;
+use mcvpn::keys::KeyPair;
 use mcvpn::proto::relay::{mesh_header, mesh_source, BindMsg, Header, Kind, BIND_LEN, HEADER_LEN};
 
 const KEY: [u8; 32] = [7; 32];
+
+/// A hub's mesh links, fed every input as a handshake datagram from a stranger.
+fn links() -> &'static Mutex<MeshLinks> {
+    static LINKS: OnceLock<Mutex<MeshLinks>> = OnceLock::new();
+    LINKS.get_or_init(|| Mutex::new(MeshLinks::new("fuzz", &KeyPair::from_secret_bytes([9; 32]), Instant::now())))
+}
 
 fuzz_target!(|data: &[u8]| {
     if let Ok((header, rest)) = Header::parse(data) {
@@ -26,4 +37,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(verified, encoded[..] == data[..], "MAC check disagrees with encode");
         assert!(BindMsg::verify(&encoded, &KEY).is_ok());
     }
+    // Nobody without the hub key makes a link (a fuzzer will not find the key's DH).
+    let src = "192.0.2.1:7000".parse().unwrap();
+    let mut links = links().lock().unwrap();
+    if links.handle(src, data, Instant::now(), 1_800_000_000_000).is_ok() {
+        panic!("a fuzzed datagram made a mesh link");
+    }
+    assert!(!links.is_linked(&src));
 });

@@ -26,6 +26,7 @@ pub mod control;
 pub mod echo;
 pub mod https;
 pub mod limiter;
+pub mod mesh_link;
 mod login;
 pub mod login_cost;
 pub mod metrics;
@@ -159,8 +160,14 @@ pub async fn run(settings: HubSettings) -> Result<()> {
     let health = Arc::new(metrics::Health::default());
 
     let table = RelayTable::shared();
+    table
+        .write()
+        .enable_mesh(mesh_link::MeshLinks::new(&settings.name, &keys[0], std::time::Instant::now()));
+    // Hellos to other hubs leave from the relay socket: the address they know us by.
+    let mesh_socket = udp.try_clone()?;
     let stats = Arc::new(RelayStats::default());
     udp::spawn(udp, table.clone(), stats.clone(), settings.udp_tuning)?;
+    tokio::spawn(mesh_link::run(table.clone(), mesh_socket));
     health.relay_running.store(true, std::sync::atomic::Ordering::Release);
 
     let ctx = Arc::new(HubContext {

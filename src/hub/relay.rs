@@ -15,10 +15,12 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::RwLock;
 use serde::Serialize;
 
+use super::mesh_link::{LinkRefusal, MeshLinks};
 use crate::proto::relay::{self, BindMsg, Header, Kind, NodeId, RelayKey, BIND_LEN, HEADER_LEN};
 
 /// A node the control plane admitted to the relay.
@@ -72,6 +74,9 @@ pub struct RelayTable {
     /// Nodes other hubs of the mesh hold, at that hub's relay address (issue 15): `Data`
     /// for them leaves as `Mesh` to that hub, which checks the pair again.
     remote: HashMap<NodeId, SocketAddr>,
+    /// The authenticated links to other hubs (None: this table takes no `Mesh` datagrams
+    /// and sends none, as in the relay benches).
+    mesh: Option<MeshLinks>,
 }
 
 /// The relay table as the control plane (writes: logins, binds) and the relay loop
@@ -106,6 +111,9 @@ pub struct RelayStats {
     /// Unauthenticated echoes answered (`mcvpn diagnose`), and those over the budget.
     pub echoes: AtomicU64,
     pub echoes_over_budget: AtomicU64,
+    /// Mesh handshakes completed with other hubs (either side), and refused.
+    pub mesh_handshakes: AtomicU64,
+    pub mesh_refused: AtomicU64,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -121,6 +129,8 @@ pub struct RelayStatsSnapshot {
     pub send_errors: u64,
     pub echoes: u64,
     pub echoes_over_budget: u64,
+    pub mesh_handshakes: u64,
+    pub mesh_refused: u64,
 }
 
 impl RelayStats {
@@ -147,6 +157,8 @@ impl RelayStats {
             send_errors: g(&self.send_errors),
             echoes: g(&self.echoes),
             echoes_over_budget: g(&self.echoes_over_budget),
+            mesh_handshakes: g(&self.mesh_handshakes),
+            mesh_refused: g(&self.mesh_refused),
         }
     }
 }
@@ -216,6 +228,56 @@ impl RelayTable {
     /// `node` is not another hub's any more (it logged in here).
     pub fn forget_remote(&mut self, node: NodeId) {
         self.remote.remove(&node);
+    }
+
+    /// Lets this table route between hubs, over the links `links` makes.
+    pub fn enable_mesh(&mut self, links: MeshLinks) {
+        self.mesh = Some(links);
+    }
+
+    fn mesh_linked(&self, hub: &SocketAddr) -> bool {
+        self.mesh.as_ref().is_some_and(|m| m.is_linked(hub))
+    }
+
+    /// The other hubs this hub needs links to: those holding a peer of one of its nodes.
+    /// (A read of every node's peers: the mesh task calls it under the read lock, which
+    /// the relay loop shares.)
+    pub fn mesh_peers(&self) -> HashSet<SocketAddr> {
+        if self.remote.is_empty() {
+            return HashSet::new();
+        }
+        self.nodes
+            .values()
+            .flat_map(|n| n.peers.iter())
+            .filter_map(|p| self.remote.get(p).copied())
+            .collect()
+    }
+
+    /// The hellos to send now to the hubs at `peers` (see [`MeshLinks::due`]).
+    pub fn mesh_hellos_due(
+        &mut self,
+        peers: &HashSet<SocketAddr>,
+        now: Instant,
+        clock_ms: u64,
+    ) -> Vec<(SocketAddr, Vec<u8>)> {
+        match &mut self.mesh {
+            Some(m) => m.due(peers, now, clock_ms),
+            None => Vec::new(),
+        }
+    }
+
+    /// Takes a `MeshHello` or `MeshWelcome` from `src` (see [`MeshLinks::handle`]).
+    pub fn handle_mesh(
+        &mut self,
+        src: SocketAddr,
+        datagram: &[u8],
+        now: Instant,
+        clock_ms: u64,
+    ) -> Result<Option<Vec<u8>>, LinkRefusal> {
+        match &mut self.mesh {
+            Some(m) => m.handle(src, datagram, now, clock_ms),
+            None => Err(LinkRefusal::Malformed),
+        }
     }
 
     /// The hub holding `node` when another hub does.
@@ -346,6 +408,11 @@ impl RelayTable {
                     }
                     None => {
                         let hub = self.remote.get(&header.node).ok_or(DropReason::NoRoute)?;
+                        // Not before the link to that hub is up (a quarter second after
+                        // the node appears there, see `mesh_link::run`).
+                        if !self.mesh_linked(hub) {
+                            return Err(DropReason::NoRoute);
+                        }
                         let mesh = relay::mesh_header(sender, header.node).ok_or(DropReason::NoRoute)?;
                         (*hub, mesh)
                     }
@@ -355,8 +422,8 @@ impl RelayTable {
             }
             Kind::Mesh => {
                 let source = relay::mesh_source(datagram);
-                // Only the hub that holds the source speaks for it.
-                if self.remote.get(&source) != Some(&src) {
+                // Only the hub that holds the source speaks for it, over its link.
+                if self.remote.get(&source) != Some(&src) || !self.mesh_linked(&src) {
                     return Err(DropReason::Unauthorised);
                 }
                 let to = self
@@ -468,16 +535,23 @@ mod tests {
         assert_eq!(payload, b"wg!!");
     }
 
+    const HUB_A: &str = "192.0.2.100:51820";
+    const HUB_B: &str = "192.0.2.200:51820";
+
     /// Node 1 on hub A (192.0.2.100), node 2 on hub B (192.0.2.200), each table knowing
-    /// the other's node; node 3 on A may reach nobody.
-    fn two_hubs() -> (RelayTable, RelayTable) {
+    /// the other's node; node 3 on A may reach nobody. The hubs' keys: `a_key`, `b_key`.
+    /// No mesh link yet.
+    fn two_unlinked_hubs(a_key: &crate::keys::KeyPair, b_key: &crate::keys::KeyPair) -> (RelayTable, RelayTable) {
+        let now = Instant::now();
         let mut a = RelayTable::default();
+        a.enable_mesh(MeshLinks::new("hub-a", a_key, now));
         a.admit(1, 10, [1; 32], HashSet::from([2]));
         bind(&mut a, 1, 10, 1, [1; 32], "192.0.2.1:1000").unwrap();
         a.admit(3, 30, [3; 32], HashSet::new());
         bind(&mut a, 3, 30, 1, [3; 32], "192.0.2.3:3000").unwrap();
         a.set_remote(HashMap::from([(2, addr("192.0.2.200:51820"))]));
         let mut b = RelayTable::default();
+        b.enable_mesh(MeshLinks::new("hub-b", b_key, now));
         b.admit(2, 20, [2; 32], HashSet::from([1]));
         bind(&mut b, 2, 20, 1, [2; 32], "192.0.2.2:2000").unwrap();
         b.set_remote(HashMap::from([
@@ -485,6 +559,51 @@ mod tests {
             (3, addr("192.0.2.100:51820")),
         ]));
         (a, b)
+    }
+
+    /// Hub A's hello to B, B's welcome back: what `mesh_link::run` and the relay loop do.
+    fn handshake(a: &mut RelayTable, b: &mut RelayTable) {
+        let clock = crate::util::unix_ms();
+        let peers = a.mesh_peers();
+        let hellos = a.mesh_hellos_due(&peers, Instant::now(), clock);
+        assert_eq!(hellos.len(), 1, "one hello, to the hub holding node 2");
+        assert_eq!(hellos[0].0, addr(HUB_B));
+        if let Ok(Some(welcome)) = b.handle_mesh(addr(HUB_A), &hellos[0].1, Instant::now(), clock) {
+            let _ = a.handle_mesh(addr(HUB_B), &welcome, Instant::now(), clock);
+        }
+    }
+
+    /// [`two_unlinked_hubs`] holding one hub key, after their handshake.
+    fn two_hubs() -> (RelayTable, RelayTable) {
+        let key = crate::keys::KeyPair::generate();
+        let (mut a, mut b) = two_unlinked_hubs(&key, &key);
+        handshake(&mut a, &mut b);
+        (a, b)
+    }
+
+    #[test]
+    fn nothing_crosses_the_mesh_before_the_link_nor_with_a_hub_of_another_key() {
+        let key = crate::keys::KeyPair::generate();
+        let (a, b) = two_unlinked_hubs(&key, &key);
+        assert_eq!(
+            a.route_data(addr("192.0.2.1:1000"), &mut data(2)),
+            Err(DropReason::NoRoute)
+        );
+        let mut mesh = relay::mesh_header(1, 2).unwrap().to_vec();
+        mesh.extend_from_slice(b"wg!!");
+        assert_eq!(
+            b.route_data(addr(HUB_A), &mut mesh.clone()),
+            Err(DropReason::Unauthorised),
+            "from the right address, but unlinked"
+        );
+
+        let (mut a, mut b) = two_unlinked_hubs(&key, &crate::keys::KeyPair::generate());
+        handshake(&mut a, &mut b);
+        assert_eq!(
+            a.route_data(addr("192.0.2.1:1000"), &mut data(2)),
+            Err(DropReason::NoRoute)
+        );
+        assert_eq!(b.route_data(addr(HUB_A), &mut mesh), Err(DropReason::Unauthorised));
     }
 
     #[test]

@@ -21,15 +21,47 @@ use super::relay::{BindAnswer, DropReason, RelayStats, RelayTable, SharedRelayTa
 use crate::proto::relay::{self, Header, Kind, HEADER_LEN};
 use crate::udp_batch::{gso_runs, BatchUdp, UdpTuning, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, RECV_BATCH, RECV_BUF};
 
-/// A `Bind` or `Response` to apply after the read lock is released (or, with `echo`, an
-/// `Echo` to answer then): from `src`, in `storage[buf][start..end]`.
+/// A datagram to handle after the read lock is released: from `src`, in
+/// `storage[buf][start..end]`.
 #[derive(Debug, Clone, Copy)]
 struct PendingBind {
     src: SocketAddr,
     buf: usize,
     start: usize,
     end: usize,
-    echo: bool,
+    what: Later,
+}
+
+/// What a [`PendingBind`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Later {
+    /// A `Bind` or `Response`: changes the table.
+    Bind,
+    /// An `Echo` to answer within its budget.
+    Echo,
+    /// A `MeshHello` or `MeshWelcome` from another hub: changes the table's links.
+    MeshHandshake,
+}
+
+/// Takes a mesh handshake datagram and sends the welcome a hello earns.
+fn handle_mesh(sock: &BatchUdp, stats: &RelayStats, table: &SharedRelayTable, src: SocketAddr, datagram: &[u8]) {
+    let answer = table
+        .write()
+        .handle_mesh(src, datagram, std::time::Instant::now(), crate::util::unix_ms());
+    match answer {
+        Ok(welcome) => {
+            stats.mesh_handshakes.fetch_add(1, Ordering::Relaxed);
+            if let Some(welcome) = welcome {
+                if sock.send(src, &welcome, None).is_err() {
+                    stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Err(refusal) => {
+            stats.mesh_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%src, %refusal, "mesh handshake refused");
+        }
+    }
 }
 
 /// Answers an unauthenticated `Echo` in place, within the budget (see `hub::echo`).
@@ -133,14 +165,18 @@ pub fn run(socket: UdpSocket, table: SharedRelayTable, stats: Arc<RelayStats>, t
             }
         }
         for &PendingBind {
-            src, buf, start, end, ..
-        } in binds.iter().filter(|b| b.echo)
+            src, buf, start, end, what
+        } in &binds
         {
-            answer_echo(&sock, &stats, &mut echo_budget, src, &mut storage[buf][start..end]);
+            match what {
+                Later::Echo => answer_echo(&sock, &stats, &mut echo_budget, src, &mut storage[buf][start..end]),
+                Later::MeshHandshake => handle_mesh(&sock, &stats, &table, src, &storage[buf][start..end]),
+                Later::Bind => {}
+            }
         }
         for &PendingBind {
             src, buf, start, end, ..
-        } in binds.iter().filter(|b| !b.echo)
+        } in binds.iter().filter(|b| b.what == Later::Bind)
         {
             let answer = table.write().handle_bind(src, &storage[buf][start..end]);
             match answer {
@@ -351,13 +387,19 @@ fn decide(
                 }),
                 Err(d) => stats.count_drop(d),
             },
-            Ok(kind @ (Kind::Bind | Kind::Response | Kind::Echo)) => binds.push(PendingBind {
-                src,
-                buf: index,
-                start,
-                end,
-                echo: kind == Kind::Echo,
-            }),
+            Ok(kind @ (Kind::Bind | Kind::Response | Kind::Echo | Kind::MeshHello | Kind::MeshWelcome)) => {
+                binds.push(PendingBind {
+                    src,
+                    buf: index,
+                    start,
+                    end,
+                    what: match kind {
+                        Kind::Echo => Later::Echo,
+                        Kind::MeshHello | Kind::MeshWelcome => Later::MeshHandshake,
+                        _ => Later::Bind,
+                    },
+                })
+            }
             Ok(Kind::Bound | Kind::Challenge | Kind::EchoReply) | Err(_) => stats.count_drop(DropReason::Malformed),
         }
     }

@@ -48,6 +48,9 @@
 //! ```
 //!
 //!   Node ids above [`MESH_MAX_NODE`] cannot cross hubs (16.7 million devices).
+//!   A hub sends and takes `Mesh` datagrams only over a link it has authenticated:
+//! * `MeshHello` / `MeshWelcome`: hub → hub, the two messages of the Noise KK handshake
+//!   that makes a link (`hub::mesh_link`), node id 0, both of one fixed length.
 //!
 //! Kinds 6 and 7 came with the echo (issue 18); a hub of before drops an echo as
 //! malformed, which `mcvpn diagnose` reports as "no answer over UDP".
@@ -95,6 +98,8 @@ pub enum Kind {
     Echo = 6,
     EchoReply = 7,
     Mesh = 8,
+    MeshHello = 9,
+    MeshWelcome = 10,
 }
 
 impl Kind {
@@ -108,6 +113,8 @@ impl Kind {
             6 => Some(Kind::Echo),
             7 => Some(Kind::EchoReply),
             8 => Some(Kind::Mesh),
+            9 => Some(Kind::MeshHello),
+            10 => Some(Kind::MeshWelcome),
             _ => None,
         }
     }
@@ -361,7 +368,7 @@ mod tests {
         assert_eq!(Header::parse(&[]), Err(RelayError::Truncated));
         assert_eq!(Header::parse(&[1, 1, 0, 0, 0, 0, 0]), Err(RelayError::Truncated));
         assert_eq!(Header::parse(&[2, 1, 0, 0, 0, 0, 0, 1]), Err(RelayError::Version(2)));
-        assert_eq!(Header::parse(&[1, 9, 0, 0, 0, 0, 0, 1]), Err(RelayError::Kind(9)));
+        assert_eq!(Header::parse(&[1, 11, 0, 0, 0, 0, 0, 1]), Err(RelayError::Kind(11)));
         assert_eq!(Header::parse(&[1, 1, 0, 1, 0, 0, 0, 1]), Err(RelayError::Reserved));
     }
 
