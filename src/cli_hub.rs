@@ -74,6 +74,11 @@ pub struct HubArgs {
     /// PostgreSQL database; a password in the URL is never logged (prefer ~/.pgpass)
     #[arg(long, default_value = "/var/lib/mcvpn/hub.db", env = "MCVPN_HUB_DB", value_parser = StoreLocation::parse)]
     db: StoreLocation,
+    /// Connections a PostgreSQL store keeps open (store calls run on as many at once);
+    /// a SQLite store always has one
+    #[arg(long, default_value_t = crate::store::DEFAULT_PG_POOL, env = "MCVPN_HUB_DB_POOL", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    db_pool: u16,
     /// The overlay network node addresses come from
     #[arg(long, default_value = "100.64.0.0/10", value_parser = parse_overlay)]
     overlay: OverlayNet,
@@ -372,6 +377,7 @@ fn hub_settings(run: HubArgs) -> Result<hub::HubSettings> {
         name: run.name.unwrap_or_else(crate::util::hostname),
         mesh_addr,
         db: run.db,
+        db_pool: run.db_pool.into(),
         overlay: run.overlay,
         status_socket: run.status_socket,
         socket_buffer: run.socket_buffer,

@@ -42,8 +42,6 @@ struct Hub {
     _dir: tempfile::TempDir,
 }
 
-
-
 /// Two contracts: acme (administrator alice, users bob, carol) and globex
 /// (administrator gina, user gus). `seed` adds more before the hub starts.
 async fn start_hub(limits: ConsoleLimits, seed: impl FnOnce(&mut SqliteStore)) -> Hub {
@@ -78,6 +76,7 @@ async fn start_hub(limits: ConsoleLimits, seed: impl FnOnce(&mut SqliteStore)) -
         name: "test-hub".into(),
         mesh_addr: None,
         db: db.clone().into(),
+        db_pool: 1,
         overlay: Default::default(),
         status_socket: dir.path().join("hub.sock"),
         socket_buffer: 1 << 20,

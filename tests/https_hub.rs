@@ -42,8 +42,6 @@ struct Hub {
     _dir: tempfile::TempDir,
 }
 
-
-
 async fn start_hub() -> Hub {
     start_hub_with(mcvpn::hub::preauth::PreauthLimits::default().per_source).await
 }
@@ -73,6 +71,7 @@ async fn start_hub_with(per_source: u32) -> Hub {
         name: "test-hub".into(),
         mesh_addr: None,
         db: db.into(),
+        db_pool: 1,
         overlay: Default::default(),
         status_socket: socket.clone(),
         socket_buffer: 1 << 20,

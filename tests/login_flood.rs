@@ -33,7 +33,6 @@ const PASSWORD: &str = "alice's long passphrase";
 /// How long the real user may wait, flood or not (issue 11, item 2).
 const PATIENCE: Duration = Duration::from_secs(5);
 
-
 /// The store the hub opens: contract acme, account alice.
 fn make_store(db: &Path) {
     let mut s = SqliteStore::open(db).unwrap();
@@ -60,6 +59,7 @@ async fn start_hub(dir: &Path) -> (SocketAddr, Key32) {
         name: "test-hub".into(),
         mesh_addr: None,
         db: db.into(),
+        db_pool: 1,
         overlay: Default::default(),
         status_socket: dir.join("hub.sock"),
         socket_buffer: 1 << 20,

@@ -26,7 +26,6 @@ use mcvpn::store::{NewContract, SqliteStore};
 
 const PASSWORD: &str = "alice's long passphrase";
 
-
 async fn start_hub(dir: &Path) -> (SocketAddr, Key32, SocketAddr) {
     let db = dir.join("hub.db");
     let mut s = SqliteStore::open(&db).unwrap();
@@ -49,6 +48,7 @@ async fn start_hub(dir: &Path) -> (SocketAddr, Key32, SocketAddr) {
         name: "test-hub".into(),
         mesh_addr: None,
         db: db.into(),
+        db_pool: 1,
         overlay: Default::default(),
         status_socket: dir.join("hub.sock"),
         socket_buffer: 1 << 20,

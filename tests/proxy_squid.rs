@@ -144,7 +144,6 @@ impl Drop for Squid {
     }
 }
 
-
 /// A TCP echo listener on loopback (many connections).
 async fn echo_listener() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

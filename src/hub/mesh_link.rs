@@ -288,7 +288,13 @@ impl MeshLinks {
         }
     }
 
-    fn on_hello(&mut self, src: SocketAddr, message: &[u8], now: Instant, clock_ms: u64) -> Result<Vec<u8>, LinkRefusal> {
+    fn on_hello(
+        &mut self,
+        src: SocketAddr,
+        message: &[u8],
+        now: Instant,
+        clock_ms: u64,
+    ) -> Result<Vec<u8>, LinkRefusal> {
         if !self.budget.allow(src.ip(), now) {
             return Err(LinkRefusal::OverBudget);
         }
@@ -298,7 +304,9 @@ impl MeshLinks {
             .build_responder()
             .map_err(|_| LinkRefusal::WrongKey)?;
         let mut plain = [0u8; PAYLOAD_LEN + TAG_LEN];
-        let n = hs.read_message(message, &mut plain).map_err(|_| LinkRefusal::WrongKey)?;
+        let n = hs
+            .read_message(message, &mut plain)
+            .map_err(|_| LinkRefusal::WrongKey)?;
         let (clock, hub) = parse_payload(&plain[..n]).ok_or(LinkRefusal::Malformed)?;
         if clock.abs_diff(clock_ms) > CLOCK_SKEW_MS || self.newest_hello.get(&hub).is_some_and(|&t| clock <= t) {
             return Err(LinkRefusal::Stale);
@@ -429,14 +437,22 @@ mod tests {
         let t0 = Instant::now();
         let (mut a, mut b) = (MeshLinks::new("hub-a", &key, t0), MeshLinks::new("hub-b", &key, t0));
         let peers = HashSet::from([addr(B)]);
-        let w = b.handle(addr(A), &hello(&mut a, t0, CLOCK), t0, CLOCK).unwrap().unwrap();
+        let w = b
+            .handle(addr(A), &hello(&mut a, t0, CLOCK), t0, CLOCK)
+            .unwrap()
+            .unwrap();
         a.handle(addr(B), &w, t0, CLOCK).unwrap();
-        assert!(a.due(&peers, t0 + Duration::from_secs(1), CLOCK).is_empty(), "fresh: no hello");
+        assert!(
+            a.due(&peers, t0 + Duration::from_secs(1), CLOCK).is_empty(),
+            "fresh: no hello"
+        );
         let renewal = a.due(&peers, t0 + LINK_REFRESH, CLOCK + 30_000);
         assert_eq!(renewal.len(), 1, "due for renewal");
         assert!(a.is_linked(&addr(B)), "still linked while the renewal is on its way");
         // Unanswered, retried after HELLO_RETRY, and gone at the end of its lifetime.
-        assert!(a.due(&peers, t0 + LINK_REFRESH + Duration::from_millis(500), CLOCK).is_empty());
+        assert!(a
+            .due(&peers, t0 + LINK_REFRESH + Duration::from_millis(500), CLOCK)
+            .is_empty());
         assert_eq!(a.due(&peers, t0 + LINK_REFRESH + HELLO_RETRY, CLOCK).len(), 1);
         let _ = a.due(&HashSet::new(), t0 + LINK_LIFETIME, CLOCK);
         assert!(!a.is_linked(&addr(B)));

@@ -26,9 +26,9 @@ pub mod control;
 pub mod echo;
 pub mod https;
 pub mod limiter;
-pub mod mesh_link;
 mod login;
 pub mod login_cost;
+pub mod mesh_link;
 pub mod metrics;
 pub mod notices;
 pub mod preauth;
@@ -92,6 +92,8 @@ pub struct HubSettings {
     /// relay address as they reach it); None keeps this hub out of the mesh.
     pub mesh_addr: Option<SocketAddr>,
     pub db: crate::store::StoreLocation,
+    /// Connections to a PostgreSQL store (SQLite: always one).
+    pub db_pool: usize,
     pub overlay: OverlayNet,
     pub status_socket: PathBuf,
     pub socket_buffer: usize,
@@ -147,7 +149,8 @@ pub async fn run(settings: HubSettings) -> Result<()> {
     let keys = settings.identity.load_keys()?;
     let url = settings.identity.server_url(&keys);
     let mailer = mailer(&settings)?;
-    let store = open_store(&settings).await?;
+    let cluster = cluster::Membership::new(&settings.name, settings.mesh_addr);
+    let store = open_store(&settings, &cluster).await?;
     let listen = settings.identity.listen;
     let (udp, tcp) = bind(listen, settings.socket_buffer)?;
     let relay_addr = udp.local_addr()?;
@@ -160,9 +163,11 @@ pub async fn run(settings: HubSettings) -> Result<()> {
     let health = Arc::new(metrics::Health::default());
 
     let table = RelayTable::shared();
-    table
-        .write()
-        .enable_mesh(mesh_link::MeshLinks::new(&settings.name, &keys[0], std::time::Instant::now()));
+    table.write().enable_mesh(mesh_link::MeshLinks::new(
+        &settings.name,
+        &keys[0],
+        std::time::Instant::now(),
+    ));
     // Hellos to other hubs leave from the relay socket: the address they know us by.
     let mesh_socket = udp.try_clone()?;
     let stats = Arc::new(RelayStats::default());
@@ -176,7 +181,7 @@ pub async fn run(settings: HubSettings) -> Result<()> {
         registry: Registry::new(store.clone(), table.clone(), settings.overlay),
         login: LoginGuards::default(),
         overlay: settings.overlay,
-        cluster: cluster::Membership::new(&settings.name, settings.mesh_addr),
+        cluster,
     });
     let preauth = Preauth::new(settings.preauth);
     let https_stats = https_port.as_ref().map(|p| p.stats.clone()).zip(https_listen);
@@ -240,6 +245,7 @@ pub async fn run(settings: HubSettings) -> Result<()> {
     health.stopping.store(true, std::sync::atomic::Ordering::Release);
     ctx.registry.close_all("hub stopped").await;
     ctx.login.refusals.flush(&ctx.store).await;
+    ctx.cluster.release(&ctx.store).await;
     Ok(())
 }
 
@@ -252,18 +258,19 @@ fn mailer(settings: &HubSettings) -> Result<Option<notices::Mailer>> {
     ))
 }
 
-/// Opens the store, records the hub's settings in it and closes the sessions a
-/// previous hub process left open.
-async fn open_store(settings: &HubSettings) -> Result<StoreHandle> {
+/// Opens the store, claims the hub's name in it (see [`cluster::claim_name`]), records
+/// the hub's settings and closes the sessions a previous process of this hub left open.
+async fn open_store(settings: &HubSettings, cluster: &cluster::Membership) -> Result<StoreHandle> {
     let db = &settings.db;
     // Blocking: PostgreSQL's synchronous client runs its own runtime, which cannot
     // start on one of tokio's workers.
-    let at = db.clone();
-    let store = tokio::task::spawn_blocking(move || crate::store::open(&at))
+    let (at, pool) = (db.clone(), settings.db_pool);
+    let stores = tokio::task::spawn_blocking(move || crate::store::open_pool(&at, pool))
         .await
         .context("the store opening task failed")?
         .with_context(|| format!("cannot open the store {db}"))?;
-    let store = StoreHandle::from_box(store);
+    let store = StoreHandle::from_pool(stores);
+    cluster.claim(&store).await?;
     let min_accounts = settings.min_accounts.to_string();
     let name = settings.name.clone();
     let stale = store

@@ -165,7 +165,11 @@ pub fn run(socket: UdpSocket, table: SharedRelayTable, stats: Arc<RelayStats>, t
             }
         }
         for &PendingBind {
-            src, buf, start, end, what
+            src,
+            buf,
+            start,
+            end,
+            what,
         } in &binds
         {
             match what {

@@ -116,6 +116,24 @@ pub fn open(at: &StoreLocation) -> StoreResult<Box<dyn Store>> {
     })
 }
 
+/// Connections a hub keeps to a PostgreSQL store unless told otherwise: store calls run
+/// on as many at once. A few cover a 2-core hub's logins (each call is a round trip or
+/// two); PostgreSQL's default 100 connections then hold some twenty hubs.
+pub const DEFAULT_PG_POOL: u16 = 4;
+
+/// Opens the store for a hub that runs up to `size` calls at once: `size` connections to
+/// PostgreSQL (the first migrates the schema), one SQLite connection whatever `size` is
+/// (SQLite has one writer at a time; more connections would only wait on its lock).
+pub fn open_pool(at: &StoreLocation, size: usize) -> StoreResult<Vec<Box<dyn Store>>> {
+    let mut stores = vec![open(at)?];
+    if let StoreLocation::Postgres(url) = at {
+        for _ in 1..size {
+            stores.push(Box::new(PgStore::open(url.as_url())?));
+        }
+    }
+    Ok(stores)
+}
+
 /// Seconds since the Unix epoch, the store's only time unit.
 pub type UnixTime = i64;
 
@@ -746,6 +764,10 @@ pub trait SessionStore {
     /// `holder` has it already. False while another holder's lease is unexpired: the one
     /// holder runs the job (contract calendar, notices), the others wait.
     fn lease_take(&mut self, name: &str, holder: &str, now: UnixTime, ttl_secs: i64) -> StoreResult<bool>;
+    /// Gives the lease `name` up if `holder` has it (true), so another may take it at once.
+    fn lease_release(&mut self, name: &str, holder: &str) -> StoreResult<bool>;
+    /// Who holds the lease `name` (expired or not), if anyone.
+    fn lease_holder(&self, name: &str) -> StoreResult<Option<String>>;
     fn sessions(&self, open_only: bool, contract_id: Option<i64>) -> StoreResult<Vec<SessionRecord>>;
 }
 

@@ -184,6 +184,17 @@ fn a_lease_has_one_holder_until_it_expires(s: &mut dyn Store) {
     );
     assert!(!s.lease_take("jobs", "hub-a", 1_052, 30).unwrap());
     assert!(s.lease_take("other", "hub-a", 1_052, 30).unwrap(), "leases are by name");
+    assert_eq!(s.lease_holder("jobs").unwrap().as_deref(), Some("hub-b"));
+    assert!(
+        !s.lease_release("jobs", "hub-a").unwrap(),
+        "only the holder gives it up"
+    );
+    assert!(s.lease_release("jobs", "hub-b").unwrap());
+    assert_eq!(s.lease_holder("jobs").unwrap(), None);
+    assert!(
+        s.lease_take("jobs", "hub-a", 1_053, 30).unwrap(),
+        "free at once after the release"
+    );
 }
 
 fn grants_extend_peers_both_ways(s: &mut dyn Store) {

@@ -94,6 +94,16 @@ impl SessionStore for PgStore {
         Ok(n == 1)
     }
 
+    fn lease_release(&mut self, name: &str, holder: &str) -> StoreResult<bool> {
+        let n = self.with(|k| k.execute("DELETE FROM leases WHERE name = $1 AND holder = $2", &[&name, &holder]))?;
+        Ok(n == 1)
+    }
+
+    fn lease_holder(&self, name: &str) -> StoreResult<Option<String>> {
+        let row = self.with(|k| k.query_opt("SELECT holder FROM leases WHERE name = $1", &[&name]))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     fn sessions(&self, open_only: bool, contract_id: Option<i64>) -> StoreResult<Vec<SessionRecord>> {
         let rows = self.with(|k| {
             k.query(

@@ -1,6 +1,6 @@
 use std::net::Ipv4Addr;
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use super::{parse_role, SqliteStore};
 use crate::store::*;
@@ -77,6 +77,21 @@ impl SessionStore for SqliteStore {
             params![name, holder, now + ttl_secs, now],
         )?;
         Ok(changed == 1)
+    }
+
+    fn lease_release(&mut self, name: &str, holder: &str) -> StoreResult<bool> {
+        let n = self.conn.execute(
+            "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+            params![name, holder],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn lease_holder(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT holder FROM leases WHERE name = ?1", params![name], |r| r.get(0))
+            .optional()?)
     }
 
     fn sessions(&self, open_only: bool, contract_id: Option<i64>) -> StoreResult<Vec<SessionRecord>> {
