@@ -25,7 +25,7 @@ import time
 import urllib.parse
 
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
@@ -106,8 +106,26 @@ class Console:
         self.d.find_element(By.CSS_SELECTOR, selector).click()
         return self.wait_path(then)
 
+    def fresh(self, read, tries=5):
+        """`read()` of the page shown, again when the page was replaced under the read: an
+        element found before a navigation finished is stale after it (seen once in CI as
+        "stale element reference" right after a page load)."""
+        for i in range(tries):
+            try:
+                return read()
+            except StaleElementReferenceException:
+                if i == tries - 1:
+                    raise
+                time.sleep(0.2)
+
     def text(self):
-        return self.d.find_element(By.TAG_NAME, "body").text
+        return self.fresh(lambda: self.d.find_element(By.TAG_NAME, "body").text)
+
+    def rows(self):
+        """The cells' text of every row of the page's tables."""
+        return self.fresh(
+            lambda: [[c.text for c in r.find_elements(By.TAG_NAME, "td")] for r in self.d.find_elements(By.CSS_SELECTOR, "tbody tr")]
+        )
 
     def shot(self, name):
         self.shots += 1
@@ -169,8 +187,7 @@ class Console:
         return False
 
     def row_cells(self, row_text):
-        for row in self.d.find_elements(By.CSS_SELECTOR, "tbody tr"):
-            cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+        for cells in self.rows():
             if row_text in cells:
                 return cells
         return None
@@ -309,7 +326,7 @@ def run(c, args, admin_pw, user_pw, downloads):
     c.accessible("access history")
     d.find_element(By.ID, "f-account").send_keys(args.user)
     c.press("form.filters button", "/console/history?")
-    rows = [r.find_elements(By.TAG_NAME, "td")[3].text for r in d.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    rows = [r[3] for r in c.rows() if len(r) > 3]
     check(rows and set(rows) == {args.user}, f"history filtered to {args.user}: {len(rows)} rows, all {args.user}'s")
 
     # Targets and grants, and the account's devices (the laptop `mcvpn up` registered).
@@ -339,7 +356,7 @@ def run(c, args, admin_pw, user_pw, downloads):
     refused = []
     while time.monotonic() - t0 < 75 and not refused:
         c.get(f"/console/history?account={args.user}&result=refused")
-        refused = [[td.text for td in r.find_elements(By.TAG_NAME, "td")] for r in d.find_elements(By.CSS_SELECTOR, "tbody tr")]
+        refused = c.rows()
         if not refused:
             time.sleep(2)
     figure(f"the refused login appeared in the history after {time.monotonic() - t0:.1f} s")
