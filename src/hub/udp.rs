@@ -70,10 +70,7 @@ fn answer_echo(sock: &BatchUdp, stats: &RelayStats, budget: &mut EchoBudget, src
         stats.echoes_over_budget.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    if !relay::echo_reply_in_place(datagram, now_ms) {
+    if !relay::echo_reply_in_place(datagram, crate::util::unix_ms()) {
         stats.count_drop(DropReason::Malformed);
         return;
     }
