@@ -26,6 +26,13 @@
 //!    other contract's session may be cut.
 //!
 //! The hub runs with its stdout and stderr in `WORKDIR/hub.log` (its default log level).
+//!
+//! With `--hubs N` (N > 1, PostgreSQL only) the driver starts N hubs on the one database,
+//! named hub0…hubN-1, each on its own port with its own log (`WORKDIR/hubI.log`); device
+//! `i` logs in to hub `i mod N`, so every contract (and every account) has sessions on
+//! every hub and the suspension must cut them on all. The password logins go to hub0.
+//! The idle phase reports each hub's RSS per session and its connections to the store
+//! (TCP sockets of the hub process to the database's port: the pool, not per session).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -104,6 +111,9 @@ pub struct ControlBenchArgs {
     /// with the default, a new SQLite file in the work directory
     #[arg(long, value_name = "URL")]
     pub db: Option<String>,
+    /// Hubs on the one store (more than 1 needs --db: several hubs share PostgreSQL)
+    #[arg(long, default_value_t = 1)]
+    pub hubs: usize,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
@@ -156,6 +166,7 @@ pub struct ControlBenchReport {
     pub seed_s: f64,
     /// `sqlite` (a new file) or `postgresql` (`--db`).
     pub store: String,
+    pub hubs: usize,
     pub password: PasswordFigures,
     pub ramp: RampFigures,
     pub idle: IdleFigures,
@@ -205,6 +216,21 @@ pub struct IdleFigures {
     pub keepalive_binds_unanswered: u64,
     pub pings_sent: u64,
     pub pongs: u64,
+    /// Each hub's share (one entry per hub; with one hub it repeats the figures above).
+    pub per_hub: Vec<HubIdleFigures>,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct HubIdleFigures {
+    pub name: String,
+    pub live_sessions: usize,
+    pub rss_mib: f64,
+    /// (RSS at idle − RSS before the ramp) / this hub's live sessions.
+    pub rss_per_session_kib: f64,
+    pub cpu_pct: f64,
+    pub fds: usize,
+    /// The hub's TCP connections to the store's port (0 with SQLite).
+    pub store_connections: usize,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -351,6 +377,8 @@ impl Shared {
 struct Hub {
     child: Child,
     pid: u32,
+    name: String,
+    listen: SocketAddr,
 }
 
 impl Hub {
@@ -379,6 +407,39 @@ impl Hub {
     fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+    /// The hub's established TCP connections to `port` on any address: its sockets
+    /// (`/proc/PID/fd`) found in the kernel's TCP tables with that remote port.
+    fn tcp_connections_to(&self, port: u16) -> usize {
+        let inodes: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter_map(|l| {
+                let l = l.to_str()?;
+                l.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+            })
+            .collect();
+        ["tcp", "tcp6"]
+            .iter()
+            .filter_map(|t| self.proc(&format!("net/{t}")).ok())
+            .map(|table| {
+                table
+                    .lines()
+                    .skip(1)
+                    .filter(|line| tcp_line_to_port(line, port).is_some_and(|inode| inodes.contains(&inode)))
+                    .count()
+            })
+            .sum()
+    }
+}
+
+/// The socket inode of a `/proc/net/tcp` line whose remote port is `port` and state
+/// ESTABLISHED (01).
+fn tcp_line_to_port(line: &str, port: u16) -> Option<u64> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let remote_port = u16::from_str_radix(f.get(2)?.rsplit(':').next()?, 16).ok()?;
+    (remote_port == port && *f.get(3)? == "01").then_some(())?;
+    f.get(9)?.parse().ok()
 }
 
 impl Drop for Hub {
@@ -421,10 +482,23 @@ fn mcvpn_binary(args: &ControlBenchArgs) -> Result<PathBuf> {
     Ok(p)
 }
 
-fn start_hub(bin: &Path, work: &Path, db: &str, listen: SocketAddr) -> Result<Hub> {
-    let log = std::fs::File::create(work.join("hub.log"))?;
-    let child = Command::new(bin)
-        .arg("hub")
+/// Starts hub `name` (empty: one hub, the hub's default name, files `hub.*`).
+fn start_hub(bin: &Path, work: &Path, db: &str, listen: SocketAddr, name: &str) -> Result<Hub> {
+    let file = |ext: &str| {
+        work.join(if name.is_empty() {
+            format!("hub.{ext}")
+        } else {
+            format!("{name}.{ext}")
+        })
+    };
+    let log_path = file("log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("hub");
+    if !name.is_empty() {
+        cmd.args(["--name", name]);
+    }
+    let child = cmd
         .arg("--listen")
         .arg(listen.to_string())
         .arg("--key")
@@ -432,7 +506,7 @@ fn start_hub(bin: &Path, work: &Path, db: &str, listen: SocketAddr) -> Result<Hu
         .arg("--db")
         .arg(db)
         .arg("--status-socket")
-        .arg(work.join("hub.sock"))
+        .arg(file("sock"))
         .args(["--https-listen", "off"])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -440,11 +514,16 @@ fn start_hub(bin: &Path, work: &Path, db: &str, listen: SocketAddr) -> Result<Hu
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
     let pid = child.id();
-    let mut hub = Hub { child, pid };
+    let mut hub = Hub {
+        child,
+        pid,
+        name: if name.is_empty() { "hub".into() } else { name.into() },
+        listen,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if !hub.alive() {
-            bail!("the hub exited at start; see {}", work.join("hub.log").display());
+            bail!("the hub exited at start; see {}", log_path.display());
         }
         if std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok() {
             return Ok(hub);
@@ -918,8 +997,15 @@ fn ms(x: Option<f64>) -> String {
 
 fn print_report(r: &ControlBenchReport) {
     println!(
-        "control load test: {} sessions in {} contracts, {} devices per account, {} source addresses, {} CPUs, load {:.2} at start",
-        r.sessions, r.contracts, r.devices_per_account, r.sources, r.nproc, r.loadavg_1m_at_start
+        "control load test: {} sessions in {} contracts, {} devices per account, {} source addresses, {} hub(s) on {}, {} CPUs, load {:.2} at start",
+        r.sessions,
+        r.contracts,
+        r.devices_per_account,
+        r.sources,
+        r.hubs,
+        r.store,
+        r.nproc,
+        r.loadavg_1m_at_start
     );
     let p = &r.password;
     println!(
@@ -965,6 +1051,18 @@ fn print_report(r: &ControlBenchReport) {
         i.pings_sent,
         i.pongs
     );
+    for h in &i.per_hub {
+        println!(
+            "  {:<14}: {} live: RSS {} ({:.1} KiB/session), CPU {:.2} %, {} fds, {} connection(s) to the store",
+            h.name,
+            h.live_sessions,
+            mib(h.rss_mib),
+            h.rss_per_session_kib,
+            h.cpu_pct,
+            h.fds,
+            h.store_connections
+        );
+    }
     let c = &r.churn;
     println!(
         "churn           : {} reconnects in {:.0} s ({:.0}/min): login p50 {} p99 {} max {}; hub CPU {:.1} %, RSS {}, {} live after",
@@ -989,7 +1087,7 @@ fn print_report(r: &ControlBenchReport) {
         s.others_cut
     );
     println!(
-        "hub peak RSS {}; {} sessions lost, {} login failures",
+        "hub peak RSS {} (the largest hub); {} sessions lost, {} login failures",
         mib(r.hub_rss_peak_mib),
         r.sessions_lost,
         r.login_failures
@@ -1002,6 +1100,15 @@ fn print_report(r: &ControlBenchReport) {
 async fn run(args: &ControlBenchArgs) -> Result<ControlBenchReport> {
     if args.sessions == 0 {
         bail!("--sessions must be at least 1");
+    }
+    if args.hubs == 0 {
+        bail!("--hubs must be at least 1");
+    }
+    if args.hubs > 1 && args.db.is_none() {
+        bail!(
+            "--hubs {} needs --db postgres://…: several hubs share one PostgreSQL, not a SQLite file",
+            args.hubs
+        );
     }
     let nproc = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut report = ControlBenchReport {
@@ -1045,6 +1152,7 @@ async fn run(args: &ControlBenchArgs) -> Result<ControlBenchReport> {
     };
     report.seed_s = t.elapsed().as_secs_f64();
     report.store = if args.db.is_some() { "postgresql" } else { "sqlite" }.into();
+    report.hubs = args.hubs;
     report.argon2_params = format!("argon2id {params}");
     report.contracts = devs.iter().map(|d| d.contract).max().map_or(0, |c| c + 1);
     let hub_key = KeyPair::generate();
@@ -1053,21 +1161,45 @@ async fn run(args: &ControlBenchArgs) -> Result<ControlBenchReport> {
     // Each session holds a TCP and a UDP socket in the driver: the sessions are shared
     // out among worker processes, each within the open-file limit.
     let n = devs.len();
+    // Each worker talks to one hub (worker w to hub w mod N): a whole number of workers
+    // per hub, so that device i (in worker i mod workers) is on hub i mod N.
     let per_worker = ((nofile_hard().saturating_sub(256)) / 3).clamp(1, 8000) as usize;
     let workers = if args.workers > 0 {
         args.workers
     } else {
         n.div_ceil(per_worker)
-    };
+    }
+    .div_ceil(args.hubs)
+        * args.hubs;
     let hub_key_hex: String = hub_key.public_key32().0.iter().map(|x| format!("{x:02x}")).collect();
     let victims_total = devs.iter().filter(|d| d.contract == 0).count();
 
-    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    eprintln!("control: starting the hub on {listen}");
-    let mut hub = start_hub(&bin, &work, &db, listen)?;
+    let mut hubs = Vec::with_capacity(args.hubs);
+    for h in 0..args.hubs {
+        let listen = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let name = if args.hubs == 1 {
+            String::new()
+        } else {
+            format!("hub{h}")
+        };
+        eprintln!(
+            "control: starting {} on {listen}",
+            if name.is_empty() { "the hub" } else { &name }
+        );
+        hubs.push(start_hub(&bin, &work, &db, listen, &name)?);
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let store_port = args
+        .db
+        .as_deref()
+        .map(|url| mcvpn::store::postgres::parse_url(url).map_err(|e| anyhow!("--db: {e}")))
+        .transpose()?
+        .and_then(|c| c.get_ports().first().copied())
+        .or(args.db.as_ref().map(|_| 5432));
+    let cpu_s = |hubs: &[Hub]| hubs.iter().map(Hub::cpu_s).sum::<f64>();
+    let hub = &hubs[0];
 
-    let shared = Arc::new(Shared::new(listen, hub_key.public_key32(), 0, args.concurrency));
+    let shared = Arc::new(Shared::new(hub.listen, hub_key.public_key32(), 0, args.concurrency));
 
     // 1. Password logins.
     report.password.hub_rss_before_mib = hub.rss_mib("VmRSS");
@@ -1081,6 +1213,7 @@ async fn run(args: &ControlBenchArgs) -> Result<ControlBenchReport> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     report.password.hub_rss_after_mib = hub.rss_mib("VmRSS");
+    let rss_before_ramp: Vec<f64> = hubs.iter().map(|h| h.rss_mib("VmRSS")).collect();
 
     // 2. Ramp.
     eprintln!("control: opening {n} sessions from {workers} worker process(es)");
@@ -1096,13 +1229,13 @@ async fn run(args: &ControlBenchArgs) -> Result<ControlBenchReport> {
         std::fs::write(&file, serde_json::to_vec(&shard)?)?;
         procs.push(WorkerProc::spawn(
             &me,
-            listen,
+            hubs[w % hubs.len()].listen,
             &hub_key_hex,
             &file,
             args.concurrency.div_ceil(workers),
         )?);
     }
-    let cpu0 = hub.cpu_s();
+    let cpu0 = cpu_s(&hubs);
     let t = Instant::now();
     let established: usize = all::<usize>(&mut procs, "ramp").await?.into_iter().sum();
     let ramp_s = t.elapsed().as_secs_f64();
@@ -1114,7 +1247,7 @@ async fn run(args: &ControlBenchArgs) -> Result<ControlBenchReport> {
         logins_per_s: established as f64 / ramp_s.max(1e-9),
         latency: Latency::of(all::<Vec<u32>>(&mut procs, "latencies 0").await?.concat()),
         bound: c.bound,
-        hub_cpu_s: hub.cpu_s() - cpu0,
+        hub_cpu_s: cpu_s(&hubs) - cpu0,
     };
     eprintln!(
         "control: {established} sessions up in {ramp_s:.1} s; settling, then {} s idle",
@@ -1125,24 +1258,47 @@ async fn run(args: &ControlBenchArgs) -> Result<ControlBenchReport> {
     all::<()>(&mut procs, &format!("phase {PHASE_IDLE}")).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let c0 = counters(all(&mut procs, "counters").await?);
-    let (cpu0, t) = (hub.cpu_s(), Instant::now());
+    let (cpu0, t) = (hubs.iter().map(Hub::cpu_s).collect::<Vec<_>>(), Instant::now());
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
     let idle_s = t.elapsed().as_secs_f64();
-    let idle_cpu = hub.cpu_s() - cpu0;
-    let c1 = counters(all(&mut procs, "counters").await?);
-    let rss = hub.rss_mib("VmRSS");
+    let per_worker_counters: Vec<WorkerCounters> = all(&mut procs, "counters").await?;
+    let per_hub: Vec<HubIdleFigures> = hubs
+        .iter()
+        .enumerate()
+        .map(|(h, hub)| {
+            let live = per_worker_counters
+                .iter()
+                .enumerate()
+                .filter(|(w, _)| w % hubs.len() == h)
+                .map(|(_, c)| c.live)
+                .sum::<usize>();
+            let rss = hub.rss_mib("VmRSS");
+            HubIdleFigures {
+                name: hub.name.clone(),
+                live_sessions: live,
+                rss_mib: rss,
+                rss_per_session_kib: (rss - rss_before_ramp[h]) * 1024.0 / live.max(1) as f64,
+                cpu_pct: (hub.cpu_s() - cpu0[h]) / idle_s * 100.0,
+                fds: hub.fds(),
+                store_connections: store_port.map_or(0, |p| hub.tcp_connections_to(p)),
+            }
+        })
+        .collect();
+    let c1 = counters(per_worker_counters);
     report.idle = IdleFigures {
         seconds: idle_s,
         live_sessions: c1.live,
-        hub_rss_mib: rss,
-        rss_per_session_kib: (rss - report.password.hub_rss_after_mib) * 1024.0 / c1.live.max(1) as f64,
-        hub_cpu_pct: idle_cpu / idle_s * 100.0,
-        hub_fds: hub.fds(),
-        hub_threads: hub.threads(),
+        hub_rss_mib: per_hub.iter().map(|h| h.rss_mib).sum(),
+        // The goal is per session per hub: the worst hub's figure.
+        rss_per_session_kib: per_hub.iter().map(|h| h.rss_per_session_kib).fold(0.0, f64::max),
+        hub_cpu_pct: per_hub.iter().map(|h| h.cpu_pct).sum(),
+        hub_fds: per_hub.iter().map(|h| h.fds).sum(),
+        hub_threads: hubs.iter().map(Hub::threads).sum(),
         keepalive_binds_sent: c1.keepalives_sent - c0.keepalives_sent,
         keepalive_binds_unanswered: c1.keepalives_unanswered - c0.keepalives_unanswered,
         pings_sent: c1.pings - c0.pings,
         pongs: c1.pongs - c0.pongs,
+        per_hub,
     };
 
     // 4. Churn: each worker churns its share.
@@ -1152,7 +1308,7 @@ async fn run(args: &ControlBenchArgs) -> Result<ControlBenchReport> {
         "control: churn at {:.1} reconnects/s for {} s",
         per_s, args.churn_seconds
     );
-    let (cpu0, t) = (hub.cpu_s(), Instant::now());
+    let (cpu0, t) = (cpu_s(&hubs), Instant::now());
     all::<()>(
         &mut procs,
         &format!("churn {} {}", per_s / workers as f64, args.churn_seconds),
@@ -1161,7 +1317,7 @@ async fn run(args: &ControlBenchArgs) -> Result<ControlBenchReport> {
     // The last reconnects finish.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let churn_s = t.elapsed().as_secs_f64();
-    let churn_cpu = hub.cpu_s() - cpu0;
+    let churn_cpu = cpu_s(&hubs) - cpu0;
     let c2 = counters(all(&mut procs, "counters").await?);
     let reconnects = (c2.reconnects - c1.reconnects) as usize;
     report.churn = ChurnFigures {
@@ -1174,7 +1330,7 @@ async fn run(args: &ControlBenchArgs) -> Result<ControlBenchReport> {
                 .concat(),
         ),
         hub_cpu_pct: churn_cpu / churn_s * 100.0,
-        hub_rss_mib: hub.rss_mib("VmRSS"),
+        hub_rss_mib: hubs.iter().map(|h| h.rss_mib("VmRSS")).sum(),
         live_sessions_after: c2.live,
     };
 
@@ -1244,7 +1400,7 @@ async fn run(args: &ControlBenchArgs) -> Result<ControlBenchReport> {
         others_cut: newly(&after, false).len(),
     };
 
-    report.hub_rss_peak_mib = hub.rss_mib("VmHWM");
+    report.hub_rss_peak_mib = hubs.iter().map(|h| h.rss_mib("VmHWM")).fold(0.0, f64::max);
     let c3 = counters(all(&mut procs, "counters").await?);
     report.sessions_lost = c3.lost;
     report.login_failures = c3.login_failures;
@@ -1256,10 +1412,12 @@ async fn run(args: &ControlBenchArgs) -> Result<ControlBenchReport> {
     for p in &mut procs {
         let _ = p.child.wait().await;
     }
-    if !hub.alive() {
-        report.errors.push("the hub exited during the test".into());
+    for hub in &mut hubs {
+        if !hub.alive() {
+            report.errors.push(format!("{} exited during the test", hub.name));
+        }
     }
-    drop(hub);
+    drop(hubs);
     eprintln!("control: done");
     Ok(report)
 }
@@ -1526,6 +1684,18 @@ mod tests {
         assert_eq!(l.p99_ms, Some(99.0));
         assert_eq!(l.max_ms, Some(100.0));
         assert_eq!(Latency::of(vec![]).p50_ms, None);
+    }
+
+    #[test]
+    fn a_proc_net_tcp_line_gives_its_inode_when_established_to_the_port() {
+        // Two lines of /proc/net/tcp: an established connection to 127.0.0.1:5432 (0x1538)
+        // and a listening socket on that port.
+        let to_pg = "   3: 0100007F:9C40 0100007F:1538 01 00000000:00000000 00:00000000 00000000     0        0 123456 1 0000000000000000 20 4 30 10 -1";
+        let listening = "   0: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   117        0 654321 1 0000000000000000 100 0 0 10 0";
+        assert_eq!(tcp_line_to_port(to_pg, 5432), Some(123456));
+        assert_eq!(tcp_line_to_port(to_pg, 5433), None);
+        assert_eq!(tcp_line_to_port(listening, 5432), None);
+        assert_eq!(tcp_line_to_port("garbage", 5432), None);
     }
 
     #[test]
