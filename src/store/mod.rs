@@ -58,7 +58,8 @@ impl StoreLocation {
     /// A `postgres://` / `postgresql://` URL, or else a SQLite file path.
     pub fn parse(s: &str) -> Result<StoreLocation, String> {
         if self::postgres::is_url(s) {
-            let (config, tls) = self::postgres::parse_url(s).map_err(|e| e.to_string())?;
+            let (config, tls) = self::postgres::tls::parse_url(s).map_err(|e| e.to_string())?;
+            let config = ::postgres::Config::from(config);
             // A CA file that cannot be read is said now, at the edge, not at the first connect.
             self::postgres::tls::connector(&tls).map_err(|e| e.to_string())?;
             Ok(StoreLocation::Postgres(PgUrl {

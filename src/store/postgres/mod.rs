@@ -63,18 +63,18 @@ pub fn is_url(s: &str) -> bool {
     s.starts_with("postgres://") || s.starts_with("postgresql://")
 }
 
-/// Parses a `postgres://user[:password]@host:port/db[?sslmode=…&sslrootcert=…]` URL (see
-/// [`tls::parse_url`]); the error never repeats it (it may hold a password).
-pub fn parse_url(url: &str) -> StoreResult<(::postgres::Config, TlsSetting)> {
-    let (config, tls) = tls::parse_url(url)?;
-    Ok((config.into(), tls))
+/// Parses a `postgres://user[:password]@host:port/db[?sslmode=…&sslrootcert=…]` URL;
+/// the error never repeats it (it may hold a password). The connection settings only:
+/// [`tls::parse_url`] gives the TLS setting with them.
+pub fn parse_url(url: &str) -> StoreResult<::postgres::Config> {
+    Ok(tls::parse_url(url)?.0.into())
 }
 
 impl PgStore {
     /// Connects to the database at `url` and brings its schema up to date.
     pub fn open(url: &str) -> StoreResult<PgStore> {
-        let (config, tls) = parse_url(url)?;
-        Self::open_with(config, tls)
+        let (config, tls) = tls::parse_url(url)?;
+        Self::open_with(config.into(), tls)
     }
 
     /// Plaintext, for the tests' configurations on loopback.

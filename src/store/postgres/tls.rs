@@ -188,7 +188,11 @@ pub fn explain(e: &(dyn std::error::Error + 'static), at: &str, tls: &TlsSetting
         }
         cause = c.source();
     }
-    let text = e.to_string();
+    // tokio-postgres says "error performing TLS handshake" and puts the why in the source.
+    let text = std::iter::successors(Some(e), |c| c.source())
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ");
     let db_message = e
         .downcast_ref::<tokio_postgres::Error>()
         .and_then(|pg| pg.as_db_error())
