@@ -32,7 +32,7 @@ pub struct AdminArgs {
     /// is never printed (prefer ~/.pgpass). TLS as for `mcvpn hub --db`: verified
     /// (?sslrootcert=CA.pem, else web PKI roots) off loopback, ?sslmode=disable for plaintext
     #[arg(long, global = true, default_value = "/var/lib/mcvpn/hub.db", env = "MCVPN_HUB_DB",
-          value_parser = StoreLocation::parse)]
+          value_parser = crate::cli_hub::DbParser)]
     pub db: StoreLocation,
     /// Administer through this hub instead of the local store (account administrators)
     #[arg(long, global = true, requires = "as_account")]

@@ -82,7 +82,13 @@ impl PgStore {
         Self::open_with(config, TlsSetting::Disable)
     }
 
-    pub fn open_with(config: ::postgres::Config, tls: TlsSetting) -> StoreResult<PgStore> {
+    pub fn open_with(mut config: ::postgres::Config, tls: TlsSetting) -> StoreResult<PgStore> {
+        // The driver's own mode follows the setting: never `prefer`, which falls back to
+        // plaintext when a server offers no TLS.
+        config.ssl_mode(match tls {
+            TlsSetting::Disable => ::postgres::config::SslMode::Disable,
+            TlsSetting::Verify { .. } => ::postgres::config::SslMode::Require,
+        });
         let label = describe(&config);
         let connector = tls::connector(&tls)?;
         let store = PgStore {
