@@ -16,11 +16,23 @@ bash scripts/install-deps.sh
 
 # The store tests run against PostgreSQL too (MCVPN_TEST_PG): a throw-away cluster for
 # this run, stopped and removed on every way out.
+# Beside it a TLS-only one (hostssl, its own CA) for the tests of TLS to the store
+# (MCVPN_TEST_PG_TLS, MCVPN_TEST_PG_TLS_CA).
 PG_DIR=$(mktemp -d /tmp/mcvpn-pg.XXXXXX)
-trap 'bash scripts/pg-throwaway.sh stop "$PG_DIR"; rm -rf "$PG_DIR"' EXIT
+trap 'bash scripts/pg-throwaway.sh stop "$PG_DIR/cluster"; bash scripts/pg-throwaway.sh stop "$PG_DIR/tls"; rm -rf "$PG_DIR"' EXIT
 MCVPN_TEST_PG=$(bash scripts/pg-throwaway.sh start "$PG_DIR/cluster")
 export MCVPN_TEST_PG
 echo "== PostgreSQL for the store tests: $MCVPN_TEST_PG"
+{
+    read -r MCVPN_TEST_PG_TLS
+    read -r MCVPN_TEST_PG_TLS_CA
+} < <(bash scripts/pg-throwaway.sh start-tls "$PG_DIR/tls")
+[ -n "$MCVPN_TEST_PG_TLS" ] && [ -f "$MCVPN_TEST_PG_TLS_CA" ] || {
+    echo "the TLS PostgreSQL for the store tests did not start" >&2
+    exit 1
+}
+export MCVPN_TEST_PG_TLS MCVPN_TEST_PG_TLS_CA
+echo "== PostgreSQL with TLS only for the store tests: $MCVPN_TEST_PG_TLS (CA $MCVPN_TEST_PG_TLS_CA)"
 
 echo "== cargo test"
 # One run, kept whole: a summary here, and on a failure the failing tests' own output

@@ -4,6 +4,11 @@
 #   scripts/pg-throwaway.sh start DIR    makes a cluster in DIR (initdb), starts it on a
 #                                        free 127.0.0.1 port and a unix socket in DIR, and
 #                                        prints its URL (postgres://postgres@127.0.0.1:PORT/postgres)
+#   scripts/pg-throwaway.sh start-tls DIR  the same with TLS only over TCP: a CA and a
+#                                        server certificate for localhost/127.0.0.1 made in
+#                                        DIR (openssl), ssl=on, pg_hba.conf `hostssl` for TCP
+#                                        (a plaintext TCP connection is refused); prints the
+#                                        URL (…?sslmode=verify-full) and, on a second line, DIR/ca.pem
 #   scripts/pg-throwaway.sh stop DIR     stops it (DIR stays; remove it yourself)
 #
 # Needs root: initdb refuses to run as root, so the cluster belongs to the `postgres`
@@ -15,7 +20,7 @@ BIN=/usr/lib/postgresql/15/bin
 cmd=${1:-}
 dir=${2:-}
 if [ -z "$cmd" ] || [ -z "$dir" ]; then
-    echo "usage: $0 start|stop DIR" >&2
+    echo "usage: $0 start|start-tls|stop DIR" >&2
     exit 2
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -23,7 +28,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 4
 fi
 case "$cmd" in
-start)
+start | start-tls)
     if [ ! -x "$BIN/initdb" ]; then
         echo "installing postgresql (PostgreSQL 15)" >&2
         export DEBIAN_FRONTEND=noninteractive
@@ -43,11 +48,39 @@ start)
     done
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     runuser -u postgres -- "$BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    tls_opts=""
+    if [ "$cmd" = start-tls ]; then
+        # A CA of this run and a server certificate it signs, for the names the tests use
+        # (the URL's 127.0.0.1, and localhost). Made fresh each start: nothing outlives it.
+        (
+            cd "$dir"
+            openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=mcvpn test CA" \
+                -keyout ca.key -out ca.pem 2>/dev/null
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+                -keyout server.key -out server.csr 2>/dev/null
+            printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >server.ext
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+                -extfile server.ext -out server.crt 2>/dev/null
+            rm -f server.csr server.ext ca.key ca.srl
+            chown postgres: server.key server.crt
+            chmod 0600 server.key
+            chmod 0644 ca.pem
+        )
+        # TCP only with TLS (hostssl); the unix socket stays for pg_ctl and local admin.
+        printf 'local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n' \
+            >"$dir/data/pg_hba.conf"
+        tls_opts="-c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key"
+    fi
     runuser -u postgres -- "$BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
         -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=off \
-            -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" start >/dev/null
+            -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 $tls_opts" start >/dev/null
     echo "$port" >"$dir/port"
-    echo "postgres://postgres@127.0.0.1:$port/postgres"
+    if [ "$cmd" = start-tls ]; then
+        echo "postgres://postgres@127.0.0.1:$port/postgres?sslmode=verify-full"
+        echo "$dir/ca.pem"
+    else
+        echo "postgres://postgres@127.0.0.1:$port/postgres"
+    fi
     ;;
 stop)
     if [ -d "$dir/data" ]; then
@@ -55,7 +88,7 @@ stop)
     fi
     ;;
 *)
-    echo "usage: $0 start|stop DIR" >&2
+    echo "usage: $0 start|start-tls|stop DIR" >&2
     exit 2
     ;;
 esac

@@ -71,8 +71,12 @@ pub struct HubArgs {
     mesh_addr: Option<std::net::SocketAddr>,
     /// The store of contracts, accounts and the audit log: a SQLite file path (one hub),
     /// or postgres://USER@HOST:PORT/DB (also postgresql://) for several hubs sharing one
-    /// PostgreSQL database; a password in the URL is never logged (prefer ~/.pgpass)
-    #[arg(long, default_value = "/var/lib/mcvpn/hub.db", env = "MCVPN_HUB_DB", value_parser = StoreLocation::parse)]
+    /// PostgreSQL database; a password in the URL is never logged (prefer ~/.pgpass).
+    /// TLS to a host that is not loopback, its certificate (chain and host name) always
+    /// verified against ?sslrootcert=CA.pem or else the web PKI roots (sslmode=require,
+    /// verify-ca and verify-full all verify: there is no unverified TLS); ?sslmode=disable
+    /// for plaintext, the default on loopback and unix sockets
+    #[arg(long, default_value = "/var/lib/mcvpn/hub.db", env = "MCVPN_HUB_DB", value_parser = DbParser)]
     db: StoreLocation,
     /// Connections a PostgreSQL store keeps open (store calls run on as many at once);
     /// a SQLite store always has one
@@ -431,5 +435,32 @@ fn print_hub_stats(s: &serde_json::Value) {
             x["overlay_ip"].as_str().unwrap_or("-"),
             x["peers_online"]
         );
+    }
+}
+
+/// `--db`'s parser (hub and admin): [`StoreLocation::parse`], with an error that does not
+/// repeat the value. clap's own "invalid value '…'" would print a URL's password.
+#[derive(Clone)]
+pub(crate) struct DbParser;
+
+impl clap::builder::TypedValueParser for DbParser {
+    type Value = StoreLocation;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<StoreLocation, clap::Error> {
+        let name = arg.map_or_else(|| "--db".to_string(), |a| a.to_string());
+        let invalid = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for '{name}' (not repeated: it may hold a password): {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value.to_str().ok_or_else(|| invalid("not valid UTF-8".into()))?;
+        StoreLocation::parse(text).map_err(invalid)
     }
 }

@@ -267,6 +267,21 @@ mod tests {
         assert!(r.args.db.sqlite_path().is_none());
     }
 
+    /// A store URL that does not parse is refused without repeating it (clap's own
+    /// message would show the password).
+    #[test]
+    fn a_bad_postgres_url_is_refused_without_its_password() {
+        for url in [
+            "postgres://hub:s3cret@db.example/mcvpn?sslmode=prefer",
+            "postgres://hub:s3cret@db.example/mcvpn?sslrootcert=/nonexistent/ca.pem",
+            "postgres://hub:s3cret@db.example:notaport/mcvpn",
+        ] {
+            let e = resolve_with(&["t", "--db", url]).err().unwrap();
+            let text = format!("{e:#}");
+            assert!(text.contains("--db") && !text.contains("s3cret"), "{text}");
+        }
+    }
+
     #[test]
     fn an_unknown_key_is_an_error_naming_it_and_its_line() {
         let e = parse("listen = \"127.0.0.1:1\"\n\nlisten-adress = \"x\"\n")

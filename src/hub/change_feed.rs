@@ -89,34 +89,36 @@ async fn listen(url: String, shown: String, feed: ChangeFeed) {
     }
 }
 
-/// Connects, LISTENs, and wakes the watcher on every notification until the connection
-/// ends.
-async fn listen_once(url: &str, feed: &ChangeFeed) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+/// Connects (over TLS as the URL says: the same settings as the store's pool), LISTENs,
+/// and wakes the watcher on every notification until the connection ends.
+async fn listen_once(url: &str, feed: &ChangeFeed) -> Result<(), String> {
+    use crate::store::postgres::tls;
+    let (config, setting) = tls::parse_url(url).map_err(|e| e.to_string())?;
+    let explain = |e: tokio_postgres::Error| {
+        let at = tls::host_port(config.get_hosts(), config.get_ports());
+        tls::explain(&e, &at, &setting).unwrap_or_else(|| e.to_string())
+    };
     // The connection object carries the notifications; it must be polled for the
     // client's LISTEN to complete at all, so it runs in its own task.
     let (wake, presence) = (feed.wake.clone(), feed.presence.clone());
-    let mut driver = tokio::spawn(async move {
-        loop {
-            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) if n.channel() == PRESENCE_CHANNEL => {
-                    presence.notify_one()
-                }
-                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => wake.notify_one(),
-                Some(Ok(_)) => {} // notices (warnings) from the server
-                Some(Err(e)) => return Err(e),
-                None => return Ok(()),
-            }
+    let (client, mut driver) = match tls::connector(&setting).map_err(|e| e.to_string())? {
+        Some(connector) => {
+            let (client, connection) = config.connect(connector).await.map_err(explain)?;
+            (client, tokio::spawn(drive(connection, wake, presence)))
         }
-    });
+        None => {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(explain)?;
+            (client, tokio::spawn(drive(connection, wake, presence)))
+        }
+    };
     let listen = format!("LISTEN {CHANNEL}; LISTEN {PRESENCE_CHANNEL}");
     let listened = tokio::select! {
         r = client.batch_execute(&listen) => r,
-        ended = &mut driver => return ended.unwrap_or(Ok(())),
+        ended = &mut driver => return ended.unwrap_or(Ok(())).map_err(|e| e.to_string()),
     };
     if let Err(e) = listened {
         driver.abort();
-        return Err(e);
+        return Err(e.to_string());
     }
     feed.listening.store(true, Ordering::Release);
     tracing::info!("listening for the store's changes");
@@ -125,7 +127,31 @@ async fn listen_once(url: &str, feed: &ChangeFeed) -> Result<(), tokio_postgres:
     feed.presence.notify_one();
     let ended = driver.await.unwrap_or(Ok(()));
     drop(client);
-    ended
+    ended.map_err(|e| e.to_string())
+}
+
+/// Polls the LISTEN connection (plaintext or TLS) and wakes the watcher on each
+/// notification, until the connection ends.
+async fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    wake: Arc<Notify>,
+    presence: Arc<Notify>,
+) -> Result<(), tokio_postgres::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) if n.channel() == PRESENCE_CHANNEL => {
+                presence.notify_one()
+            }
+            Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => wake.notify_one(),
+            Some(Ok(_)) => {} // notices (warnings) from the server
+            Some(Err(e)) => return Err(e),
+            None => return Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -153,5 +179,29 @@ mod tests {
             .await
             .expect("a NOTIFY wakes the watcher within 1 s");
         eprintln!("notification reached the watcher in {:?}", started.elapsed());
+    }
+
+    /// The LISTEN connection over TLS (`MCVPN_TEST_PG_TLS`, a server that refuses
+    /// plaintext): a NOTIFY sent over another TLS connection wakes the watcher.
+    #[tokio::test]
+    async fn the_feed_listens_over_tls() {
+        use crate::store::postgres::tls;
+        let Some((base, ca)) = crate::store::pg_test::tls_server_from_env() else {
+            return;
+        };
+        let url = format!("{base}?sslmode=verify-full&sslrootcert={ca}");
+        let feed = ChangeFeed::spawn(url.clone(), "test".into());
+        tokio::time::timeout(Duration::from_secs(10), feed.changed())
+            .await
+            .expect("the feed connects over TLS and listens");
+        assert_eq!(feed.poll_interval(), POLL_WHILE_LISTENING);
+        let (config, setting) = tls::parse_url(&url).unwrap();
+        let connector = tls::connector(&setting).unwrap().expect("TLS");
+        let (other, conn) = config.connect(connector).await.unwrap();
+        tokio::spawn(conn);
+        other.batch_execute(&format!("NOTIFY {CHANNEL}")).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(1), feed.changed())
+            .await
+            .expect("a NOTIFY wakes the watcher within 1 s");
     }
 }

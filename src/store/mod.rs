@@ -9,7 +9,7 @@ pub mod postgres;
 pub mod sqlite;
 
 #[cfg(test)]
-mod pg_test;
+pub(crate) mod pg_test;
 #[cfg(test)]
 mod tests;
 
@@ -58,7 +58,10 @@ impl StoreLocation {
     /// A `postgres://` / `postgresql://` URL, or else a SQLite file path.
     pub fn parse(s: &str) -> Result<StoreLocation, String> {
         if self::postgres::is_url(s) {
-            let config = self::postgres::parse_url(s).map_err(|e| e.to_string())?;
+            let (config, tls) = self::postgres::tls::parse_url(s).map_err(|e| e.to_string())?;
+            let config = ::postgres::Config::from(config);
+            // A CA file that cannot be read is said now, at the edge, not at the first connect.
+            self::postgres::tls::connector(&tls).map_err(|e| e.to_string())?;
             Ok(StoreLocation::Postgres(PgUrl {
                 url: s.to_string(),
                 label: self::postgres::describe(&config),

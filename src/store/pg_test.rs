@@ -87,3 +87,18 @@ macro_rules! both_backends {
     };
 }
 pub(crate) use both_backends;
+
+/// The TLS-only test server (`MCVPN_TEST_PG_TLS`, its CA in `MCVPN_TEST_PG_TLS_CA`;
+/// `scripts/pg-throwaway.sh start-tls` makes one): `postgres://…@127.0.0.1:PORT/DB` with
+/// its query taken off, and the CA file. `None` (after saying so) when they are not set.
+pub fn tls_server_from_env() -> Option<(String, String)> {
+    let (Ok(url), Ok(ca)) = (
+        std::env::var("MCVPN_TEST_PG_TLS"),
+        std::env::var("MCVPN_TEST_PG_TLS_CA"),
+    ) else {
+        println!("skipped: MCVPN_TEST_PG_TLS and MCVPN_TEST_PG_TLS_CA not set");
+        return None;
+    };
+    let base = url.split_once('?').map_or(url.as_str(), |(b, _)| b).to_string();
+    Some((base, ca))
+}

@@ -15,17 +15,23 @@ pub mod migrations;
 mod operators;
 mod records;
 mod sessions;
+pub mod tls;
 
 use std::cell::RefCell;
-use std::str::FromStr;
 
 use ::postgres::error::SqlState;
 use ::postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+pub use self::tls::TlsSetting;
 
 use super::*;
 
 pub struct PgStore {
     config: ::postgres::Config,
+    tls: TlsSetting,
+    /// Built once from `tls`: `None` for plaintext.
+    connector: Option<MakeRustlsConnect>,
     /// `HOST:PORT/DB`, for messages: never the password.
     label: String,
     /// `None` after the connection was lost; the next call connects again.
@@ -44,15 +50,12 @@ impl std::fmt::Debug for PgStore {
 
 /// `HOST:PORT/DB` of a connection configuration (a unix socket directory as the host).
 pub fn describe(config: &::postgres::Config) -> String {
-    use ::postgres::config::Host;
-    let host = match config.get_hosts().first() {
-        Some(Host::Tcp(h)) => h.clone(),
-        Some(Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
     let db = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
-    format!("{host}:{port}/{db}")
+    format!("{}/{db}", host_port(config))
+}
+
+fn host_port(config: &::postgres::Config) -> String {
+    tls::host_port(config.get_hosts(), config.get_ports())
 }
 
 /// Whether `s` names a PostgreSQL database rather than a SQLite file.
@@ -60,26 +63,38 @@ pub fn is_url(s: &str) -> bool {
     s.starts_with("postgres://") || s.starts_with("postgresql://")
 }
 
-/// Parses a `postgres://user[:password]@host:port/db` URL; the error never repeats it
-/// (it may hold a password).
+/// Parses a `postgres://user[:password]@host:port/db[?sslmode=…&sslrootcert=…]` URL;
+/// the error never repeats it (it may hold a password). The connection settings only:
+/// [`tls::parse_url`] gives the TLS setting with them.
 pub fn parse_url(url: &str) -> StoreResult<::postgres::Config> {
-    ::postgres::Config::from_str(url).map_err(|e| {
-        StoreError::Refused(format!(
-            "the store URL is not a valid PostgreSQL URL ({e}); the form is postgres://USER@HOST:PORT/DB"
-        ))
-    })
+    Ok(tls::parse_url(url)?.0.into())
 }
 
 impl PgStore {
     /// Connects to the database at `url` and brings its schema up to date.
     pub fn open(url: &str) -> StoreResult<PgStore> {
-        Self::open_config(parse_url(url)?)
+        let (config, tls) = tls::parse_url(url)?;
+        Self::open_with(config.into(), tls)
     }
 
+    /// Plaintext, for the tests' configurations on loopback.
     pub fn open_config(config: ::postgres::Config) -> StoreResult<PgStore> {
+        Self::open_with(config, TlsSetting::Disable)
+    }
+
+    pub fn open_with(mut config: ::postgres::Config, tls: TlsSetting) -> StoreResult<PgStore> {
+        // The driver's own mode follows the setting: never `prefer`, which falls back to
+        // plaintext when a server offers no TLS.
+        config.ssl_mode(match tls {
+            TlsSetting::Disable => ::postgres::config::SslMode::Disable,
+            TlsSetting::Verify { .. } => ::postgres::config::SslMode::Require,
+        });
         let label = describe(&config);
+        let connector = tls::connector(&tls)?;
         let store = PgStore {
             config,
+            tls,
+            connector,
             label,
             conn: RefCell::new(None),
             in_tx: false,
@@ -102,7 +117,14 @@ impl PgStore {
             // A hub waits for its store at most this long per call while it is down.
             config.connect_timeout(std::time::Duration::from_secs(5));
         }
-        config.connect(NoTls).map_err(|e| self.unavailable(&error_text(&e)))
+        let connected = match &self.connector {
+            Some(tls) => config.connect(tls.clone()),
+            None => config.connect(NoTls),
+        };
+        connected.map_err(|e| match tls::explain(&e, &host_port(&self.config), &self.tls) {
+            Some(why) => StoreError::Unavailable(why),
+            None => self.unavailable(&error_text(&e)),
+        })
     }
 
     fn unavailable(&self, e: &dyn std::fmt::Display) -> StoreError {

@@ -242,3 +242,71 @@ fn hubs_racing_for_a_lease_get_one_holder() {
         assert_eq!(won.iter().filter(|w| **w).count(), 1, "round {round}: {won:?}");
     }
 }
+
+/// TLS with the operator's CA (`sslrootcert`): the store opens, migrates and answers on
+/// a server that takes TLS connections only.
+#[test]
+fn the_store_opens_over_tls_with_the_given_ca() {
+    let Some((base, ca)) = crate::store::pg_test::tls_server_from_env() else {
+        return;
+    };
+    let mut s = PgStore::open(&format!("{base}?sslmode=verify-full&sslrootcert={ca}")).expect("open over TLS");
+    let name = format!("tls-{:08x}", rand::random::<u32>());
+    s.contract_add(&NewContract::simple(&name, 1)).unwrap();
+    assert!(s.contracts().unwrap().iter().any(|c| c.name == name));
+}
+
+/// Without `sslrootcert` the web PKI roots are used, and the test CA is not among them:
+/// `Unavailable`, saying the certificate does not verify and what to give.
+#[test]
+fn a_certificate_the_roots_do_not_sign_is_refused_with_the_cause() {
+    let Some((base, _ca)) = crate::store::pg_test::tls_server_from_env() else {
+        return;
+    };
+    let e = PgStore::open(&format!("{base}?sslmode=verify-full")).unwrap_err();
+    let text = e.to_string();
+    eprintln!("{text}");
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    let host_port = base.rsplit_once('@').unwrap().1.split('/').next().unwrap();
+    assert!(
+        text.contains(&format!("the certificate of PostgreSQL at {host_port} does not verify")),
+        "{text}"
+    );
+    assert!(text.contains("sslrootcert=FILE"), "{text}");
+}
+
+/// `sslmode=disable` against a server whose pg_hba.conf takes only `hostssl`: refused,
+/// and the error says that the server wants TLS.
+#[test]
+fn plaintext_to_a_tls_only_server_is_refused_clearly() {
+    let Some((base, _ca)) = crate::store::pg_test::tls_server_from_env() else {
+        return;
+    };
+    let e = PgStore::open(&format!("{base}?sslmode=disable")).unwrap_err();
+    let text = e.to_string();
+    eprintln!("{text}");
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    assert!(
+        text.contains("no encryption") && text.contains("takes only TLS connections"),
+        "{text}"
+    );
+}
+
+/// TLS asked of a server that has none (the plain test server): refused, never plaintext
+/// instead, and the error names the way out.
+#[test]
+fn tls_to_a_server_without_tls_is_refused_with_the_opt_out() {
+    let Ok(url) = std::env::var("MCVPN_TEST_PG") else {
+        println!("skipped: MCVPN_TEST_PG not set");
+        return;
+    };
+    let base = url.split_once('?').map_or(url.as_str(), |(b, _)| b);
+    let e = PgStore::open(&format!("{base}?sslmode=require")).unwrap_err();
+    let text = e.to_string();
+    eprintln!("{text}");
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    assert!(
+        text.contains("does not offer TLS") && text.contains("?sslmode=disable"),
+        "{text}"
+    );
+}
