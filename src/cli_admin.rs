@@ -29,7 +29,7 @@ use crate::store::{self, SqliteStore, Store, StoreLocation};
 pub struct AdminArgs {
     /// The hub's store (operator mode): a SQLite file path, or postgres://USER@HOST:PORT/DB
     /// (also postgresql://) when hubs share a PostgreSQL database; a password in the URL
-    /// is never printed (prefer ~/.pgpass). TLS as for `mcvpn hub --db`: verified
+    /// is never printed (give it in MCVPN_HUB_DB, not on a command line `ps` shows). TLS as for `mcvpn hub --db`: verified
     /// (?sslrootcert=CA.pem, else web PKI roots) off loopback, ?sslmode=disable for plaintext
     #[arg(long, global = true, default_value = "/var/lib/mcvpn/hub.db", env = "MCVPN_HUB_DB",
           value_parser = crate::cli_hub::DbParser)]

@@ -71,7 +71,7 @@ pub struct HubArgs {
     mesh_addr: Option<std::net::SocketAddr>,
     /// The store of contracts, accounts and the audit log: a SQLite file path (one hub),
     /// or postgres://USER@HOST:PORT/DB (also postgresql://) for several hubs sharing one
-    /// PostgreSQL database; a password in the URL is never logged (prefer ~/.pgpass).
+    /// PostgreSQL database; a password in the URL is never logged (give it in MCVPN_HUB_DB, not on a command line `ps` shows).
     /// TLS to a host that is not loopback, its certificate (chain and host name) always
     /// verified against ?sslrootcert=CA.pem or else the web PKI roots (sslmode=require,
     /// verify-ca and verify-full all verify: there is no unverified TLS); ?sslmode=disable

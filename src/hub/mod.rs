@@ -375,7 +375,15 @@ async fn contract_jobs(ctx: Arc<HubContext>) {
 /// within [`STORE_POLL`] by polling the store's change marker.
 ///
 /// It also keeps the mesh's view of which hub holds which node current: at once when a
-/// session starts or ends anywhere (PostgreSQL), else every [`cluster::HEARTBEAT`].
+/// session starts or ends anywhere (PostgreSQL), at most every [`PRESENCE_SYNC_GAP`],
+/// else every [`cluster::HEARTBEAT`].
+/// The shortest time between two re-reads of the other hubs' sessions. Each re-read
+/// reads them all; with one per notification, every session starting anywhere cost every
+/// hub a full read, and a login wave on three hubs of 10,000 sessions ran at a third of
+/// one hub's rate (issue 15, `mcvpn-bench control --hubs 3`). A node that logs in
+/// elsewhere is known here at most this much later.
+const PRESENCE_SYNC_GAP: Duration = Duration::from_millis(100);
+
 async fn watch_store(ctx: Arc<HubContext>, feed: Option<change_feed::ChangeFeed>) {
     let marker = || ctx.store.run(|s| s.external_change_marker().ok());
     let mut last = marker().await.ok().flatten();
@@ -403,6 +411,12 @@ async fn watch_store(ctx: Arc<HubContext>, feed: Option<change_feed::ChangeFeed>
             ctx.registry.refresh().await;
         }
         if presence || last_sync.elapsed() >= cluster::HEARTBEAT {
+            // The notifications that arrive meanwhile are kept as one (`Notify` holds a
+            // single permit), so one re-read answers them all.
+            let since = last_sync.elapsed();
+            if since < PRESENCE_SYNC_GAP {
+                tokio::time::sleep(PRESENCE_SYNC_GAP - since).await;
+            }
             last_sync = std::time::Instant::now();
             let alive_since = crate::store::now() - cluster::SILENT_AFTER;
             ctx.registry.sync_remote(ctx.cluster.name(), alive_since).await;
