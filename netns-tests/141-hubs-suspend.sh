@@ -10,6 +10,13 @@ hubs_topo_up
 start_pg
 for i in 1 2 3; do start_hub_n "$i"; done
 pass "three hubs running on one PostgreSQL"
+# Every connection of the hubs to the database is TLS (hubs.sh: hostssl only, the URL
+# names the CA), seen from the server's side.
+by_tls=$(psql_ "SELECT string_agg(CASE WHEN s.ssl THEN 'tls' ELSE 'plain' END || ':' || n, ',' ORDER BY s.ssl)
+    FROM (SELECT s.ssl, count(*) AS n FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+          WHERE a.datname = 'mcvpn' AND a.client_addr IS NOT NULL GROUP BY s.ssl) s")
+[[ "$by_tls" =~ ^tls:[0-9]+$ ]] && pass "the hubs reach PostgreSQL over TLS only (${by_tls#tls:} connections, none in plaintext)" \
+    || fail "the hubs' connections to PostgreSQL by TLS: ${by_tls:-none}"
 add_account acme alice alice-password-1
 add_account beta bob bob-password-12
 

@@ -5,6 +5,10 @@
 #     wan 192.0.2.0/24 ── hub1 192.0.2.1 (lib.sh's NS_HUB), hub2 192.0.2.11, hub3 192.0.2.12
 #                     └── pg 192.0.2.20: a throw-away PostgreSQL 15 cluster (initdb + pg_ctl)
 #
+# The hubs reach it over TLS, as hubs in several places would: a CA of this run signs the
+# server's certificate for 192.0.2.20, pg_hba.conf takes only `hostssl` from the test
+# network, and the hubs' URL names the CA (sslrootcert); nothing is sent in plaintext.
+#
 # The three hubs share one key file (one server URL key for all of them) and the one
 # database; each has its own name, status socket and log. `admin` runs `mcvpn admin`
 # against the database from hub1's namespace (the only place that reaches it).
@@ -17,10 +21,10 @@ HUBN_IPS=("" 192.0.2.1 192.0.2.11 192.0.2.12)
 HUBN_PIDS=("" "" "" "")
 PG_IP=192.0.2.20
 PG_PORT=5432
-HUB_DB=postgres://postgres@$PG_IP:$PG_PORT/mcvpn
 # PostgreSQL's own user must reach its directory: not under $WORK (0700 root).
 PG_DIR=$(mktemp -d "/tmp/$P-pg.XXXX")
 EXTRA_DIRS+=("$PG_DIR")
+HUB_DB="postgres://postgres@$PG_IP:$PG_PORT/mcvpn?sslrootcert=$PG_DIR/ca.pem"
 
 admin() { ip netns exec "$NS_HUB" "$MCVPN" admin --db "$HUB_DB" "$@"; }
 
@@ -41,6 +45,24 @@ hubs_topo_up() {
     ip -n "$NS_PG" addr add "$PG_IP/24" dev eth0
 }
 
+# pg_tls_cert: a CA of this run ($PG_DIR/ca.pem, which the hubs' URL names) and the
+# server certificate it signs for $PG_IP.
+pg_tls_cert() {
+    (
+        cd "$PG_DIR" || exit 1
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=mcvpn netns test CA" \
+            -keyout ca.key -out ca.pem 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=$PG_IP" -keyout server.key -out server.csr 2>/dev/null
+        printf 'subjectAltName=IP:%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$PG_IP" >server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile server.ext -out server.crt 2>/dev/null
+        rm -f server.csr server.ext ca.key ca.srl
+        chown postgres: server.key server.crt
+        chmod 0600 server.key
+        chmod 0644 ca.pem
+    ) || die "could not make the test CA and PostgreSQL's certificate (openssl)"
+}
+
 pg_ctl_() { ip netns exec "$NS_PG" runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" "$@"; }
 
 start_pg() {
@@ -48,8 +70,12 @@ start_pg() {
     if [ ! -d "$PG_DIR/data" ]; then
         runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres --no-sync >"$PG_DIR/initdb.log" 2>&1 \
             || die "initdb failed: $(tail -n 5 "$PG_DIR/initdb.log")"
-        # A throw-away cluster on a test network: trust is enough, nothing else can reach it.
-        echo "host all all 192.0.2.0/24 trust" >>"$PG_DIR/data/pg_hba.conf"
+        # A throw-away cluster on a test network: trust is enough, nothing else can reach
+        # it. TCP only with TLS; the unix socket stays for psql_ and createdb.
+        echo "hostssl all all 192.0.2.0/24 trust" >>"$PG_DIR/data/pg_hba.conf"
+        pg_tls_cert
+        printf "ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\n" "$PG_DIR/server.crt" "$PG_DIR/server.key" \
+            >>"$PG_DIR/data/postgresql.conf"
     fi
     pg_ctl_ -o "-h $PG_IP -p $PG_PORT -k $PG_DIR" -l "$PG_DIR/server.log" -w -t 30 start >/dev/null \
         || die "PostgreSQL did not start: $(tail -n 5 "$PG_DIR/server.log")"
