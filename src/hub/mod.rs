@@ -377,6 +377,17 @@ async fn contract_jobs(ctx: Arc<HubContext>) {
 /// It also keeps the mesh's view of which hub holds which node current: at once when a
 /// session starts or ends anywhere (PostgreSQL), at most every [`PRESENCE_SYNC_GAP`],
 /// else every [`cluster::HEARTBEAT`].
+/// What woke [`watch_store`].
+enum Wake {
+    /// The store notified a change that can end sessions (and may have moved nodes).
+    Changed,
+    /// The store notified that a session started or ended on some hub.
+    Presence,
+    /// Nothing was notified: poll the store's change marker, and once a heartbeat where
+    /// the other hubs' nodes are.
+    Timer,
+}
+
 /// The shortest time between two re-reads of the other hubs' sessions. Each re-read
 /// reads them all; with one per notification, every session starting anywhere cost every
 /// hub a full read, and a login wave on three hubs of 10,000 sessions ran at a third of
@@ -389,28 +400,30 @@ async fn watch_store(ctx: Arc<HubContext>, feed: Option<change_feed::ChangeFeed>
     let mut last = marker().await.ok().flatten();
     let mut last_sync = std::time::Instant::now() - cluster::HEARTBEAT;
     loop {
-        let (changed, presence) = match &feed {
+        let wake = match &feed {
             Some(feed) => tokio::select! {
-                _ = feed.changed() => (true, true),
-                _ = feed.presence_changed() => (false, true),
-                _ = tokio::time::sleep(feed.poll_interval().min(cluster::HEARTBEAT)) => (false, false),
+                _ = feed.changed() => Wake::Changed,
+                _ = feed.presence_changed() => Wake::Presence,
+                _ = tokio::time::sleep(feed.poll_interval().min(cluster::HEARTBEAT)) => Wake::Timer,
             },
             None => {
                 tokio::time::sleep(STORE_POLL).await;
-                (false, false)
+                Wake::Timer
             }
         };
-        if !presence {
-            let now = marker().await.ok().flatten();
-            // No marker: the store did not answer; nothing is known to have changed.
-            if changed || (now.is_some() && now != last) {
-                last = now;
-                ctx.registry.refresh().await;
+        match wake {
+            Wake::Changed => ctx.registry.refresh().await,
+            Wake::Presence => {}
+            Wake::Timer => {
+                let now = marker().await.ok().flatten();
+                // No marker: the store did not answer; nothing is known to have changed.
+                if now.is_some() && now != last {
+                    last = now;
+                    ctx.registry.refresh().await;
+                }
             }
-        } else if changed {
-            ctx.registry.refresh().await;
         }
-        if presence || last_sync.elapsed() >= cluster::HEARTBEAT {
+        if !matches!(wake, Wake::Timer) || last_sync.elapsed() >= cluster::HEARTBEAT {
             // The notifications that arrive meanwhile are kept as one (`Notify` holds a
             // single permit), so one re-read answers them all.
             let since = last_sync.elapsed();

@@ -169,34 +169,11 @@ pub fn run(socket: UdpSocket, table: SharedRelayTable, stats: Arc<RelayStats>, t
             what,
         } in &binds
         {
+            let datagram = &mut storage[buf][start..end];
             match what {
-                Later::Echo => answer_echo(&sock, &stats, &mut echo_budget, src, &mut storage[buf][start..end]),
-                Later::MeshHandshake => handle_mesh(&sock, &stats, &table, src, &storage[buf][start..end]),
-                Later::Bind => {}
-            }
-        }
-        for &PendingBind {
-            src, buf, start, end, ..
-        } in binds.iter().filter(|b| b.what == Later::Bind)
-        {
-            let answer = table.write().handle_bind(src, &storage[buf][start..end]);
-            match answer {
-                Ok(answer) => {
-                    match answer {
-                        BindAnswer::Bound { moved, .. } => {
-                            stats.binds.fetch_add(1, Ordering::Relaxed);
-                            if moved {
-                                stats.endpoint_changes.fetch_add(1, Ordering::Relaxed);
-                                tracing::debug!(endpoint = %src, "relay endpoint bound after its challenge was answered");
-                            }
-                        }
-                        BindAnswer::Challenge(_) => {
-                            stats.challenges.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    let _ = sock.send(src, answer.datagram(), None);
-                }
-                Err(d) => stats.count_drop(d),
+                Later::Bind => answer_bind(&sock, &stats, &table, src, datagram),
+                Later::Echo => answer_echo(&sock, &stats, &mut echo_budget, src, datagram),
+                Later::MeshHandshake => handle_mesh(&sock, &stats, &table, src, datagram),
             }
         }
         let mut singles: Vec<(SocketAddr, &[u8])> = Vec::new();
@@ -229,6 +206,28 @@ pub fn run(socket: UdpSocket, table: SharedRelayTable, stats: Arc<RelayStats>, t
             send_gso(&sock, &stats, dst, data, segment, count as u64);
         }
         send_singles(&sock, &stats, &mut singles);
+    }
+}
+
+/// Answers a `Bind`: a challenge to a new endpoint, `Bound` to one that answered it.
+fn answer_bind(sock: &BatchUdp, stats: &RelayStats, table: &SharedRelayTable, src: SocketAddr, datagram: &[u8]) {
+    match table.write().handle_bind(src, datagram) {
+        Ok(answer) => {
+            match answer {
+                BindAnswer::Bound { moved, .. } => {
+                    stats.binds.fetch_add(1, Ordering::Relaxed);
+                    if moved {
+                        stats.endpoint_changes.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(endpoint = %src, "relay endpoint bound after its challenge was answered");
+                    }
+                }
+                BindAnswer::Challenge(_) => {
+                    stats.challenges.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let _ = sock.send(src, answer.datagram(), None);
+        }
+        Err(d) => stats.count_drop(d),
     }
 }
 
