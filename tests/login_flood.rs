@@ -225,3 +225,64 @@ async fn wrong_login_flood_costs_the_limit_and_the_real_user_gets_in() {
         "one hash per wrong answer, none for the rate limited"
     );
 }
+
+/// A node that sends its login and resets the connection before the answer: the hub's
+/// `LoginOk` write fails. The session it had already started must end then; before, the
+/// hub returned on the failed write and the session stayed open in the store and the
+/// registry (shown online, its peers told of it) until the device next logged in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_abandoned_before_its_answer_leaves_no_open_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, hub_key) = start_hub(dir.path()).await;
+    let me = KeyPair::generate();
+    // The device's first login enrols it (a client device needs none): log in once for real.
+    let first = login(hub, hub_key, "127.0.0.3".parse().unwrap(), &me, PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(reason(&first), "LoginOk");
+    let open_sessions = || {
+        let store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
+        store.sessions(true, None).unwrap().len()
+    };
+    // The first login's session ends when its connection closes.
+    let t0 = Instant::now();
+    while open_sessions() > 0 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "the first session did not end");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new("127.0.0.3".parse().unwrap(), 0)).unwrap();
+    // Closed with a zero linger time, the connection is reset, not closed in order.
+    socket.set_zero_linger().unwrap();
+    let stream = socket.connect(hub).await.unwrap();
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Client,
+    };
+    let (rd, mut wr) = channel::initiate(Box::new(stream), &me, &hub_key, &hello)
+        .await
+        .unwrap();
+    wr.send(&Request::Login {
+        account: Some("alice".into()),
+        credential: Credential::Password {
+            password: PASSWORD.into(),
+        },
+        role: Role::Client,
+        hostname: "gone".into(),
+        boot_id: 2,
+        enroll: false,
+    })
+    .await
+    .unwrap();
+    // The hub's Argon2 takes longer than the reset takes to arrive, so its answer meets a
+    // reset connection.
+    drop((rd, wr));
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        open_sessions(),
+        0,
+        "a session whose LoginOk could not be sent is still open"
+    );
+}

@@ -72,7 +72,12 @@ pub(super) async fn serve(
     ctx.login.results.ok();
     tracing::info!(%source, node = ticket.node, %name, role = login.role.as_str(), ip = %login_ok.overlay_ip,
         peers = login_ok.peers.len(), "session started");
-    wr.send(&Event::LoginOk(login_ok)).await?;
+    if let Err(e) = wr.send(&Event::LoginOk(login_ok)).await {
+        // The session started (in the store, in the registry): end it, or it would stay
+        // open, shown online, until the device next logs in.
+        ctx.registry.leave(ticket, "connection lost before LoginOk").await;
+        return Err(e);
+    }
     Ok(Some(LoggedIn { ticket, events }))
 }
 
