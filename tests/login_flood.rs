@@ -93,12 +93,28 @@ async fn start_hub(dir: &Path) -> (SocketAddr, Key32) {
 async fn login(hub: SocketAddr, hub_key: Key32, from: IpAddr, me: &KeyPair, password: &str) -> anyhow::Result<Event> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(from, 0))?;
+    let (mut rd, mut wr) = send_login(socket, hub, hub_key, me, password, 1).await?;
+    let answer: Event = tokio::time::timeout(Duration::from_secs(120), rd.recv()).await??;
+    wr.shutdown().await;
+    Ok(answer)
+}
+
+/// Connects `socket` to the hub and sends alice's password login, boot `boot_id`,
+/// without waiting for the answer.
+async fn send_login(
+    socket: TcpSocket,
+    hub: SocketAddr,
+    hub_key: Key32,
+    me: &KeyPair,
+    password: &str,
+    boot_id: u64,
+) -> anyhow::Result<(channel::ChannelReader, channel::ChannelWriter)> {
     let stream = socket.connect(hub).await?;
     let hello = Hello {
         version: PROTOCOL_VERSION,
         role: Role::Client,
     };
-    let (mut rd, mut wr) = channel::initiate(Box::new(stream), me, &hub_key, &hello).await?;
+    let (rd, mut wr) = channel::initiate(Box::new(stream), me, &hub_key, &hello).await?;
     wr.send(&Request::Login {
         account: Some("alice".into()),
         credential: Credential::Password {
@@ -106,13 +122,11 @@ async fn login(hub: SocketAddr, hub_key: Key32, from: IpAddr, me: &KeyPair, pass
         },
         role: Role::Client,
         hostname: "flood".into(),
-        boot_id: 1,
+        boot_id,
         enroll: false,
     })
     .await?;
-    let answer: Event = tokio::time::timeout(Duration::from_secs(120), rd.recv()).await??;
-    wr.shutdown().await;
-    Ok(answer)
+    Ok((rd, wr))
 }
 
 fn reason(e: &Event) -> String {
@@ -255,26 +269,7 @@ async fn a_login_abandoned_before_its_answer_leaves_no_open_session() {
     socket.bind(SocketAddr::new("127.0.0.3".parse().unwrap(), 0)).unwrap();
     // Closed with a zero linger time, the connection is reset, not closed in order.
     socket.set_zero_linger().unwrap();
-    let stream = socket.connect(hub).await.unwrap();
-    let hello = Hello {
-        version: PROTOCOL_VERSION,
-        role: Role::Client,
-    };
-    let (rd, mut wr) = channel::initiate(Box::new(stream), &me, &hub_key, &hello)
-        .await
-        .unwrap();
-    wr.send(&Request::Login {
-        account: Some("alice".into()),
-        credential: Credential::Password {
-            password: PASSWORD.into(),
-        },
-        role: Role::Client,
-        hostname: "gone".into(),
-        boot_id: 2,
-        enroll: false,
-    })
-    .await
-    .unwrap();
+    let (rd, wr) = send_login(socket, hub, hub_key, &me, PASSWORD, 2).await.unwrap();
     // The hub's Argon2 takes longer than the reset takes to arrive, so its answer meets a
     // reset connection.
     drop((rd, wr));
