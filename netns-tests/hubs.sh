@@ -48,19 +48,8 @@ hubs_topo_up() {
 # pg_tls_cert: a CA of this run ($PG_DIR/ca.pem, which the hubs' URL names) and the
 # server certificate it signs for $PG_IP.
 pg_tls_cert() {
-    (
-        cd "$PG_DIR" || exit 1
-        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=mcvpn netns test CA" \
-            -keyout ca.key -out ca.pem 2>/dev/null
-        openssl req -newkey rsa:2048 -nodes -subj "/CN=$PG_IP" -keyout server.key -out server.csr 2>/dev/null
-        printf 'subjectAltName=IP:%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$PG_IP" >server.ext
-        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-            -extfile server.ext -out server.crt 2>/dev/null
-        rm -f server.csr server.ext ca.key ca.srl
-        chown postgres: server.key server.crt
-        chmod 0600 server.key
-        chmod 0644 ca.pem
-    ) || die "could not make the test CA and PostgreSQL's certificate (openssl)"
+    "$(dirname "${BASH_SOURCE[0]}")/../scripts/test-cert.sh" "$PG_DIR" "$PG_IP" "IP:$PG_IP" \
+        || die "could not make the test CA and PostgreSQL's certificate (openssl)"
 }
 
 pg_ctl_() { ip netns exec "$NS_PG" runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" "$@"; }

@@ -52,20 +52,7 @@ start | start-tls)
     if [ "$cmd" = start-tls ]; then
         # A CA of this run and a server certificate it signs, for the names the tests use
         # (the URL's 127.0.0.1, and localhost). Made fresh each start: nothing outlives it.
-        (
-            cd "$dir"
-            openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=mcvpn test CA" \
-                -keyout ca.key -out ca.pem 2>/dev/null
-            openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-                -keyout server.key -out server.csr 2>/dev/null
-            printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >server.ext
-            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-                -extfile server.ext -out server.crt 2>/dev/null
-            rm -f server.csr server.ext ca.key ca.srl
-            chown postgres: server.key server.crt
-            chmod 0600 server.key
-            chmod 0644 ca.pem
-        )
+        "$(dirname "$0")/test-cert.sh" "$dir" localhost "DNS:localhost,IP:127.0.0.1"
         # TCP only with TLS (hostssl); the unix socket stays for pg_ctl and local admin.
         printf 'local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n' \
             >"$dir/data/pg_hba.conf"
