@@ -82,6 +82,8 @@ else
 fi
 
 selected=("$@")
+outputs="$ROOT/target/netns-artefacts/outputs"
+mkdir -p "$outputs"
 passed=() failed=()
 for t in netns-tests/[0-9]*.sh; do
     name=$(basename "$t" .sh)
@@ -98,7 +100,9 @@ for t in netns-tests/[0-9]*.sh; do
     start=$SECONDS
     # Namespaces of this suite are named mcvt<suite pid>t<n>-...: the leftover check
     # below then sees only ours, not those of other runs on the machine.
-    if RUN_ID="$$t${#passed[@]}x${#failed[@]}" bash "$t"; then
+    # Each test's output also goes to a file, so that a failure's own lines can be shown
+    # again under the summary (CI shows only the end of a long log).
+    if RUN_ID="$$t${#passed[@]}x${#failed[@]}" bash "$t" 2>&1 | tee "$outputs/$name.log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
         passed+=("$name ($((SECONDS - start)) s)")
     else
         failed+=("$name")
@@ -108,6 +112,13 @@ echo
 echo "== summary: ${#passed[@]} passed, ${#failed[@]} failed"
 for p in "${passed[@]}"; do echo "  ok    $p"; done
 for f in "${failed[@]}"; do echo "  FAIL  $f"; done
+for f in "${failed[@]}"; do
+    echo
+    echo "== $f: its failed checks and its last lines (whole output: $outputs/$f.log)"
+    grep -E "FAIL|Error|error|panicked" "$outputs/$f.log" | head -n 20 || true
+    echo "  ..."
+    tail -n 25 "$outputs/$f.log"
+done
 leftover=$(ip netns list | grep -c "^mcvt$$t" || true)
 if [ "$leftover" -ne 0 ]; then
     echo "FAIL: $leftover test namespaces left behind"
