@@ -101,10 +101,28 @@ class Console:
             time.sleep(0.05)
         return False
 
+    def navigating(self, click):
+        """Runs `click` (a form's submit) and waits until the browser has left the page it
+        showed. A form answered with the same path (a redirect back to the page, a refusal)
+        would otherwise look done at once, and the old page would be read as the answer (a
+        race a slow machine loses)."""
+        # A mark on the page shown; a new document does not carry it.
+        self.d.execute_script("window.mcvpnLeft = false")
+        click()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if self.d.execute_script("return window.mcvpnLeft === undefined"):
+                    return True
+            except WebDriverException:
+                pass  # a script run while the page is being replaced
+            time.sleep(0.05)
+        return False
+
     def press(self, selector, then):
         """Submits a form by its button and waits for the page it leads to."""
-        self.d.find_element(By.CSS_SELECTOR, selector).click()
-        return self.wait_path(then)
+        left = self.navigating(self.d.find_element(By.CSS_SELECTOR, selector).click)
+        return self.wait_path(then) and left
 
     def fresh(self, read, tries=5):
         """`read()` of the page shown, again when the page was replaced under the read: an
@@ -175,15 +193,18 @@ class Console:
         check(widths[0] <= widths[1], f"{name}: no horizontal scroll at 360 px (page {widths[0]} px, view {widths[1]} px)"
               + (f"; sticking out: {widths[2]}" if widths[0] > widths[1] else ""))
 
-    def submit_in_row(self, row_text, button_text):
-        """Clicks the button named `button_text` in the table row whose first cells hold `row_text`."""
+    def submit_in_row(self, row_text, button_text, wait=True):
+        """Clicks the button named `button_text` in the table row whose first cells hold
+        `row_text`, and (with `wait`) waits until the browser has left the page."""
         for row in self.d.find_elements(By.CSS_SELECTOR, "tbody tr"):
             cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
             if row_text in cells:
                 for b in row.find_elements(By.CSS_SELECTOR, "button"):
                     if b.text.strip() == button_text:
-                        b.click()
-                        return True
+                        if not wait:
+                            b.click()
+                            return True
+                        return self.navigating(b.click)
         return False
 
     def row_cells(self, row_text):
@@ -246,10 +267,9 @@ def run(c, args, admin_pw, user_pw, downloads):
     def log_in(password):
         d.find_element(By.ID, "account").send_keys(args.admin)
         d.find_element(By.ID, "password").send_keys(password)
-        d.find_element(By.CSS_SELECTOR, "form[action='/console/login'] button[type=submit]").click()
+        c.navigating(d.find_element(By.CSS_SELECTOR, "form[action='/console/login'] button[type=submit]").click)
 
     log_in(admin_pw + "-wrong")
-    time.sleep(0.5)  # the refusal is the same page again: nothing to wait for but its load
     c.wait_path("/console/login")
     check(
         c.path() == "/console/login" and d.find_elements(By.CSS_SELECTOR, "p.error"),
@@ -291,7 +311,8 @@ def run(c, args, admin_pw, user_pw, downloads):
 
     # Disconnect: the client's session ends within 1 s of the press.
     t0 = time.monotonic()
-    pressed = c.submit_in_row(args.user, "切断")
+    # Not waiting for the page: the client's end is timed from the press.
+    pressed = c.submit_in_row(args.user, "切断", wait=False)
     check(pressed, "pressed 切断 (Disconnect) in the session's row")
     ended_after = None
     while time.monotonic() - t0 < 5:
@@ -436,6 +457,7 @@ def operator_pages(c, args):
     d.find_element(By.CSS_SELECTOR, f"{form} input[name=reason]").send_keys("browser test")
     c.press(f"{form} button", f"/console/contracts/show?")
     check("利用停止中" in c.text(), "the operator suspended the contract from the console (利用停止中)")
+    check(f"{args.contract} の利用を停止しました" in c.text(), "the flash line says so in Japanese")
     c.press("form[action='/console/contracts/resume'] button", "/console/contracts/show?")
     check("利用停止中" not in c.text(), "and resumed it")
     for page in ("/console/invoices", "/console/outages", "/console/tariff"):

@@ -395,11 +395,13 @@ async fn act(console: &Console, a: Authed, source: SocketAddr, cmd: AdminCommand
     match run(console, &a, source, cmd).await {
         Ok(out) => {
             // In the page's language where the console has words for it.
-            let said = done.unwrap_or_else(|| match out {
-                Output::Message(m) => m,
-                Output::AccountAdded(x) => format!("account {} added", x.account),
-                other => admin::render::format_text(&admin::render::text(&other)),
-            });
+            let said = done
+                .or_else(|| text::result_words(a.lang, &out))
+                .unwrap_or_else(|| match out {
+                    Output::Message(m) => m,
+                    Output::AccountAdded(x) => format!("account {} added", x.account),
+                    other => admin::render::format_text(&admin::render::text(&other)),
+                });
             console.sessions.set_flash(&a.id, said);
             Redirect::to(page).into_response()
         }

@@ -7,7 +7,7 @@ use maud::{html, Markup};
 
 use super::pages::{contract_state, csrf, layout, term_and_quota, when};
 use super::session::Login;
-use super::text::{grouped, Lang};
+use super::text::{self, grouped, Lang};
 use crate::admin::api::{CompensationReport, ContractDetails, ContractSummary, InvoiceReport, OutageRow};
 use crate::contract::{ContractKind, Tariff};
 use crate::store::{ContractField, TermKind};
@@ -93,19 +93,6 @@ pub fn contracts(lang: Lang, login: &Login, rows: &[ContractSummary]) -> Markup 
     layout(lang, t("契約", "Contracts"), Some(login), body)
 }
 
-fn field_label(lang: Lang, f: ContractField) -> &'static str {
-    match f {
-        ContractField::Name => lang.t("契約者名", "name"),
-        ContractField::Address => lang.t("住所", "address"),
-        ContractField::Phone => lang.t("電話番号", "phone"),
-        ContractField::Department => lang.t("担当部署", "department"),
-        ContractField::SalesAgent => lang.t("販売代理店", "sales agent"),
-        ContractField::AdminName => lang.t("管理者の氏名", "administrator's name"),
-        ContractField::AdminEmail => lang.t("管理者のメールアドレス", "administrator's e-mail"),
-        ContractField::DeviceLimit => lang.t("1アカウントの端末数の上限", "devices per account"),
-    }
-}
-
 const FIELDS: [(ContractField, &str); 8] = [
     (ContractField::Name, "name"),
     (ContractField::Address, "address"),
@@ -127,7 +114,7 @@ pub fn contract(lang: Lang, login: &Login, c: &ContractDetails) -> Markup {
             dt { (t("種別", "Kind")) } dd { (kind(lang, c.kind)) }
             dt { (t("状態", "State")) } dd { (contract_state(lang, c.state)) @if let Some(r) = &c.state_reason { " (" (r) ")" } }
             (term_and_quota(lang, c))
-            dt { (field_label(lang, ContractField::DeviceLimit)) } dd { (c.device_limit) }
+            dt { (text::field_words(lang, ContractField::DeviceLimit)) } dd { (c.device_limit) }
             dt { (t("住所", "Address")) } dd { (c.address) }
             dt { (t("電話番号", "Phone")) } dd { (c.phone) }
             dt { (t("担当部署", "Department")) } dd { (c.department) }
@@ -185,7 +172,7 @@ pub fn contract(lang: Lang, login: &Login, c: &ContractDetails) -> Markup {
             input type="hidden" name="name" value=(name);
             label for="set-field" { (t("項目", "Field")) }
             select id="set-field" name="field" {
-                @for (f, value) in FIELDS { option value=(value) { (field_label(lang, f)) } }
+                @for (f, value) in FIELDS { option value=(value) { (text::field_words(lang, f)) } }
             }
             label for="set-value" { (t("新しい値", "New value")) }
             input id="set-value" name="value" autocomplete="off";

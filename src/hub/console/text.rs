@@ -1,7 +1,9 @@
 //! The console's words, Japanese first (the administrators are Japanese IT staff),
 //! English when the browser prefers it or the person switches.
 
+use crate::admin::api::Output;
 use crate::admin::AdminCommand;
+use crate::store::ContractField;
 
 /// The page language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +65,7 @@ pub fn grouped(n: i64) -> String {
 /// What a form's command did, for the next page's flash line; `None` where the admin API's
 /// own (English) message is used instead.
 pub fn done_words(lang: Lang, cmd: &AdminCommand) -> Option<String> {
-    use crate::admin::api::{AccountCmd, DeviceCmd, OnOff, SessionCmd, TargetCmd};
+    use crate::admin::api::{AccountCmd, ContractCmd, DeviceCmd, OnOff, OutageCmd, SessionCmd, TargetCmd};
     let ja = lang == Lang::Ja;
     Some(match cmd {
         AdminCommand::Account(AccountCmd::Add(n)) if ja => format!("アカウント {} を追加しました。", n.name.user),
@@ -120,8 +122,76 @@ pub fn done_words(lang: Lang, cmd: &AdminCommand) -> Option<String> {
             format!("{user} の2段階認証をリセットしました。")
         }
         AdminCommand::Account(AccountCmd::TotpReset { user }) => format!("{user}'s two-step login was reset."),
+        // The operator's forms. In English the admin API's own sentence says it (with
+        // details such as the notice's number), so only Japanese words are here.
+        AdminCommand::Contract(ContractCmd::Set { name, field, value }) if ja => {
+            format!("{name} の{}を「{value}」に変更しました。", field_words(lang, *field))
+        }
+        AdminCommand::Contract(ContractCmd::Suspend { name, .. }) if ja => format!(
+            "{name} の利用を停止しました（第23条）。接続中のセッションは切断し、ログインは拒否します。アカウント管理者に通知しました。"
+        ),
+        AdminCommand::Contract(ContractCmd::Resume { name }) if ja => format!("{name} の利用停止を解除しました。"),
+        AdminCommand::Contract(ContractCmd::Terminate {
+            name,
+            notice_undeliverable: true,
+            ..
+        }) if ja => format!(
+            "{name} の契約解除を予定しました。通知の発送から5日後に効力を生じます（第24条第3項）。予定日は契約の画面で確認できます。"
+        ),
+        AdminCommand::Contract(ContractCmd::Terminate { name, .. }) if ja => {
+            format!("{name} の契約を解除しました（第24条）。接続中のセッションは切断しました。")
+        }
+        AdminCommand::Compensation { contract, send: true, .. } if ja => {
+            format!("{contract} の補償額の明細を、アカウント管理者宛ての通知として送信予定に入れました。")
+        }
+        AdminCommand::Outage(OutageCmd::Add { start, end, .. }) if ja => format!(
+            "全面的な停止（{} 〜 {}）を記録しました。",
+            start.format("%Y-%m-%d %H:%M"),
+            end.format("%Y-%m-%d %H:%M")
+        ),
         _ => return None,
     })
+}
+
+/// A command's typed answer in Japanese, for the flash line; `None` in English (the admin
+/// API's rendering says it) and for answers that are pages, not flash lines.
+pub fn result_words(lang: Lang, out: &Output) -> Option<String> {
+    if lang != Lang::Ja {
+        return None;
+    }
+    Some(match out {
+        Output::ContractAdded(a) => format!(
+            "契約 {} を追加しました。{} アカウント、利用開始 {}、最初の契約期間は {} まで、解約の申出期限は {} です。",
+            a.contract, a.accounts, a.start, a.first_term_end, a.cancellation_deadline
+        ),
+        Output::AccountsAdded(a) => format!(
+            "{} に {} アカウントを追加しました（{} から、アカウント数の上限は {}）。この追加契約の最初の期間は {} までです。",
+            a.contract, a.accounts, a.start, a.account_quota, a.first_term_end
+        ),
+        Output::CancellationAccepted(c) if c.late => format!(
+            "{} の解約を受け付けました（受付日 {}）。ご希望の月末には申出の期限が過ぎているため、サービスは {} に終了します。",
+            c.contract, c.received, c.effective
+        ),
+        Output::CancellationAccepted(c) => format!(
+            "{} の解約を受け付けました（受付日 {}）。サービスは {} に終了します。",
+            c.contract, c.received, c.effective
+        ),
+        _ => return None,
+    })
+}
+
+/// A contract field's name, on the contract page and in the flash line of its change.
+pub fn field_words(lang: Lang, f: ContractField) -> &'static str {
+    match f {
+        ContractField::Name => lang.t("契約者名", "name"),
+        ContractField::Address => lang.t("住所", "address"),
+        ContractField::Phone => lang.t("電話番号", "phone"),
+        ContractField::Department => lang.t("担当部署", "department"),
+        ContractField::SalesAgent => lang.t("販売代理店", "sales agent"),
+        ContractField::AdminName => lang.t("管理者の氏名", "administrator's name"),
+        ContractField::AdminEmail => lang.t("管理者のメールアドレス", "administrator's e-mail"),
+        ContractField::DeviceLimit => lang.t("1アカウントの端末数の上限", "devices per account"),
+    }
 }
 
 /// An audit row's action in words (`login.refused` → ログイン拒否); an action without
@@ -190,5 +260,72 @@ mod tests {
             action_words(Lang::Ja, "account.totp-reset"),
             Some("2段階認証のリセット")
         );
+    }
+
+    /// The operator's forms answer in Japanese too; in English the admin API's sentence
+    /// (with its details) stays.
+    #[test]
+    fn operator_actions_have_japanese_flash_lines() {
+        use crate::admin::api::{CancellationAccepted, ContractAdded, ContractCmd, OutageCmd};
+        let d = |m, day| chrono::NaiveDate::from_ymd_opt(2027, m, day).unwrap();
+        let suspend = AdminCommand::Contract(ContractCmd::Suspend {
+            name: "acme".into(),
+            reason: "未払い".into(),
+        });
+        assert!(done_words(Lang::Ja, &suspend)
+            .unwrap()
+            .contains("acme の利用を停止しました（第23条）"));
+        assert_eq!(done_words(Lang::En, &suspend), None);
+        let set = AdminCommand::Contract(ContractCmd::Set {
+            name: "acme".into(),
+            field: ContractField::Phone,
+            value: "03-1234-5678".into(),
+        });
+        assert_eq!(
+            done_words(Lang::Ja, &set).unwrap(),
+            "acme の電話番号を「03-1234-5678」に変更しました。"
+        );
+        let scheduled = AdminCommand::Contract(ContractCmd::Terminate {
+            name: "acme".into(),
+            reason: "第22条違反".into(),
+            notice_undeliverable: true,
+        });
+        assert!(done_words(Lang::Ja, &scheduled)
+            .unwrap()
+            .contains("5日後に効力を生じます"));
+        let outage = AdminCommand::Outage(OutageCmd::Add {
+            start: d(3, 1).and_hms_opt(0, 0, 0).unwrap(),
+            end: d(3, 6).and_hms_opt(12, 0, 0).unwrap(),
+            note: String::new(),
+        });
+        assert_eq!(
+            done_words(Lang::Ja, &outage).unwrap(),
+            "全面的な停止（2027-03-01 00:00 〜 2027-03-06 12:00）を記録しました。"
+        );
+
+        let added = Output::ContractAdded(ContractAdded {
+            contract: "acme".into(),
+            accounts: 10,
+            start: d(4, 1),
+            first_term_end: d(12, 31),
+            cancellation_deadline: d(11, 30),
+        });
+        let said = result_words(Lang::Ja, &added).unwrap();
+        assert!(
+            said.contains("契約 acme を追加しました") && said.contains("2027-12-31 まで"),
+            "{said}"
+        );
+        assert_eq!(result_words(Lang::En, &added), None);
+        let late = Output::CancellationAccepted(CancellationAccepted {
+            contract: "acme".into(),
+            received: d(12, 10),
+            requested_end: Some(d(12, 31)),
+            effective: d(1, 31),
+            late: true,
+        });
+        assert!(result_words(Lang::Ja, &late)
+            .unwrap()
+            .contains("申出の期限が過ぎている"));
+        assert_eq!(result_words(Lang::Ja, &Output::Message("x".into())), None);
     }
 }
