@@ -34,27 +34,29 @@ client_up "$NS_CLI2" c2 bob >/dev/null || die "bob's up on hub2 failed"
 hubs=$(psql_ "SELECT string_agg(DISTINCT hub, ',' ORDER BY hub) FROM sessions WHERE ended_at IS NULL")
 [ "$hubs" = "hub1,hub2,hub3" ] && pass "the store records which hub holds each session ($hubs)" || fail "open sessions by hub: $hubs"
 
-# Suspend acme from outside every hub; time until hub1 and hub3 hold none of its sessions.
+# Suspend acme from outside every hub. The time starts before `mcvpn admin` does (its
+# start, TLS to the store and the commit count against the bound).
 t0=$(date +%s.%N)
 admin contract suspend acme --reason "unpaid invoice" >/dev/null || die "suspend failed"
+# When each hub cut the session is read from its own log (same clock): a look through
+# `hub stats` costs 0.1 to 0.5 s on a loaded machine, more than the cut itself, so polled
+# figures measured the polling (a loaded run polled 1014 ms where the logs said ~30 ms).
+cut_at_ms() { # cut_at_ms I: ms from t0 to hub I's log line of acme's session cut, or "never"
+    grep -h "session ended.*the contract acme is suspended" "$WORK/hub$1.log" | head -n 1 | python3 -c "
+import datetime, sys
+words = sys.stdin.read().split()
+print(int((datetime.datetime.fromisoformat(words[0].replace('Z', '+00:00')).timestamp() - $t0) * 1000) if words else 'never')"
+}
+# That the sessions are gone is confirmed from outside too (polled, within 5 s).
 cut_on() { [ "$(hub_session_count "$1" alice)" = 0 ]; }
-# Both hubs checked in each round, so neither's figure waits on the other's.
-declare -A cut_ms=()
-deadline=$((SECONDS + 5))
-while [ "${#cut_ms[@]}" -lt 2 ] && [ "$SECONDS" -lt "$deadline" ]; do
-    for i in 1 3; do
-        if [ -z "${cut_ms[$i]:-}" ] && cut_on "$i"; then
-            cut_ms[$i]=$(python3 -c "import time; print(int((time.time() - $t0) * 1000))")
-        fi
-    done
-    sleep 0.01
-done
 for i in 1 3; do
-    ms=${cut_ms[$i]:-never}
-    if [ "$ms" != never ] && [ "$ms" -le 1000 ]; then
-        pass "hub$i cut acme's session ${ms} ms after the suspension (limit 1000 ms; checked every ~0.1 s)"
+    wait_until 5 "hub$i to drop acme's session" cut_on "$i" || true
+    polled=$(python3 -c "import time; print(int((time.time() - $t0) * 1000))")
+    ms=$(cut_at_ms "$i")
+    if [ "$ms" != never ] && [ "$ms" -le 1000 ] && cut_on "$i"; then
+        pass "hub$i cut acme's session ${ms} ms after the suspension (limit 1000 ms; by its log; seen gone by polling at ${polled} ms)"
     else
-        fail "hub$i: acme's session cut after: $ms ms"
+        fail "hub$i: acme's session cut after: $ms ms by its log; gone when polled at ${polled} ms: $(cut_on "$i" && echo yes || echo no)"
     fi
 done
 [ "$(hub_session_count 2 bob)" = 1 ] && pass "beta's session on hub2 was not cut" || fail "bob was cut too"

@@ -15,6 +15,7 @@ check failed. Screenshots of each page go to --out.
 
 import argparse
 import csv
+import datetime
 import io
 import os
 import shlex
@@ -460,10 +461,25 @@ def operator_pages(c, args):
     check(f"{args.contract} の利用を停止しました" in c.text(), "the flash line says so in Japanese")
     c.press("form[action='/console/contracts/resume'] button", "/console/contracts/show?")
     check("利用停止中" not in c.text(), "and resumed it")
-    for page in ("/console/invoices", "/console/outages", "/console/tariff"):
+    for page in ("/console/invoices", "/console/outages", "/console/tariff", "/console/maintenance"):
         c.get(page)
         check(c.path().startswith(page), f"the operator's page {page} opens")
         c.accessible(page)
+
+    # Planned maintenance (art. 34-2): announced from the form, listed, then cancelled.
+    day = datetime.date.today() + datetime.timedelta(days=3)
+    for field, value in (("m-start", f"{day}T02:00"), ("m-end", f"{day}T05:00")):
+        # A datetime-local field's typing is locale-bound; its value is not.
+        d.execute_script("document.getElementById(arguments[0]).value = arguments[1]", field, value)
+    d.find_element(By.ID, "m-reason").send_keys("ハブの更新（ブラウザ試験）")
+    c.press("form[action='/console/maintenance/add'] button", "/console/maintenance")
+    cells = c.row_cells("ハブの更新（ブラウザ試験）")
+    check(cells is not None and "予定" in cells and "保守の予定" in c.text() and "を登録しました" in c.text(),
+          f"the operator announced a maintenance window from the console: {cells}")
+    c.shot("maintenance")
+    c.press("form[action='/console/maintenance/cancel'] button", "/console/maintenance")
+    cells = c.row_cells("ハブの更新（ブラウザ試験）")
+    check(cells is not None and "取消済み" in cells, f"and cancelled it: {cells}")
     c.get("/console/accounts")
     check(c.path() == "/console/contracts", f"an administrator page leads the operator to the contracts ({c.path()})")
     c.press("form[action='/console/logout'] button", "/console/login")

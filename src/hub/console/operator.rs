@@ -18,7 +18,7 @@ use super::session::Pages;
 use super::{
     authed, csrf_form, fetch, html, language, operator_pages, pages, with_cookie, Authed, Caller, CsrfForm, LangQuery,
 };
-use crate::admin::api::{AccountCmd, ContractSpec, OutageCmd, TariffCmd};
+use crate::admin::api::{AccountCmd, ContractSpec, MaintenanceCmd, OutageCmd, TariffCmd};
 use crate::admin::{AdminCommand, ContractCmd, Output};
 use crate::store::ContractField;
 
@@ -39,6 +39,9 @@ pub fn routes() -> Router {
         .route("/console/outages", get(outages))
         .route("/console/outages/add", post(outage_add))
         .route("/console/tariff", get(tariff))
+        .route("/console/maintenance", get(maintenance))
+        .route("/console/maintenance/add", post(maintenance_add))
+        .route("/console/maintenance/cancel", post(maintenance_cancel))
 }
 
 /// A page's login and language: the login page when there is none, refused for a login
@@ -109,7 +112,9 @@ csrf_form!(
     CancelForm,
     StatementForm,
     OutageForm,
-    TotpResetForm
+    TotpResetForm,
+    MaintenanceForm,
+    MaintenanceCancelForm
 );
 
 // ---------------------------------------------------------------------------------------
@@ -440,6 +445,69 @@ async fn outage_add(c: Caller, Form(f): Form<OutageForm>) -> Response {
             end: f.end,
             note: f.note,
         })
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------
+// Planned maintenance (art. 34-2)
+// ---------------------------------------------------------------------------------------
+
+async fn maintenance(c: Caller, Query(q): Query<LangQuery>) -> Response {
+    let (a, set) = match page_login(&c, &q) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match fetch(
+        &c.console,
+        &a,
+        c.source,
+        AdminCommand::Maintenance(MaintenanceCmd::List),
+    )
+    .await
+    {
+        Ok(Output::Maintenance(rows)) => with_cookie(html(operator_pages::maintenance(a.lang, &a.login, &rows)), set),
+        Ok(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct MaintenanceForm {
+    csrf: Option<String>,
+    #[serde(deserialize_with = "local_time")]
+    start: NaiveDateTime,
+    #[serde(deserialize_with = "local_time")]
+    end: NaiveDateTime,
+    reason: String,
+    #[serde(default, deserialize_with = "checkbox")]
+    emergency: bool,
+    notice_days: u32,
+}
+
+/// A window announced to every contract's administrator (`maintenance add`).
+async fn maintenance_add(c: Caller, Form(f): Form<MaintenanceForm>) -> Response {
+    c.act_on(f, "/console/maintenance", |f| {
+        AdminCommand::Maintenance(MaintenanceCmd::Add {
+            start: f.start,
+            end: f.end,
+            reason: f.reason,
+            emergency: f.emergency,
+            notice_days: f.notice_days,
+        })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct MaintenanceCancelForm {
+    csrf: Option<String>,
+    id: i64,
+}
+
+async fn maintenance_cancel(c: Caller, Form(f): Form<MaintenanceCancelForm>) -> Response {
+    c.act_on(f, "/console/maintenance", |f| {
+        AdminCommand::Maintenance(MaintenanceCmd::Cancel { id: f.id })
     })
     .await
 }

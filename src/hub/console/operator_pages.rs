@@ -8,7 +8,9 @@ use maud::{html, Markup};
 use super::pages::{contract_state, csrf, layout, term_and_quota, when};
 use super::session::Login;
 use super::text::{self, grouped, Lang};
-use crate::admin::api::{CompensationReport, ContractDetails, ContractSummary, InvoiceReport, OutageRow};
+use crate::admin::api::{
+    CompensationReport, ContractDetails, ContractSummary, InvoiceReport, MaintenanceRow, OutageRow,
+};
 use crate::contract::{ContractKind, Tariff};
 use crate::store::{ContractField, TermKind};
 
@@ -19,6 +21,7 @@ pub fn navigation(lang: Lang) -> Markup {
         a href="/console/contracts" { (t("契約", "Contracts")) }
         a href="/console/invoices" { (t("請求・補償", "Invoices & compensation")) }
         a href="/console/outages" { (t("障害", "Outages")) }
+        a href="/console/maintenance" { (t("保守", "Maintenance")) }
         a href="/console/tariff" { (t("料金", "Tariff")) }
     }
 }
@@ -376,6 +379,71 @@ pub fn outages(lang: Lang, login: &Login, rows: &[OutageRow]) -> Markup {
         } }
     };
     layout(lang, t("障害", "Outages"), Some(login), body)
+}
+
+/// Planned maintenance (art. 34-2): announce a window to every contract's administrator,
+/// see the windows and their state, cancel one not yet ended.
+pub fn maintenance(lang: Lang, login: &Login, rows: &[MaintenanceRow]) -> Markup {
+    let t = |ja, en| lang.t(ja, en);
+    let body = html! {
+        h2 { (t("保守の予定を告知する（第34条第2項）", "Announce maintenance (art. 34-2)")) }
+        p { (t("すべての契約のアカウント管理者に、指定した日数前に通知し、前日にもう一度お知らせします。緊急の場合はすぐに通知します。時刻は運用者のタイムゾーンで入力します。",
+               "Every contract's administrator is told the given number of days ahead and reminded the day before; an emergency is announced at once. Times in the operator's time zone.")) }
+        form method="post" action="/console/maintenance/add" {
+            (csrf(login))
+            label for="m-start" { (t("開始", "Start")) }
+            input id="m-start" name="start" type="datetime-local" required;
+            label for="m-end" { (t("終了", "End")) }
+            input id="m-end" name="end" type="datetime-local" required;
+            label for="m-reason" { (t("作業内容（管理者が読みます）", "What is done (administrators read it)")) }
+            input id="m-reason" name="reason" required autocomplete="off";
+            label for="m-days" { (t("何日前に通知するか", "Days of notice")) }
+            input id="m-days" name="notice_days" type="number" min="0" max="90" value="7" required;
+            label for="m-emergency" {
+                input id="m-emergency" name="emergency" type="checkbox" value="on";
+                " " (t("緊急（すぐに通知）", "Emergency (announce at once)"))
+            }
+            button type="submit" { (t("告知", "Announce")) }
+        }
+        h2 { (t("保守の予定", "Maintenance windows")) " (" (grouped(rows.len() as i64)) ")" }
+        div.scroll { table {
+            thead { tr {
+                th scope="col" { "#" }
+                th scope="col" { (t("開始", "Start")) }
+                th scope="col" { (t("終了", "End")) }
+                th scope="col" { (t("作業内容", "What")) }
+                th scope="col" { (t("状態", "State")) }
+                th scope="col" { (t("操作", "Action")) }
+            } }
+            tbody { @for m in rows { tr {
+                td { (m.id) }
+                td { (when(m.start)) }
+                td { (when(m.end)) }
+                td { (m.reason) @if m.emergency { " " strong { (t("（緊急）", "(emergency)")) } } }
+                td { (maintenance_state(lang, &m.state)) }
+                td { @if m.state == "planned" || m.state == "in progress" {
+                    form method="post" action="/console/maintenance/cancel" {
+                        (csrf(login))
+                        input type="hidden" name="id" value=(m.id);
+                        button type="submit" aria-label=(format!("{} #{}", t("取消", "Cancel"), m.id)) { (t("取消", "Cancel")) }
+                    }
+                } }
+            } } }
+        } }
+    };
+    layout(lang, t("保守", "Maintenance"), Some(login), body)
+}
+
+/// A window's state as the admin API names it (`planned`, `in progress`, `ended`,
+/// `cancelled`), in words; an unknown one shows as it is.
+fn maintenance_state(lang: Lang, state: &str) -> &str {
+    match state {
+        "planned" => lang.t("予定", "planned"),
+        "in progress" => lang.t("作業中", "in progress"),
+        "ended" => lang.t("終了", "ended"),
+        "cancelled" => lang.t("取消済み", "cancelled"),
+        other => other,
+    }
 }
 
 pub fn tariff(lang: Lang, login: &Login, tariff: &Tariff) -> Markup {

@@ -65,7 +65,9 @@ pub fn grouped(n: i64) -> String {
 /// What a form's command did, for the next page's flash line; `None` where the admin API's
 /// own (English) message is used instead.
 pub fn done_words(lang: Lang, cmd: &AdminCommand) -> Option<String> {
-    use crate::admin::api::{AccountCmd, ContractCmd, DeviceCmd, OnOff, OutageCmd, SessionCmd, TargetCmd};
+    use crate::admin::api::{
+        AccountCmd, ContractCmd, DeviceCmd, MaintenanceCmd, OnOff, OutageCmd, SessionCmd, TargetCmd,
+    };
     let ja = lang == Lang::Ja;
     Some(match cmd {
         AdminCommand::Account(AccountCmd::Add(n)) if ja => format!("アカウント {} を追加しました。", n.name.user),
@@ -149,6 +151,25 @@ pub fn done_words(lang: Lang, cmd: &AdminCommand) -> Option<String> {
             start.format("%Y-%m-%d %H:%M"),
             end.format("%Y-%m-%d %H:%M")
         ),
+        AdminCommand::Maintenance(MaintenanceCmd::Add {
+            start,
+            end,
+            emergency,
+            notice_days,
+            ..
+        }) if ja => format!(
+            "保守の予定（{} 〜 {}）を登録しました。アカウント管理者には{}お知らせします。",
+            start.format("%Y-%m-%d %H:%M"),
+            end.format("%Y-%m-%d %H:%M"),
+            if *emergency {
+                "緊急としてすぐに".to_string()
+            } else {
+                format!("{notice_days}日前（過ぎていればすぐ）と前日に")
+            }
+        ),
+        AdminCommand::Maintenance(MaintenanceCmd::Cancel { id }) if ja => {
+            format!("保守の予定 #{id} を取り消しました。告知済みのアカウント管理者には取消のお知らせを送ります。")
+        }
         _ => return None,
     })
 }
