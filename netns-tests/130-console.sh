@@ -40,7 +40,7 @@ ip netns exec "$NS_CLI2" /usr/bin/python3 "$ROOT/netns-tests/console_browser.py"
     --base "https://$HUB_IP:$HUB_HTTPS_PORT" --spki "$SPKI" --contract acme \
     --admin alice --admin-password-file "$WORK/pw-alice" --user bob --user-password-file "$WORK/pw-bob" \
     --operator olga --operator-password-file "$WORK/pw-olga" \
-    --up-cmd "$UP_CMD" --running-cmd "$RUNNING_CMD" --out "$SHOTS" >"$WORK/browser.out" 2>"$WORK/browser.log"
+    --up-cmd "$UP_CMD" --running-cmd "$RUNNING_CMD" --client-log "$WORK/bob/client.log" --out "$SHOTS" >"$WORK/browser.out" 2>"$WORK/browser.log"
 rc=$?
 set -e
 while IFS= read -r line; do
