@@ -22,7 +22,7 @@ client_cmd "$NS_CLI" c1 down || fail "down failed"
 ip -n "$NS_CLI" link show mcvpn0 >/dev/null 2>&1 && fail "mcvpn0 still there after down" || pass "no mcvpn0 after down"
 ip -n "$NS_CLI" route show | grep -q "100\.64\." && fail "overlay routes left after down" || pass "no overlay route after down"
 [ -e "$WORK/c1/client.sock" ] && fail "socket left after down" || pass "no socket left after down"
-client_cmd "$NS_CLI" c1 down | grep -q "not running" && pass "second down says not running" || fail "second down"
+contains "not running" client_cmd "$NS_CLI" c1 down && pass "second down says not running" || fail "second down"
 
 # A bare `up` works: hub and account were remembered.
 in_ns "$NS_CLI" env $(client_envs c1) "$MCVPN" up --password-file "$WORK/pw-alice" >/dev/null && pass "bare up uses the remembered hub and account" || fail "bare up failed"

@@ -47,7 +47,7 @@ wait_until 15 "the service's client is up" sh -c "env $(client_envs c1) '$MCVPN'
 client_status c1 >/dev/null && rc=0 || rc=$?
 [ "$rc" = 0 ] && pass "status while running: exit 0" || fail "status while running: exit $rc"
 in_ns "$NS_CLI" ping -c 3 -i 0.2 -W 2 "$TIP" >/dev/null && pass "ping $TIP from the client the unit started" || fail "ping $TIP"
-admin log --limit 20 | grep -q "via resume" && pass "the hub logged the unit's login 'via resume' (no password)" ||
+contains "via resume" admin log --limit 20 && pass "the hub logged the unit's login 'via resume' (no password)" ||
     fail "no resume login in the audit log: $(admin log --limit 5)"
 
 client_cmd "$NS_CLI" c1 down --persist >"$WORK/down.out" 2>&1 || fail "down --persist failed: $(cat "$WORK/down.out")"

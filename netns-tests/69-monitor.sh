@@ -19,7 +19,7 @@ start_hub
 add_account mcvpn-probe probe probe-password-1
 printf '%s\n' 'watch-password-1' >"$WORK/pw-watch1"
 admin operator add watch1 --role monitor --password-file "$WORK/pw-watch1" >/dev/null || die "operator add failed"
-admin operator list | grep -q "watch1 *monitor" && pass "operator list shows watch1 as monitor" || fail "$(admin operator list)"
+contains "watch1 *monitor" admin operator list && pass "operator list shows watch1 as monitor" || fail "$(admin operator list)"
 
 # The monitor login over the admin channel: outages yes, anything else Forbidden.
 as_watch() { in_ns "$NS_CLI" "$MCVPN" admin --hub "$HUB_URL" --as watch1 --operator --admin-password-file "$WORK/pw-watch1" "$@"; }
@@ -103,4 +103,4 @@ wait_until 10 "outage-ended mail" mail_with "outage ended" && pass "alert mail: 
 n=$(find "$MAIL_DIR" -name 'msg-*.json' | wc -l)
 [ "$n" = 2 ] && pass "exactly two alert mails" || fail "$n alert mails"
 [ "$(stat -c %a "$MON_DIR/state.json")" = 600 ] && pass "state file is 0600" || fail "state file mode"
-admin log | grep -q "outage.record" && pass "audited as outage.record by operator:watch1" || fail "no outage.record in the audit log"
+contains "outage.record" admin log && pass "audited as outage.record by operator:watch1" || fail "no outage.record in the audit log"

@@ -109,7 +109,7 @@ shown=$(admin contract show beta)
     && pass "before the notice is sent, the termination waits for it" || fail "termination scheduled before sending"
 wait_until 8 "beta's notice marked undeliverable" notice_error beta termination "undeliverable: " \
     && pass "a 550 refusal: $(notice_field beta termination sent)"
-admin log | grep -q "notice.undeliverable" && pass "audited as notice.undeliverable" || fail "no audit entry"
+contains "notice.undeliverable" admin log && pass "audited as notice.undeliverable" || fail "no audit entry"
 # The hub's contract job (every 30 s) counts the five days from the refusal.
 scheduled() { admin contract show beta | grep "termination scheduled" || true; }
 sched() { [[ $(scheduled) == *"+09:00"* ]]; }

@@ -146,6 +146,18 @@ topo_up() {
 }
 
 # wait_until TIMEOUT_S DESCRIPTION CMD...: polls CMD every 0.2 s.
+# contains PATTERN CMD [ARGS...]: CMD succeeds and its output matches the grep pattern.
+# Not `CMD | grep -q`: under pipefail, grep leaving at its first match makes CMD's next
+# write fail (SIGPIPE, and mcvpn writes line by line), so the pipeline fails although the
+# pattern was there; a loaded machine loses that race (150 did: "mcvpn status does not
+# show the current hub" with the line in the output).
+contains() {
+    local pattern=$1 out
+    shift
+    out=$("$@") || return 1
+    grep -q -- "$pattern" <<<"$out"
+}
+
 wait_until() {
     local timeout=$1 what=$2
     shift 2
