@@ -28,6 +28,12 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(8);
 /// and a node must be back (on another hub) within 10 s of its hub's death, which an
 /// 8 s wait after one unlucky attempt would break.
 pub const BACKOFF_MAX_SEVERAL_HUBS: Duration = Duration::from_secs(2);
+/// With several hubs, the first attempt after a lost session goes to the next hub, which
+/// is most likely alive: it is made at once, at a random moment within this window, so
+/// that the thousands of nodes of a hub that died do not all log in to the next one in
+/// the same millisecond. (With one hub, the first wait stays `BACKOFF_MIN`: the hub that
+/// went away is restarting at best.)
+pub const FIRST_RETRY_SPREAD_SEVERAL_HUBS: Duration = Duration::from_millis(300);
 /// How long TCP to one hub may take when the URL names several: a hub that does not
 /// answer at all must not hold the others back for `CONNECT_TIMEOUT`.
 pub const CONNECT_TIMEOUT_SEVERAL_HUBS: Duration = Duration::from_secs(3);
@@ -449,12 +455,13 @@ pub async fn supervise(
             }
         }
         node.hub_lost();
-        let backoff_max = if node.settings.control.hub.hubs().len() > 1 {
+        let several_hubs = node.settings.control.hub.hubs().len() > 1;
+        let backoff_max = if several_hubs {
             BACKOFF_MAX_SEVERAL_HUBS
         } else {
             BACKOFF_MAX
         };
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = first_retry_wait(several_hubs);
         loop {
             tokio::time::sleep(backoff).await;
             match login_node(node, credential_for(&login)).await {
@@ -486,7 +493,34 @@ pub async fn supervise(
                 }
                 Err(e) => tracing::info!(error = %e, "hub not reachable yet"),
             }
-            backoff = (backoff * 2).min(backoff_max);
+            // After a short first wait, the backoff proper: from BACKOFF_MIN, doubling.
+            backoff = (backoff * 2).clamp(BACKOFF_MIN, backoff_max);
         }
+    }
+}
+
+/// The wait before the first reconnect after a lost session.
+fn first_retry_wait(several_hubs: bool) -> Duration {
+    if several_hubs {
+        FIRST_RETRY_SPREAD_SEVERAL_HUBS.mul_f64(rand::random::<f64>())
+    } else {
+        BACKOFF_MIN
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_several_hubs_the_first_retry_is_at_once_then_the_backoff_proper() {
+        for _ in 0..100 {
+            assert!(first_retry_wait(true) < FIRST_RETRY_SPREAD_SEVERAL_HUBS);
+        }
+        assert_eq!(first_retry_wait(false), BACKOFF_MIN);
+        // The wait after a failed first attempt is the backoff's first step, not twice a
+        // few milliseconds.
+        let second = (first_retry_wait(true) * 2).clamp(BACKOFF_MIN, BACKOFF_MAX_SEVERAL_HUBS);
+        assert_eq!(second, BACKOFF_MIN);
     }
 }
