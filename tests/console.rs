@@ -1030,8 +1030,8 @@ async fn an_operator_runs_contracts_from_the_console() {
     assert_eq!(hooli.admin_email, "it@hooli.example");
     let show = b.get("/console/contracts/show?name=hooli").await.text().await.unwrap();
     assert!(
-        show.contains("contract hooli added"),
-        "the flash says what it did: {show}"
+        show.contains("契約 hooli を追加しました") && show.contains("最初の契約期間は 2027-12-31 まで"),
+        "the flash says what it did, in the page's language: {show}"
     );
     for article in ["第13条", "第16条", "第18条", "第23条", "第24条"] {
         assert!(show.contains(article), "{article}");
@@ -1102,7 +1102,10 @@ async fn an_operator_runs_contracts_from_the_console() {
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let show = b.get("/console/contracts/show?name=acme").await.text().await.unwrap();
-    assert!(show.contains("5 more accounts") && show.contains("追加契約"), "{show}");
+    assert!(
+        show.contains("acme に 5 アカウントを追加しました") && show.contains("追加契約"),
+        "{show}"
+    );
     let res = b
         .post(
             "/console/contracts/cancel",
@@ -1156,6 +1159,49 @@ async fn an_operator_runs_contracts_from_the_console() {
     assert_eq!(s.outages().unwrap().len(), 1);
     let outages = b.get("/console/outages").await.text().await.unwrap();
     assert!(outages.contains("fibre cut") && outages.contains("132.0"), "{outages}");
+    // Planned maintenance (art. 34-2): announced, listed, cancelled; one already over is
+    // refused with the admin API's reason.
+    let day = chrono::Local::now().date_naive() + chrono::Days::new(3);
+    let res = b
+        .post(
+            "/console/maintenance/add",
+            &[
+                ("csrf", &csrf),
+                ("start", &format!("{day}T02:00")),
+                ("end", &format!("{day}T05:00")),
+                ("reason", "ハブの更新"),
+                ("notice_days", "7"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{:?}", res.text().await);
+    let page = b.get("/console/maintenance").await.text().await.unwrap();
+    assert!(
+        page.contains("ハブの更新") && page.contains("予定") && page.contains("保守の予定（"),
+        "listed with the answer: {page}"
+    );
+    let id = s.maintenance_windows().unwrap()[0].id.to_string();
+    let res = b
+        .post("/console/maintenance/cancel", &[("csrf", &csrf), ("id", &id)])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = b.get("/console/maintenance").await.text().await.unwrap();
+    assert!(page.contains("取消済み") && page.contains("を取り消しました"), "{page}");
+    let past = b
+        .post(
+            "/console/maintenance/add",
+            &[
+                ("csrf", &csrf),
+                ("start", "2020-01-01T02:00"),
+                ("end", "2020-01-01T05:00"),
+                ("reason", "too late"),
+                ("notice_days", "7"),
+            ],
+        )
+        .await;
+    assert_eq!(past.status(), StatusCode::BAD_REQUEST);
+    assert!(past.text().await.unwrap().contains("already ended"));
+
     let invoices = b.get("/console/invoices?contract=acme").await;
     assert_eq!(invoices.status(), StatusCode::OK);
     let invoices = invoices.text().await.unwrap();
